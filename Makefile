@@ -1,0 +1,73 @@
+# csock - a Lua 5.4 networking runtime.  Overridable variables first (lua-cjson style).
+PREFIX     ?= /usr/local
+DESTDIR    ?=
+LUA_VERSION = 5.4
+LUA        ?= lua$(LUA_VERSION)
+BUSTED     ?= busted
+CC         ?= cc
+CFLAGS     ?= -O2
+WARN       ?= -Wall -Wextra -Werror
+LIBFLAG    ?= -shared
+
+ifneq ($(LUA_INCDIR),)
+LUA_CFLAGS ?= -I$(LUA_INCDIR)
+else
+LUA_CFLAGS ?= $(shell pkg-config --cflags lua$(LUA_VERSION) 2>/dev/null || echo -I/usr/include/lua$(LUA_VERSION))
+endif
+ifneq ($(LUA_LIBDIR),)
+LUA_LIBS   ?= -L$(LUA_LIBDIR) -llua$(LUA_VERSION)
+else
+LUA_LIBS   ?= $(shell pkg-config --libs lua$(LUA_VERSION) 2>/dev/null || echo -llua$(LUA_VERSION))
+endif
+
+LUADIR     ?= $(PREFIX)/share/lua/$(LUA_VERSION)
+LIBDIR     ?= $(PREFIX)/lib/lua/$(LUA_VERSION)
+BINDIR     ?= $(PREFIX)/bin
+MANDIR     ?= $(PREFIX)/share/man/man1
+
+CORE_SRC = src/csock.c src/socket.c src/io.c src/addr.c src/opt.c src/buf.c src/loop.c src/backend_epoll.c src/workers.c
+HOST_SRC = src/main.c
+HDRS     = $(wildcard src/*.h)
+ALL_CFLAGS = $(CFLAGS) $(WARN) -fPIC -std=gnu11 -D_GNU_SOURCE $(LUA_CFLAGS)
+
+.PHONY: all test asan valgrind install uninstall clean bench deps
+
+all: csock/core.so bin/csock
+
+csock/core.so: $(CORE_SRC) $(HDRS)
+	@mkdir -p csock
+	$(CC) $(ALL_CFLAGS) $(LIBFLAG) -o $@ $(CORE_SRC) $(LDFLAGS)
+
+# The host links the core statically and preloads it as csock.core.
+build/init_lua.h: lua/csock/init.lua
+	@mkdir -p build
+	{ echo 'static const char csock_init_lua[] ='; \
+	  sed -e 's/\\/\\\\/g' -e 's/"/\\"/g' -e 's/^/"/' -e 's/$$/\\n"/' $<; \
+	  echo ';'; } > $@
+
+bin/csock: $(HOST_SRC) $(CORE_SRC) $(HDRS) build/init_lua.h
+	@mkdir -p bin
+	$(CC) $(ALL_CFLAGS) -Ibuild -o $@ $(HOST_SRC) $(CORE_SRC) $(LDFLAGS) $(LUA_LIBS) -lm -Wl,-E
+
+deps:
+	@sh tools/deps.sh
+
+test: deps all
+	$(BUSTED) --lua=$(LUA)
+
+install: all
+	install -d $(DESTDIR)$(LIBDIR)/csock $(DESTDIR)$(LUADIR)/csock $(DESTDIR)$(BINDIR)
+	install -m 755 csock/core.so $(DESTDIR)$(LIBDIR)/csock/core.so
+	install -m 644 lua/csock/*.lua $(DESTDIR)$(LUADIR)/csock/
+	install -m 755 bin/csock $(DESTDIR)$(BINDIR)/csock
+
+uninstall:
+	rm -f $(DESTDIR)$(LIBDIR)/csock/core.so $(DESTDIR)$(BINDIR)/csock
+	rm -rf $(DESTDIR)$(LUADIR)/csock
+
+clean:
+	rm -rf csock/core.so bin build build-asan
+
+# Benchmark csock beside its peers (bench/README.md); e.g. make bench BENCH_ARGS="--quick"
+bench: all
+	bash bench/run.sh $(BENCH_ARGS)

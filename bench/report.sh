@@ -1,0 +1,225 @@
+#!/bin/bash
+# report.sh [RESULTS_DIR] - turn RESULTS_DIR/latest-raw.csv (+ latest-meta.env,
+# both written by run.sh) into latest.md and latest.csv, with timestamped
+# copies in RESULTS_DIR/runs/.  run.sh calls it at the end; it can be rerun by
+# hand on the same data (NO_COPY=1 leaves out the timestamped copies).
+set -uo pipefail
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+OUT=${1:-$HERE/results}
+RAW="$OUT/latest-raw.csv"
+[ -f "$RAW" ] || { echo "no $RAW" >&2; exit 1; }
+# meta: ROUNDS DURATION ECHO_SECS IDLE_N TIMER_TASKS SERVER_CPU CLIENT_CPU
+#       CSOCK_MW SERVERS MW_SERVERS MISSING SKIP HOST_INFO
+TIMER_TASKS="" CSOCK_MW="" MW_SERVERS="" MISSING="" SKIP=""
+# shellcheck disable=SC1091
+. "$OUT/latest-meta.env"
+read -ra SELECTED <<<"$SERVERS"
+read -ra MWSEL <<<"$MW_SERVERS"
+REF=c-epoll
+
+METRICS=(ka100 ka1000 close echo idle_kib idlereq_kib ka100_cpu ka1000_cpu close_cpu echo_cpu
+         ka100_clientcore ka1000_clientcore close_clientcore echo_clientcore)
+MAIN=(ka100 ka1000 close echo idle_kib idlereq_kib)
+HEAD=("keep-alive c100 req/s" "keep-alive c1000 req/s" "Connection: close c100 req/s"
+      "echo MB/s" "KiB per idle conn" "KiB per idle conn after 1 req")
+CPUM=(ka100 ka1000 close echo)
+TIMERM=(timer_loaded_p50 timer_loaded_p99 timer_loaded_max timer_idle_p50 timer_idle_p99
+        timer_idle_max timer_rps timer_rps_cpu)
+MWM=(mw_ka100 mw_ka1000 mw_ka100_cpu mw_ka1000_cpu mw_ka100_clientcore mw_ka1000_clientcore)
+
+values() { awk -F, -v s="$1" -v m="$2" '$2==s && $3==m && $4!="" {print $4}' "$RAW" | sort -g; }
+median() {
+  values "$1" "$2" | awk '{a[NR]=$1} END{ if (NR==0) print ""; else if (NR%2) print a[(NR+1)/2];
+                                         else printf "%.3f\n", (a[NR/2]+a[NR/2+1])/2 }'
+}
+vmin() { values "$1" "$2" | head -1; }
+vmax() { values "$1" "$2" | tail -1; }
+count() { values "$1" "$2" | wc -l; }
+note_of() { awk -F, -v s="$1" -v m="$2" '$2==s && $3==m && $5!="" {n=$5} END{print n}' "$RAW"; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN{ if (a!="" && b!="" && b>0) printf "%.2f", a/b }'; }
+fmt() { awk -v v="$1" 'BEGIN{ if (v=="") {print "n/a"; exit}
+          if (v>=1000) { s=sprintf("%.0f", v); o=""; while (length(s)>3) { o="," substr(s,length(s)-2) o; s=substr(s,1,length(s)-3) } print s o }
+          else if (v>=100) printf "%.0f\n", v; else printf "%.2f\n", v }'; }
+fmtms() { [ -z "$1" ] && { echo n/a; return; }; awk -v v="$1" 'BEGIN{printf "%.2f", v}'; }
+eff() { awk -v v="$1" -v c="$2" 'BEGIN{ if (v!="" && c!="" && c>0) printf "%.2f", v/(c/100) }'; }
+label() { # server name, marked when it was not installed / could not run
+  local s=$1
+  [[ " $MISSING " == *" $s "* ]] && { echo "$s (not installed)"; return; }
+  [ "$(note_of "$s" mw_ka100)" = no_w_option ] && { echo "$s (csock has no -w)"; return; }
+  echo "$s"
+}
+
+declare -A MED EFF
+for s in "${SELECTED[@]}"; do
+  for m in "${METRICS[@]}"; do MED[$s,$m]=$(median "$s" "$m"); done
+  for m in "${CPUM[@]}"; do EFF[$s,$m]=$(eff "${MED[$s,$m]}" "${MED[$s,${m}_cpu]}"); done
+done
+for s in "${SELECTED[@]}"; do for m in "${TIMERM[@]}"; do MED[$s,$m]=$(median "$s" "$m"); done; done
+for s in "${MWSEL[@]}"; do
+  for m in "${MWM[@]}"; do MED[mw:$s,$m]=$(median "$s" "$m"); done
+  for m in mw_ka100 mw_ka1000; do EFF[mw:$s,$m]=$(eff "${MED[mw:$s,$m]}" "${MED[mw:$s,${m}_cpu]}"); done
+done
+
+STAMP=$(date +%Y%m%d-%H%M%S)
+CSV="$OUT/latest.csv" MD="$OUT/latest.md"
+{
+  echo "server,metric,median,ratio_to_$REF,min,max,n_values,rounds"
+  for s in "${SELECTED[@]}"; do for m in "${METRICS[@]}" "${TIMERM[@]}"; do
+    v=${MED[$s,$m]}
+    [ -z "$v" ] && [[ $m == timer* ]] && continue
+    r=""; [[ $m != timer* ]] && r=$(ratio "$v" "${MED[$REF,$m]:-}")
+    echo "$s,$m,$v,$r,$(vmin "$s" "$m"),$(vmax "$s" "$m"),$(count "$s" "$m"),$ROUNDS"
+  done; done
+  for s in "${SELECTED[@]}"; do for m in "${CPUM[@]}"; do
+    v=${EFF[$s,$m]}
+    echo "$s,${m}_per_cpu_s,$v,$(ratio "$v" "${EFF[$REF,$m]:-}"),,,,$ROUNDS"
+  done; done
+  for s in "${MWSEL[@]}"; do
+    for m in "${MWM[@]}"; do
+      v=${MED[mw:$s,$m]}
+      r=""; [[ $m != *_c* ]] && r=$(ratio "$v" "${MED[mw:$REF,$m]:-}")
+      echo "$s,$m,$v,$r,$(vmin "$s" "$m"),$(vmax "$s" "$m"),$(count "$s" "$m"),$ROUNDS"
+    done
+    for m in mw_ka100 mw_ka1000; do
+      v=${EFF[mw:$s,$m]}
+      echo "$s,${m}_per_cpu_s,$v,$(ratio "$v" "${EFF[mw:$REF,$m]:-}"),,,,$ROUNDS"
+    done
+  done
+} >"$CSV"
+
+{
+  echo "# csock benchmark results ($STAMP)"
+  echo
+  echo "Medians of $ROUNDS round(s); wrk -t1, ${DURATION}s per run; echo ${ECHO_SECS}s of 64 KiB chunks;"
+  echo "memory = (VmRSS after - before) / $IDLE_N idle connections. Server on CPU $SERVER_CPU, client on CPU $CLIENT_CPU."
+  echo "Ratios (x) are server / $REF measured in the same run (rates only: $REF keeps ~24 bytes of user-space"
+  echo "state per connection, so memory is compared in KiB, not as a ratio; kernel socket memory is not in RSS)."
+  [ -n "$SKIP" ] && echo "Tests skipped: $SKIP."
+  echo "Host: $HOST_INFO"
+  echo
+  printf '| server |'; for h in "${HEAD[@]}"; do printf ' %s |' "$h"; done; echo
+  printf '|---|'; for h in "${HEAD[@]}"; do printf -- '---:|'; done; echo
+  for s in "${SELECTED[@]}"; do
+    printf '| %s |' "$(label "$s")"
+    for m in "${MAIN[@]}"; do
+      v=${MED[$s,$m]} ref=${MED[$REF,$m]:-}
+      cell=$(fmt "$v")
+      if [ -n "$v" ] && [ -n "$ref" ] && [ "$s" != "$REF" ] && [[ $m != *kib ]]; then
+        cell="$cell ($(ratio "$v" "$ref")x)"
+      fi
+      n=$(count "$s" "$m")
+      [ -n "$v" ] && [ "$n" -lt "$ROUNDS" ] && cell="$cell [$n/$ROUNDS ok]"
+      printf ' %s |' "$cell"
+    done
+    echo
+  done
+  echo
+  echo "Server CPU use during each test (median %, 100 = one core), and work per server CPU-second"
+  echo "(median rate / (median CPU/100)), with its ratio to $REF. A server below ~95% CPU was not the"
+  echo "bottleneck: the single-threaded client on the other core was, so its rate understates what the"
+  echo "server could do, and the per-CPU-second figure is the better ranking."
+  echo
+  echo "CPU% cells: server process-group CPU (client core busy %, from /proc/stat)."
+  echo
+  echo "| server | CPU% ka c100 | CPU% ka c1000 | CPU% close | CPU% echo | req per CPU-s ka c100 | req per CPU-s ka c1000 | req per CPU-s close | MB per CPU-s echo |"
+  echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|"
+  for s in "${SELECTED[@]}"; do
+    printf '| %s |' "$s"
+    for m in "${CPUM[@]}"; do
+      v=${MED[$s,${m}_cpu]} c=${MED[$s,${m}_clientcore]}
+      if [ -n "$v" ]; then
+        printf ' %.0f (%s) |' "$v" "$( [ -n "$c" ] && printf '%.0f' "$c" || echo n/a)"
+      else printf ' n/a |'; fi
+    done
+    for m in "${CPUM[@]}"; do
+      e=${EFF[$s,$m]} r=${EFF[$REF,$m]:-}
+      cell=$(fmt "$e")
+      [ -n "$e" ] && [ -n "$r" ] && [ "$s" != "$REF" ] && cell="$cell ($(ratio "$e" "$r")x)"
+      printf ' %s |' "$cell"
+    done
+    echo
+  done
+  echo
+
+  # ---- timer precision under load (csock)
+  if [[ ",$SKIP," != *",timer,"* ]] && in_sel=$(printf '%s\n' "${SELECTED[@]}" | grep -x csock); then
+    s=csock
+    echo "Timer precision under load (csock): ${TIMER_TASKS:-?} tasks each sleep 10 ms over and over in the"
+    echo "process that serves HTTP (bench/timer_load.lua, CPU $SERVER_CPU) while wrk -c100 loads it for ${DURATION}s"
+    echo "from CPU $CLIENT_CPU. Lateness = actual sleep - 10 ms, in ms; \"idle\" = samples with no connection open."
+    echo "Medians over rounds of each round's percentile."
+    echo
+    echo "| server | loaded p50 ms | loaded p99 ms | loaded max ms | idle p50 ms | idle p99 ms | idle max ms | req/s meanwhile | server CPU% |"
+    echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|"
+    printf '| %s |' "$(label $s)"
+    for m in timer_loaded_p50 timer_loaded_p99 timer_loaded_max timer_idle_p50 timer_idle_p99 timer_idle_max; do
+      printf ' %s |' "$(fmtms "${MED[$s,$m]}")"
+    done
+    printf ' %s | %s |\n' "$(fmt "${MED[$s,timer_rps]}")" \
+      "$( [ -n "${MED[$s,timer_rps_cpu]}" ] && printf '%.0f' "${MED[$s,timer_rps_cpu]}" || echo n/a)"
+    tn=$(note_of csock timer_loaded_p99); [ -n "$tn" ] && { echo; echo "Last round: $tn"; }
+    echo
+  fi
+
+  # ---- multi-worker
+  if [ ${#MWSEL[@]} -gt 0 ]; then
+    echo "Multi-worker (2 worker processes; c-epoll = one process, for reference): server and load"
+    echo "generator (wrk -t2) SHARE both CPUs here, so the rates are lower than a machine with separate"
+    echo "client cores would show and depend on how the scheduler splits the CPUs. Server CPU% is of one"
+    echo "core (up to 200); machine busy % (both cores) in parentheses."
+    [ "$CSOCK_MW" = 0 ] && [[ " ${MWSEL[*]} " == *" csock-w2 "* ]] && echo "csock-w2: n/a, \`csock -h\` does not list a -w option."
+    echo
+    echo "| server | ka c100 req/s | ka c1000 req/s | CPU% ka c100 | CPU% ka c1000 | req per CPU-s ka c100 | req per CPU-s ka c1000 |"
+    echo "|---|---:|---:|---:|---:|---:|---:|"
+    for s in "${MWSEL[@]}"; do
+      printf '| %s |' "$(label "$s")"
+      for m in mw_ka100 mw_ka1000; do
+        v=${MED[mw:$s,$m]} ref=${MED[mw:$REF,$m]:-}
+        cell=$(fmt "$v")
+        [ -n "$v" ] && [ -n "$ref" ] && [ "$s" != "$REF" ] && cell="$cell ($(ratio "$v" "$ref")x)"
+        printf ' %s |' "$cell"
+      done
+      for m in mw_ka100 mw_ka1000; do
+        v=${MED[mw:$s,${m}_cpu]} c=${MED[mw:$s,${m}_clientcore]}
+        if [ -n "$v" ]; then
+          printf ' %.0f (%s) |' "$v" "$( [ -n "$c" ] && printf '%.0f' "$c" || echo n/a)"
+        else printf ' n/a |'; fi
+      done
+      for m in mw_ka100 mw_ka1000; do
+        e=${EFF[mw:$s,$m]} r=${EFF[mw:$REF,$m]:-}
+        cell=$(fmt "$e")
+        [ -n "$e" ] && [ -n "$r" ] && [ "$s" != "$REF" ] && cell="$cell ($(ratio "$e" "$r")x)"
+        printf ' %s |' "$cell"
+      done
+      echo
+    done
+    echo
+  fi
+
+  echo "Spread over rounds (min - max) of the rates:"
+  echo
+  echo "| server | ka c100 | ka c1000 | close | echo MB/s |"
+  echo "|---|---:|---:|---:|---:|"
+  for s in "${SELECTED[@]}"; do
+    printf '| %s |' "$s"
+    for m in "${CPUM[@]}"; do
+      lo=$(vmin "$s" "$m") hi=$(vmax "$s" "$m")
+      if [ -n "$lo" ]; then printf ' %s - %s |' "$(fmt "$lo")" "$(fmt "$hi")"; else printf ' n/a |'; fi
+    done
+    echo
+  done
+  echo
+  notes=$(awk -F, 'NR>1 && $5!="" && ($5 ~ /FAIL|no_start|died|errors|non2xx/) {print "- round " $1 ", " $2 ", " $3 ": " $5}' "$RAW")
+  if [ -n "$notes" ]; then echo "Notes (failures, wrk socket errors):"; echo; echo "$notes"; echo; fi
+  [ -n "$MISSING" ] && { echo "Not installed (n/a): $MISSING. \`bash bench/deps.sh\` installs the packages."; echo; }
+  echo "Raw values: latest-raw.csv; logs: logs/ (git-ignored)"
+  echo
+  echo "Versions:"
+  echo
+  "$HERE/versions.sh"
+} >"$MD"
+if [ "${NO_COPY:-0}" != 1 ]; then
+  mkdir -p "$OUT/runs"
+  cp "$MD" "$OUT/runs/$STAMP.md"; cp "$CSV" "$OUT/runs/$STAMP.csv"; cp "$RAW" "$OUT/runs/$STAMP-raw.csv"
+fi
+cat "$MD"

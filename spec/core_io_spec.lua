@@ -1,0 +1,445 @@
+-- I/O on stream sockets: send/recv (the POSIX calls), read/write/lines
+-- (the io-library face) and the read buffer the two share.
+--
+-- Most specs use a socketpair: the writer writes less than the kernel
+-- buffers, then the reader reads, all in one process.  Bulk transfers run
+-- the other side in a child process.
+
+local csock = require "csock"
+local helper = require "helper"
+
+-- A connected pair with a 5 s timeout; the third result closes both ends
+-- when it goes out of scope: `local a, b, _ <close> = pair()`.
+local function pair()
+  local a, b = csock.socketpair()
+  a:settimeout(5)
+  b:settimeout(5)
+  local both = setmetatable({}, { __close = function() a:close(); b:close() end })
+  return a, b, both
+end
+
+-- A child lua5.4 that connects to a unix path and runs `body` with `s`.
+local function unix_child(path, body)
+  return helper.spawn_lua([[
+    local csock = require "csock"
+    local s = csock.socket(csock.AF_UNIX, csock.SOCK_STREAM)
+    s:settimeout(20)
+    assert(s:connect(arg[1]))
+  ]] .. body, path)
+end
+
+local function unix_listener()
+  local path = helper.tmpname()
+  local srv = csock.socket(csock.AF_UNIX, csock.SOCK_STREAM)
+  assert.is_true(srv:bind(path))
+  assert.is_true(srv:listen())
+  srv:settimeout(10)
+  return srv, path
+end
+
+describe("send() and recv()", function()
+  it("send() returns the number of bytes sent", function()
+    local a, b, _ <close> = pair()
+    assert.equal(5, a:send("hello"))
+    assert.equal("hello", b:recv(5))
+  end)
+
+  it("send(data, i, j) sends the substring from i to j", function()
+    local a, b, _ <close> = pair()
+    assert.equal(3, a:send("hello", 2, 4))
+    assert.equal(2, a:send("hello", 4))
+    assert.equal(2, a:send("hello", -2))
+    assert.equal("elllolo", b:recv(100))
+  end)
+
+  it("send() of an empty string sends nothing and returns 0", function()
+    local a, b, _ <close> = pair()
+    assert.equal(0, a:send(""))
+    a:send("x")
+    assert.equal("x", b:recv(10))
+  end)
+
+  it("recv(n) returns at most n bytes, and what is there without waiting for n", function()
+    local a, b, _ <close> = pair()
+    a:send("abcdef")
+    assert.equal("abc", b:recv(3))
+    assert.equal("def", b:recv(100))
+  end)
+
+  it("recv() returns \"\" when the peer has shut down its side", function()
+    local a, b, _ <close> = pair()
+    a:send("tail")
+    a:shutdown("w")
+    assert.equal("tail", b:recv(100))
+    assert.equal("", b:recv(100))
+    assert.equal("", b:recv(100))
+  end)
+
+  it("recv() returns \"\" when the peer has closed", function()
+    local a, b <close> = pair()
+    a:close()
+    assert.equal("", b:recv(100))
+  end)
+
+  it("carries every byte value, zeros included", function()
+    local a, b, _ <close> = pair()
+    local bytes = {}
+    for i = 0, 255 do bytes[#bytes + 1] = string.char(i) end
+    local all = table.concat(bytes)
+    assert.equal(256, a:send(all))
+    assert.equal(all, b:read(256))
+  end)
+end)
+
+describe("write()", function()
+  it("returns the socket, so calls chain", function()
+    local a, b, _ <close> = pair()
+    assert.equal(a, a:write("one "))
+    a:write("two "):write("three\n")
+    assert.equal("one two three", b:read("l"))
+  end)
+
+  it("writes all its arguments in order, numbers as file:write does", function()
+    local a, b, _ <close> = pair()
+    a:write("a", 1, "b", 2.5, "\n")
+    assert.equal("a1b2.5", b:read("l"))
+  end)
+
+  it("with no arguments writes nothing and returns the socket", function()
+    local a, b, _ <close> = pair()
+    assert.equal(a, a:write())
+    b:settimeout(0)
+    local data, _, errno = b:recv(1)
+    assert.is_nil(data)
+    assert.equal(csock.ETIMEDOUT, errno)
+  end)
+
+  it("writes 8 MiB whole to a reader in another process", function()
+    local srv <close>, path = unix_listener()
+    finally(function() helper.remove(path) end)
+    local child = unix_child(path, [[
+      local t = {}
+      for i = 0, 1024 * 1024 - 1 do t[#t + 1] = string.format("%07d\n", i) end
+      local expected = table.concat(t)
+      local got = assert(s:read("a"))
+      print(#got, got == expected)
+    ]])
+    local t = {}
+    for i = 0, 1024 * 1024 - 1 do t[#t + 1] = string.format("%07d\n", i) end
+    local data = table.concat(t)
+    assert.equal(8 * 1024 * 1024, #data)
+    local conn = assert(srv:accept())
+    conn:settimeout(20)
+    assert.equal(conn, conn:write(data))
+    conn:close()
+    local ok, _, out, err = child:wait()
+    assert.is_true(ok, err)
+    assert.equal("8388608\ttrue\n", out)
+  end)
+
+  it("writes 8 MiB in 1 KiB pieces to a child that reads it line by line", function()
+    local srv <close>, path = unix_listener()
+    finally(function() helper.remove(path) end)
+    local child = unix_child(path, [[
+      local n = 0
+      for line in s:lines("L") do n = n + #line end
+      print(n)
+    ]])
+    local conn = assert(srv:accept())
+    conn:settimeout(20)
+    local chunk = string.rep("z", 1023) .. "\n"
+    for _ = 1, 8 * 1024 do conn:write(chunk) end
+    conn:close()
+    local ok, _, out, err = child:wait()
+    assert.is_true(ok, err)
+    assert.equal("8388608\n", out)
+  end)
+
+  it("returns nil, message, errno, sent when it fails part-way", function()
+    -- Nobody reads the peer: the kernel buffers fill and the write times out.
+    local a, b, _ <close> = pair()
+    a:settimeout(0.2)
+    local data = string.rep("w", 4 * 1024 * 1024)
+    local ok, msg, errno, sent = a:write(data)
+    assert.is_nil(ok)
+    assert.equal("timeout", msg)
+    assert.equal(csock.ETIMEDOUT, errno)
+    assert.equal("integer", math.type(sent))
+    assert.is_true(sent > 0 and sent < #data, "sent " .. tostring(sent))
+    -- exactly `sent` bytes went out
+    b:settimeout(0)
+    local got = 0
+    for _ = 1, 100000 do
+      local chunk = b:recv(65536)
+      if not chunk then break end
+      got = got + #chunk
+    end
+    assert.equal(sent, got)
+  end)
+
+  it("counts the bytes of earlier arguments in sent", function()
+    local a, b, _ <close> = pair()
+    a:settimeout(0.2)
+    local first = string.rep("1", 1000)
+    local ok, _, errno, sent = a:write(first, string.rep("2", 4 * 1024 * 1024))
+    assert.is_nil(ok)
+    assert.equal(csock.ETIMEDOUT, errno)
+    assert.is_true(sent > #first)
+    assert.equal(first, b:read(1000))
+  end)
+
+  it("reports a closed peer as EPIPE with sent = 0, and does not kill the process", function()
+    local ok, out, err = helper.run_lua([[
+      local csock = require "csock"
+      local a, b = csock.socketpair()
+      b:close()
+      local r, msg, errno, sent = a:write("into the void")
+      print(r, type(msg), errno == csock.EPIPE, sent)
+      print(a:send("x") == nil)
+    ]])
+    assert.is_true(ok, err)
+    assert.equal("nil\tstring\ttrue\t0\ntrue\n", out)
+  end)
+end)
+
+describe("read()", function()
+  it("reads a line without its newline by default", function()
+    local a, b, _ <close> = pair()
+    a:write("first\nsecond\n")
+    assert.equal("first", b:read())
+    assert.equal("second", b:read())
+  end)
+
+  it("\"l\" reads a line without its newline", function()
+    local a, b, _ <close> = pair()
+    a:write("one\n\nthree\n")
+    assert.equal("one", b:read("l"))
+    assert.equal("", b:read("l"))
+    assert.equal("three", b:read("l"))
+  end)
+
+  it("\"L\" keeps the newline", function()
+    local a, b, _ <close> = pair()
+    a:write("one\ntwo\n")
+    assert.equal("one\n", b:read("L"))
+    assert.equal("two\n", b:read("L"))
+  end)
+
+  it("returns the last line even without a newline before end of stream", function()
+    local a, b, _ <close> = pair()
+    a:write("complete\nunfinished")
+    a:shutdown("w")
+    assert.equal("complete", b:read("l"))
+    assert.equal("unfinished", b:read("l"))
+    assert.is_nil(b:read("l"))
+  end)
+
+  it("\"L\" returns the unfinished last line as it is", function()
+    local a, b, _ <close> = pair()
+    a:write("x\ny")
+    a:shutdown("w")
+    assert.equal("x\n", b:read("L"))
+    assert.equal("y", b:read("L"))
+    assert.is_nil(b:read("L"))
+  end)
+
+  it("keeps a carriage return, as file:read does", function()
+    local a, b, _ <close> = pair()
+    a:write("GET / HTTP/1.0\r\n")
+    assert.equal("GET / HTTP/1.0\r", b:read("l"))
+  end)
+
+  it("a count reads exactly that many bytes", function()
+    local a, b, _ <close> = pair()
+    a:write("0123456789")
+    assert.equal("012", b:read(3))
+    assert.equal("3456789", b:read(7))
+  end)
+
+  it("a count waits for bytes that arrive in several pieces", function()
+    local srv <close>, path = unix_listener()
+    finally(function() helper.remove(path) end)
+    local child = unix_child(path, [[
+      for i = 1, 5 do s:write(tostring(i)); csock.sleep(0.02) end
+      s:close()
+    ]])
+    local conn <close> = assert(srv:accept())
+    conn:settimeout(10)
+    assert.equal("12345", conn:read(5))
+    assert.is_true((child:wait()))
+  end)
+
+  it("a count returns the bytes left at end of stream, then nil", function()
+    local a, b, _ <close> = pair()
+    a:write("abc")
+    a:shutdown("w")
+    assert.equal("abc", b:read(10))
+    assert.is_nil(b:read(10))
+  end)
+
+  it("\"a\" reads everything up to the end of stream", function()
+    local a, b, _ <close> = pair()
+    a:write("line 1\nline 2\nno newline")
+    a:shutdown("w")
+    assert.equal("line 1\nline 2\nno newline", b:read("a"))
+  end)
+
+  it("\"a\" returns \"\" at end of stream, like file:read", function()
+    local a, b, _ <close> = pair()
+    a:shutdown("w")
+    assert.equal("", b:read("a"))
+    assert.equal("", b:read("a"))
+  end)
+
+  it("returns nil at end of stream for \"l\", \"L\" and counts", function()
+    local a, b, _ <close> = pair()
+    a:close()
+    assert.is_nil(b:read("l"))
+    assert.is_nil(b:read("L"))
+    assert.is_nil(b:read(1))
+  end)
+
+  it("reads several formats at once", function()
+    local a, b, _ <close> = pair()
+    a:write("header\n", "ABCD", "line\n", "rest of it")
+    a:shutdown("w")
+    local h, four, l, rest = b:read("l", 4, "L", "a")
+    assert.equal("header", h)
+    assert.equal("ABCD", four)
+    assert.equal("line\n", l)
+    assert.equal("rest of it", rest)
+  end)
+
+  it("returns nil for a format that fails and stops there", function()
+    local a, b, _ <close> = pair()
+    a:write("only line\n")
+    a:shutdown("w")
+    local r = table.pack(b:read("l", "l", "l"))
+    assert.equal("only line", r[1])
+    assert.is_nil(r[2])
+    assert.is_true(r.n <= 3)
+    assert.is_nil(r[3])
+  end)
+
+  it("accepts the Lua 5.1 style \"*l\" and \"*a\"", function()
+    local a, b, _ <close> = pair()
+    a:write("x\nyz")
+    a:shutdown("w")
+    assert.equal("x", b:read("*l"))
+    assert.equal("yz", b:read("*a"))
+  end)
+
+  it("reads a long line in one piece", function()
+    local a, b, _ <close> = pair()
+    local long = string.rep("0123456789", 5000)
+    a:write(long, "\n")
+    assert.equal(long, b:read("l"))
+  end)
+end)
+
+describe("lines()", function()
+  it("iterates over the lines up to the end of stream", function()
+    local a, b, _ <close> = pair()
+    a:write("alpha\nbeta\ngamma\n")
+    a:shutdown("w")
+    local got = {}
+    for line in b:lines() do got[#got + 1] = line end
+    assert.same({ "alpha", "beta", "gamma" }, got)
+  end)
+
+  it("takes a format, as file:lines does", function()
+    local a, b, _ <close> = pair()
+    a:write("a\nb\n")
+    a:shutdown("w")
+    local got = {}
+    for line in b:lines("L") do got[#got + 1] = line end
+    assert.same({ "a\n", "b\n" }, got)
+  end)
+
+  it("takes a count", function()
+    local a, b, _ <close> = pair()
+    a:write("aabbc")
+    a:shutdown("w")
+    local got = {}
+    for piece in b:lines(2) do got[#got + 1] = piece end
+    assert.same({ "aa", "bb", "c" }, got)
+  end)
+
+  it("raises on an error, as file:lines does", function()
+    local a, b, _ <close> = pair()
+    b:settimeout(0.1)
+    a:write("one\n")
+    local got = {}
+    assert.has_error(function()
+      for line in b:lines() do got[#got + 1] = line end
+    end)
+    assert.same({ "one" }, got)
+  end)
+end)
+
+describe("the shared read buffer", function()
+  it("gives recv() the bytes read() left behind", function()
+    local a, b, _ <close> = pair()
+    a:write("abc\ndefgh")
+    assert.equal("abc", b:read("l"))
+    assert.equal("de", b:recv(2))
+    assert.equal("fgh", b:read(3))
+  end)
+
+  it("gives read() the bytes after recv()", function()
+    local a, b, _ <close> = pair()
+    a:write("xy\nzz\n")
+    assert.equal("x", b:recv(1))
+    assert.equal("y", b:read("l"))
+    assert.equal("zz\n", b:read("L"))
+  end)
+
+  it("loses no byte when recv, read(n), \"l\" and \"L\" take turns on a long stream", function()
+    local srv <close>, path = unix_listener()
+    finally(function() helper.remove(path) end)
+    local child = unix_child(path, [[
+      local t = {}
+      for i = 1, 20000 do
+        t[#t + 1] = string.rep(string.char(97 + i % 26), i % 17) .. "\n"
+      end
+      s:write(table.concat(t))
+      s:close()
+    ]])
+    local t = {}
+    for i = 1, 20000 do
+      t[#t + 1] = string.rep(string.char(97 + i % 26), i % 17) .. "\n"
+    end
+    local expected = table.concat(t)
+    local conn <close> = assert(srv:accept())
+    conn:settimeout(10)
+    local got, k = {}, 0
+    for _ = 1, 1e6 do
+      k = k + 1
+      local piece
+      if k % 4 == 0 then piece = conn:recv(k % 50 + 1)
+      elseif k % 4 == 1 then piece = conn:read(k % 30 + 1)
+      elseif k % 4 == 2 then piece = conn:read("L")
+      else
+        piece = conn:read("l")
+        if piece then piece = piece .. "\n" end
+      end
+      if piece == nil or piece == "" then break end
+      got[#got + 1] = piece
+    end
+    local all = table.concat(got)
+    -- read("l") adds back a newline the stream may not have had at its end
+    if #all == #expected + 1 then all = all:sub(1, -2) end
+    assert.equal(#expected, #all)
+    assert.equal(expected, all)
+    assert.is_true((child:wait()))
+  end)
+
+  it("hands buffered bytes to recv() even after the peer closed", function()
+    local a, b <close> = pair()
+    a:write("one\ntwo")
+    a:close()
+    assert.equal("one", b:read("l"))
+    assert.equal("two", b:recv(100))
+    assert.equal("", b:recv(100))
+  end)
+end)

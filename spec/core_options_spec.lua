@@ -1,0 +1,178 @@
+-- setsockopt/getsockopt: csock knows its options table; integer and flag
+-- options read back as integers, SO_LINGER as {onoff=, linger=}, and an
+-- unknown level or name is a programming error.
+
+local csock = require "csock"
+
+local function tcp()
+  return csock.socket(csock.AF_INET, csock.SOCK_STREAM)
+end
+
+local function has_ipv6()
+  local s = csock.socket(csock.AF_INET6, csock.SOCK_STREAM)
+  local ok = s:bind("::1", 0)
+  s:close()
+  return ok == true
+end
+
+describe("socket options", function()
+
+  describe("setsockopt()", function()
+    it("returns true", function()
+      local s <close> = tcp()
+      assert.is_true(s:setsockopt(csock.SOL_SOCKET, csock.SO_REUSEADDR, true))
+      assert.is_true(s:setsockopt(csock.SOL_SOCKET, csock.SO_REUSEADDR, 1))
+    end)
+  end)
+
+  describe("flag options", function()
+    local flags = {
+      { "SOL_SOCKET", "SO_REUSEADDR" },
+      { "SOL_SOCKET", "SO_REUSEPORT" },
+      { "SOL_SOCKET", "SO_KEEPALIVE" },
+      { "SOL_SOCKET", "SO_BROADCAST" },
+      { "IPPROTO_TCP", "TCP_NODELAY" },
+    }
+    for _, f in ipairs(flags) do
+      local level, name = f[1], f[2]
+      it(name .. " takes a boolean and reads back as integer 1 or 0", function()
+        local s <close> = tcp()
+        assert.is_true(s:setsockopt(csock[level], csock[name], true))
+        local v = s:getsockopt(csock[level], csock[name])
+        assert.equal("integer", math.type(v))
+        assert.equal(1, v)
+        assert.is_true(s:setsockopt(csock[level], csock[name], false))
+        assert.equal(0, s:getsockopt(csock[level], csock[name]))
+      end)
+
+      it(name .. " takes an integer too", function()
+        local s <close> = tcp()
+        assert.is_true(s:setsockopt(csock[level], csock[name], 1))
+        assert.equal(1, s:getsockopt(csock[level], csock[name]))
+        assert.is_true(s:setsockopt(csock[level], csock[name], 0))
+        assert.equal(0, s:getsockopt(csock[level], csock[name]))
+      end)
+    end
+
+    it("are off on a fresh socket", function()
+      local s <close> = tcp()
+      assert.equal(0, s:getsockopt(csock.SOL_SOCKET, csock.SO_KEEPALIVE))
+      assert.equal(0, s:getsockopt(csock.IPPROTO_TCP, csock.TCP_NODELAY))
+    end)
+
+    it("IPV6_V6ONLY is set and read on an AF_INET6 socket", function()
+      if not has_ipv6() then pending("no ipv6") end
+      local s <close> = csock.socket(csock.AF_INET6, csock.SOCK_STREAM)
+      assert.is_true(s:setsockopt(csock.IPPROTO_IPV6, csock.IPV6_V6ONLY, true))
+      assert.equal(1, s:getsockopt(csock.IPPROTO_IPV6, csock.IPV6_V6ONLY))
+      assert.is_true(s:setsockopt(csock.IPPROTO_IPV6, csock.IPV6_V6ONLY, false))
+      assert.equal(0, s:getsockopt(csock.IPPROTO_IPV6, csock.IPV6_V6ONLY))
+    end)
+  end)
+
+  describe("integer options", function()
+    it("SO_RCVBUF and SO_SNDBUF take a size the kernel may round up", function()
+      local s <close> = tcp()
+      for _, name in ipairs { "SO_RCVBUF", "SO_SNDBUF" } do
+        assert.is_true(s:setsockopt(csock.SOL_SOCKET, csock[name], 32768))
+        local v = s:getsockopt(csock.SOL_SOCKET, csock[name])
+        assert.equal("integer", math.type(v))
+        assert.is_true(v >= 32768, name .. " = " .. v)
+      end
+    end)
+
+    it("SO_TYPE reads the socket type", function()
+      local t <close> = tcp()
+      local u <close> = csock.socket(csock.AF_INET, csock.SOCK_DGRAM)
+      assert.equal(csock.SOCK_STREAM, t:getsockopt(csock.SOL_SOCKET, csock.SO_TYPE))
+      assert.equal(csock.SOCK_DGRAM, u:getsockopt(csock.SOL_SOCKET, csock.SO_TYPE))
+    end)
+
+    it("SO_ERROR reads 0 on a healthy socket", function()
+      local s <close> = tcp()
+      assert.equal(0, s:getsockopt(csock.SOL_SOCKET, csock.SO_ERROR))
+    end)
+  end)
+
+  describe("SO_REUSEPORT", function()
+    it("lets two sockets bind the same port", function()
+      local a <close> = tcp()
+      local b <close> = tcp()
+      assert.is_true(a:setsockopt(csock.SOL_SOCKET, csock.SO_REUSEPORT, true))
+      assert.is_true(b:setsockopt(csock.SOL_SOCKET, csock.SO_REUSEPORT, true))
+      assert.is_true(a:bind("127.0.0.1", 0))
+      local port = a:getsockname().port
+      assert.is_true(b:bind("127.0.0.1", port))
+      assert.equal(port, b:getsockname().port)
+    end)
+  end)
+
+  describe("SO_LINGER", function()
+    it("is set and read as {onoff = boolean, linger = seconds}", function()
+      local s <close> = tcp()
+      assert.is_true(s:setsockopt(csock.SOL_SOCKET, csock.SO_LINGER, { onoff = true, linger = 5 }))
+      assert.same({ onoff = true, linger = 5 }, s:getsockopt(csock.SOL_SOCKET, csock.SO_LINGER))
+      assert.is_true(s:setsockopt(csock.SOL_SOCKET, csock.SO_LINGER, { onoff = false, linger = 0 }))
+      assert.same({ onoff = false, linger = 0 }, s:getsockopt(csock.SOL_SOCKET, csock.SO_LINGER))
+    end)
+
+    it("is off on a fresh socket", function()
+      local s <close> = tcp()
+      assert.same({ onoff = false, linger = 0 }, s:getsockopt(csock.SOL_SOCKET, csock.SO_LINGER))
+    end)
+
+    it("rejects a value that is not a table", function()
+      local s <close> = tcp()
+      assert.error_matches(function()
+        s:setsockopt(csock.SOL_SOCKET, csock.SO_LINGER, 5)
+      end, "^bad argument #4 to 'setsockopt'")
+    end)
+  end)
+
+  describe("bad arguments", function()
+    it("an unknown option name raises", function()
+      local s <close> = tcp()
+      assert.error_matches(function()
+        s:setsockopt(csock.SOL_SOCKET, 12345, 1)
+      end, "^bad argument #3 to 'setsockopt'")
+      assert.error_matches(function()
+        s:getsockopt(csock.SOL_SOCKET, 12345)
+      end, "^bad argument #3 to 'getsockopt'")
+    end)
+
+    it("an unknown level raises", function()
+      local s <close> = tcp()
+      assert.error_matches(function()
+        s:setsockopt(4242, csock.SO_REUSEADDR, 1)
+      end, "^bad argument #%d to 'setsockopt'")
+      assert.error_matches(function()
+        s:getsockopt(4242, csock.SO_REUSEADDR)
+      end, "^bad argument #%d to 'getsockopt'")
+    end)
+
+    it("an option under the wrong level raises", function()
+      -- TCP_NODELAY is 1, like SOL_SOCKET's SO_DEBUG, which csock does not know.
+      local s <close> = tcp()
+      assert.error_matches(function()
+        s:setsockopt(csock.SOL_SOCKET, csock.TCP_NODELAY, 1)
+      end, "^bad argument #3 to 'setsockopt'")
+    end)
+
+    it("a value of the wrong type raises", function()
+      local s <close> = tcp()
+      assert.error_matches(function()
+        s:setsockopt(csock.SOL_SOCKET, csock.SO_REUSEADDR, "yes")
+      end, "^bad argument #4 to 'setsockopt'")
+      assert.error_matches(function()
+        s:setsockopt(csock.SOL_SOCKET, csock.SO_RCVBUF, {})
+      end, "^bad argument #4 to 'setsockopt'")
+    end)
+
+    it("a missing level or name raises", function()
+      local s <close> = tcp()
+      assert.error_matches(function() s:getsockopt() end, "^bad argument #2 to 'getsockopt'")
+      assert.error_matches(function() s:setsockopt(csock.SOL_SOCKET) end,
+        "^bad argument #3 to 'setsockopt'")
+    end)
+  end)
+end)

@@ -1,0 +1,262 @@
+-- The host executable bin/csock, run as a separate process (SPEC "Host executable", "Details").
+local csock = require "csock"
+local rt = require "support.rt"
+
+local BIN = rt.BIN
+
+local function csock_run(args, opts)
+  local argv = {BIN}
+  for _, a in ipairs(args) do argv[#argv + 1] = a end
+  return rt.exec(argv, opts)
+end
+
+describe("csock -v", function()
+  it("prints csock._VERSION and exits 0", function()
+    local r = csock_run({"-v"})
+    assert.equal(0, r.status, r.err)
+    assert.matches("^csock %d+%.%d+%.%d+", csock._VERSION)
+    assert.equal(csock._VERSION, (r.out .. r.err):match("^(.-)%s*$"))
+  end)
+end)
+
+describe("csock -h", function()
+  it("prints a usage text and exits 0", function()
+    local r = csock_run({"-h"})
+    assert.equal(0, r.status, r.err)
+    local text = r.out .. r.err
+    assert.matches("usage", text:lower())
+    for _, opt in ipairs({"-e", "-l", "-v", "-h"}) do
+      assert.is_truthy(text:find(opt, 1, true), "usage mentions " .. opt)
+    end
+  end)
+end)
+
+describe("an unknown option", function()
+  it("fails with a message and a nonzero status", function()
+    local r = csock_run({"-Z"})
+    assert.are_not.equal(0, r.status)
+    assert.matches("-Z", r.err)
+  end)
+end)
+
+describe("csock -e", function()
+  it("runs a chunk", function()
+    local r = csock_run({"-e", "print(1 + 1)"})
+    assert.equal(0, r.status, r.err)
+    assert.equal("2\n", r.out)
+  end)
+
+  it("runs several chunks in order", function()
+    local r = csock_run({"-e", "x = 20", "-e", "print(x + 1)"})
+    assert.equal(0, r.status, r.err)
+    assert.equal("21\n", r.out)
+  end)
+
+  it("runs inside the loop: it may spawn and block", function()
+    local r = csock_run({"-e", [[
+      local csock = require "csock"
+      local a, b = csock.socketpair()
+      a:settimeout(5)
+      csock.spawn(function() csock.sleep(0.02) b:write("from a task\n") end)
+      print(a:read("l"))
+    ]]})
+    assert.equal(0, r.status, r.err)
+    assert.equal("from a task\n", r.out)
+  end)
+
+  it("exits 1 with 'csock: ' and the message when the chunk raises", function()
+    local r = csock_run({"-e", "error('bad chunk')"})
+    assert.equal(1, r.status)
+    assert.matches("^csock: ", r.err)
+    assert.matches("bad chunk", r.err)
+  end)
+
+  it("exits 1 on a syntax error", function()
+    local r = csock_run({"-e", "this is not lua"})
+    assert.equal(1, r.status)
+    assert.matches("^csock: ", r.err)
+  end)
+end)
+
+describe("csock -l", function()
+  it("requires a module into a global of its name", function()
+    local r = csock_run({"-l", "csock", "-e", "print(type(csock.spawn), csock._VERSION)"})
+    assert.equal(0, r.status, r.err)
+    assert.equal("function\t" .. csock._VERSION .. "\n", r.out)
+  end)
+
+  it("loads a user module, which runs inside the loop", function()
+    local dir = os.tmpname()
+    os.remove(dir)
+    assert(os.execute("mkdir " .. rt.q(dir)))
+    finally(function() os.execute("rm -rf " .. rt.q(dir)) end)
+    local f = assert(io.open(dir .. "/spawner.lua", "w"))
+    f:write([[
+      local csock = require "csock"
+      csock.spawn(function() csock.sleep(0.01) print("module task ran") end)
+      return {loaded = true}
+    ]])
+    f:close()
+    local r = csock_run({"-l", "spawner", "-e", "print(spawner.loaded)"},
+      {env = "LUA_PATH=" .. rt.q(dir .. "/?.lua;./lua/?.lua;./lua/?/init.lua;;")})
+    assert.equal(0, r.status, r.err)
+    assert.equal("true\nmodule task ran\n", r.out)
+  end)
+
+  it("exits 1 when the module is missing", function()
+    local r = csock_run({"-l", "no_such_module_here"})
+    assert.equal(1, r.status)
+    assert.matches("^csock: ", r.err)
+    assert.matches("no_such_module_here", r.err)
+  end)
+end)
+
+describe("a script", function()
+  local script
+  before_each(function()
+    script = rt.script([[
+      print(select("#", ...), ...)
+      local t = {}
+      for i = -3, #arg do t[#t + 1] = i .. "=" .. tostring(arg[i]) end
+      print(table.concat(t, " "))
+    ]])
+  end)
+  after_each(function() os.remove(script) end)
+
+  it("gets its arguments in arg and ...", function()
+    local r = csock_run({script, "one", "two words"})
+    assert.equal(0, r.status, r.err)
+    local lines = {}
+    for l in r.out:gmatch("[^\n]+") do lines[#lines + 1] = l end
+    assert.equal("2\tone\ttwo words", lines[1])
+    assert.equal(("-3=nil -2=nil -1=%s 0=%s 1=one 2=two words"):format(BIN, script), lines[2])
+  end)
+
+  it("sees options and the executable at negative indices of arg", function()
+    local r = csock_run({"-e", "x=1", script, "a"})
+    assert.equal(0, r.status, r.err)
+    local second = r.out:match("\n([^\n]+)")
+    assert.equal(("-3=%s -2=-e -1=x=1 0=%s 1=a"):format(BIN, script), second)
+  end)
+
+  it("runs as the first task: it blocks on sockets and spawns directly", function()
+    local s = rt.script([[
+      local csock = require "csock"
+      local server = csock.socket(csock.AF_INET, csock.SOCK_STREAM)
+      assert(server:bind("127.0.0.1", 0))
+      assert(server:listen())
+      local port = server:getsockname().port
+      csock.spawn(function()
+        local c = csock.socket(csock.AF_INET, csock.SOCK_STREAM)
+        assert(c:connect("127.0.0.1", port))
+        assert(c:write("hi from the client task\n"))
+        c:close()
+      end)
+      server:settimeout(5)
+      local c = assert(server:accept())
+      c:settimeout(5)
+      print(c:read("l"))
+    ]])
+    finally(function() os.remove(s) end)
+    local r = csock_run({s})
+    assert.equal(0, r.status, r.err)
+    assert.equal("hi from the client task\n", r.out)
+  end)
+
+  it("ends when its last task ends, not when the script returns", function()
+    local s = rt.script([[
+      local csock = require "csock"
+      csock.spawn(function() csock.sleep(0.1) print("last task") end)
+      print("script returns")
+    ]])
+    finally(function() os.remove(s) end)
+    local r = csock_run({s})
+    assert.equal(0, r.status, r.err)
+    assert.equal("script returns\nlast task\n", r.out)
+  end)
+
+  it("exits 1 with 'csock: ' and a traceback on an uncaught error", function()
+    local s = rt.script([[
+      local function inner() error("script failed") end
+      inner()
+    ]])
+    finally(function() os.remove(s) end)
+    local r = csock_run({s})
+    assert.equal(1, r.status)
+    assert.equal("", r.out)
+    assert.matches("^csock: ", r.err)
+    assert.matches("script failed", r.err)
+    assert.matches("stack traceback", r.err)
+  end)
+
+  it("exits 1 at once on an error, with other tasks still sleeping", function()
+    local s = rt.script([[
+      local csock = require "csock"
+      csock.spawn(function() csock.sleep(30) print("never") end)
+      csock.sleep(0.01)
+      error("main failed")
+    ]])
+    finally(function() os.remove(s) end)
+    local t0 = csock.now()
+    local r = csock_run({s})
+    assert.equal(1, r.status)
+    assert.is_true(csock.now() - t0 < 10)
+    assert.equal("", r.out)
+    assert.matches("main failed", r.err)
+  end)
+
+  it("exits 0 when only a spawned task fails", function()
+    local s = rt.script([[
+      local csock = require "csock"
+      csock.spawn(function() error("only a task") end)
+    ]])
+    finally(function() os.remove(s) end)
+    local r = csock_run({s})
+    assert.equal(0, r.status)
+    assert.matches("csock: task", r.err)
+    assert.matches("only a task", r.err)
+  end)
+
+  it("exits with the status given to os.exit", function()
+    local r = csock_run({"-e", "os.exit(3)"})
+    assert.equal(3, r.status)
+  end)
+
+  it("exits 1 with 'csock: ' when the script does not exist", function()
+    local r = csock_run({"/nonexistent/script.lua"})
+    assert.equal(1, r.status)
+    assert.matches("^csock: ", r.err)
+    assert.matches("/nonexistent/script.lua", r.err, 1, true)
+  end)
+end)
+
+describe("standard input", function()
+  it("runs with '-'", function()
+    local r = csock_run({"-"}, {stdin = "print('from stdin', ...)\n"})
+    assert.equal(0, r.status, r.err)
+    assert.equal("from stdin\n", r.out)
+  end)
+
+  it("passes the arguments after '-'", function()
+    local r = csock_run({"-", "x", "y"}, {stdin = "print(arg[0], ...)\n"})
+    assert.equal(0, r.status, r.err)
+    assert.equal("-\tx\ty\n", r.out)
+  end)
+
+  it("runs when there is no script and stdin is not a terminal", function()
+    local r = csock_run({}, {stdin = [[
+      local csock = require "csock"
+      csock.sleep(0.01)
+      print("piped in")
+    ]]})
+    assert.equal(0, r.status, r.err)
+    assert.equal("piped in\n", r.out)
+  end)
+
+  it("exits 1 with 'csock: ' when the chunk on stdin raises", function()
+    local r = csock_run({"-"}, {stdin = "error('stdin failed')\n"})
+    assert.equal(1, r.status)
+    assert.matches("^csock: ", r.err)
+    assert.matches("stdin failed", r.err)
+  end)
+end)

@@ -1,0 +1,162 @@
+--[[
+spec/support/rt.lua - helpers of the runtime, host and example specs.
+
+  rt.BIN                       the host executable, ./bin/csock
+  rt.q(s)                      s quoted for /bin/sh
+  rt.exec(argv [, opts])       runs a command to its end: {status =, out =, err =}
+                               opts.stdin: text fed to its standard input (else /dev/null)
+                               opts.env: "NAME=value ..." prefix; opts.limit: seconds (20)
+  rt.script(text)              writes text to a temporary .lua file, returns its path
+  rt.start(argv [, opts])      starts a server process and reads its first stdout line:
+                               {pid =, line =, port =, path =} (port: the digits after the
+                               last ':' of that line)
+  rt.stop(proc)                kills it by PID, waits: rest of stdout, its stderr
+  rt.loop(fn [, limit])        csock.run(fn, go) under a watchdog: fn runs as a task and gets
+                               go(f, ...), a spawn whose tasks are cancelled when fn ends; if fn
+                               takes longer than limit seconds (10) it is cancelled and rt.loop
+                               raises "loop timed out"; fn's error is raised as is
+  rt.fd_limit()                the soft limit on descriptors (`ulimit -n`), a number
+  rt.has_ipv6()                true when ::1 can be bound
+
+Child processes find csock through LUA_PATH/LUA_CPATH pointing into the work tree and run under
+timeout(1), so a hung process cannot hang the suite.
+]]
+
+local rt = {}
+
+rt.BIN = "./bin/csock"
+rt.ENV = "LUA_PATH='./lua/?.lua;./lua/?/init.lua;;' LUA_CPATH='./?.so;;'"
+
+local function q(s)
+  return "'" .. tostring(s):gsub("'", [['\'']]) .. "'"
+end
+rt.q = q
+
+local function cmdline(argv)
+  local t = {}
+  for i, a in ipairs(argv) do t[i] = q(a) end
+  return table.concat(t, " ")
+end
+
+local function slurp(path)
+  local f = io.open(path, "rb")
+  if not f then return "" end
+  local s = f:read("a")
+  f:close()
+  return s
+end
+
+local function spit(path, text)
+  local f = assert(io.open(path, "wb"))
+  f:write(text)
+  f:close()
+end
+
+function rt.script(text)
+  local path = os.tmpname() .. ".lua"
+  spit(path, text)
+  return path
+end
+
+function rt.exec(argv, opts)
+  opts = opts or {}
+  local out, err = os.tmpname(), os.tmpname()
+  local input = "/dev/null"
+  if opts.stdin then
+    input = os.tmpname()
+    spit(input, opts.stdin)
+  end
+  local cmd = string.format("%s %s timeout -k 2 %d %s >%s 2>%s <%s", rt.ENV, opts.env or "",
+    opts.limit or 20, cmdline(argv), out, err, input)
+  local _, how, code = os.execute(cmd)
+  local r = {status = code, how = how, out = slurp(out), err = slurp(err), cmd = cmd}
+  os.remove(out)
+  os.remove(err)
+  if opts.stdin then os.remove(input) end
+  return r
+end
+
+function rt.start(argv, opts)
+  opts = opts or {}
+  local err = os.tmpname()
+  -- `echo $$` names the shell, which exec then turns into timeout(1) with the same PID;
+  -- timeout passes our SIGTERM on to the server.
+  local cmd = string.format("echo $$; exec env %s timeout -k 2 %d %s 2>%s </dev/null",
+    rt.ENV, opts.limit or 60, cmdline(argv), err)
+  local pipe = assert(io.popen(cmd, "r"))
+  local proc = {pipe = pipe, errfile = err}
+  proc.pid = assert(math.tointeger(tonumber(pipe:read("l"))), "no pid")
+  proc.line = pipe:read("l")
+  if not proc.line then
+    pipe:close()
+    local text = slurp(err)
+    os.remove(err)
+    error("server did not start: " .. cmdline(argv) .. "\n" .. text, 2)
+  end
+  proc.port = math.tointeger(tonumber(proc.line:match(":(%d+)[^:]*$")))
+  proc.path = proc.line:match("^listening on (/.*)$")
+  return proc
+end
+
+function rt.stop(proc)
+  if not proc or proc.stopped then return end
+  proc.stopped = true
+  os.execute("kill " .. proc.pid .. " 2>/dev/null")
+  local rest = proc.pipe:read("a")
+  proc.pipe:close()
+  local err = slurp(proc.errfile)
+  os.remove(proc.errfile)
+  return rest, err
+end
+
+function rt.loop(fn, limit)
+  local csock = require "csock"
+  limit = limit or 10
+  return csock.run(function()
+    local tasks = {}
+    local function go(f, ...)
+      local t = csock.spawn(f, ...)
+      tasks[#tasks + 1] = t
+      return t
+    end
+    local main = csock.spawn(fn, go)
+    local timed_out = false
+    local dog = csock.spawn(function()
+      csock.sleep(limit)
+      timed_out = true
+      main:cancel()
+    end)
+    local res = table.pack(main:join())
+    dog:cancel()
+    for _, t in ipairs(tasks) do t:cancel() end
+    if timed_out then error("loop timed out after " .. limit .. " s", 0) end
+    if not res[1] then error(res[2], 0) end
+    return table.unpack(res, 2, res.n)
+  end)
+end
+
+function rt.fd_limit()
+  local p = io.popen("ulimit -n")
+  local n = p and p:read("l")
+  if p then p:close() end
+  if n == "unlimited" then return math.huge end
+  return tonumber(n) or 0
+end
+
+function rt.has_ipv6()
+  local csock = require "csock"
+  local ok, s = pcall(csock.socket, csock.AF_INET6, csock.SOCK_STREAM)
+  if not ok or not s then return false end
+  local bound = s:bind("::1", 0)
+  s:close()
+  return bound == true
+end
+
+-- A python3 program run to its end with the given arguments; see rt.exec.
+function rt.python(code, args, opts)
+  local argv = {"python3", "-c", code}
+  for _, a in ipairs(args or {}) do argv[#argv + 1] = tostring(a) end
+  return rt.exec(argv, opts)
+end
+
+return rt

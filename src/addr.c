@@ -1,0 +1,219 @@
+/*
+** addr.c - addresses: Lua arguments to sockaddr, sockaddr to Lua tables,
+** and getaddrinfo.  Numeric hosts are converted with inet_pton and never
+** reach the resolver; names go through getaddrinfo(3), which blocks the
+** calling thread (and so the loop) while it resolves.
+*/
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <string.h>
+#include <sys/un.h>
+
+#include "csock.h"
+
+/* Family argument: an integer AF_* value or one of "inet", "inet6", "unix". */
+int addr_parse_family(lua_State *L, int idx) {
+  if (lua_type(L, idx) == LUA_TSTRING) {
+    static const char *const names[] = {"inet", "inet6", "unix", NULL};
+    static const int values[] = {AF_INET, AF_INET6, AF_UNIX};
+    return values[luaL_checkoption(L, idx, NULL, names)];
+  }
+  lua_Integer f = luaL_checkinteger(L, idx);
+  if (f != AF_INET && f != AF_INET6 && f != AF_UNIX)
+    luaL_argerror(L, idx, "unsupported address family");
+  return (int)f;
+}
+
+static const char *addr_checkstring(lua_State *L, int idx, const char *what) {
+  size_t len;
+  const char *s = luaL_checklstring(L, idx, &len);
+  if (strlen(s) != len)
+    luaL_argerror(L, idx, lua_pushfstring(L, "%s contains a zero byte", what));
+  return s;
+}
+
+static unsigned short addr_checkport(lua_State *L, int idx) {
+  lua_Integer port = luaL_checkinteger(L, idx);
+  luaL_argcheck(L, port >= 0 && port <= 65535, idx, "port out of range");
+  return (unsigned short)port;
+}
+
+static int addr_unix(lua_State *L, int idx, struct sockaddr_storage *ss,
+                     socklen_t *len) {
+  size_t n;
+  const char *path = luaL_checklstring(L, idx, &n);
+  struct sockaddr_un *un = (struct sockaddr_un *)ss;
+  /* a leading zero byte names Linux's abstract namespace; anywhere else it
+     would silently truncate the path */
+  if (n == 0 || memchr(path + 1, '\0', n - 1) != NULL)
+    luaL_argerror(L, idx, n == 0 ? "empty path" : "path contains a zero byte");
+  luaL_argcheck(L, n < sizeof un->sun_path, idx, "path too long");
+  memset(un, 0, sizeof *un);
+  un->sun_family = AF_UNIX;
+  memcpy(un->sun_path, path, n);
+  *len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + n + (path[0] != '\0'));
+  return 0;
+}
+
+static int addr_resolve(const char *host, unsigned short port, int family,
+                        int socktype, struct sockaddr_storage *ss,
+                        socklen_t *len) {
+  struct addrinfo hints, *res = NULL;
+  memset(&hints, 0, sizeof hints);
+  hints.ai_family = family;
+  hints.ai_socktype = socktype;
+  hints.ai_flags = family == AF_INET6 ? AI_V4MAPPED : 0;
+  int r = getaddrinfo(host, NULL, &hints, &res);
+  if (r != 0) return r == EAI_SYSTEM ? -errno : r;
+  memcpy(ss, res->ai_addr, res->ai_addrlen);
+  *len = res->ai_addrlen;
+  freeaddrinfo(res);
+  if (family == AF_INET6)
+    ((struct sockaddr_in6 *)ss)->sin6_port = htons(port);
+  else
+    ((struct sockaddr_in *)ss)->sin_port = htons(port);
+  return 0;
+}
+
+/*
+** Reads an address from the arguments at idx (host, port for the inet
+** families; path for AF_UNIX) into ss.  Bad arguments raise; a name that
+** does not resolve returns a getaddrinfo code (> 0 EAI_*, or -errno).
+*/
+int addr_from_args(lua_State *L, int idx, int family, int socktype,
+                   struct sockaddr_storage *ss, socklen_t *len) {
+  if (family == AF_UNIX) return addr_unix(L, idx, ss, len);
+  const char *host = addr_checkstring(L, idx, "host");
+  unsigned short port = addr_checkport(L, idx + 1);
+  memset(ss, 0, sizeof *ss);
+  if (family == AF_INET) {
+    struct sockaddr_in *in = (struct sockaddr_in *)ss;
+    in->sin_family = AF_INET;
+    in->sin_port = htons(port);
+    *len = sizeof *in;
+    if (strcmp(host, "*") == 0 || host[0] == '\0') {
+      in->sin_addr.s_addr = htonl(INADDR_ANY);
+      return 0;
+    }
+    if (inet_pton(AF_INET, host, &in->sin_addr) == 1) return 0;
+  } else {
+    struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)ss;
+    in6->sin6_family = AF_INET6;
+    in6->sin6_port = htons(port);
+    *len = sizeof *in6;
+    if (strcmp(host, "*") == 0 || host[0] == '\0') {
+      in6->sin6_addr = in6addr_any;
+      return 0;
+    }
+    if (inet_pton(AF_INET6, host, &in6->sin6_addr) == 1) return 0;
+  }
+  return addr_resolve(host, port, family, socktype, ss, len);
+}
+
+/* Pushes nil, message, code for a getaddrinfo result (EAI_* or -errno). */
+int addr_pusherror(lua_State *L, int gai) {
+  if (gai < 0) return csock_failure(L, -gai);
+  lua_pushnil(L);
+  lua_pushstring(L, gai_strerror(gai));
+  lua_pushinteger(L, gai);
+  return 3;
+}
+
+/* Pushes {family=, addr=, port=} or {family=, path=} for sa. */
+void addr_push(lua_State *L, const struct sockaddr *sa, socklen_t len) {
+  char text[INET6_ADDRSTRLEN];
+  lua_createtable(L, 0, 3);
+  lua_pushinteger(L, sa->sa_family);
+  lua_setfield(L, -2, "family");
+  switch (sa->sa_family) {
+    case AF_INET: {
+      const struct sockaddr_in *in = (const struct sockaddr_in *)sa;
+      inet_ntop(AF_INET, &in->sin_addr, text, sizeof text);
+      lua_pushstring(L, text);
+      lua_setfield(L, -2, "addr");
+      lua_pushinteger(L, ntohs(in->sin_port));
+      lua_setfield(L, -2, "port");
+      break;
+    }
+    case AF_INET6: {
+      const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)sa;
+      inet_ntop(AF_INET6, &in6->sin6_addr, text, sizeof text);
+      lua_pushstring(L, text);
+      lua_setfield(L, -2, "addr");
+      lua_pushinteger(L, ntohs(in6->sin6_port));
+      lua_setfield(L, -2, "port");
+      break;
+    }
+    case AF_UNIX: {
+      const struct sockaddr_un *un = (const struct sockaddr_un *)sa;
+      size_t off = offsetof(struct sockaddr_un, sun_path);
+      size_t n = len > off ? (size_t)len - off : 0;
+      if (n > sizeof un->sun_path) n = sizeof un->sun_path;
+      if (n > 0 && un->sun_path[0] != '\0') { /* pathname: may lack its NUL */
+        const char *end = memchr(un->sun_path, '\0', n);
+        if (end) n = (size_t)(end - un->sun_path);
+      }
+      lua_pushlstring(L, un->sun_path, n);
+      lua_setfield(L, -2, "path");
+      break;
+    }
+    default:
+      break;
+  }
+}
+
+static int hint_field(lua_State *L, int idx, const char *name, int dflt) {
+  int t = lua_getfield(L, idx, name);
+  int v = dflt;
+  if (t != LUA_TNIL) {
+    if (!lua_isinteger(L, -1))
+      luaL_argerror(L, idx, lua_pushfstring(L, "hint '%s' must be an integer", name));
+    v = (int)lua_tointeger(L, -1);
+  }
+  lua_pop(L, 1);
+  return v;
+}
+
+int addr_getaddrinfo(lua_State *L) {
+  const char *host = lua_isnoneornil(L, 1) ? NULL : addr_checkstring(L, 1, "host");
+  const char *service = NULL;
+  if (lua_type(L, 2) == LUA_TNUMBER) {
+    lua_Integer port = luaL_checkinteger(L, 2);
+    luaL_argcheck(L, port >= 0 && port <= 65535, 2, "port out of range");
+    service = lua_tostring(L, 2); /* converts in place */
+  } else if (!lua_isnoneornil(L, 2)) {
+    service = addr_checkstring(L, 2, "service");
+  }
+  luaL_argcheck(L, host || service, 1, "host or service expected");
+  struct addrinfo hints, *res = NULL;
+  memset(&hints, 0, sizeof hints);
+  hints.ai_socktype = SOCK_STREAM;
+  if (!lua_isnoneornil(L, 3)) {
+    luaL_checktype(L, 3, LUA_TTABLE);
+    hints.ai_family = hint_field(L, 3, "family", AF_UNSPEC);
+    hints.ai_socktype = hint_field(L, 3, "socktype", SOCK_STREAM);
+    hints.ai_protocol = hint_field(L, 3, "protocol", 0);
+    hints.ai_flags = hint_field(L, 3, "flags", 0);
+  }
+  int r = getaddrinfo(host, service, &hints, &res);
+  if (r != 0) return addr_pusherror(L, r == EAI_SYSTEM ? -errno : r);
+  lua_newtable(L);
+  int i = 0;
+  for (struct addrinfo *ai = res; ai; ai = ai->ai_next) {
+    if (ai->ai_family != AF_INET && ai->ai_family != AF_INET6) continue;
+    addr_push(L, ai->ai_addr, ai->ai_addrlen);
+    lua_pushinteger(L, ai->ai_socktype);
+    lua_setfield(L, -2, "socktype");
+    lua_pushinteger(L, ai->ai_protocol);
+    lua_setfield(L, -2, "protocol");
+    if (ai->ai_canonname) {
+      lua_pushstring(L, ai->ai_canonname);
+      lua_setfield(L, -2, "canonname");
+    }
+    lua_rawseti(L, -2, ++i);
+  }
+  freeaddrinfo(res);
+  return 1;
+}

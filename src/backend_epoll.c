@@ -1,0 +1,52 @@
+/*
+** backend_epoll.c - the poller behind the loop.
+** Every descriptor is registered once, edge-triggered, for both directions:
+** a task only waits after its call has returned EAGAIN, so a new edge is
+** guaranteed to come, and no epoll_ctl is needed per wait.
+*/
+#include <errno.h>
+#include <sys/epoll.h>
+#include <unistd.h>
+
+#include "csock.h"
+
+#define BACKEND_BATCH 256
+
+int backend_create(void) {
+  int epfd = epoll_create1(EPOLL_CLOEXEC);
+  return epfd < 0 ? -errno : epfd;
+}
+
+int backend_add(int epfd, int fd, void *ptr) {
+  struct epoll_event ev;
+  ev.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET;
+  ev.data.ptr = ptr;
+  if (epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &ev) == 0) return 0;
+  if (errno == EEXIST && epoll_ctl(epfd, EPOLL_CTL_MOD, fd, &ev) == 0) return 0;
+  return -errno;
+}
+
+int backend_del(int epfd, int fd) {
+  struct epoll_event ev = {0}; /* non-NULL for kernels before 2.6.9 */
+  return epoll_ctl(epfd, EPOLL_CTL_DEL, fd, &ev) == 0 ? 0 : -errno;
+}
+
+/*
+** Waits up to timeout_ms (-1: forever) and fills out[] with at most max
+** events.  Errors and hang-ups count as both readable and writable, so the
+** waiters wake and meet the error in their own call (as redis does).
+*/
+int backend_poll(int epfd, backend_event *out, int max, int timeout_ms) {
+  struct epoll_event evs[BACKEND_BATCH];
+  if (max > BACKEND_BATCH) max = BACKEND_BATCH;
+  int n = epoll_wait(epfd, evs, max, timeout_ms);
+  if (n < 0) return errno == EINTR ? 0 : -errno;
+  for (int i = 0; i < n; i++) {
+    unsigned e = evs[i].events, mask = 0;
+    if (e & (EPOLLIN | EPOLLRDHUP | EPOLLERR | EPOLLHUP)) mask |= CSOCK_READ;
+    if (e & (EPOLLOUT | EPOLLERR | EPOLLHUP)) mask |= CSOCK_WRITE;
+    out[i].ptr = evs[i].data.ptr;
+    out[i].events = mask;
+  }
+  return n;
+}

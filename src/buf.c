@@ -1,0 +1,89 @@
+/*
+** buf.c - the read buffer of a socket.
+** Input is buffered so that read("l") can split lines and recv/read share
+** every byte; output is not (write hands the caller's strings to the
+** kernel directly).  A buffer that empties goes back to a small pool, so an
+** idle connection holds no buffer memory and a busy one reuses the same
+** block without calling malloc per request.
+*/
+#include <stdlib.h>
+#include <string.h>
+
+#include "csock.h"
+
+#define BUF_CHUNK (16 * 1024)
+#define BUF_POOL_MAX 64
+#define BUF_SCRATCH (64 * 1024)
+
+static _Thread_local char *pool[BUF_POOL_MAX];
+static _Thread_local int pooled;
+static _Thread_local char scratch[BUF_SCRATCH];
+
+/* A per-thread block for reads whose bytes are copied out at once. */
+char *buf_scratch(size_t *size) {
+  *size = sizeof scratch;
+  return scratch;
+}
+
+size_t buf_len(const csock_buf *b) { return b->tail - b->head; }
+
+const char *buf_data(const csock_buf *b) { return b->data + b->head; }
+
+static void buf_release(csock_buf *b) {
+  if (b->data == NULL) return;
+  if (b->cap == BUF_CHUNK && pooled < BUF_POOL_MAX)
+    pool[pooled++] = b->data;
+  else
+    free(b->data);
+  b->data = NULL;
+  b->cap = b->head = b->tail = b->scanned = 0;
+}
+
+void buf_consume(csock_buf *b, size_t n) {
+  b->head += n;
+  b->scanned = b->scanned > n ? b->scanned - n : 0;
+  if (b->head >= b->tail) buf_release(b);
+}
+
+void buf_commit(csock_buf *b, size_t n) { b->tail += n; }
+
+void buf_free(csock_buf *b) { buf_release(b); }
+
+/*
+** Makes room for at least `want` more bytes at the tail (compacting, then
+** growing) and returns where they go, with the room there in *avail.
+** Returns NULL when memory runs out.
+*/
+char *buf_reserve(csock_buf *b, size_t want, size_t *avail) {
+  if (b->data == NULL) {
+    if (want <= BUF_CHUNK && pooled > 0) {
+      b->data = pool[--pooled];
+      b->cap = BUF_CHUNK;
+    } else {
+      size_t cap = want <= BUF_CHUNK ? BUF_CHUNK : want;
+      b->data = malloc(cap);
+      if (b->data == NULL) return NULL;
+      b->cap = cap;
+    }
+    b->head = b->tail = 0;
+  }
+  if (b->cap - b->tail < want && b->head > 0) {
+    size_t len = b->tail - b->head;
+    memmove(b->data, b->data + b->head, len);
+    b->head = 0;
+    b->tail = len;
+  }
+  if (b->cap - b->tail < want) {
+    size_t cap = b->cap;
+    while (cap - b->tail < want) {
+      if (cap > (size_t)-1 / 2) return NULL;
+      cap *= 2;
+    }
+    char *p = realloc(b->data, cap);
+    if (p == NULL) return NULL;
+    b->data = p;
+    b->cap = cap;
+  }
+  *avail = b->cap - b->tail;
+  return b->data + b->tail;
+}

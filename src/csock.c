@@ -1,0 +1,94 @@
+/*
+** csock.c - the module entry: luaopen_csock_core, the module functions that
+** belong to no object, the constants, and the error-result helpers.
+*/
+#include <errno.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+
+#include "csock.h"
+
+double csock_now(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+/* Pushes nil, strerror(err), err: the luaL_fileresult convention. */
+int csock_failure(lua_State *L, int err) {
+  if (err < 0) err = -err;
+  lua_pushnil(L);
+  lua_pushstring(L, err == ETIMEDOUT ? "timeout" : strerror(err));
+  lua_pushinteger(L, err);
+  return 3;
+}
+
+int csock_failmsg(lua_State *L, const char *msg, int err) {
+  lua_pushnil(L);
+  lua_pushstring(L, msg);
+  lua_pushinteger(L, err);
+  return 3;
+}
+
+static int mod_now(lua_State *L) {
+  lua_pushnumber(L, csock_now());
+  return 1;
+}
+
+typedef struct named_int {
+  const char *name;
+  int value;
+} named_int;
+
+#define C(x) {#x, x}
+static const named_int constants[] = {
+    C(AF_INET), C(AF_INET6), C(AF_UNIX), C(AF_LOCAL), C(AF_UNSPEC),
+    C(SOCK_STREAM), C(SOCK_DGRAM), C(SOCK_SEQPACKET), C(SOCK_RAW),
+    C(SHUT_RD), C(SHUT_WR), C(SHUT_RDWR),
+    C(AI_PASSIVE), C(AI_CANONNAME), C(AI_NUMERICHOST), C(AI_NUMERICSERV),
+    C(AI_ADDRCONFIG), C(AI_V4MAPPED), C(AI_ALL),
+    C(EAI_AGAIN), C(EAI_BADFLAGS), C(EAI_FAIL), C(EAI_FAMILY),
+    C(EAI_MEMORY), C(EAI_NONAME), C(EAI_SERVICE), C(EAI_SOCKTYPE),
+    C(EAI_SYSTEM),
+    C(EPERM), C(ENOENT), C(EINTR), C(EIO), C(EBADF), C(EAGAIN),
+    C(EWOULDBLOCK), C(ENOMEM), C(EACCES), C(EFAULT), C(EBUSY), C(EEXIST),
+    C(EINVAL), C(ENFILE), C(EMFILE), C(ENOSPC), C(EPIPE), C(ENOTSOCK),
+    C(EDESTADDRREQ), C(EMSGSIZE), C(EPROTOTYPE), C(ENOPROTOOPT),
+    C(EPROTONOSUPPORT), C(EOPNOTSUPP), C(EAFNOSUPPORT), C(EADDRINUSE),
+    C(EADDRNOTAVAIL), C(ENETDOWN), C(ENETUNREACH), C(ECONNABORTED),
+    C(ECONNRESET), C(ENOBUFS), C(EISCONN), C(ENOTCONN), C(ETIMEDOUT),
+    C(ECONNREFUSED), C(EHOSTDOWN), C(EHOSTUNREACH), C(EALREADY),
+    C(EINPROGRESS), C(ECANCELED), C(ENAMETOOLONG),
+    {NULL, 0}};
+#undef C
+
+static const luaL_Reg modfuncs[] = {
+    {"socket", sock_new},
+    {"socketpair", sock_pair},
+    {"getaddrinfo", addr_getaddrinfo},
+    {"run", loop_run},
+    {"spawn", loop_spawn},
+    {"sleep", loop_sleep},
+    {"now", mod_now},
+    {"current", loop_current},
+    {"tasks", loop_tasks},
+    {"workers", workers_lua},
+    {NULL, NULL}};
+
+int luaopen_csock_core(lua_State *L) {
+  luaL_newlib(L, modfuncs);
+  sock_open_meta(L);
+  loop_open_meta(L);
+  for (const named_int *c = constants; c->name; c++) {
+    lua_pushinteger(L, c->value);
+    lua_setfield(L, -2, c->name);
+  }
+  opt_push_constants(L);
+  lua_pushliteral(L, CSOCK_VERSION);
+  lua_setfield(L, -2, "_VERSION");
+  return 1;
+}

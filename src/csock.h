@@ -1,0 +1,132 @@
+/*
+** csock.h - shared structures and internal prototypes of csock.core.
+** Nothing here is part of the Lua API; see SPEC.md / docs/ for that.
+*/
+#ifndef CSOCK_H
+#define CSOCK_H
+
+#include <stddef.h>
+#include <sys/socket.h>
+
+#include "lua.h"
+#include "lauxlib.h"
+
+#pragma GCC visibility push(hidden)
+
+#define CSOCK_VERSION "csock 0.1.0"
+#define CSOCK_SOCKET "csock.socket" /* metatable name of sockets */
+#define CSOCK_TASK "csock.task"     /* metatable name of task handles */
+
+#define CSOCK_MAXLINE_DEFAULT (64 * 1024)
+
+/* Directions a task can wait for on a descriptor. */
+enum { CSOCK_READ = 1, CSOCK_WRITE = 2 };
+
+struct csock_task;
+struct csock_loop;
+
+/* The read buffer of a socket: bytes [head, tail) of data are unread. */
+typedef struct csock_buf {
+  char *data;
+  size_t cap, head, tail;
+  size_t scanned; /* bytes from head already known to hold no '\n' */
+} csock_buf;
+
+typedef struct csock_socket {
+  int fd;           /* -1 once closed */
+  int family, type; /* as given to socket(2) */
+  unsigned eof : 1; /* the peer shut its side down (recv returned 0) */
+  unsigned registered : 1; /* fd is in the epoll set of loop generation gen */
+  unsigned listening : 1;
+  unsigned gen;             /* loop generation the registration belongs to */
+  double timeout;           /* seconds per operation; < 0 waits forever */
+  double rdeadline;         /* deadline of the read-side operation under way */
+  double wdeadline;         /* deadline of the write-side operation under way */
+  size_t maxline;           /* longest line read("l") accepts */
+  csock_buf rbuf;
+  struct csock_task *reader; /* task waiting to read, if any */
+  struct csock_task *writer; /* task waiting to write, if any */
+} csock_socket;
+
+/* csock.c */
+double csock_now(void);
+int csock_failure(lua_State *L, int err);
+int csock_failmsg(lua_State *L, const char *msg, int err);
+
+/* socket.c */
+csock_socket *sock_check(lua_State *L, int idx);
+csock_socket *sock_checkopen(lua_State *L, int idx);
+csock_socket *sock_push(lua_State *L, int family, int type);
+int sock_close(lua_State *L, csock_socket *s);
+void sock_open_meta(lua_State *L);
+double sock_deadline(const csock_socket *s);
+int sock_new(lua_State *L);
+int sock_pair(lua_State *L);
+
+/* io.c: the I/O methods, registered by socket.c */
+int io_send(lua_State *L);
+int io_recv(lua_State *L);
+int io_sendto(lua_State *L);
+int io_recvfrom(lua_State *L);
+int io_read(lua_State *L);
+int io_write(lua_State *L);
+int io_lines(lua_State *L);
+int io_accept(lua_State *L);
+int io_connect(lua_State *L);
+
+/* addr.c */
+int addr_parse_family(lua_State *L, int idx);
+int addr_from_args(lua_State *L, int idx, int family, int socktype,
+                   struct sockaddr_storage *ss, socklen_t *len);
+void addr_push(lua_State *L, const struct sockaddr *sa, socklen_t len);
+int addr_getaddrinfo(lua_State *L);
+int addr_pusherror(lua_State *L, int gai);
+
+/* opt.c */
+int opt_set(lua_State *L);
+int opt_get(lua_State *L);
+void opt_push_constants(lua_State *L);
+
+/* buf.c */
+size_t buf_len(const csock_buf *b);
+const char *buf_data(const csock_buf *b);
+void buf_consume(csock_buf *b, size_t n);
+char *buf_reserve(csock_buf *b, size_t want, size_t *avail);
+void buf_commit(csock_buf *b, size_t n);
+void buf_free(csock_buf *b);
+char *buf_scratch(size_t *size);
+
+/* loop.c */
+int csock_wait(lua_State *L, csock_socket *s, int dir, double deadline,
+               lua_KContext ctx, lua_KFunction k);
+int csock_woken(lua_State *L);
+int csock_in_task(lua_State *L);
+void loop_forget_socket(csock_socket *s);
+int loop_run(lua_State *L);
+int loop_spawn(lua_State *L);
+int loop_sleep(lua_State *L);
+int loop_current(lua_State *L);
+int loop_tasks(lua_State *L);
+void loop_open_meta(lua_State *L);
+const char *loop_last_traceback(lua_State *L);
+
+/* workers.c */
+int csock_worker_id(void);
+int workers_supervise(int n);
+int workers_lua(lua_State *L);
+
+/* backend_epoll.c: the poller, kept apart as redis keeps ae_epoll.c */
+typedef struct backend_event {
+  void *ptr;
+  unsigned events; /* CSOCK_READ | CSOCK_WRITE */
+} backend_event;
+int backend_create(void);
+int backend_add(int epfd, int fd, void *ptr);
+int backend_del(int epfd, int fd);
+int backend_poll(int epfd, backend_event *out, int max, int timeout_ms);
+
+#pragma GCC visibility pop
+
+int luaopen_csock_core(lua_State *L);
+
+#endif

@@ -1,0 +1,585 @@
+/*
+** io.c - the socket methods that may wait: accept, connect, send, recv,
+** sendto, recvfrom, read, write, lines.
+**
+** Each method checks its arguments, fixes the deadline of the operation
+** once, and calls its continuation directly with LUA_OK, the way
+** lbaselib's finishpcall is both called and resumed.  The continuation
+** tries the system call; on EAGAIN it calls csock_wait, which inside a task
+** yields (the continuation runs again when the loop resumes the task) and
+** outside the loop polls and returns.  All state that must survive a wait
+** lives on the Lua stack, in the socket, or in the lua_KContext.
+*/
+#include <errno.h>
+#include <limits.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+
+#include "csock.h"
+
+#define IOV_BATCH 64
+#define READ_CHUNK 4096
+
+/* At the start of a continuation: the reason the task was woken, 0 if ready. */
+static int resumed(lua_State *L, int status, csock_socket *s) {
+  if (status == LUA_YIELD) {
+    int e = csock_woken(L);
+    if (e) return e;
+  }
+  return s->fd < 0 ? -EBADF : 0;
+}
+
+static int io_error(lua_State *L, int err) {
+  if (err < 0) err = -err;
+  if (err == EBADF) return csock_failmsg(L, "socket closed", EBADF);
+  return csock_failure(L, err);
+}
+
+static void set_nodelay(csock_socket *s) {
+  if (s->type == SOCK_STREAM && (s->family == AF_INET || s->family == AF_INET6)) {
+    int one = 1;
+    setsockopt(s->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  }
+}
+
+/* ---------------------------------------------------------------- accept */
+
+static int accept_k(lua_State *L, int status, lua_KContext ctx) {
+  csock_socket *s = (csock_socket *)lua_touserdata(L, 1);
+  csock_socket *c = (csock_socket *)lua_touserdata(L, 2);
+  int e = resumed(L, status, s);
+  while (e == 0) {
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof ss;
+    int fd = accept4(s->fd, (struct sockaddr *)&ss, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (fd >= 0) {
+      c->fd = fd;
+      set_nodelay(c);
+      addr_push(L, (struct sockaddr *)&ss, len);
+      return 2;
+    }
+    e = errno;
+    if (e == EINTR || e == ECONNABORTED) {
+      e = 0;
+    } else if (e == EAGAIN) {
+      e = csock_wait(L, s, CSOCK_READ, s->rdeadline, ctx, accept_k);
+    } else {
+      break;
+    }
+  }
+  return io_error(L, e);
+}
+
+int io_accept(lua_State *L) {
+  csock_socket *s = sock_checkopen(L, 1);
+  lua_settop(L, 1);
+  s->rdeadline = sock_deadline(s);
+  sock_push(L, s->family, s->type); /* owns the descriptor from birth */
+  return accept_k(L, LUA_OK, 0);
+}
+
+/* ---------------------------------------------------------------- connect */
+
+enum { CONNECT_CHECK = 1, CONNECT_RETRY = 2 };
+
+static int connected(lua_State *L, csock_socket *s) {
+  set_nodelay(s);
+  (void)s;
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+/* Stack: socket, address arguments..., sockaddr userdata (top). */
+static int connect_k(lua_State *L, int status, lua_KContext ctx) {
+  csock_socket *s = (csock_socket *)lua_touserdata(L, 1);
+  int e = resumed(L, status, s);
+  while (e == 0) {
+    if (ctx == CONNECT_CHECK) {
+      socklen_t len = sizeof e;
+      if (getsockopt(s->fd, SOL_SOCKET, SO_ERROR, &e, &len) < 0) e = errno;
+      if (e != 0) break;
+      struct sockaddr_storage peer;
+      len = sizeof peer;
+      if (getpeername(s->fd, (struct sockaddr *)&peer, &len) == 0) return connected(L, s);
+      if (errno != ENOTCONN) {
+        e = errno;
+        break;
+      }
+      e = csock_wait(L, s, CSOCK_WRITE, s->wdeadline, ctx, connect_k);
+      continue;
+    }
+    socklen_t *len = (socklen_t *)lua_touserdata(L, -1);
+    const struct sockaddr *sa = (const struct sockaddr *)(len + 1);
+    if (connect(s->fd, sa, *len) == 0) return connected(L, s);
+    e = errno;
+    if (e == EINTR || e == EINPROGRESS || e == EALREADY) {
+      ctx = CONNECT_CHECK; /* completion is reported through SO_ERROR */
+      e = csock_wait(L, s, CSOCK_WRITE, s->wdeadline, ctx, connect_k);
+    } else if (e == EAGAIN) { /* a unix listener's backlog is full: try again */
+      ctx = CONNECT_RETRY;
+      e = csock_wait(L, s, CSOCK_WRITE, s->wdeadline, ctx, connect_k);
+    } else if (e == EISCONN && ctx != 0) {
+      return connected(L, s);
+    }
+  }
+  return io_error(L, e);
+}
+
+int io_connect(lua_State *L) {
+  csock_socket *s = sock_checkopen(L, 1);
+  struct sockaddr_storage ss;
+  socklen_t len;
+  int r = addr_from_args(L, 2, s->family, s->type, &ss, &len);
+  if (r != 0) return addr_pusherror(L, r);
+  socklen_t *box = (socklen_t *)lua_newuserdatauv(L, sizeof len + sizeof ss, 0);
+  *box = len;
+  memcpy(box + 1, &ss, len);
+  s->wdeadline = sock_deadline(s);
+  return connect_k(L, LUA_OK, 0);
+}
+
+/* ---------------------------------------------------------------- send */
+
+/* The bytes of data:sub(i, j), with string.sub's rules for i and j. */
+static const char *sub_range(lua_State *L, size_t *n) {
+  size_t len;
+  const char *data = lua_tolstring(L, 2, &len);
+  lua_Integer i = luaL_optinteger(L, 3, 1), j = luaL_optinteger(L, 4, -1);
+  lua_Integer l = (lua_Integer)len;
+  if (i < 0) i = i < -l ? 1 : l + i + 1;
+  if (i == 0) i = 1;
+  if (j < 0) j = j < -l ? 0 : l + j + 1;
+  if (j > l) j = l;
+  *n = i > j ? 0 : (size_t)(j - i + 1);
+  return i > j ? data : data + (i - 1);
+}
+
+/* Stack: socket, data, i, j.  Sends data:sub(i, j) once, waiting if needed. */
+static int send_k(lua_State *L, int status, lua_KContext ctx) {
+  csock_socket *s = (csock_socket *)lua_touserdata(L, 1);
+  size_t n;
+  const char *data = sub_range(L, &n);
+  int e = resumed(L, status, s);
+  while (e == 0) {
+    ssize_t w = send(s->fd, data, n, MSG_NOSIGNAL);
+    if (w >= 0) {
+      lua_pushinteger(L, w);
+      return 1;
+    }
+    e = errno;
+    if (e == EINTR)
+      e = 0;
+    else if (e == EAGAIN)
+      e = csock_wait(L, s, CSOCK_WRITE, s->wdeadline, ctx, send_k);
+  }
+  return io_error(L, e);
+}
+
+int io_send(lua_State *L) {
+  csock_socket *s = sock_checkopen(L, 1);
+  luaL_checkstring(L, 2);
+  luaL_optinteger(L, 3, 1);
+  luaL_optinteger(L, 4, -1);
+  lua_settop(L, 4);
+  s->wdeadline = sock_deadline(s);
+  return send_k(L, LUA_OK, 0);
+}
+
+/* ---------------------------------------------------------------- sendto */
+
+/* Stack: socket, data, address arguments..., sockaddr userdata (top). */
+static int sendto_k(lua_State *L, int status, lua_KContext ctx) {
+  csock_socket *s = (csock_socket *)lua_touserdata(L, 1);
+  size_t n;
+  const char *data = lua_tolstring(L, 2, &n);
+  socklen_t *len = (socklen_t *)lua_touserdata(L, -1);
+  const struct sockaddr *sa = (const struct sockaddr *)(len + 1);
+  int e = resumed(L, status, s);
+  while (e == 0) {
+    ssize_t w = sendto(s->fd, data, n, MSG_NOSIGNAL, sa, *len);
+    if (w >= 0) {
+      lua_pushinteger(L, w);
+      return 1;
+    }
+    e = errno;
+    if (e == EINTR)
+      e = 0;
+    else if (e == EAGAIN)
+      e = csock_wait(L, s, CSOCK_WRITE, s->wdeadline, ctx, sendto_k);
+  }
+  return io_error(L, e);
+}
+
+int io_sendto(lua_State *L) {
+  csock_socket *s = sock_checkopen(L, 1);
+  luaL_checkstring(L, 2);
+  struct sockaddr_storage ss;
+  socklen_t len;
+  int r = addr_from_args(L, 3, s->family, s->type, &ss, &len);
+  if (r != 0) return addr_pusherror(L, r);
+  lua_settop(L, s->family == AF_UNIX ? 3 : 4);
+  socklen_t *box = (socklen_t *)lua_newuserdatauv(L, sizeof len + sizeof ss, 0);
+  *box = len;
+  memcpy(box + 1, &ss, len);
+  s->wdeadline = sock_deadline(s);
+  return sendto_k(L, LUA_OK, 0);
+}
+
+/* ---------------------------------------------------------------- recv */
+
+static lua_Integer check_size(lua_State *L, int idx, lua_Integer dflt) {
+  lua_Integer n = luaL_optinteger(L, idx, dflt);
+  luaL_argcheck(L, n > 0, idx, "size must be positive");
+  return n;
+}
+
+/* Stack: socket, n.  Buffered bytes first, then one recv(2). */
+static int recv_k(lua_State *L, int status, lua_KContext ctx) {
+  csock_socket *s = (csock_socket *)lua_touserdata(L, 1);
+  size_t want = (size_t)ctx;
+  int e = resumed(L, status, s);
+  if (e == 0 && buf_len(&s->rbuf) > 0) {
+    size_t n = buf_len(&s->rbuf) < want ? buf_len(&s->rbuf) : want;
+    lua_pushlstring(L, buf_data(&s->rbuf), n);
+    buf_consume(&s->rbuf, n);
+    return 1;
+  }
+  if (e == 0 && s->eof && s->type == SOCK_STREAM) {
+    lua_pushliteral(L, "");
+    return 1;
+  }
+  while (e == 0) {
+    size_t room;
+    char *p = buf_scratch(&room);
+    ssize_t r = recv(s->fd, p, want < room ? want : room, 0);
+    if (r >= 0) {
+      if (r == 0 && s->type == SOCK_STREAM) s->eof = 1;
+      lua_pushlstring(L, p, (size_t)r);
+      return 1;
+    }
+    e = errno;
+    if (e == EINTR)
+      e = 0;
+    else if (e == EAGAIN)
+      e = csock_wait(L, s, CSOCK_READ, s->rdeadline, ctx, recv_k);
+  }
+  return io_error(L, e);
+}
+
+int io_recv(lua_State *L) {
+  csock_socket *s = sock_checkopen(L, 1);
+  lua_Integer n = check_size(L, 2, 65536);
+  lua_settop(L, 1);
+  s->rdeadline = sock_deadline(s);
+  return recv_k(L, LUA_OK, (lua_KContext)(n > INT_MAX ? INT_MAX : n));
+}
+
+static int recvfrom_k(lua_State *L, int status, lua_KContext ctx) {
+  csock_socket *s = (csock_socket *)lua_touserdata(L, 1);
+  size_t want = (size_t)ctx;
+  int e = resumed(L, status, s);
+  while (e == 0) {
+    size_t room;
+    char *p = buf_scratch(&room);
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof ss;
+    memset(&ss, 0, sizeof ss);
+    ssize_t r = recvfrom(s->fd, p, want < room ? want : room, 0, (struct sockaddr *)&ss, &len);
+    if (r >= 0) {
+      lua_pushlstring(L, p, (size_t)r);
+      if (len == 0 || ss.ss_family == AF_UNSPEC) { /* connected or unnamed peer */
+        ss.ss_family = (sa_family_t)s->family;
+        if (len == 0) len = sizeof(sa_family_t);
+      }
+      addr_push(L, (struct sockaddr *)&ss, len);
+      return 2;
+    }
+    e = errno;
+    if (e == EINTR)
+      e = 0;
+    else if (e == EAGAIN)
+      e = csock_wait(L, s, CSOCK_READ, s->rdeadline, ctx, recvfrom_k);
+  }
+  return io_error(L, e);
+}
+
+int io_recvfrom(lua_State *L) {
+  csock_socket *s = sock_checkopen(L, 1);
+  lua_Integer n = check_size(L, 2, 65536);
+  lua_settop(L, 1);
+  s->rdeadline = sock_deadline(s);
+  return recvfrom_k(L, LUA_OK, (lua_KContext)(n > INT_MAX ? INT_MAX : n));
+}
+
+/* ---------------------------------------------------------------- read */
+
+/* Reads more bytes into the buffer: > 0 read, 0 end of stream, -errno. */
+static int fill(csock_socket *s) {
+  size_t avail;
+  char *p = buf_reserve(&s->rbuf, READ_CHUNK, &avail);
+  if (p == NULL) return -ENOMEM;
+  for (;;) {
+    ssize_t r = recv(s->fd, p, avail, 0);
+    if (r > 0) {
+      buf_commit(&s->rbuf, (size_t)r);
+      return (int)(r > INT_MAX ? INT_MAX : r);
+    }
+    if (r == 0) {
+      s->eof = 1;
+      if (buf_len(&s->rbuf) == 0) buf_consume(&s->rbuf, 0); /* give the block back */
+      return 0;
+    }
+    if (errno != EINTR) {
+      int e = errno;
+      if (buf_len(&s->rbuf) == 0) buf_consume(&s->rbuf, 0);
+      return -e;
+    }
+  }
+}
+
+enum { FMT_PUSHED, FMT_NEED, FMT_EOF, FMT_TOOLONG };
+
+static int read_line(lua_State *L, csock_socket *s, int chop) {
+  csock_buf *b = &s->rbuf;
+  size_t len = buf_len(b);
+  const char *data = buf_data(b);
+  const char *nl = len > b->scanned ? memchr(data + b->scanned, '\n', len - b->scanned) : NULL;
+  if (nl != NULL) {
+    size_t n = (size_t)(nl - data);
+    if (n > s->maxline) return FMT_TOOLONG;
+    lua_pushlstring(L, data, chop ? n : n + 1);
+    buf_consume(b, n + 1);
+    return FMT_PUSHED;
+  }
+  b->scanned = len;
+  if (len > s->maxline) return FMT_TOOLONG;
+  if (!s->eof) return FMT_NEED;
+  if (len == 0) return FMT_EOF;
+  lua_pushlstring(L, data, len); /* the last line, without its newline */
+  buf_consume(b, len);
+  return FMT_PUSHED;
+}
+
+static int read_count(lua_State *L, csock_socket *s, lua_Integer n) {
+  csock_buf *b = &s->rbuf;
+  size_t len = buf_len(b);
+  if (n == 0) { /* like file:read(0): "" unless at end of stream */
+    if (len > 0) {
+      lua_pushliteral(L, "");
+      return FMT_PUSHED;
+    }
+    return s->eof ? FMT_EOF : FMT_NEED;
+  }
+  if (len >= (size_t)n || (s->eof && len > 0)) {
+    size_t take = len < (size_t)n ? len : (size_t)n;
+    lua_pushlstring(L, buf_data(b), take);
+    buf_consume(b, take);
+    return FMT_PUSHED;
+  }
+  return s->eof ? FMT_EOF : FMT_NEED;
+}
+
+static int read_all(lua_State *L, csock_socket *s) {
+  if (!s->eof) return FMT_NEED;
+  csock_buf *b = &s->rbuf;
+  size_t len = buf_len(b);
+  lua_pushlstring(L, len ? buf_data(b) : "", len);
+  buf_consume(b, len);
+  return FMT_PUSHED;
+}
+
+static int read_one(lua_State *L, csock_socket *s, int idx) {
+  if (lua_type(L, idx) == LUA_TNUMBER) return read_count(L, s, lua_tointeger(L, idx));
+  const char *p = lua_tostring(L, idx);
+  if (*p == '*') p++; /* accept Lua 5.1/5.2 "*l" */
+  switch (*p) {
+    case 'l': return read_line(L, s, 1);
+    case 'L': return read_line(L, s, 0);
+    default: return read_all(L, s);
+  }
+}
+
+static void check_formats(lua_State *L, int first, int last) {
+  for (int i = first; i <= last; i++) {
+    if (lua_type(L, i) == LUA_TNUMBER) {
+      lua_Integer n = lua_tointeger(L, i);
+      luaL_argcheck(L, lua_isinteger(L, i) && n >= 0, i, "invalid format");
+      continue;
+    }
+    const char *p = luaL_checkstring(L, i);
+    if (*p == '*') p++;
+    luaL_argcheck(L, (*p == 'l' || *p == 'L' || *p == 'a') && p[1] == '\0', i,
+                  "invalid format");
+  }
+}
+
+enum { READ_DONE, READ_ERROR };
+
+/*
+** Stack: socket, nfmt formats, results so far.  Runs the formats in turn,
+** filling the buffer and waiting (through k) when one needs more bytes.
+** READ_DONE: results pushed (a nil ends them at end of stream);
+** READ_ERROR: *err holds -errno, or -EMSGSIZE for an over-long line.
+*/
+static int read_formats(lua_State *L, int status, lua_KContext ctx, int *err,
+                        lua_KFunction k) {
+  csock_socket *s = (csock_socket *)lua_touserdata(L, 1);
+  int nfmt = (int)(ctx & 0xffff);
+  int e = resumed(L, status, s);
+  while (e == 0) {
+    int done = lua_gettop(L) - 1 - nfmt;
+    if (done >= nfmt) return READ_DONE;
+    int r = read_one(L, s, 2 + done);
+    if (r == FMT_PUSHED) continue;
+    if (r == FMT_EOF) {
+      lua_pushnil(L);
+      return READ_DONE;
+    }
+    if (r == FMT_TOOLONG) {
+      e = -EMSGSIZE;
+      break;
+    }
+    e = fill(s);
+    if (e > 0 || (e == 0 && s->eof)) {
+      e = 0;
+    } else if (e == -EAGAIN) {
+      e = csock_wait(L, s, CSOCK_READ, s->rdeadline, ctx, k);
+    }
+  }
+  *err = e < 0 ? -e : e;
+  return READ_ERROR;
+}
+
+static int read_error(lua_State *L, int err) {
+  if (err == EMSGSIZE) return csock_failmsg(L, "line too long", EMSGSIZE);
+  return io_error(L, err);
+}
+
+static int read_k(lua_State *L, int status, lua_KContext ctx) {
+  int err = 0, nfmt = (int)(ctx & 0xffff);
+  if (read_formats(L, status, ctx, &err, read_k) == READ_ERROR) {
+    lua_settop(L, 1 + nfmt);
+    return read_error(L, err);
+  }
+  return lua_gettop(L) - 1 - nfmt;
+}
+
+int io_read(lua_State *L) {
+  csock_socket *s = sock_checkopen(L, 1);
+  int nfmt = lua_gettop(L) - 1;
+  if (nfmt == 0) {
+    lua_pushliteral(L, "l");
+    nfmt = 1;
+  }
+  luaL_argcheck(L, nfmt <= 250, 252, "too many formats");
+  check_formats(L, 2, 1 + nfmt);
+  luaL_checkstack(L, nfmt + LUA_MINSTACK, "too many formats");
+  s->rdeadline = sock_deadline(s);
+  return read_k(L, LUA_OK, nfmt);
+}
+
+/* lines: the iterator's upvalues are the socket and the formats. */
+static int lines_k(lua_State *L, int status, lua_KContext ctx) {
+  int err = 0, nfmt = (int)(ctx & 0xffff);
+  if (read_formats(L, status, ctx, &err, lines_k) == READ_ERROR) {
+    lua_settop(L, 1 + nfmt);
+    read_error(L, err);
+    return luaL_error(L, "%s", lua_tostring(L, -2));
+  }
+  return lua_gettop(L) - 1 - nfmt;
+}
+
+static int lines_iter(lua_State *L) {
+  int nfmt = (int)lua_tointeger(L, lua_upvalueindex(2));
+  lua_settop(L, 0);
+  luaL_checkstack(L, 2 * nfmt + LUA_MINSTACK, "too many formats");
+  lua_pushvalue(L, lua_upvalueindex(1));
+  csock_socket *s = (csock_socket *)lua_touserdata(L, 1);
+  if (s->fd < 0) return luaL_error(L, "socket is already closed");
+  for (int i = 1; i <= nfmt; i++) lua_pushvalue(L, lua_upvalueindex(2 + i));
+  s->rdeadline = sock_deadline(s);
+  return lines_k(L, LUA_OK, nfmt);
+}
+
+int io_lines(lua_State *L) {
+  sock_checkopen(L, 1);
+  int nfmt = lua_gettop(L) - 1;
+  if (nfmt == 0) {
+    lua_pushliteral(L, "l");
+    nfmt = 1;
+  }
+  luaL_argcheck(L, nfmt <= 250, 252, "too many formats");
+  check_formats(L, 2, 1 + nfmt);
+  lua_pushinteger(L, nfmt);
+  lua_insert(L, 2);
+  lua_pushcclosure(L, lines_iter, 2 + nfmt);
+  return 1;
+}
+
+/* ---------------------------------------------------------------- write */
+
+static int write_fail(lua_State *L, int err, size_t sent) {
+  io_error(L, err);
+  lua_pushinteger(L, (lua_Integer)sent);
+  return 4;
+}
+
+/* Stack: socket, strings.  ctx counts the bytes already sent. */
+static int write_k(lua_State *L, int status, lua_KContext ctx) {
+  csock_socket *s = (csock_socket *)lua_touserdata(L, 1);
+  size_t sent = (size_t)ctx;
+  int top = lua_gettop(L);
+  int e = resumed(L, status, s);
+  while (e == 0) {
+    struct iovec iov[IOV_BATCH];
+    int n = 0;
+    size_t skip = sent;
+    for (int i = 2; i <= top && n < IOV_BATCH; i++) {
+      size_t len;
+      const char *p = lua_tolstring(L, i, &len);
+      if (skip >= len) {
+        skip -= len;
+        continue;
+      }
+      iov[n].iov_base = (void *)(p + skip);
+      iov[n].iov_len = len - skip;
+      skip = 0;
+      n++;
+    }
+    if (n == 0) {
+      lua_settop(L, 1);
+      return 1;
+    }
+    ssize_t w;
+    if (n == 1) {
+      w = send(s->fd, iov[0].iov_base, iov[0].iov_len, MSG_NOSIGNAL);
+    } else {
+      struct msghdr msg;
+      memset(&msg, 0, sizeof msg);
+      msg.msg_iov = iov;
+      msg.msg_iovlen = (size_t)n;
+      w = sendmsg(s->fd, &msg, MSG_NOSIGNAL);
+    }
+    if (w >= 0) {
+      sent += (size_t)w;
+      continue;
+    }
+    e = errno;
+    if (e == EINTR)
+      e = 0;
+    else if (e == EAGAIN)
+      e = csock_wait(L, s, CSOCK_WRITE, s->wdeadline, (lua_KContext)sent, write_k);
+  }
+  return write_fail(L, e, sent);
+}
+
+int io_write(lua_State *L) {
+  csock_socket *s = sock_checkopen(L, 1);
+  int top = lua_gettop(L);
+  for (int i = 2; i <= top; i++) luaL_checklstring(L, i, NULL); /* numbers become strings */
+  s->wdeadline = sock_deadline(s);
+  return write_k(L, LUA_OK, 0);
+}

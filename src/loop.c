@@ -1,0 +1,731 @@
+/*
+** loop.c - the runtime: tasks (Lua coroutines), a ready queue, a min-heap
+** of timers, and the one wait function every blocking method goes through.
+**
+** Phases of one turn of the loop (libuv style):
+**   1. resume the tasks that were ready when the turn began (a task made
+**      ready during the turn waits for the next one, so a busy task cannot
+**      starve timers or I/O);
+**   2. poll for I/O, without waiting if tasks are ready, else up to the
+**      nearest timer;
+**   3. make ready the tasks whose descriptors are ready, then the tasks
+**      whose deadlines have passed.
+** No Lua code runs in phases 2 and 3, so no socket can be collected while
+** the loop walks the events that point at it.
+*/
+#include <errno.h>
+#include <math.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "csock.h"
+
+#define EVENT_BATCH 256
+#define LAST_TRACEBACK "csock.lasttraceback"
+
+/* Lua 5.4.6 renamed lua_resetthread and gave it a second argument. */
+#if LUA_VERSION_RELEASE_NUM >= 50406
+#define close_thread(co, from) lua_closethread(co, from)
+#else
+#define close_thread(co, from) ((void)(from), lua_resetthread(co))
+#endif
+
+typedef enum {
+  T_READY,     /* in the ready queue */
+  T_RUNNING,   /* being resumed now */
+  T_WAITING,   /* suspended on I/O, a timer or a join */
+  T_DONE,
+  T_FAILED,
+  T_CANCELLED
+} task_state;
+
+/* Uservalues of a task handle. */
+enum { UV_THREAD = 1, UV_RESULT = 2, UV_NAME = 3, UV_COUNT = 3 };
+
+typedef struct csock_task {
+  lua_State *co;
+  struct csock_loop *loop;
+  int ref;       /* registry reference that keeps the handle alive until it ends */
+  task_state state;
+  int wake;      /* what the continuation will find: 0, -ETIMEDOUT, -EBADF */
+  int cancel;    /* cancel() was called; ends at the next wait point */
+  int nargs;     /* arguments of the first resume */
+  int nresults;  /* results stored in UV_RESULT (a table) */
+  lua_Integer id;
+  double deadline;
+  size_t heap_pos;            /* 1-based position in the timer heap; 0: none */
+  unsigned long long seq;     /* breaks ties between equal deadlines */
+  csock_socket *wait_sock;    /* socket waited on, if any */
+  int wait_dir;
+  struct csock_task *next;    /* ready queue */
+  struct csock_task *prev_all, *next_all; /* every live task */
+  struct csock_task *joining; /* task this one waits for */
+  struct csock_task *joiners; /* tasks that wait for this one */
+  struct csock_task *next_joiner;
+} csock_task;
+
+typedef struct csock_loop {
+  lua_State *L; /* the thread that called csock.run */
+  int epfd;
+  unsigned gen;
+  csock_task *ready_head, *ready_tail;
+  csock_task **heap;
+  size_t heap_len, heap_cap;
+  csock_task *all;
+  size_t alive;
+  size_t io_waiters;
+  csock_task *current;
+  csock_task *main;
+  unsigned long long seq;
+  lua_Integer next_id;
+} csock_loop;
+
+static _Thread_local csock_loop *running;
+static unsigned generation;
+
+/* ---------------------------------------------------------------- heap */
+
+static int heap_less(const csock_task *a, const csock_task *b) {
+  return a->deadline < b->deadline || (a->deadline == b->deadline && a->seq < b->seq);
+}
+
+static void heap_set(csock_loop *lp, size_t i, csock_task *t) {
+  lp->heap[i] = t;
+  t->heap_pos = i + 1;
+}
+
+static void heap_up(csock_loop *lp, size_t i) {
+  csock_task *t = lp->heap[i];
+  while (i > 0) {
+    size_t parent = (i - 1) / 2;
+    if (!heap_less(t, lp->heap[parent])) break;
+    heap_set(lp, i, lp->heap[parent]);
+    i = parent;
+  }
+  heap_set(lp, i, t);
+}
+
+static void heap_down(csock_loop *lp, size_t i) {
+  csock_task *t = lp->heap[i];
+  for (;;) {
+    size_t child = 2 * i + 1;
+    if (child >= lp->heap_len) break;
+    if (child + 1 < lp->heap_len && heap_less(lp->heap[child + 1], lp->heap[child])) child++;
+    if (!heap_less(lp->heap[child], t)) break;
+    heap_set(lp, i, lp->heap[child]);
+    i = child;
+  }
+  heap_set(lp, i, t);
+}
+
+static int heap_push(csock_loop *lp, csock_task *t, double deadline) {
+  if (lp->heap_len == lp->heap_cap) {
+    size_t cap = lp->heap_cap ? lp->heap_cap * 2 : 64;
+    csock_task **h = realloc(lp->heap, cap * sizeof *h);
+    if (h == NULL) return -ENOMEM;
+    lp->heap = h;
+    lp->heap_cap = cap;
+  }
+  t->deadline = deadline;
+  t->seq = lp->seq++;
+  heap_set(lp, lp->heap_len++, t);
+  heap_up(lp, lp->heap_len - 1);
+  return 0;
+}
+
+static void heap_remove(csock_loop *lp, csock_task *t) {
+  size_t i = t->heap_pos - 1;
+  t->heap_pos = 0;
+  csock_task *last = lp->heap[--lp->heap_len];
+  if (i == lp->heap_len) return;
+  heap_set(lp, i, last);
+  if (i > 0 && heap_less(last, lp->heap[(i - 1) / 2]))
+    heap_up(lp, i);
+  else
+    heap_down(lp, i);
+}
+
+/* ---------------------------------------------------------------- queue */
+
+static void enqueue(csock_loop *lp, csock_task *t) {
+  t->state = T_READY;
+  t->next = NULL;
+  if (lp->ready_tail)
+    lp->ready_tail->next = t;
+  else
+    lp->ready_head = t;
+  lp->ready_tail = t;
+}
+
+static void unjoin(csock_task *t) {
+  csock_task **p = &t->joining->joiners;
+  while (*p && *p != t) p = &(*p)->next_joiner;
+  if (*p) *p = t->next_joiner;
+  t->joining = NULL;
+  t->next_joiner = NULL;
+}
+
+/* Makes a waiting task ready; reason is what its continuation will see. */
+static void wake(csock_loop *lp, csock_task *t, int reason) {
+  if (t->state != T_WAITING) return;
+  csock_socket *s = t->wait_sock;
+  if (s) {
+    if (s->reader == t) s->reader = NULL;
+    if (s->writer == t) s->writer = NULL;
+    t->wait_sock = NULL;
+    lp->io_waiters--;
+  }
+  if (t->heap_pos) heap_remove(lp, t);
+  if (t->joining) unjoin(t);
+  t->wake = reason;
+  enqueue(lp, t);
+}
+
+/* ---------------------------------------------------------------- waits */
+
+static csock_task *current_task(lua_State *L) {
+  csock_loop *lp = running;
+  if (lp && lp->current && lp->current->co == L) return lp->current;
+  return NULL;
+}
+
+/* The task running L, if L may yield to the loop now. */
+static csock_task *yieldable_task(lua_State *L) {
+  csock_task *t = current_task(L);
+  return t && lua_isyieldable(L) ? t : NULL;
+}
+
+int csock_in_task(lua_State *L) { return yieldable_task(L) != NULL; }
+
+int csock_woken(lua_State *L) {
+  csock_task *t = current_task(L);
+  if (t == NULL) return 0;
+  int w = t->wake;
+  t->wake = 0;
+  return w;
+}
+
+/* Waits outside the loop: poll(2) on one descriptor until the deadline. */
+static int poll_wait(csock_socket *s, int dir, double deadline) {
+  struct pollfd p;
+  p.fd = s->fd;
+  p.events = dir == CSOCK_READ ? POLLIN : POLLOUT;
+  for (;;) {
+    int ms = -1;
+    if (deadline >= 0) {
+      double left = deadline - csock_now();
+      if (left <= 0) return -ETIMEDOUT;
+      ms = (int)ceil(left * 1000);
+    }
+    int r = poll(&p, 1, ms);
+    if (r > 0) return 0;
+    if (r < 0 && errno != EINTR) return -errno;
+    if (r < 0) return 0; /* interrupted: let the caller retry its call */
+  }
+}
+
+/* Suspends the task until the scheduler picks it again (cancel or yield). */
+static int yield_ready(lua_State *L, csock_task *t, lua_KContext ctx, lua_KFunction k) {
+  enqueue(t->loop, t);
+  return lua_yieldk(L, 0, ctx, k);
+}
+
+/*
+** The one wait of every blocking method: s must become ready for dir
+** before deadline (< 0: never times out).  Inside a task it yields, and k
+** runs when the loop resumes the task (csock_woken tells it why); it never
+** returns.  Elsewhere it polls and returns 0 (try again), -ETIMEDOUT or
+** -errno.
+*/
+int csock_wait(lua_State *L, csock_socket *s, int dir, double deadline,
+               lua_KContext ctx, lua_KFunction k) {
+  csock_task *t = yieldable_task(L);
+  if (t == NULL) return poll_wait(s, dir, deadline);
+  csock_loop *lp = t->loop;
+  if (t->cancel) return yield_ready(L, t, ctx, k);
+  if (deadline >= 0 && deadline <= csock_now()) return -ETIMEDOUT;
+  csock_task **slot = dir == CSOCK_READ ? &s->reader : &s->writer;
+  if (*slot != NULL && *slot != t)
+    return luaL_error(L, "socket is busy: another task is %s it",
+                      dir == CSOCK_READ ? "reading from" : "writing to");
+  if (!s->registered || s->gen != lp->gen) {
+    int r = backend_add(lp->epfd, s->fd, s);
+    if (r < 0) return r;
+    s->registered = 1;
+    s->gen = lp->gen;
+  }
+  if (deadline >= 0 && heap_push(lp, t, deadline) < 0) return -ENOMEM;
+  *slot = t;
+  t->wait_sock = s;
+  t->wait_dir = dir;
+  lp->io_waiters++;
+  t->state = T_WAITING;
+  t->wake = 0;
+  return lua_yieldk(L, 0, ctx, k);
+}
+
+/* Called when s closes: leave the poller and wake whoever waits on it. */
+void loop_forget_socket(csock_socket *s) {
+  csock_loop *lp = running;
+  if (lp && s->registered && s->gen == lp->gen) backend_del(lp->epfd, s->fd);
+  s->registered = 0;
+  if (s->reader && s->reader->loop == lp) wake(lp, s->reader, -EBADF);
+  if (s->writer && s->writer->loop == lp) wake(lp, s->writer, -EBADF);
+  s->reader = s->writer = NULL;
+}
+
+static int sleep_k(lua_State *L, int status, lua_KContext ctx) {
+  (void)L, (void)status, (void)ctx;
+  csock_woken(L);
+  return 0;
+}
+
+/* csock.sleep(seconds): suspends the task, or blocks the thread outside. */
+int loop_sleep(lua_State *L) {
+  lua_Number secs = luaL_checknumber(L, 1);
+  luaL_argcheck(L, secs >= 0 && !isnan(secs), 1, "seconds must not be negative");
+  csock_task *t = yieldable_task(L);
+  if (t != NULL) {
+    if (t->cancel || secs <= 0) return yield_ready(L, t, 0, sleep_k);
+    if (heap_push(t->loop, t, csock_now() + secs) < 0) return luaL_error(L, "not enough memory");
+    t->state = T_WAITING;
+    return lua_yieldk(L, 0, 0, sleep_k);
+  }
+  if (secs > 1e9) secs = 1e9;
+  struct timespec ts;
+  ts.tv_sec = (time_t)secs;
+  ts.tv_nsec = (long)((secs - (lua_Number)ts.tv_sec) * 1e9);
+  while (nanosleep(&ts, &ts) < 0 && errno == EINTR) {
+  }
+  return 0;
+}
+
+/* ---------------------------------------------------------------- tasks */
+
+static csock_task *task_check(lua_State *L, int idx) {
+  return (csock_task *)luaL_checkudata(L, idx, CSOCK_TASK);
+}
+
+/* Pushes the handle of t (from its anchor while it lives). */
+static void task_pushhandle(lua_State *L, csock_task *t) {
+  lua_rawgeti(L, LUA_REGISTRYINDEX, t->ref);
+}
+
+/*
+** Creates a task running the function at index fidx with the values above
+** it as arguments (they are moved to the new coroutine), queues it, and
+** leaves its handle on the stack.
+*/
+static csock_task *task_new(lua_State *L, csock_loop *lp, int fidx) {
+  int nargs = lua_gettop(L) - fidx;
+  csock_task *t = (csock_task *)lua_newuserdatauv(L, sizeof *t, UV_COUNT);
+  memset(t, 0, sizeof *t);
+  t->ref = LUA_NOREF;
+  t->state = T_DONE; /* until it is queued below */
+  luaL_setmetatable(L, CSOCK_TASK);
+  lua_State *co = lua_newthread(L);
+  lua_setiuservalue(L, -2, UV_THREAD);
+  lua_insert(L, fidx); /* handle below the function and its arguments */
+  lua_xmove(L, co, nargs + 1);
+  t->co = co;
+  t->loop = lp;
+  t->nargs = nargs;
+  t->id = ++lp->next_id;
+  lua_pushvalue(L, fidx);
+  t->ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  t->next_all = lp->all;
+  if (lp->all) lp->all->prev_all = t;
+  lp->all = t;
+  lp->alive++;
+  enqueue(lp, t);
+  return t;
+}
+
+/* Ends t (done, failed or cancelled): wake its joiners, drop its anchor. */
+static void task_end(csock_loop *lp, csock_task *t, task_state how) {
+  t->state = how;
+  while (t->joiners) {
+    csock_task *j = t->joiners;
+    t->joiners = j->next_joiner;
+    j->next_joiner = NULL;
+    j->joining = NULL;
+    wake(lp, j, 0);
+  }
+  if (t->prev_all) t->prev_all->next_all = t->next_all;
+  else lp->all = t->next_all;
+  if (t->next_all) t->next_all->prev_all = t->prev_all;
+  t->prev_all = t->next_all = NULL;
+  lp->alive--;
+  luaL_unref(lp->L, LUA_REGISTRYINDEX, t->ref);
+  t->ref = LUA_NOREF;
+}
+
+/* Writes "csock: task N (name): traceback" for a task that failed. */
+static void task_report(csock_loop *lp, csock_task *t, const char *trace) {
+  lua_State *L = lp->L;
+  task_pushhandle(L, t);
+  if (lua_getiuservalue(L, -1, UV_NAME) == LUA_TSTRING)
+    fprintf(stderr, "csock: task %lld (%s): %s\n", (long long)t->id, lua_tostring(L, -1), trace);
+  else
+    fprintf(stderr, "csock: task %lld: %s\n", (long long)t->id, trace);
+  fflush(stderr);
+  lua_pop(L, 2);
+}
+
+/* Keeps the value on top of L as the task's result (UV_RESULT); pops it. */
+static void task_keep_result(lua_State *L, csock_task *t) {
+  task_pushhandle(L, t);
+  lua_insert(L, -2);
+  lua_setiuservalue(L, -2, UV_RESULT);
+  lua_pop(L, 1);
+}
+
+static void task_done(csock_loop *lp, csock_task *t, int nres) {
+  lua_State *L = lp->L;
+  if (nres > 0) {
+    lua_createtable(L, nres, 0);
+    lua_xmove(t->co, L, nres);
+    for (int i = nres; i >= 1; i--) lua_rawseti(L, -1 - i, i);
+    task_keep_result(L, t);
+  }
+  lua_settop(t->co, 0);
+  t->nresults = nres;
+  task_end(lp, t, T_DONE);
+}
+
+/* A task raised: report it (the main task's traceback is kept for the
+   host instead), keep the error for join, close its variables. */
+static void task_failed(csock_loop *lp, csock_task *t) {
+  lua_State *L = lp->L, *co = t->co;
+  lua_xmove(co, L, 1);
+  int err = lua_gettop(L);
+  const char *msg;
+  if (lua_type(L, err) == LUA_TSTRING || lua_type(L, err) == LUA_TNUMBER)
+    msg = luaL_tolstring(L, err, NULL);
+  else if (luaL_callmeta(L, err, "__tostring") && lua_type(L, -1) == LUA_TSTRING)
+    msg = lua_tostring(L, -1);
+  else
+    msg = lua_pushfstring(L, "(error object is a %s value)", luaL_typename(L, err));
+  luaL_traceback(L, co, msg, 0);
+  if (t == lp->main)
+    lua_setfield(L, LUA_REGISTRYINDEX, LAST_TRACEBACK);
+  else
+    task_report(lp, t, lua_tostring(L, -1));
+  lua_settop(L, err);
+  task_keep_result(L, t);
+  close_thread(co, L); /* runs its to-be-closed variables */
+  task_end(lp, t, T_FAILED);
+}
+
+static void task_cancelled(csock_loop *lp, csock_task *t) {
+  if (close_thread(t->co, lp->L) != LUA_OK) {
+    const char *msg = lua_tostring(t->co, -1);
+    task_report(lp, t, msg ? msg : "error in a __close handler");
+  }
+  task_end(lp, t, T_CANCELLED);
+}
+
+static void task_resume(csock_loop *lp, csock_task *t) {
+  if (t->cancel) {
+    task_cancelled(lp, t);
+    return;
+  }
+  int nres = 0, nargs = t->nargs;
+  t->nargs = 0;
+  t->state = T_RUNNING;
+  lp->current = t;
+  int status = lua_resume(t->co, lp->L, nargs, &nres);
+  lp->current = NULL;
+  if (status == LUA_YIELD) {
+    if (t->state == T_RUNNING) { /* a plain coroutine.yield: run again later */
+      lua_pop(t->co, nres);
+      enqueue(lp, t);
+    }
+  } else if (status == LUA_OK) {
+    task_done(lp, t, nres);
+  } else {
+    task_failed(lp, t);
+  }
+}
+
+/* ---------------------------------------------------------------- the loop */
+
+/* Phase 1: resume the tasks that are ready now, in order. */
+static void run_ready(csock_loop *lp) {
+  csock_task *t = lp->ready_head;
+  lp->ready_head = lp->ready_tail = NULL;
+  while (t) {
+    csock_task *next = t->next;
+    t->next = NULL;
+    task_resume(lp, t);
+    t = next;
+  }
+}
+
+static int poll_timeout(csock_loop *lp) {
+  if (lp->ready_head) return 0;
+  if (lp->heap_len == 0) return -1;
+  double left = lp->heap[0]->deadline - csock_now();
+  if (left <= 0) return 0;
+  return left > 86400 ? 86400000 : (int)ceil(left * 1000);
+}
+
+/* Phases 2 and 3; no Lua code runs here. */
+static int poll_and_wake(csock_loop *lp, int timeout) {
+  backend_event evs[EVENT_BATCH];
+  int n = backend_poll(lp->epfd, evs, EVENT_BATCH, timeout);
+  if (n < 0) return n;
+  for (int i = 0; i < n; i++) {
+    csock_socket *s = (csock_socket *)evs[i].ptr;
+    if ((evs[i].events & CSOCK_READ) && s->reader) wake(lp, s->reader, 0);
+    if ((evs[i].events & CSOCK_WRITE) && s->writer) wake(lp, s->writer, 0);
+  }
+  if (lp->heap_len) {
+    double now = csock_now();
+    while (lp->heap_len && lp->heap[0]->deadline <= now) {
+      csock_task *t = lp->heap[0];
+      wake(lp, t, t->wait_sock ? -ETIMEDOUT : 0);
+    }
+  }
+  return 0;
+}
+
+static int loop_main(lua_State *L) {
+  csock_loop *lp = (csock_loop *)lua_touserdata(L, 1);
+  while (lp->alive > 0) {
+    run_ready(lp);
+    if (lp->alive == 0) break;
+    if (!lp->ready_head && lp->heap_len == 0 && lp->io_waiters == 0)
+      return luaL_error(L, "csock.run: deadlock (every task waits for another task)");
+    int r = poll_and_wake(lp, poll_timeout(lp));
+    if (r < 0) return luaL_error(L, "csock.run: epoll_wait: %s", strerror(-r));
+  }
+  return 0;
+}
+
+/* Cancels every live task but the main one (the main task failed). */
+static void cancel_all(csock_loop *lp) {
+  for (csock_task *t = lp->all; t; t = t->next_all) {
+    if (t == lp->main) continue;
+    t->cancel = 1;
+    wake(lp, t, -ECANCELED);
+  }
+}
+
+static void loop_free(csock_loop *lp) {
+  if (lp->epfd >= 0) close(lp->epfd);
+  free(lp->heap);
+  free(lp);
+}
+
+/* Runs the loop to its end under lua_pcall, so that `running` is always reset. */
+static int loop_drive(lua_State *L, csock_loop *lp) {
+  lua_pushcfunction(L, loop_main);
+  lua_pushlightuserdata(L, lp);
+  int status = lua_pcall(L, 1, 0, 0);
+  if (status == LUA_OK && lp->main->state == T_FAILED && lp->alive > 0) {
+    cancel_all(lp);
+    lua_pushcfunction(L, loop_main);
+    lua_pushlightuserdata(L, lp);
+    status = lua_pcall(L, 1, 0, 0);
+  }
+  return status;
+}
+
+/* csock.run(fn, ...): fn(...) as the first task; returns its results. */
+int loop_run(lua_State *L) {
+  luaL_checktype(L, 1, LUA_TFUNCTION);
+  if (running) return luaL_error(L, "csock.run: the loop is already running (nested run)");
+  csock_loop *lp = calloc(1, sizeof *lp);
+  if (lp == NULL) return luaL_error(L, "not enough memory");
+  lp->L = L;
+  lp->epfd = backend_create();
+  if (lp->epfd < 0) {
+    int e = -lp->epfd;
+    free(lp);
+    return luaL_error(L, "csock.run: epoll_create1: %s", strerror(e));
+  }
+  lp->gen = ++generation;
+  running = lp;
+  lp->main = task_new(L, lp, 1);
+  lua_pushnil(L);
+  lua_setfield(L, LUA_REGISTRYINDEX, LAST_TRACEBACK);
+  lua_settop(L, 1); /* the main task's handle */
+  csock_task *main = lp->main;
+  int status = loop_drive(L, lp);
+  /* tasks still alive after an internal error are cancelled, not leaked */
+  if (status != LUA_OK) {
+    for (csock_task *t = lp->all; t; t = lp->all) task_end(lp, t, T_CANCELLED);
+  }
+  running = NULL;
+  loop_free(lp);
+  if (status != LUA_OK) return lua_error(L);
+  lua_getiuservalue(L, 1, UV_RESULT);
+  if (main->state == T_FAILED) return lua_error(L);
+  if (main->state == T_CANCELLED) return luaL_error(L, "csock.run: the main task was cancelled");
+  int n = main->nresults;
+  if (n == 0) return 0;
+  luaL_checkstack(L, n, "too many results");
+  for (int i = 1; i <= n; i++) lua_rawgeti(L, 2, i);
+  return n;
+}
+
+/* csock.spawn(fn, ...) */
+int loop_spawn(lua_State *L) {
+  luaL_checktype(L, 1, LUA_TFUNCTION);
+  csock_loop *lp = running;
+  if (lp == NULL) return luaL_error(L, "csock.spawn: no loop is running (call it inside csock.run)");
+  task_new(L, lp, 1);
+  lua_settop(L, 1);
+  return 1;
+}
+
+const char *loop_last_traceback(lua_State *L) {
+  lua_getfield(L, LUA_REGISTRYINDEX, LAST_TRACEBACK);
+  const char *tb = lua_tostring(L, -1);
+  lua_pop(L, 1); /* still anchored in the registry */
+  return tb;
+}
+
+/* ---------------------------------------------------------------- handles */
+
+static int push_results(lua_State *L, csock_task *t) {
+  switch (t->state) {
+    case T_DONE: {
+      lua_pushboolean(L, 1);
+      if (t->nresults == 0) return 1;
+      luaL_checkstack(L, t->nresults, "too many results");
+      lua_getiuservalue(L, 1, UV_RESULT);
+      int tbl = lua_gettop(L);
+      for (int i = 1; i <= t->nresults; i++) lua_rawgeti(L, tbl, i);
+      lua_remove(L, tbl);
+      return 1 + t->nresults;
+    }
+    case T_FAILED:
+      lua_pushboolean(L, 0);
+      lua_getiuservalue(L, 1, UV_RESULT);
+      return 2;
+    default:
+      lua_pushboolean(L, 0);
+      lua_pushliteral(L, "cancelled");
+      return 2;
+  }
+}
+
+static int join_k(lua_State *L, int status, lua_KContext ctx) {
+  (void)status, (void)ctx;
+  csock_woken(L);
+  csock_task *t = task_check(L, 1);
+  if (t->state < T_DONE) return luaL_error(L, "join: woken before the task ended");
+  return push_results(L, t);
+}
+
+static int task_join(lua_State *L) {
+  csock_task *t = task_check(L, 1);
+  lua_settop(L, 1);
+  if (t->state >= T_DONE) return push_results(L, t);
+  csock_task *me = yieldable_task(L);
+  if (me == NULL) return luaL_error(L, "join: must be called from a task");
+  if (me == t) return luaL_argerror(L, 1, "a task cannot join itself");
+  if (me->cancel) return yield_ready(L, me, 0, join_k);
+  me->joining = t;
+  me->next_joiner = t->joiners;
+  t->joiners = me;
+  me->state = T_WAITING;
+  return lua_yieldk(L, 0, 0, join_k);
+}
+
+static int task_cancel(lua_State *L) {
+  csock_task *t = task_check(L, 1);
+  if (t->state >= T_DONE) {
+    lua_pushboolean(L, 0);
+    return 1;
+  }
+  t->cancel = 1;
+  wake(t->loop, t, -ECANCELED); /* a waiting task ends now, others at their next wait */
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+static const char *task_status_name(const csock_task *t) {
+  switch (t->state) {
+    case T_DONE: return "done";
+    case T_FAILED: return "failed";
+    case T_CANCELLED: return "cancelled";
+    case T_WAITING: return t->cancel ? "cancelled" : "waiting";
+    default: return t->cancel && t->state == T_READY ? "cancelled" : "running";
+  }
+}
+
+static int task_status(lua_State *L) {
+  lua_pushstring(L, task_status_name(task_check(L, 1)));
+  return 1;
+}
+
+static int task_name(lua_State *L) {
+  task_check(L, 1);
+  if (lua_isnone(L, 2)) {
+    lua_getiuservalue(L, 1, UV_NAME);
+    return 1;
+  }
+  if (!lua_isnil(L, 2)) luaL_checkstring(L, 2);
+  lua_settop(L, 2);
+  lua_setiuservalue(L, 1, UV_NAME);
+  lua_settop(L, 1);
+  return 1;
+}
+
+static int task_id(lua_State *L) {
+  lua_pushinteger(L, task_check(L, 1)->id);
+  return 1;
+}
+
+static int task_tostring(lua_State *L) {
+  csock_task *t = task_check(L, 1);
+  if (lua_getiuservalue(L, 1, UV_NAME) == LUA_TSTRING)
+    lua_pushfstring(L, "csock task %I (%s, %s)", (LUAI_UACINT)t->id, lua_tostring(L, -1),
+                    task_status_name(t));
+  else
+    lua_pushfstring(L, "csock task %I (%s)", (LUAI_UACINT)t->id, task_status_name(t));
+  return 1;
+}
+
+/* csock.current(): the handle of the running task, or nil. */
+int loop_current(lua_State *L) {
+  csock_task *t = current_task(L);
+  if (t == NULL || t->ref == LUA_NOREF)
+    lua_pushnil(L);
+  else
+    task_pushhandle(L, t);
+  return 1;
+}
+
+/* csock.tasks(): an array of the handles of every live task. */
+int loop_tasks(lua_State *L) {
+  lua_newtable(L);
+  if (running == NULL) return 1;
+  int i = 0;
+  for (csock_task *t = running->all; t; t = t->next_all) {
+    task_pushhandle(L, t);
+    lua_rawseti(L, -2, ++i);
+  }
+  return 1;
+}
+
+static const luaL_Reg task_meth[] = {
+    {"join", task_join},     {"cancel", task_cancel}, {"status", task_status},
+    {"name", task_name},     {"id", task_id},         {NULL, NULL}};
+
+void loop_open_meta(lua_State *L) {
+  luaL_newmetatable(L, CSOCK_TASK);
+  lua_pushcfunction(L, task_tostring);
+  lua_setfield(L, -2, "__tostring");
+  luaL_newlibtable(L, task_meth);
+  luaL_setfuncs(L, task_meth, 0);
+  lua_setfield(L, -2, "__index");
+  lua_pop(L, 1);
+}

@@ -1,0 +1,264 @@
+/*
+** socket.c - the "csock.socket" userdata: creation, the methods that never
+** wait (bind, listen, shutdown, names, timeouts) and the metatable.
+** Shaped like liolib.c: the userdata is created closed before the
+** descriptor exists, so a failure in between cannot leak the descriptor.
+*/
+#include <errno.h>
+#include <math.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "csock.h"
+
+csock_socket *sock_check(lua_State *L, int idx) {
+  return (csock_socket *)luaL_checkudata(L, idx, CSOCK_SOCKET);
+}
+
+/* Checks that argument idx is a socket and still open (cqueues' checkvalid). */
+csock_socket *sock_checkopen(lua_State *L, int idx) {
+  csock_socket *s = sock_check(L, idx);
+  luaL_argcheck(L, s->fd >= 0, idx, "socket is closed");
+  return s;
+}
+
+/* Pushes a new, closed socket with its metatable. */
+csock_socket *sock_push(lua_State *L, int family, int type) {
+  csock_socket *s = (csock_socket *)lua_newuserdatauv(L, sizeof *s, 0);
+  memset(s, 0, sizeof *s);
+  s->fd = -1;
+  s->family = family;
+  s->type = type;
+  s->timeout = -1;
+  s->maxline = CSOCK_MAXLINE_DEFAULT;
+  luaL_setmetatable(L, CSOCK_SOCKET);
+  return s;
+}
+
+/* Deadline of an operation that starts now: -1 when it may wait forever. */
+double sock_deadline(const csock_socket *s) {
+  return s->timeout < 0 ? -1 : csock_now() + s->timeout;
+}
+
+/*
+** Closes s: the loop forgets it and wakes its waiters first (they will see
+** the socket closed), then the descriptor goes.  Harmless when closed.
+*/
+int sock_close(lua_State *L, csock_socket *s) {
+  (void)L;
+  if (s->fd < 0) return 0;
+  loop_forget_socket(s);
+  int fd = s->fd;
+  s->fd = -1;
+  buf_free(&s->rbuf);
+  /* Linux closes the descriptor even when close(2) fails with EINTR */
+  return close(fd) == 0 || errno == EINTR ? 0 : -errno;
+}
+
+static int type_of(lua_State *L, int idx, int dflt) {
+  if (lua_isnoneornil(L, idx)) return dflt;
+  if (lua_type(L, idx) == LUA_TSTRING) {
+    static const char *const names[] = {"stream", "dgram", "seqpacket", NULL};
+    static const int values[] = {SOCK_STREAM, SOCK_DGRAM, SOCK_SEQPACKET};
+    return values[luaL_checkoption(L, idx, NULL, names)];
+  }
+  lua_Integer t = luaL_checkinteger(L, idx);
+  if (t != SOCK_STREAM && t != SOCK_DGRAM && t != SOCK_SEQPACKET)
+    luaL_argerror(L, idx, "unsupported socket type");
+  return (int)t;
+}
+
+/* csock.socket(domain, type [, protocol]) */
+int sock_new(lua_State *L) {
+  int family = addr_parse_family(L, 1);
+  int type = type_of(L, 2, -1);
+  if (type < 0) luaL_argerror(L, 2, "socket type expected");
+  lua_Integer proto = luaL_optinteger(L, 3, 0);
+  luaL_argcheck(L, proto >= 0 && proto <= 255, 3, "protocol out of range");
+  csock_socket *s = sock_push(L, family, type);
+  s->fd = socket(family, type | SOCK_NONBLOCK | SOCK_CLOEXEC, (int)proto);
+  if (s->fd < 0) return csock_failure(L, errno);
+  return 1;
+}
+
+/* csock.socketpair([domain [, type]]) */
+int sock_pair(lua_State *L) {
+  int family = lua_isnoneornil(L, 1) ? AF_UNIX : addr_parse_family(L, 1);
+  int type = type_of(L, 2, SOCK_STREAM);
+  csock_socket *a = sock_push(L, family, type);
+  csock_socket *b = sock_push(L, family, type);
+  int fds[2];
+  if (socketpair(family, type | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, fds) < 0)
+    return csock_failure(L, errno);
+  a->fd = fds[0];
+  b->fd = fds[1];
+  return 2;
+}
+
+static int sock_bind(lua_State *L) {
+  csock_socket *s = sock_checkopen(L, 1);
+  struct sockaddr_storage ss;
+  socklen_t len;
+  int r = addr_from_args(L, 2, s->family, s->type, &ss, &len);
+  if (r != 0) return addr_pusherror(L, r);
+  if (csock_worker_id() > 0 && s->family != AF_UNIX) { /* workers share ports */
+    int one = 1;
+    setsockopt(s->fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
+  }
+  if (bind(s->fd, (struct sockaddr *)&ss, len) < 0) return csock_failure(L, errno);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+static int sock_listen(lua_State *L) {
+  csock_socket *s = sock_checkopen(L, 1);
+  lua_Integer backlog = luaL_optinteger(L, 2, SOMAXCONN);
+  luaL_argcheck(L, backlog >= 0 && backlog <= 65535, 2, "backlog out of range");
+  if (listen(s->fd, (int)backlog) < 0) return csock_failure(L, errno);
+  s->listening = 1;
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+static int sock_shutdown(lua_State *L) {
+  csock_socket *s = sock_checkopen(L, 1);
+  int how = SHUT_RDWR;
+  if (lua_type(L, 2) == LUA_TSTRING) {
+    static const char *const names[] = {"r", "w", "rw", NULL};
+    static const int values[] = {SHUT_RD, SHUT_WR, SHUT_RDWR};
+    how = values[luaL_checkoption(L, 2, NULL, names)];
+  } else if (!lua_isnoneornil(L, 2)) {
+    lua_Integer h = luaL_checkinteger(L, 2);
+    luaL_argcheck(L, h == SHUT_RD || h == SHUT_WR || h == SHUT_RDWR, 2,
+                  "invalid shutdown mode");
+    how = (int)h;
+  }
+  if (shutdown(s->fd, how) < 0) return csock_failure(L, errno);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+static int sock_close_m(lua_State *L) {
+  csock_socket *s = sock_check(L, 1);
+  int r = sock_close(L, s);
+  if (r < 0) return csock_failure(L, r);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+static int sock_gc(lua_State *L) {
+  csock_socket *s = sock_check(L, 1);
+  sock_close(L, s);
+  return 0;
+}
+
+static int sock_name(lua_State *L, int peer) {
+  csock_socket *s = sock_checkopen(L, 1);
+  struct sockaddr_storage ss;
+  socklen_t len = sizeof ss;
+  memset(&ss, 0, sizeof ss);
+  int r = peer ? getpeername(s->fd, (struct sockaddr *)&ss, &len)
+               : getsockname(s->fd, (struct sockaddr *)&ss, &len);
+  if (r < 0) return csock_failure(L, errno);
+  addr_push(L, (struct sockaddr *)&ss, len);
+  return 1;
+}
+
+static int sock_getsockname(lua_State *L) { return sock_name(L, 0); }
+static int sock_getpeername(lua_State *L) { return sock_name(L, 1); }
+
+static int sock_settimeout(lua_State *L) {
+  csock_socket *s = sock_checkopen(L, 1);
+  if (lua_isnoneornil(L, 2)) {
+    s->timeout = -1;
+  } else {
+    lua_Number t = luaL_checknumber(L, 2);
+    luaL_argcheck(L, t >= 0 && !isnan(t), 2, "timeout must not be negative");
+    s->timeout = isinf(t) ? -1 : t;
+  }
+  lua_settop(L, 1);
+  return 1;
+}
+
+static int sock_gettimeout(lua_State *L) {
+  csock_socket *s = sock_checkopen(L, 1);
+  if (s->timeout < 0)
+    lua_pushnil(L);
+  else
+    lua_pushnumber(L, s->timeout);
+  return 1;
+}
+
+static int sock_setmaxline(lua_State *L) {
+  csock_socket *s = sock_checkopen(L, 1);
+  lua_Integer n = luaL_checkinteger(L, 2);
+  luaL_argcheck(L, n > 0 && n <= (lua_Integer)1 << 40, 2, "line length out of range");
+  s->maxline = (size_t)n;
+  lua_settop(L, 1);
+  return 1;
+}
+
+static int sock_fileno(lua_State *L) {
+  csock_socket *s = sock_checkopen(L, 1);
+  lua_pushinteger(L, s->fd);
+  return 1;
+}
+
+static const char *sock_kind(const csock_socket *s) {
+  int stream = s->type == SOCK_STREAM, dgram = s->type == SOCK_DGRAM;
+  switch (s->family) {
+    case AF_INET: return stream ? "tcp" : dgram ? "udp" : "inet";
+    case AF_INET6: return stream ? "tcp6" : dgram ? "udp6" : "inet6";
+    default: return stream ? "unix" : dgram ? "unix-dgram" : "unix-seqpacket";
+  }
+}
+
+static int sock_tostring(lua_State *L) {
+  csock_socket *s = sock_check(L, 1);
+  if (s->fd < 0)
+    lua_pushliteral(L, "csock socket (closed)");
+  else
+    lua_pushfstring(L, "csock socket (%s, fd %d)", sock_kind(s), s->fd);
+  return 1;
+}
+
+static const luaL_Reg meth[] = {
+    {"setsockopt", opt_set},
+    {"getsockopt", opt_get},
+    {"bind", sock_bind},
+    {"listen", sock_listen},
+    {"accept", io_accept},
+    {"connect", io_connect},
+    {"send", io_send},
+    {"recv", io_recv},
+    {"sendto", io_sendto},
+    {"recvfrom", io_recvfrom},
+    {"read", io_read},
+    {"write", io_write},
+    {"lines", io_lines},
+    {"shutdown", sock_shutdown},
+    {"close", sock_close_m},
+    {"getsockname", sock_getsockname},
+    {"getpeername", sock_getpeername},
+    {"settimeout", sock_settimeout},
+    {"gettimeout", sock_gettimeout},
+    {"setmaxline", sock_setmaxline},
+    {"fileno", sock_fileno},
+    {NULL, NULL}};
+
+static const luaL_Reg metameth[] = {
+    {"__index", NULL}, /* placeholder */
+    {"__gc", sock_gc},
+    {"__close", sock_gc},
+    {"__tostring", sock_tostring},
+    {NULL, NULL}};
+
+void sock_open_meta(lua_State *L) {
+  luaL_newmetatable(L, CSOCK_SOCKET);
+  luaL_setfuncs(L, metameth, 0);
+  luaL_newlibtable(L, meth);
+  luaL_setfuncs(L, meth, 0);
+  lua_setfield(L, -2, "__index");
+  lua_pop(L, 1);
+}
