@@ -3,7 +3,8 @@ PREFIX     ?= /usr/local
 DESTDIR    ?=
 LUA_VERSION = 5.4
 LUA        ?= lua$(LUA_VERSION)
-BUSTED     ?= busted
+BUSTED     ?= $(LUA) $(shell command -v busted || echo /usr/bin/busted)
+BUSTED_ARGS ?=
 CC         ?= cc
 CFLAGS     ?= -O2
 WARN       ?= -Wall -Wextra -Werror
@@ -30,7 +31,7 @@ HOST_SRC = src/main.c
 HDRS     = $(wildcard src/*.h)
 ALL_CFLAGS = $(CFLAGS) $(WARN) -fPIC -std=gnu11 -D_GNU_SOURCE $(LUA_CFLAGS)
 
-.PHONY: all test asan valgrind install uninstall clean bench deps
+.PHONY: all test asan valgrind install uninstall clean bench deps run
 
 all: csock/core.so bin/csock
 
@@ -52,8 +53,30 @@ bin/csock: $(HOST_SRC) $(CORE_SRC) $(HDRS) build/init_lua.h
 deps:
 	@sh tools/deps.sh
 
+# The README's first command: set up, build, and show a server and a client talking.
+run: deps all
+	@sh tools/demo.sh
+
 test: deps all
-	$(BUSTED) --lua=$(LUA)
+	$(BUSTED) $(BUSTED_ARGS)
+
+# The specs against an ASan+UBSan build of the core and host.  lua5.4 itself
+# is not instrumented, so the sanitizer runtimes are preloaded.
+ASAN_FLAGS = -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined
+ASAN_RT = $(shell $(CC) -print-file-name=libasan.so) $(shell $(CC) -print-file-name=libubsan.so)
+asan: deps build/init_lua.h
+	@mkdir -p build-asan/csock build-asan/bin
+	$(CC) $(ASAN_FLAGS) $(WARN) -fPIC -std=gnu11 -D_GNU_SOURCE $(LUA_CFLAGS) $(LIBFLAG) -o build-asan/csock/core.so $(CORE_SRC)
+	$(CC) $(ASAN_FLAGS) $(WARN) -std=gnu11 -D_GNU_SOURCE $(LUA_CFLAGS) -Ibuild -o build-asan/bin/csock $(HOST_SRC) $(CORE_SRC) $(LUA_LIBS) -lm -Wl,-E
+	CSOCK_BUILD=build-asan LD_PRELOAD="$(ASAN_RT)" ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
+	  LSAN_OPTIONS=suppressions=$(CURDIR)/tools/lsan.supp:print_suppressions=0 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	  $(BUSTED) --cpath='./build-asan/?.so' $(BUSTED_ARGS)
+
+# The specs under valgrind: fail on memory errors and on definite leaks.
+valgrind: deps all
+	valgrind -q --error-exitcode=1 --leak-check=full --show-leak-kinds=definite \
+	  --errors-for-leak-kinds=definite --suppressions=$(CURDIR)/tools/valgrind.supp \
+	  $(BUSTED) $(BUSTED_ARGS)
 
 install: all
 	install -d $(DESTDIR)$(LIBDIR)/csock $(DESTDIR)$(LUADIR)/csock $(DESTDIR)$(BINDIR)

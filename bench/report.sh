@@ -209,6 +209,13 @@ CSV="$OUT/latest.csv" MD="$OUT/latest.md"
     echo
   done
   echo
+  # other processes on the server's CPU during the pinned tests (noise)
+  busy=$(awk -F, 'NR>1 && $3 ~ /_other0$/ && $4 > 15 {m=$3; sub(/_other0$/,"",m); printf "%s%s %s %.0f%%", sep, $2, m, $4; sep="; "}' "$RAW")
+  if [ -n "$busy" ]; then
+    echo "**Noise warning:** other processes used more than 15 % of CPU $SERVER_CPU (beyond the server) during: $busy."
+    echo "Figures from those tests understate the servers; rerun on a quiet machine."
+    echo
+  fi
   notes=$(awk -F, 'NR>1 && $5!="" && ($5 ~ /FAIL|no_start|died|errors|non2xx/) {print "- round " $1 ", " $2 ", " $3 ": " $5}' "$RAW")
   if [ -n "$notes" ]; then echo "Notes (failures, wrk socket errors):"; echo; echo "$notes"; echo; fi
   [ -n "$MISSING" ] && { echo "Not installed (n/a): $MISSING. \`bash bench/deps.sh\` installs the packages."; echo; }

@@ -192,6 +192,10 @@ core_pct() { # "busy0 total0" "busy1 total1" -> busy %
   awk -v a="$1" -v b="$2" 'BEGIN{ split(a,x," "); split(b,y," ");
     if (y[2]>x[2]) printf "%.1f", (y[1]-x[1])/(y[2]-x[2])*100 }'
 }
+other_pct() { # "busy0 total0" "busy1 total1" server% -> CPU busy % not the server's (>= 0)
+  awk -v a="$1" -v b="$2" -v s="$3" 'BEGIN{ split(a,x," "); split(b,y," ");
+    o = (y[2]>x[2]) ? (y[1]-x[1])/(y[2]-x[2])*100 - s : 0; if (o < 0) o = 0; printf "%.1f", o }'
+}
 cpu_pct() { awk -v t="$1" -v hz="$CLK_TCK" -v d="$2" 'BEGIN{printf "%.1f", t/hz/d*100}'; }
 
 # start_server NAME MODE [CMD] -> sets SPID, PORT; returns 1 if it never listened.
@@ -255,11 +259,11 @@ run_wrk() {
   local args=(-t"$CL_THREADS" -c"$conns" -d"${DURATION}s" --timeout 5s)
   [ -n "$hdr" ] && args+=(-H "$hdr")
   local t0 t1 s0 s1
-  local k0 k1
-  t0=$(cpu_ticks); s0=$(date +%s.%N); k0=$(core_ticks "$CL_CORE")
+  local k0 k1 z0 z1
+  t0=$(cpu_ticks); s0=$(date +%s.%N); k0=$(core_ticks "$CL_CORE"); z0=$(core_ticks $SERVER_CPU)
   out=$(taskset -c "$CL_CPUS" timeout $((DURATION + 20)) wrk "${args[@]}" \
         "http://127.0.0.1:$PORT/" 2>&1)
-  t1=$(cpu_ticks); s1=$(date +%s.%N); k1=$(core_ticks "$CL_CORE")
+  t1=$(cpu_ticks); s1=$(date +%s.%N); k1=$(core_ticks "$CL_CORE"); z1=$(core_ticks $SERVER_CPU)
   local cpu; cpu=$(cpu_pct $((t1 - t0)) "$(awk -v a="$s0" -v b="$s1" 'BEGIN{print b-a}')")
   echo "== round $round $metric" >>"$LOGDIR/$name.wrk.log"
   echo "$out" >>"$LOGDIR/$name.wrk.log"
@@ -273,6 +277,8 @@ run_wrk() {
   local ccpu; ccpu=$(core_pct "$k0" "$k1")
   [ -n "${rps:-}" ] && record "$round" "$name" "${metric}_cpu" "$cpu" &&
     record "$round" "$name" "${metric}_clientcore" "$ccpu"
+  # pinned tests: CPU 0 busy beyond the server = other processes on the machine
+  [ -n "$CL_CORE" ] && [ -n "${rps:-}" ] && record "$round" "$name" "${metric}_other0" "$(other_pct "$z0" "$z1" "$cpu")"
   log "  $name $metric: ${rps:-FAIL} req/s, server CPU ${cpu}%, client ${CL_CORE:+core }${CL_CORE:-machine} ${ccpu}% busy $note"
 }
 
@@ -336,18 +342,19 @@ run_echo() { # name round
   start_server "$name" echo || { record "$round" "$name" echo "" "no_start"; return; }
   taskset -c $CLIENT_CPU timeout 15 "$BUILD/echo_client" 127.0.0.1 "$PORT" 1 >/dev/null 2>&1
   local t0 t1 s0 s1
-  local k0 k1
-  t0=$(cpu_ticks); s0=$(date +%s.%N); k0=$(core_ticks $CLIENT_CPU)
+  local k0 k1 z0 z1
+  t0=$(cpu_ticks); s0=$(date +%s.%N); k0=$(core_ticks $CLIENT_CPU); z0=$(core_ticks $SERVER_CPU)
   out=$(taskset -c $CLIENT_CPU timeout $((ECHO_SECS + 20)) "$BUILD/echo_client" \
         127.0.0.1 "$PORT" "$ECHO_SECS" 65536 2>&1)
-  t1=$(cpu_ticks); s1=$(date +%s.%N); k1=$(core_ticks $CLIENT_CPU)
+  t1=$(cpu_ticks); s1=$(date +%s.%N); k1=$(core_ticks $CLIENT_CPU); z1=$(core_ticks $SERVER_CPU)
   local cpu; cpu=$(cpu_pct $((t1 - t0)) "$(awk -v a="$s0" -v b="$s1" 'BEGIN{print b-a}')")
   echo "== round $round: $out" >>"$LOGDIR/$name.echo.log"
   mbs=$(sed -n 's/.*mb_per_s=\([0-9.]*\).*/\1/p' <<<"$out")
   record "$round" "$name" echo "${mbs:-}" "$( [ -z "$mbs" ] && echo "FAILED $out" | tr ',\n' '; ')"
   local ccpu; ccpu=$(core_pct "$k0" "$k1")
   [ -n "${mbs:-}" ] && record "$round" "$name" echo_cpu "$cpu" &&
-    record "$round" "$name" echo_clientcore "$ccpu"
+    record "$round" "$name" echo_clientcore "$ccpu" &&
+    record "$round" "$name" echo_other0 "$(other_pct "$z0" "$z1" "$cpu")"
   log "  $name echo: ${mbs:-FAIL} MB/s, server CPU ${cpu}%, client core ${ccpu}% busy"
   stop_server
 }

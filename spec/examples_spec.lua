@@ -10,7 +10,7 @@ local EXAMPLES = {"echo_server", "echo_client", "chat", "http_hello", "udp_echo"
 
 local function start(name, ...)
   local proc = rt.start({BIN, "examples/" .. name .. ".lua", ...})
-  finally(function() rt.stop(proc) end)
+  rt.defer(finally, function() rt.stop(proc) end)
   return proc
 end
 
@@ -95,7 +95,7 @@ describe("echo_client.lua", function()
     local s = csock.socket(csock.AF_INET, csock.SOCK_STREAM)
     assert(s:bind("127.0.0.1", 0)) -- bound, not listening: connections are refused
     local port = s:getsockname().port
-    finally(function() s:close() end)
+    rt.defer(finally, function() s:close() end)
     local r = rt.exec({BIN, "examples/echo_client.lua", port, "127.0.0.1", 2})
     assert.equal(1, r.status)
     assert.matches("ok 0/2", r.out)
@@ -312,8 +312,8 @@ end)
 
 describe("unix_echo.lua", function()
   it("echoes lines to a python3 AF_UNIX client", function()
-    local path = os.tmpname() .. ".sock"
-    finally(function() os.remove(path) end)
+    local path = rt.tmppath(".sock")
+    rt.defer(finally, function() os.remove(path) end)
     local p = start("unix_echo", path)
     assert.equal("listening on " .. path, p.line)
     local r = rt.python([[
@@ -336,8 +336,8 @@ sys.stdout.buffer.write(got)
   end)
 
   it("replaces a stale socket file left at its path", function()
-    local path = os.tmpname() .. ".sock"
-    finally(function() os.remove(path) end)
+    local path = rt.tmppath(".sock")
+    rt.defer(finally, function() os.remove(path) end)
     local stale = csock.socket(csock.AF_UNIX, csock.SOCK_STREAM)
     assert(stale:bind(path))
     stale:close()
@@ -371,7 +371,7 @@ describe("port_scan.lua", function()
       if closed then closed:close() end
       return pending("no two free ports near " .. base)
     end
-    finally(function()
+    rt.defer(finally, function()
       first:close()
       closed:close()
       second:close()
@@ -398,7 +398,7 @@ describe("port_scan.lua", function()
     local s = csock.socket(csock.AF_INET, csock.SOCK_STREAM)
     assert(s:bind("127.0.0.1", 0))
     assert(s:listen())
-    finally(function() s:close() end)
+    rt.defer(finally, function() s:close() end)
     local port = s:getsockname().port
     local lo = math.max(1, port - 500)
     local t0 = csock.now()
@@ -423,7 +423,7 @@ describe("server.lua and client.lua (Beej's guide)", function()
 
   it("run under plain lua5.4 and talk to each other across the two", function()
     local proc = rt.start({LUA, "examples/server.lua", 0})
-    finally(function() rt.stop(proc) end)
+    rt.defer(finally, function() rt.stop(proc) end)
     for _, runner in ipairs({LUA, BIN, LUA}) do
       local r = rt.exec({runner, "examples/client.lua", "127.0.0.1", proc.port})
       assert.equal(0, r.status, r.err)

@@ -6,6 +6,7 @@ table with `local helper = require "helper"`.  Nothing here depends on
 csock itself, so a broken build still lets the helpers load.
 
   helper.ROOT                 the repository root (busted runs there)
+  helper.CPATH                where children find csock/core.so (honours CSOCK_BUILD)
   helper.LUA                  the interpreter used for child processes
   helper.pid()                this process' id
   helper.tmpname([tag])       a fresh path in /tmp for a unix socket (not created)
@@ -13,7 +14,9 @@ csock itself, so a broken build still lets the helpers load.
   helper.fds()                {[fd] = link target} of this process (/proc/self/fd)
   helper.fd_count()           number of open descriptors of this process
   helper.shell_quote(s)       s quoted for /bin/sh
-  helper.spawn(cmd)           runs a shell command with stdout piped back: a child
+  helper.spawn(cmd [, opts])  runs a shell command with stdout piped back: a child
+                              (opts.foreign: a program not linked with csock; it
+                              runs without the sanitizer's LD_PRELOAD)
   helper.spawn_lua(code, ...) runs `lua5.4 -e code` (with csock's package paths)
   helper.spawn_python(code, ...) runs `python3 -c code`
   helper.run_lua(code, ...)   spawn_lua and wait: ok, stdout, stderr
@@ -111,11 +114,14 @@ function Child:wait()
 end
 
 --[[ Starts a shell command; its stdout comes back through a pipe, its
-stderr goes to a temporary file that wait() returns. ]]
-function helper.spawn(cmd)
+stderr goes to a temporary file that wait() returns.  Under `make asan`
+LD_PRELOAD carries the sanitizer runtime, which csock's children need and
+python3 or curl do not survive: opts.foreign drops it. ]]
+function helper.spawn(cmd, opts)
   local errfile = os.tmpname()
-  local full = string.format("cd %s && exec timeout %d sh -c %s 2>%s",
-    q(helper.ROOT), helper.TIMEOUT, q(cmd), q(errfile))
+  local env = (opts and opts.foreign) and "env -u LD_PRELOAD " or ""
+  local full = string.format("cd %s && exec %stimeout %d sh -c %s 2>%s",
+    q(helper.ROOT), env, helper.TIMEOUT, q(cmd), q(errfile))
   local out = assert(io.popen(full, "r"))
   return setmetatable({ out = out, errfile = errfile, cmd = cmd }, Child)
 end
@@ -126,8 +132,12 @@ local function quote_args(...)
   return table.concat(args, " ")
 end
 
+-- `make asan` sets CSOCK_BUILD=build-asan; children then load that build too.
+helper.CPATH = os.getenv("CSOCK_BUILD") and ("./" .. os.getenv("CSOCK_BUILD") .. "/?.so;")
+  or "./?.so;"
+
 helper.LUA_PRELUDE = 'package.path = "./lua/?.lua;./lua/?/init.lua;" .. package.path; '
-  .. 'package.cpath = "./?.so;" .. package.cpath; '
+  .. 'package.cpath = "' .. helper.CPATH .. '" .. package.cpath; '
   .. 'io.stdout:setvbuf("line"); '
 
 --[[ Runs `code` in a child lua5.4 at the repository root, where
@@ -145,15 +155,16 @@ end
 
 function helper.spawn_python(code, ...)
   return helper.spawn(string.format("python3 -u -c %s %s </dev/null",
-    q(code), quote_args(...)))
+    q(code), quote_args(...)), { foreign = true })
 end
 
 function helper.has(cmd)
-  return os.execute("command -v " .. q(cmd) .. " >/dev/null 2>&1") == true
+  return os.execute("env -u LD_PRELOAD sh -c " .. q("command -v " .. q(cmd))
+    .. " >/dev/null 2>&1") == true
 end
 
 function helper.has_python3()
-  return os.execute("python3 -c 'import socket' >/dev/null 2>&1") == true
+  return os.execute("env -u LD_PRELOAD python3 -c 'import socket' >/dev/null 2>&1") == true
 end
 
 return helper

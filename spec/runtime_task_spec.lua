@@ -54,7 +54,7 @@ describe("csock.run", function()
     local ok, err = pcall(csock.run, function()
       csock.spawn(function()
         local c <close> = closer(log, "sleeper closed")
-        csock.sleep(30)
+        csock.sleep(2)
         log[#log + 1] = "sleeper woke"
       end)
       csock.sleep(0.01)
@@ -63,7 +63,7 @@ describe("csock.run", function()
     assert.is_false(ok)
     assert.equal("fn failed", err)
     assert.same({"sleeper closed"}, log)
-    assert.is_true(csock.now() - started < 5)
+    assert.is_true(csock.now() - started < 1, "run waited for the sleeper")
   end)
 
   it("can run again after it returned or raised", function()
@@ -336,6 +336,95 @@ describe("task handles", function()
     a:close()
     b:close()
     assert.same({true, "line", n = 2}, r)
+  end)
+end)
+
+describe("task lifetime", function()
+  it("a task whose handle was dropped still runs to its end across collections", function()
+    local done = csock.run(function()
+      local done = false
+      csock.spawn(function()
+        csock.sleep(0.05)
+        collectgarbage()
+        done = true
+      end)
+      for _ = 1, 5 do
+        collectgarbage()
+        csock.sleep(0.02)
+      end
+      return done
+    end)
+    assert.is_true(done)
+  end)
+
+  it("a task may cancel itself; it ends at its next wait point", function()
+    local log = {}
+    local r = table.pack(csock.run(function()
+      local t
+      t = csock.spawn(function()
+        csock.sleep(0)
+        t:cancel()
+        log[#log + 1] = "before the wait"
+        csock.sleep(0)
+        log[#log + 1] = "after the wait"
+      end)
+      return t:join()
+    end))
+    assert.same({false, "cancelled", n = 2}, r)
+    assert.same({"before the wait"}, log)
+  end)
+
+  it("a task cannot join itself", function()
+    local ok, err = csock.run(function()
+      local t
+      t = csock.spawn(function()
+        csock.sleep(0)
+        return pcall(t.join, t)
+      end)
+      return select(2, t:join())
+    end)
+    assert.is_false(ok)
+    assert.matches("itself", err)
+  end)
+
+  it("several tasks can join the same task and all get its results", function()
+    local r = table.pack(csock.run(function()
+      local t = csock.spawn(function() csock.sleep(0.02) return 7 end)
+      local j1 = csock.spawn(function() return t:join() end)
+      local j2 = csock.spawn(function() return t:join() end)
+      return select(3, j1:join()), select(3, j2:join())
+    end))
+    assert.same({7, 7, n = 2}, r)
+  end)
+
+  it("cancelling a task that waits in join leaves the joined task running", function()
+    local r = table.pack(csock.run(function()
+      local long = csock.spawn(function() csock.sleep(0.05) return "long" end)
+      local joiner = csock.spawn(function() return long:join() end)
+      csock.sleep(0.01)
+      joiner:cancel()
+      local jok, jerr = joiner:join()
+      return jok, jerr, long:join()
+    end))
+    assert.same({false, "cancelled", true, "long", n = 4}, r)
+  end)
+
+  it("a to-be-closed handler run by cancel may itself wait", function()
+    local r = table.pack(csock.run(function()
+      local log = {}
+      local t = csock.spawn(function()
+        local c <close> = setmetatable({}, {__close = function()
+          csock.sleep(0.01)
+          log[#log + 1] = "closed after a wait"
+        end})
+        csock.sleep(30)
+      end)
+      csock.sleep(0.01)
+      t:cancel()
+      local ok, err = t:join()
+      return ok, err, log[1]
+    end))
+    assert.same({false, "cancelled", "closed after a wait", n = 3}, r)
   end)
 end)
 

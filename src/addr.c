@@ -18,38 +18,38 @@ int addr_parse_family(lua_State *L, int idx) {
   if (lua_type(L, idx) == LUA_TSTRING) {
     static const char *const names[] = {"inet", "inet6", "unix", NULL};
     static const int values[] = {AF_INET, AF_INET6, AF_UNIX};
-    return values[luaL_checkoption(L, idx, NULL, names)];
+    return values[csock_checkoption(L, idx, names)];
   }
-  lua_Integer f = luaL_checkinteger(L, idx);
+  lua_Integer f = csock_checkinteger(L, idx);
   if (f != AF_INET && f != AF_INET6 && f != AF_UNIX)
-    luaL_argerror(L, idx, "unsupported address family");
+    csock_argerror(L, idx, "unsupported address family");
   return (int)f;
 }
 
 static const char *addr_checkstring(lua_State *L, int idx, const char *what) {
   size_t len;
-  const char *s = luaL_checklstring(L, idx, &len);
+  const char *s = csock_checklstring(L, idx, &len);
   if (strlen(s) != len)
-    luaL_argerror(L, idx, lua_pushfstring(L, "%s contains a zero byte", what));
+    csock_argerror(L, idx, lua_pushfstring(L, "%s contains a zero byte", what));
   return s;
 }
 
 static unsigned short addr_checkport(lua_State *L, int idx) {
-  lua_Integer port = luaL_checkinteger(L, idx);
-  luaL_argcheck(L, port >= 0 && port <= 65535, idx, "port out of range");
+  lua_Integer port = csock_checkinteger(L, idx);
+  csock_argcheck(L, port >= 0 && port <= 65535, idx, "port out of range");
   return (unsigned short)port;
 }
 
 static int addr_unix(lua_State *L, int idx, struct sockaddr_storage *ss,
                      socklen_t *len) {
   size_t n;
-  const char *path = luaL_checklstring(L, idx, &n);
+  const char *path = csock_checklstring(L, idx, &n);
   struct sockaddr_un *un = (struct sockaddr_un *)ss;
   /* a leading zero byte names Linux's abstract namespace; anywhere else it
      would silently truncate the path */
   if (n == 0 || memchr(path + 1, '\0', n - 1) != NULL)
-    luaL_argerror(L, idx, n == 0 ? "empty path" : "path contains a zero byte");
-  luaL_argcheck(L, n < sizeof un->sun_path, idx, "path too long");
+    csock_argerror(L, idx, n == 0 ? "empty path" : "path contains a zero byte");
+  csock_argcheck(L, n < sizeof un->sun_path, idx, "path too long");
   memset(un, 0, sizeof *un);
   un->sun_family = AF_UNIX;
   memcpy(un->sun_path, path, n);
@@ -169,7 +169,7 @@ static int hint_field(lua_State *L, int idx, const char *name, int dflt) {
   int v = dflt;
   if (t != LUA_TNIL) {
     if (!lua_isinteger(L, -1))
-      luaL_argerror(L, idx, lua_pushfstring(L, "hint '%s' must be an integer", name));
+      csock_argerror(L, idx, lua_pushfstring(L, "hint '%s' must be an integer", name));
     v = (int)lua_tointeger(L, -1);
   }
   lua_pop(L, 1);
@@ -180,18 +180,18 @@ int addr_getaddrinfo(lua_State *L) {
   const char *host = lua_isnoneornil(L, 1) ? NULL : addr_checkstring(L, 1, "host");
   const char *service = NULL;
   if (lua_type(L, 2) == LUA_TNUMBER) {
-    lua_Integer port = luaL_checkinteger(L, 2);
-    luaL_argcheck(L, port >= 0 && port <= 65535, 2, "port out of range");
+    lua_Integer port = csock_checkinteger(L, 2);
+    csock_argcheck(L, port >= 0 && port <= 65535, 2, "port out of range");
     service = lua_tostring(L, 2); /* converts in place */
   } else if (!lua_isnoneornil(L, 2)) {
     service = addr_checkstring(L, 2, "service");
   }
-  luaL_argcheck(L, host || service, 1, "host or service expected");
+  csock_argcheck(L, host || service, 1, "host or service expected");
   struct addrinfo hints, *res = NULL;
   memset(&hints, 0, sizeof hints);
   hints.ai_socktype = SOCK_STREAM;
   if (!lua_isnoneornil(L, 3)) {
-    luaL_checktype(L, 3, LUA_TTABLE);
+    csock_checktype(L, 3, LUA_TTABLE);
     hints.ai_family = hint_field(L, 3, "family", AF_UNSPEC);
     hints.ai_socktype = hint_field(L, 3, "socktype", SOCK_STREAM);
     hints.ai_protocol = hint_field(L, 3, "protocol", 0);

@@ -92,3 +92,80 @@ int luaopen_csock_core(lua_State *L) {
   lua_setfield(L, -2, "_VERSION");
   return 1;
 }
+
+/*
+** Argument checks.  Lua's luaL_argerror renumbers the arguments of a
+** method call (self becomes "bad self", the next argument #1); csock's
+** messages count self as argument #1 in every call form, as SPEC.md shows
+** ("bad argument #1 to 'recv' (socket is closed)"), so methods check their
+** arguments through these instead.
+*/
+int csock_argerror(lua_State *L, int arg, const char *extramsg) {
+  lua_Debug ar;
+  if (!lua_getstack(L, 0, &ar)) return luaL_argerror(L, arg, extramsg);
+  lua_getinfo(L, "n", &ar);
+  if (ar.name == NULL || strcmp(ar.namewhat, "method") != 0)
+    return luaL_argerror(L, arg, extramsg); /* same numbering either way */
+  return luaL_error(L, "bad argument #%d to '%s' (%s)", arg, ar.name, extramsg);
+}
+
+int csock_typeerror(lua_State *L, int arg, const char *tname) {
+  const char *got;
+  if (luaL_getmetafield(L, arg, "__name") == LUA_TSTRING)
+    got = lua_tostring(L, -1);
+  else if (lua_type(L, arg) == LUA_TLIGHTUSERDATA)
+    got = "light userdata";
+  else
+    got = luaL_typename(L, arg);
+  return csock_argerror(L, arg, lua_pushfstring(L, "%s expected, got %s", tname, got));
+}
+
+void csock_checktype(lua_State *L, int arg, int t) {
+  if (lua_type(L, arg) != t) csock_typeerror(L, arg, lua_typename(L, t));
+}
+
+void csock_checkany(lua_State *L, int arg) {
+  if (lua_type(L, arg) == LUA_TNONE) csock_argerror(L, arg, "value expected");
+}
+
+lua_Integer csock_checkinteger(lua_State *L, int arg) {
+  int isnum;
+  lua_Integer v = lua_tointegerx(L, arg, &isnum);
+  if (!isnum) {
+    if (lua_isnumber(L, arg))
+      csock_argerror(L, arg, "number has no integer representation");
+    else
+      csock_typeerror(L, arg, "number");
+  }
+  return v;
+}
+
+lua_Integer csock_optinteger(lua_State *L, int arg, lua_Integer def) {
+  return lua_isnoneornil(L, arg) ? def : csock_checkinteger(L, arg);
+}
+
+lua_Number csock_checknumber(lua_State *L, int arg) {
+  int isnum;
+  lua_Number v = lua_tonumberx(L, arg, &isnum);
+  if (!isnum) csock_typeerror(L, arg, "number");
+  return v;
+}
+
+const char *csock_checklstring(lua_State *L, int arg, size_t *len) {
+  const char *s = lua_tolstring(L, arg, len);
+  if (s == NULL) csock_typeerror(L, arg, "string");
+  return s;
+}
+
+int csock_checkoption(lua_State *L, int arg, const char *const lst[]) {
+  const char *name = csock_checklstring(L, arg, NULL);
+  for (int i = 0; lst[i]; i++)
+    if (strcmp(lst[i], name) == 0) return i;
+  return csock_argerror(L, arg, lua_pushfstring(L, "invalid option '%s'", name));
+}
+
+void *csock_checkudata(lua_State *L, int arg, const char *tname) {
+  void *p = luaL_testudata(L, arg, tname);
+  if (p == NULL) csock_typeerror(L, arg, tname);
+  return p;
+}

@@ -53,6 +53,20 @@ double csock_now(void);
 int csock_failure(lua_State *L, int err);
 int csock_failmsg(lua_State *L, const char *msg, int err);
 
+/* argument checks that count self as #1 (csock.c) */
+int csock_argerror(lua_State *L, int arg, const char *extramsg);
+int csock_typeerror(lua_State *L, int arg, const char *tname);
+void csock_checktype(lua_State *L, int arg, int t);
+void csock_checkany(lua_State *L, int arg);
+lua_Integer csock_checkinteger(lua_State *L, int arg);
+lua_Integer csock_optinteger(lua_State *L, int arg, lua_Integer def);
+lua_Number csock_checknumber(lua_State *L, int arg);
+const char *csock_checklstring(lua_State *L, int arg, size_t *len);
+int csock_checkoption(lua_State *L, int arg, const char *const lst[]);
+void *csock_checkudata(lua_State *L, int arg, const char *tname);
+#define csock_checkstring(L, arg) csock_checklstring(L, (arg), NULL)
+#define csock_argcheck(L, cond, arg, msg) ((void)((cond) || csock_argerror(L, (arg), (msg))))
+
 /* socket.c */
 csock_socket *sock_check(lua_State *L, int idx);
 csock_socket *sock_checkopen(lua_State *L, int idx);

@@ -147,7 +147,7 @@ int io_connect(lua_State *L) {
 static const char *sub_range(lua_State *L, size_t *n) {
   size_t len;
   const char *data = lua_tolstring(L, 2, &len);
-  lua_Integer i = luaL_optinteger(L, 3, 1), j = luaL_optinteger(L, 4, -1);
+  lua_Integer i = csock_optinteger(L, 3, 1), j = csock_optinteger(L, 4, -1);
   lua_Integer l = (lua_Integer)len;
   if (i < 0) i = i < -l ? 1 : l + i + 1;
   if (i == 0) i = 1;
@@ -180,9 +180,9 @@ static int send_k(lua_State *L, int status, lua_KContext ctx) {
 
 int io_send(lua_State *L) {
   csock_socket *s = sock_checkopen(L, 1);
-  luaL_checkstring(L, 2);
-  luaL_optinteger(L, 3, 1);
-  luaL_optinteger(L, 4, -1);
+  csock_checkstring(L, 2);
+  csock_optinteger(L, 3, 1);
+  csock_optinteger(L, 4, -1);
   lua_settop(L, 4);
   s->wdeadline = sock_deadline(s);
   return send_k(L, LUA_OK, 0);
@@ -215,7 +215,7 @@ static int sendto_k(lua_State *L, int status, lua_KContext ctx) {
 
 int io_sendto(lua_State *L) {
   csock_socket *s = sock_checkopen(L, 1);
-  luaL_checkstring(L, 2);
+  csock_checkstring(L, 2);
   struct sockaddr_storage ss;
   socklen_t len;
   int r = addr_from_args(L, 3, s->family, s->type, &ss, &len);
@@ -231,8 +231,8 @@ int io_sendto(lua_State *L) {
 /* ---------------------------------------------------------------- recv */
 
 static lua_Integer check_size(lua_State *L, int idx, lua_Integer dflt) {
-  lua_Integer n = luaL_optinteger(L, idx, dflt);
-  luaL_argcheck(L, n > 0, idx, "size must be positive");
+  lua_Integer n = csock_optinteger(L, idx, dflt);
+  csock_argcheck(L, n > 0, idx, "size must be positive");
   return n;
 }
 
@@ -406,12 +406,12 @@ static void check_formats(lua_State *L, int first, int last) {
   for (int i = first; i <= last; i++) {
     if (lua_type(L, i) == LUA_TNUMBER) {
       lua_Integer n = lua_tointeger(L, i);
-      luaL_argcheck(L, lua_isinteger(L, i) && n >= 0, i, "invalid format");
+      csock_argcheck(L, lua_isinteger(L, i) && n >= 0, i, "invalid format");
       continue;
     }
-    const char *p = luaL_checkstring(L, i);
+    const char *p = csock_checkstring(L, i);
     if (*p == '*') p++;
-    luaL_argcheck(L, (*p == 'l' || *p == 'L' || *p == 'a') && p[1] == '\0', i,
+    csock_argcheck(L, (*p == 'l' || *p == 'L' || *p == 'a') && p[1] == '\0', i,
                   "invalid format");
   }
 }
@@ -474,7 +474,7 @@ int io_read(lua_State *L) {
     lua_pushliteral(L, "l");
     nfmt = 1;
   }
-  luaL_argcheck(L, nfmt <= 250, 252, "too many formats");
+  csock_argcheck(L, nfmt <= 250, 252, "too many formats");
   check_formats(L, 2, 1 + nfmt);
   luaL_checkstack(L, nfmt + LUA_MINSTACK, "too many formats");
   s->rdeadline = sock_deadline(s);
@@ -511,7 +511,7 @@ int io_lines(lua_State *L) {
     lua_pushliteral(L, "l");
     nfmt = 1;
   }
-  luaL_argcheck(L, nfmt <= 250, 252, "too many formats");
+  csock_argcheck(L, nfmt <= 250, 252, "too many formats");
   check_formats(L, 2, 1 + nfmt);
   lua_pushinteger(L, nfmt);
   lua_insert(L, 2);
@@ -579,7 +579,7 @@ static int write_k(lua_State *L, int status, lua_KContext ctx) {
 int io_write(lua_State *L) {
   csock_socket *s = sock_checkopen(L, 1);
   int top = lua_gettop(L);
-  for (int i = 2; i <= top; i++) luaL_checklstring(L, i, NULL); /* numbers become strings */
+  for (int i = 2; i <= top; i++) csock_checklstring(L, i, NULL); /* numbers become strings */
   s->wdeadline = sock_deadline(s);
   return write_k(L, LUA_OK, 0);
 }

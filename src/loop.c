@@ -286,8 +286,8 @@ static int sleep_k(lua_State *L, int status, lua_KContext ctx) {
 
 /* csock.sleep(seconds): suspends the task, or blocks the thread outside. */
 int loop_sleep(lua_State *L) {
-  lua_Number secs = luaL_checknumber(L, 1);
-  luaL_argcheck(L, secs >= 0 && !isnan(secs), 1, "seconds must not be negative");
+  lua_Number secs = csock_checknumber(L, 1);
+  csock_argcheck(L, secs >= 0 && !isnan(secs), 1, "seconds must not be negative");
   csock_task *t = yieldable_task(L);
   if (t != NULL) {
     if (t->cancel || secs <= 0) return yield_ready(L, t, 0, sleep_k);
@@ -307,7 +307,7 @@ int loop_sleep(lua_State *L) {
 /* ---------------------------------------------------------------- tasks */
 
 static csock_task *task_check(lua_State *L, int idx) {
-  return (csock_task *)luaL_checkudata(L, idx, CSOCK_TASK);
+  return (csock_task *)csock_checkudata(L, idx, CSOCK_TASK);
 }
 
 /* Pushes the handle of t (from its anchor while it lives). */
@@ -430,7 +430,7 @@ static void task_cancelled(csock_loop *lp, csock_task *t) {
 }
 
 static void task_resume(csock_loop *lp, csock_task *t) {
-  if (t->cancel) {
+  if (t->cancel || lp->main->state == T_FAILED) {
     task_cancelled(lp, t);
     return;
   }
@@ -498,7 +498,7 @@ static int loop_main(lua_State *L) {
   csock_loop *lp = (csock_loop *)lua_touserdata(L, 1);
   while (lp->alive > 0) {
     run_ready(lp);
-    if (lp->alive == 0) break;
+    if (lp->alive == 0 || lp->main->state == T_FAILED) break;
     if (!lp->ready_head && lp->heap_len == 0 && lp->io_waiters == 0)
       return luaL_error(L, "csock.run: deadlock (every task waits for another task)");
     int r = poll_and_wake(lp, poll_timeout(lp));
@@ -527,7 +527,7 @@ static int loop_drive(lua_State *L, csock_loop *lp) {
   lua_pushcfunction(L, loop_main);
   lua_pushlightuserdata(L, lp);
   int status = lua_pcall(L, 1, 0, 0);
-  if (status == LUA_OK && lp->main->state == T_FAILED && lp->alive > 0) {
+  while (status == LUA_OK && lp->main->state == T_FAILED && lp->alive > 0) {
     cancel_all(lp);
     lua_pushcfunction(L, loop_main);
     lua_pushlightuserdata(L, lp);
@@ -538,7 +538,7 @@ static int loop_drive(lua_State *L, csock_loop *lp) {
 
 /* csock.run(fn, ...): fn(...) as the first task; returns its results. */
 int loop_run(lua_State *L) {
-  luaL_checktype(L, 1, LUA_TFUNCTION);
+  csock_checktype(L, 1, LUA_TFUNCTION);
   if (running) return luaL_error(L, "csock.run: the loop is already running (nested run)");
   csock_loop *lp = calloc(1, sizeof *lp);
   if (lp == NULL) return luaL_error(L, "not enough memory");
@@ -576,7 +576,7 @@ int loop_run(lua_State *L) {
 
 /* csock.spawn(fn, ...) */
 int loop_spawn(lua_State *L) {
-  luaL_checktype(L, 1, LUA_TFUNCTION);
+  csock_checktype(L, 1, LUA_TFUNCTION);
   csock_loop *lp = running;
   if (lp == NULL) return luaL_error(L, "csock.spawn: no loop is running (call it inside csock.run)");
   task_new(L, lp, 1);
@@ -630,7 +630,7 @@ static int task_join(lua_State *L) {
   if (t->state >= T_DONE) return push_results(L, t);
   csock_task *me = yieldable_task(L);
   if (me == NULL) return luaL_error(L, "join: must be called from a task");
-  if (me == t) return luaL_argerror(L, 1, "a task cannot join itself");
+  if (me == t) return csock_argerror(L, 1, "a task cannot join itself");
   if (me->cancel) return yield_ready(L, me, 0, join_k);
   me->joining = t;
   me->next_joiner = t->joiners;
@@ -672,7 +672,7 @@ static int task_name(lua_State *L) {
     lua_getiuservalue(L, 1, UV_NAME);
     return 1;
   }
-  if (!lua_isnil(L, 2)) luaL_checkstring(L, 2);
+  if (!lua_isnil(L, 2)) csock_checkstring(L, 2);
   lua_settop(L, 2);
   lua_setiuservalue(L, 1, UV_NAME);
   lua_settop(L, 1);

@@ -90,22 +90,22 @@ void opt_push_constants(lua_State *L) {
 
 /* Finds the option named by arguments 2 (level) and 3 (name), or raises. */
 static const opt_entry *opt_check(lua_State *L) {
-  lua_Integer level = luaL_checkinteger(L, 2);
-  lua_Integer name = luaL_checkinteger(L, 3);
+  lua_Integer level = csock_checkinteger(L, 2);
+  lua_Integer name = csock_checkinteger(L, 3);
   int level_known = 0;
   for (int i = 0; levels[i].name; i++)
     if (levels[i].value == level) level_known = 1;
-  if (!level_known) luaL_argerror(L, 2, "unknown option level");
+  if (!level_known) csock_argerror(L, 2, "unknown option level");
   for (const opt_entry *o = options; o->name; o++)
     if (o->level == level && o->optname == name) return o;
-  luaL_argerror(L, 3, "unknown option");
+  csock_argerror(L, 3, "unknown option");
   return NULL;
 }
 
 static int opt_checkint(lua_State *L, int idx) {
   if (lua_isboolean(L, idx)) return lua_toboolean(L, idx);
-  lua_Integer v = luaL_checkinteger(L, idx);
-  luaL_argcheck(L, v >= INT_MIN && v <= INT_MAX, idx, "value out of range");
+  lua_Integer v = csock_checkinteger(L, idx);
+  csock_argcheck(L, v >= INT_MIN && v <= INT_MAX, idx, "value out of range");
   return (int)v;
 }
 
@@ -116,12 +116,12 @@ static int opt_checkfield(lua_State *L, int idx, const char *field) {
     v = lua_toboolean(L, -1);
   else if (lua_isinteger(L, -1)) {
     lua_Integer i = lua_tointeger(L, -1);
-    if (i < 0 || i > INT_MAX) luaL_argerror(L, idx, "linger out of range");
+    if (i < 0 || i > INT_MAX) csock_argerror(L, idx, "linger out of range");
     v = (int)i;
   } else if (lua_isnil(L, -1))
     v = 0;
   else
-    return luaL_argerror(L, idx, lua_pushfstring(L, "field '%s' must be a boolean or an integer", field));
+    return csock_argerror(L, idx, lua_pushfstring(L, "field '%s' must be a boolean or an integer", field));
   lua_pop(L, 1);
   return v;
 }
@@ -129,12 +129,12 @@ static int opt_checkfield(lua_State *L, int idx, const char *field) {
 int opt_set(lua_State *L) {
   csock_socket *s = sock_checkopen(L, 1);
   const opt_entry *o = opt_check(L);
-  luaL_argcheck(L, !o->readonly, 3, "option is read-only");
-  luaL_checkany(L, 4);
+  csock_argcheck(L, !o->readonly, 3, "option is read-only");
+  csock_checkany(L, 4);
   int r;
   switch (o->kind) {
     case OPT_LINGER: {
-      luaL_checktype(L, 4, LUA_TTABLE);
+      csock_checktype(L, 4, LUA_TTABLE);
       struct linger lg;
       lg.l_onoff = opt_checkfield(L, 4, "onoff") != 0;
       lg.l_linger = opt_checkfield(L, 4, "linger");
@@ -142,8 +142,8 @@ int opt_set(lua_State *L) {
       break;
     }
     case OPT_TIMEVAL: {
-      lua_Number t = luaL_checknumber(L, 4);
-      luaL_argcheck(L, t >= 0 && t < 1e9, 4, "value out of range");
+      lua_Number t = csock_checknumber(L, 4);
+      csock_argcheck(L, t >= 0 && t < 1e9, 4, "value out of range");
       struct timeval tv;
       tv.tv_sec = (time_t)t;
       tv.tv_usec = (suseconds_t)((t - (lua_Number)tv.tv_sec) * 1e6);

@@ -13,13 +13,13 @@
 #include "csock.h"
 
 csock_socket *sock_check(lua_State *L, int idx) {
-  return (csock_socket *)luaL_checkudata(L, idx, CSOCK_SOCKET);
+  return (csock_socket *)csock_checkudata(L, idx, CSOCK_SOCKET);
 }
 
 /* Checks that argument idx is a socket and still open (cqueues' checkvalid). */
 csock_socket *sock_checkopen(lua_State *L, int idx) {
   csock_socket *s = sock_check(L, idx);
-  luaL_argcheck(L, s->fd >= 0, idx, "socket is closed");
+  csock_argcheck(L, s->fd >= 0, idx, "socket is closed");
   return s;
 }
 
@@ -61,11 +61,11 @@ static int type_of(lua_State *L, int idx, int dflt) {
   if (lua_type(L, idx) == LUA_TSTRING) {
     static const char *const names[] = {"stream", "dgram", "seqpacket", NULL};
     static const int values[] = {SOCK_STREAM, SOCK_DGRAM, SOCK_SEQPACKET};
-    return values[luaL_checkoption(L, idx, NULL, names)];
+    return values[csock_checkoption(L, idx, names)];
   }
-  lua_Integer t = luaL_checkinteger(L, idx);
+  lua_Integer t = csock_checkinteger(L, idx);
   if (t != SOCK_STREAM && t != SOCK_DGRAM && t != SOCK_SEQPACKET)
-    luaL_argerror(L, idx, "unsupported socket type");
+    csock_argerror(L, idx, "unsupported socket type");
   return (int)t;
 }
 
@@ -73,9 +73,9 @@ static int type_of(lua_State *L, int idx, int dflt) {
 int sock_new(lua_State *L) {
   int family = addr_parse_family(L, 1);
   int type = type_of(L, 2, -1);
-  if (type < 0) luaL_argerror(L, 2, "socket type expected");
-  lua_Integer proto = luaL_optinteger(L, 3, 0);
-  luaL_argcheck(L, proto >= 0 && proto <= 255, 3, "protocol out of range");
+  if (type < 0) csock_argerror(L, 2, "socket type expected");
+  lua_Integer proto = csock_optinteger(L, 3, 0);
+  csock_argcheck(L, proto >= 0 && proto <= 255, 3, "protocol out of range");
   csock_socket *s = sock_push(L, family, type);
   s->fd = socket(family, type | SOCK_NONBLOCK | SOCK_CLOEXEC, (int)proto);
   if (s->fd < 0) return csock_failure(L, errno);
@@ -113,8 +113,8 @@ static int sock_bind(lua_State *L) {
 
 static int sock_listen(lua_State *L) {
   csock_socket *s = sock_checkopen(L, 1);
-  lua_Integer backlog = luaL_optinteger(L, 2, SOMAXCONN);
-  luaL_argcheck(L, backlog >= 0 && backlog <= 65535, 2, "backlog out of range");
+  lua_Integer backlog = csock_optinteger(L, 2, SOMAXCONN);
+  csock_argcheck(L, backlog >= 0 && backlog <= 65535, 2, "backlog out of range");
   if (listen(s->fd, (int)backlog) < 0) return csock_failure(L, errno);
   s->listening = 1;
   lua_pushboolean(L, 1);
@@ -127,10 +127,10 @@ static int sock_shutdown(lua_State *L) {
   if (lua_type(L, 2) == LUA_TSTRING) {
     static const char *const names[] = {"r", "w", "rw", NULL};
     static const int values[] = {SHUT_RD, SHUT_WR, SHUT_RDWR};
-    how = values[luaL_checkoption(L, 2, NULL, names)];
+    how = values[csock_checkoption(L, 2, names)];
   } else if (!lua_isnoneornil(L, 2)) {
-    lua_Integer h = luaL_checkinteger(L, 2);
-    luaL_argcheck(L, h == SHUT_RD || h == SHUT_WR || h == SHUT_RDWR, 2,
+    lua_Integer h = csock_checkinteger(L, 2);
+    csock_argcheck(L, h == SHUT_RD || h == SHUT_WR || h == SHUT_RDWR, 2,
                   "invalid shutdown mode");
     how = (int)h;
   }
@@ -173,8 +173,8 @@ static int sock_settimeout(lua_State *L) {
   if (lua_isnoneornil(L, 2)) {
     s->timeout = -1;
   } else {
-    lua_Number t = luaL_checknumber(L, 2);
-    luaL_argcheck(L, t >= 0 && !isnan(t), 2, "timeout must not be negative");
+    lua_Number t = csock_checknumber(L, 2);
+    csock_argcheck(L, t >= 0 && !isnan(t), 2, "timeout must not be negative");
     s->timeout = isinf(t) ? -1 : t;
   }
   lua_settop(L, 1);
@@ -192,8 +192,8 @@ static int sock_gettimeout(lua_State *L) {
 
 static int sock_setmaxline(lua_State *L) {
   csock_socket *s = sock_checkopen(L, 1);
-  lua_Integer n = luaL_checkinteger(L, 2);
-  luaL_argcheck(L, n > 0 && n <= (lua_Integer)1 << 40, 2, "line length out of range");
+  lua_Integer n = csock_checkinteger(L, 2);
+  csock_argcheck(L, n > 0 && n <= (lua_Integer)1 << 40, 2, "line length out of range");
   s->maxline = (size_t)n;
   lua_settop(L, 1);
   return 1;

@@ -6,7 +6,10 @@ spec/support/rt.lua - helpers of the runtime, host and example specs.
   rt.exec(argv [, opts])       runs a command to its end: {status =, out =, err =}
                                opts.stdin: text fed to its standard input (else /dev/null)
                                opts.env: "NAME=value ..." prefix; opts.limit: seconds (20)
+  rt.tmppath([suffix])         a fresh temporary path (not created), ending in suffix
   rt.script(text)              writes text to a temporary .lua file, returns its path
+  rt.defer(finally, fn)        runs fn at the end of the test; unlike busted's own finally,
+                               may be called many times in one test
   rt.start(argv [, opts])      starts a server process and reads its first stdout line:
                                {pid =, line =, port =, path =} (port: the digits after the
                                last ':' of that line)
@@ -52,10 +55,33 @@ local function spit(path, text)
   f:close()
 end
 
+function rt.tmppath(suffix)
+  local base = os.tmpname() -- creates the file; only its unique name is wanted
+  os.remove(base)
+  return base .. (suffix or "")
+end
+
 function rt.script(text)
-  local path = os.tmpname() .. ".lua"
+  local path = rt.tmppath(".lua")
   spit(path, text)
   return path
+end
+
+-- busted keeps a single `finally` per test, the last one given; rt.defer(finally, fn) chains
+-- any number of them, run last in, first out.
+local pending_cleanups = setmetatable({}, {__mode = "k"})
+
+function rt.defer(finally, fn)
+  local list = pending_cleanups[finally]
+  if not list then
+    list = {}
+    pending_cleanups[finally] = list
+    finally(function()
+      pending_cleanups[finally] = nil
+      for i = #list, 1, -1 do pcall(list[i]) end
+    end)
+  end
+  list[#list + 1] = fn
 end
 
 function rt.exec(argv, opts)
