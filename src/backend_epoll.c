@@ -45,6 +45,7 @@ int backend_poll(int epfd, backend_event *out, int max, int timeout_ms) {
     unsigned e = evs[i].events, mask = 0;
     if (e & (EPOLLIN | EPOLLRDHUP | EPOLLERR | EPOLLHUP)) mask |= CSOCK_READ;
     if (e & (EPOLLOUT | EPOLLERR | EPOLLHUP)) mask |= CSOCK_WRITE;
+    if (e & (EPOLLRDHUP | EPOLLERR | EPOLLHUP)) mask |= CSOCK_HUP;
     out[i].ptr = evs[i].data.ptr;
     out[i].events = mask;
   }

@@ -20,7 +20,7 @@
 #define CSOCK_MAXLINE_DEFAULT (64 * 1024)
 
 /* Directions a task can wait for on a descriptor. */
-enum { CSOCK_READ = 1, CSOCK_WRITE = 2 };
+enum { CSOCK_READ = 1, CSOCK_WRITE = 2, CSOCK_HUP = 4 };
 
 struct csock_task;
 struct csock_loop;
@@ -38,6 +38,9 @@ typedef struct csock_socket {
   unsigned eof : 1; /* the peer shut its side down (recv returned 0) */
   unsigned registered : 1; /* fd is in the epoll set of loop generation gen */
   unsigned listening : 1;
+  unsigned rready : 1; /* no short read or EAGAIN since the last read edge */
+  unsigned wready : 1; /* no short write or EAGAIN since the last write edge */
+  unsigned rdhup : 1;  /* the poller saw the peer's FIN: a short read is not the end */
   unsigned gen;             /* loop generation the registration belongs to */
   double timeout;           /* seconds per operation; < 0 waits forever */
   double rdeadline;         /* deadline of the read-side operation under way */
@@ -114,6 +117,8 @@ char *buf_scratch(size_t *size);
 int csock_wait(lua_State *L, csock_socket *s, int dir, double deadline,
                lua_KContext ctx, lua_KFunction k);
 int csock_woken(lua_State *L);
+int csock_ready(const csock_socket *s, int dir);
+void csock_drained(csock_socket *s);
 int csock_in_task(lua_State *L);
 void loop_forget_socket(csock_socket *s);
 int loop_run(lua_State *L);

@@ -52,6 +52,10 @@ static int accept_k(lua_State *L, int status, lua_KContext ctx) {
   csock_socket *c = (csock_socket *)lua_touserdata(L, 2);
   int e = resumed(L, status, s);
   while (e == 0) {
+    if (!csock_ready(s, CSOCK_READ)) {
+      e = csock_wait(L, s, CSOCK_READ, s->rdeadline, ctx, accept_k);
+      continue;
+    }
     struct sockaddr_storage ss;
     socklen_t len = sizeof ss;
     int fd = accept4(s->fd, (struct sockaddr *)&ss, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
@@ -65,6 +69,7 @@ static int accept_k(lua_State *L, int status, lua_KContext ctx) {
     if (e == EINTR || e == ECONNABORTED) {
       e = 0;
     } else if (e == EAGAIN) {
+      s->rready = 0;
       e = csock_wait(L, s, CSOCK_READ, s->rdeadline, ctx, accept_k);
     } else {
       break;
@@ -164,16 +169,23 @@ static int send_k(lua_State *L, int status, lua_KContext ctx) {
   const char *data = sub_range(L, &n);
   int e = resumed(L, status, s);
   while (e == 0) {
+    if (!csock_ready(s, CSOCK_WRITE)) {
+      e = csock_wait(L, s, CSOCK_WRITE, s->wdeadline, ctx, send_k);
+      continue;
+    }
     ssize_t w = send(s->fd, data, n, MSG_NOSIGNAL);
     if (w >= 0) {
+      if ((size_t)w < n) s->wready = 0;
       lua_pushinteger(L, w);
       return 1;
     }
     e = errno;
     if (e == EINTR)
       e = 0;
-    else if (e == EAGAIN)
+    else if (e == EAGAIN) {
+      s->wready = 0;
       e = csock_wait(L, s, CSOCK_WRITE, s->wdeadline, ctx, send_k);
+    }
   }
   return io_error(L, e);
 }
@@ -252,19 +264,27 @@ static int recv_k(lua_State *L, int status, lua_KContext ctx) {
     return 1;
   }
   while (e == 0) {
+    if (!csock_ready(s, CSOCK_READ)) {
+      e = csock_wait(L, s, CSOCK_READ, s->rdeadline, ctx, recv_k);
+      continue;
+    }
     size_t room;
     char *p = buf_scratch(&room);
-    ssize_t r = recv(s->fd, p, want < room ? want : room, 0);
+    size_t ask = want < room ? want : room;
+    ssize_t r = recv(s->fd, p, ask, 0);
     if (r >= 0) {
       if (r == 0 && s->type == SOCK_STREAM) s->eof = 1;
+      if ((size_t)r < ask && s->type == SOCK_STREAM) csock_drained(s);
       lua_pushlstring(L, p, (size_t)r);
       return 1;
     }
     e = errno;
     if (e == EINTR)
       e = 0;
-    else if (e == EAGAIN)
+    else if (e == EAGAIN) {
+      s->rready = 0;
       e = csock_wait(L, s, CSOCK_READ, s->rdeadline, ctx, recv_k);
+    }
   }
   return io_error(L, e);
 }
@@ -318,12 +338,14 @@ int io_recvfrom(lua_State *L) {
 
 /* Reads more bytes into the buffer: > 0 read, 0 end of stream, -errno. */
 static int fill(csock_socket *s) {
+  if (!csock_ready(s, CSOCK_READ)) return -EAGAIN;
   size_t avail;
   char *p = buf_reserve(&s->rbuf, READ_CHUNK, &avail);
   if (p == NULL) return -ENOMEM;
   for (;;) {
     ssize_t r = recv(s->fd, p, avail, 0);
     if (r > 0) {
+      if ((size_t)r < avail && s->type == SOCK_STREAM) csock_drained(s);
       buf_commit(&s->rbuf, (size_t)r);
       return (int)(r > INT_MAX ? INT_MAX : r);
     }
@@ -334,6 +356,7 @@ static int fill(csock_socket *s) {
     }
     if (errno != EINTR) {
       int e = errno;
+      if (e == EAGAIN) s->rready = 0;
       if (buf_len(&s->rbuf) == 0) buf_consume(&s->rbuf, 0);
       return -e;
     }
@@ -553,6 +576,10 @@ static int write_k(lua_State *L, int status, lua_KContext ctx) {
       lua_settop(L, 1);
       return 1;
     }
+    if (!csock_ready(s, CSOCK_WRITE)) {
+      e = csock_wait(L, s, CSOCK_WRITE, s->wdeadline, (lua_KContext)sent, write_k);
+      continue;
+    }
     ssize_t w;
     if (n == 1) {
       w = send(s->fd, iov[0].iov_base, iov[0].iov_len, MSG_NOSIGNAL);
@@ -564,14 +591,19 @@ static int write_k(lua_State *L, int status, lua_KContext ctx) {
       w = sendmsg(s->fd, &msg, MSG_NOSIGNAL);
     }
     if (w >= 0) {
+      size_t asked = 0;
+      for (int i = 0; i < n; i++) asked += iov[i].iov_len;
+      if ((size_t)w < asked) s->wready = 0;
       sent += (size_t)w;
       continue;
     }
     e = errno;
     if (e == EINTR)
       e = 0;
-    else if (e == EAGAIN)
+    else if (e == EAGAIN) {
+      s->wready = 0;
       e = csock_wait(L, s, CSOCK_WRITE, s->wdeadline, (lua_KContext)sent, write_k);
+    }
   }
   return write_fail(L, e, sent);
 }

@@ -209,6 +209,29 @@ int csock_woken(lua_State *L) {
   return w;
 }
 
+/*
+** Whether a call on s in direction dir is worth trying before waiting.
+** The poller is edge-triggered, so once a read came back short (or with
+** EAGAIN) new bytes are sure to bring a new edge: until it comes, trying
+** recv again would only cost a system call that fails with EAGAIN.  The
+** flags mean something only while s is registered with the running loop.
+*/
+int csock_ready(const csock_socket *s, int dir) {
+  csock_loop *lp = running;
+  if (lp == NULL || !s->registered || s->gen != lp->gen) return 1;
+  return dir == CSOCK_READ ? s->rready : s->wready;
+}
+
+/*
+** A stream read came back short: the socket is drained, and new bytes will
+** bring a new edge -- unless the peer's FIN is already queued (a read
+** stops short before it and no further edge comes), as nginx's
+** pending_eof knows.
+*/
+void csock_drained(csock_socket *s) {
+  if (!s->rdhup) s->rready = 0;
+}
+
 /* Waits outside the loop: poll(2) on one descriptor until the deadline. */
 static int poll_wait(csock_socket *s, int dir, double deadline) {
   struct pollfd p;
@@ -222,7 +245,13 @@ static int poll_wait(csock_socket *s, int dir, double deadline) {
       ms = (int)ceil(left * 1000);
     }
     int r = poll(&p, 1, ms);
-    if (r > 0) return 0;
+    if (r > 0) {
+      if (dir == CSOCK_READ)
+        s->rready = 1;
+      else
+        s->wready = 1;
+      return 0;
+    }
     if (r < 0 && errno != EINTR) return -errno;
     if (r < 0) return 0; /* interrupted: let the caller retry its call */
   }
@@ -271,7 +300,10 @@ int csock_wait(lua_State *L, csock_socket *s, int dir, double deadline,
 /* Called when s closes: leave the poller and wake whoever waits on it. */
 void loop_forget_socket(csock_socket *s) {
   csock_loop *lp = running;
-  if (lp && s->registered && s->gen == lp->gen) backend_del(lp->epfd, s->fd);
+  /* close(2) drops the registration by itself unless another descriptor
+     shares the open file (a listener inherited from systemd or shared
+     across fork): only listeners pay for the explicit epoll_ctl */
+  if (lp && s->registered && s->gen == lp->gen && s->listening) backend_del(lp->epfd, s->fd);
   s->registered = 0;
   if (s->reader && s->reader->loop == lp) wake(lp, s->reader, -EBADF);
   if (s->writer && s->writer->loop == lp) wake(lp, s->writer, -EBADF);
@@ -481,8 +513,15 @@ static int poll_and_wake(csock_loop *lp, int timeout) {
   if (n < 0) return n;
   for (int i = 0; i < n; i++) {
     csock_socket *s = (csock_socket *)evs[i].ptr;
-    if ((evs[i].events & CSOCK_READ) && s->reader) wake(lp, s->reader, 0);
-    if ((evs[i].events & CSOCK_WRITE) && s->writer) wake(lp, s->writer, 0);
+    if (evs[i].events & CSOCK_HUP) s->rdhup = 1;
+    if (evs[i].events & CSOCK_READ) {
+      s->rready = 1;
+      if (s->reader) wake(lp, s->reader, 0);
+    }
+    if (evs[i].events & CSOCK_WRITE) {
+      s->wready = 1;
+      if (s->writer) wake(lp, s->writer, 0);
+    }
   }
   if (lp->heap_len) {
     double now = csock_now();

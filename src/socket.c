@@ -32,6 +32,7 @@ csock_socket *sock_push(lua_State *L, int family, int type) {
   s->type = type;
   s->timeout = -1;
   s->maxline = CSOCK_MAXLINE_DEFAULT;
+  s->rready = s->wready = 1;
   luaL_setmetatable(L, CSOCK_SOCKET);
   return s;
 }
