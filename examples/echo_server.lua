@@ -13,7 +13,7 @@ local family = host:find(":", 1, true) and csock.AF_INET6 or csock.AF_INET
 local function echo(client)
   local c <close> = client
   while true do
-    local data = c:recv(16384)
+    local data = c:recv(65536)
     if not data or data == "" then return end -- error, or the peer is done sending
     if not c:write(data) then return end
   end
