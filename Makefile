@@ -26,7 +26,7 @@ LIBDIR     ?= $(PREFIX)/lib/lua/$(LUA_VERSION)
 BINDIR     ?= $(PREFIX)/bin
 MANDIR     ?= $(PREFIX)/share/man/man1
 
-CORE_SRC = src/csock.c src/socket.c src/io.c src/addr.c src/opt.c src/buf.c src/loop.c src/backend_epoll.c src/workers.c
+CORE_SRC = src/csock.c src/socket.c src/io.c src/addr.c src/opt.c src/buf.c src/loop.c src/backend_epoll.c src/workers.c src/signal.c src/systemd.c
 HOST_SRC = src/main.c
 HDRS     = $(wildcard src/*.h)
 ALL_CFLAGS = $(CFLAGS) $(WARN) -fPIC -std=gnu11 -D_GNU_SOURCE $(LUA_CFLAGS)
@@ -78,19 +78,105 @@ valgrind: deps all
 	  --errors-for-leak-kinds=definite --suppressions=$(CURDIR)/tools/valgrind.supp \
 	  $(BUSTED) $(BUSTED_ARGS)
 
-install: all
+install: all install-man
 	install -d $(DESTDIR)$(LIBDIR)/csock $(DESTDIR)$(LUADIR)/csock $(DESTDIR)$(BINDIR)
 	install -m 755 csock/core.so $(DESTDIR)$(LIBDIR)/csock/core.so
 	install -m 644 lua/csock/*.lua $(DESTDIR)$(LUADIR)/csock/
 	install -m 755 bin/csock $(DESTDIR)$(BINDIR)/csock
 
-uninstall:
+uninstall: uninstall-man
 	rm -f $(DESTDIR)$(LIBDIR)/csock/core.so $(DESTDIR)$(BINDIR)/csock
 	rm -rf $(DESTDIR)$(LUADIR)/csock
 
 clean:
-	rm -rf csock/core.so bin build build-asan
+	rm -rf csock/core.so bin build build-asan build-fuzz
 
 # Benchmark csock beside its peers (bench/README.md); e.g. make bench BENCH_ARGS="--quick"
 bench: all
 	bash bench/run.sh $(BENCH_ARGS)
+
+# Reliability stress cases (issue 6): leaks, EMFILE, slow and broken peers, loopback only.
+# e.g. make stress STRESS_CYCLES=20000
+stress: all
+	STRESS_CYCLES=$(STRESS_CYCLES) sh stress/run.sh
+STRESS_CYCLES ?= 100000
+
+# ---------------------------------------------------------------- lint, dist, man page
+# `make lint`: luacheck (.luacheckrc), cppcheck, clang-tidy (.clang-tidy) and a
+# clang-format check (.clang-format).  Every part runs; it fails if any failed.
+LUACHECK     ?= luacheck
+CPPCHECK     ?= cppcheck
+CLANG_TIDY   ?= clang-tidy
+CLANG_FORMAT ?= clang-format
+LINT_LUA     = $(wildcard lua spec examples bench stress)
+LINT_C       = $(wildcard src/*.c)
+LINT_H       = $(wildcard src/*.h)
+LINT_DEPS    ?= lua-check cppcheck clang-tidy clang-format
+# cppcheck reads no Lua headers (their configuration checks fail under it);
+# constParameter would ask for `const lua_State *L`, which the Lua API never takes.
+CPPCHECK_FLAGS ?= --quiet --enable=warning,style,performance,portability --std=c11 \
+  -D_GNU_SOURCE -Isrc -Ibuild --inline-suppr --suppress=missingIncludeSystem \
+  --suppress=constParameter --error-exitcode=1
+
+.PHONY: lint lint-lua lint-cppcheck lint-tidy lint-format dist install-man uninstall-man
+
+lint:
+	@CSOCK_DEPS="$(LINT_DEPS)" sh tools/deps.sh
+	@st=0; \
+	for t in lint-lua lint-cppcheck lint-tidy lint-format; do \
+	  echo "== $$t"; $(MAKE) --no-print-directory $$t || st=1; \
+	done; \
+	if [ $$st -ne 0 ]; then echo "lint: FAILED (see above)"; else echo "lint: clean"; fi; \
+	exit $$st
+
+lint-lua:
+	$(LUACHECK) --no-color -q $(LINT_LUA)
+
+lint-cppcheck:
+	$(CPPCHECK) $(CPPCHECK_FLAGS) $(LINT_C)
+
+lint-tidy: build/init_lua.h
+	$(CLANG_TIDY) --quiet $(LINT_C) -- -std=gnu11 -D_GNU_SOURCE $(LUA_CFLAGS) -Ibuild
+
+lint-format:
+	$(CLANG_FORMAT) --style=file --dry-run --Werror $(LINT_C) $(LINT_H)
+
+# `make dist`: the release tarball csock-X.Y.Z.tar.gz of HEAD, laid out as
+# GitHub's archive of the tag vX.Y.Z (csock-X.Y.Z/...), which
+# csock-X.Y.Z-1.rockspec points to.  The version comes from src/csock.h.
+DIST_VERSION ?= $(shell sed -n 's/^\#define CSOCK_VERSION "csock \(.*\)"/\1/p' src/csock.h)
+dist:
+	git archive --format=tar.gz --prefix=csock-$(DIST_VERSION)/ -o csock-$(DIST_VERSION).tar.gz HEAD
+	@echo "wrote csock-$(DIST_VERSION).tar.gz"
+
+install-man:
+	install -d $(DESTDIR)$(MANDIR)
+	install -m 644 csock.1 $(DESTDIR)$(MANDIR)/csock.1
+
+uninstall-man:
+	rm -f $(DESTDIR)$(MANDIR)/csock.1
+
+# libFuzzer harnesses (issue 6) over the read buffer and formats and over
+# address parsing, built by clang with ASan and UBSan and without the
+# resolver; `make fuzz` runs them for FUZZ_SECONDS in all (fuzz/run.sh).
+FUZZ_SECONDS ?= 60
+FUZZ_CC      ?= clang
+FUZZ_SRC      = $(filter-out $(HOST_SRC),$(wildcard src/*.c))
+FUZZ_CFLAGS  ?= -g -O1 -fno-omit-frame-pointer
+FUZZ_ALL_CFLAGS = $(FUZZ_CFLAGS) -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
+  -std=gnu11 -D_GNU_SOURCE -DCSOCK_NO_RESOLVER $(LUA_CFLAGS) -Isrc
+# fuzz_addr wraps the calls that would reach the network or the file system
+FUZZ_ADDR_WRAP = -Wl,--wrap=bind,--wrap=connect,--wrap=sendto,--wrap=getaddrinfo
+
+.PHONY: stress fuzz
+
+build-fuzz/fuzz_read: fuzz/fuzz_read.c $(FUZZ_SRC) $(HDRS)
+	@mkdir -p build-fuzz
+	$(FUZZ_CC) $(FUZZ_ALL_CFLAGS) -o $@ fuzz/fuzz_read.c $(FUZZ_SRC) $(LUA_LIBS) -lm
+
+build-fuzz/fuzz_addr: fuzz/fuzz_addr.c $(FUZZ_SRC) $(HDRS)
+	@mkdir -p build-fuzz
+	$(FUZZ_CC) $(FUZZ_ALL_CFLAGS) -o $@ fuzz/fuzz_addr.c $(FUZZ_SRC) $(LUA_LIBS) -lm $(FUZZ_ADDR_WRAP)
+
+fuzz: build-fuzz/fuzz_read build-fuzz/fuzz_addr
+	sh fuzz/run.sh $(FUZZ_SECONDS)

@@ -81,6 +81,29 @@ describe("close()", function()
   end)
 end)
 
+describe("descriptors", function()
+  it("are not inherited by child processes (close-on-exec)", function()
+    local srv <close> = csock.socket(csock.AF_INET, csock.SOCK_STREAM)
+    assert.is_true(srv:bind("127.0.0.1", 0))
+    assert.is_true(srv:listen())
+    local cli <close> = csock.socket(csock.AF_INET, csock.SOCK_STREAM)
+    assert.is_true(cli:connect("127.0.0.1", srv:getsockname().port))
+    local conn <close> = srv:accept()
+    local a, b = csock.socketpair()
+    finally(function() a:close(); b:close() end)
+    local ours = {}
+    for _, s in ipairs { srv, cli, conn, a, b } do ours[target(s)] = true end
+    local child = helper.spawn("find /proc/self/fd -mindepth 1 -maxdepth 1 -printf '%l\\n'")
+    local ok, _, out, err = child:wait()
+    assert.is_true(ok, err)
+    local inherited = {}
+    for link in out:gmatch("[^\n]+") do
+      if ours[link] then inherited[#inherited + 1] = link end
+    end
+    assert.same({}, inherited)
+  end)
+end)
+
 describe("a <close> variable", function()
   it("closes its socket at the end of the block", function()
     local t, s
@@ -155,12 +178,15 @@ describe("garbage collection", function()
     assert.equal(before, helper.fd_count())
   end)
 
-  it("is harmless after an explicit close", function()
+  it("of a socket closed by hand leaves alone the descriptor's next owner", function()
     do
       local s = csock.socket(csock.AF_INET, csock.SOCK_STREAM)
       s:close()
     end
+    local other <close> = csock.socket(csock.AF_INET, csock.SOCK_STREAM)
+    local t = target(other)
     assert.has_no_error(full_gc)
+    assert.is_true(is_open(t))
   end)
 
   it("releases 100 dropped sockets in a fresh interpreter", function()

@@ -70,6 +70,28 @@ describe("OS errors", function()
     assert_os_error(107, s:getpeername()) -- ENOTCONN
   end)
 
+  it("running out of descriptors makes socket() and socketpair() return EMFILE", function()
+    local child = helper.spawn("ulimit -n 32; " .. helper.lua_cmd([[
+      local csock = require "csock"
+      local keep = {}
+      for i = 1, 100 do
+        local s, msg, errno = csock.socket(csock.AF_INET, csock.SOCK_STREAM)
+        if not s then
+          print(type(msg), errno == csock.EMFILE)
+          break
+        end
+        keep[i] = s
+      end
+      local a, msg, errno = csock.socketpair()
+      print(a, type(msg), errno == csock.EMFILE)
+      keep[#keep]:close()
+      print(csock.socket(csock.AF_INET, csock.SOCK_STREAM) ~= nil)
+    ]]))
+    local ok, _, out, err = child:wait()
+    assert.is_true(ok, err)
+    assert.equal("string\ttrue\nnil\tstring\ttrue\ntrue\n", out)
+  end)
+
   it("leaves the socket usable after an error", function()
     local _ <close>, port = closed_port()
     local s <close> = tcp()

@@ -17,9 +17,11 @@ csock itself, so a broken build still lets the helpers load.
   helper.spawn(cmd [, opts])  runs a shell command with stdout piped back: a child
                               (opts.foreign: a program not linked with csock; it
                               runs without the sanitizer's LD_PRELOAD)
-  helper.spawn_lua(code, ...) runs `lua5.4 -e code` (with csock's package paths)
+  helper.spawn_lua(code, ...) runs `lua5.4 -e code` (with csock's package paths;
+                              the extra arguments are in the chunk's arg[1..n])
   helper.spawn_python(code, ...) runs `python3 -c code`
   helper.run_lua(code, ...)   spawn_lua and wait: ok, stdout, stderr
+  helper.lua_cmd(code, ...)   the shell command spawn_lua runs, to prefix or pipe
   helper.has(cmd)             true when the command is on PATH
   helper.has_python3()        true when python3 can import socket
 
@@ -49,12 +51,14 @@ function helper.pid()
   return math.tointeger(pid)
 end
 
-local counter = 0
+-- busted reloads this module for each spec file, so the counter alone
+-- would repeat names within one process; the random part keeps them apart.
+local counter, salt = 0, math.random(1 << 30)
 
 function helper.tmpname(tag)
   counter = counter + 1
-  local path = string.format("/tmp/csock-spec-%d-%d-%s.sock", helper.pid(),
-    counter, tag or "u")
+  local path = string.format("/tmp/csock-spec-%d-%d-%d-%s.sock", helper.pid(),
+    salt, counter, tag or "u")
   os.remove(path)
   return path
 end
@@ -143,9 +147,13 @@ helper.LUA_PRELUDE = 'package.path = "./lua/?.lua;./lua/?/init.lua;" .. package.
 --[[ Runs `code` in a child lua5.4 at the repository root, where
 require "csock" finds the in-place build.  Extra arguments go to the chunk
 in `arg[1..n]` (-e chunks get no `...`). ]]
+function helper.lua_cmd(code, ...)
+  return string.format("%s -e %s -e %s - %s </dev/null",
+    helper.LUA, q(helper.LUA_PRELUDE), q(code), quote_args(...))
+end
+
 function helper.spawn_lua(code, ...)
-  return helper.spawn(string.format("%s -e %s -e %s - %s </dev/null",
-    helper.LUA, q(helper.LUA_PRELUDE), q(code), quote_args(...)))
+  return helper.spawn(helper.lua_cmd(code, ...))
 end
 
 function helper.run_lua(code, ...)

@@ -161,7 +161,7 @@ describe("csock.sleep in a task", function()
     local log = rt.loop(function()
       local log = {}
       local function turn(name)
-        for i = 1, 5 do
+        for _ = 1, 5 do
           log[#log + 1] = name
           csock.sleep(0)
         end

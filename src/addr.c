@@ -29,8 +29,7 @@ int addr_parse_family(lua_State *L, int idx) {
 static const char *addr_checkstring(lua_State *L, int idx, const char *what) {
   size_t len;
   const char *s = csock_checklstring(L, idx, &len);
-  if (strlen(s) != len)
-    csock_argerror(L, idx, lua_pushfstring(L, "%s contains a zero byte", what));
+  if (strlen(s) != len) csock_argerror(L, idx, lua_pushfstring(L, "%s contains a zero byte", what));
   return s;
 }
 
@@ -40,10 +39,10 @@ static unsigned short addr_checkport(lua_State *L, int idx) {
   return (unsigned short)port;
 }
 
-static int addr_unix(lua_State *L, int idx, struct sockaddr_storage *ss,
-                     socklen_t *len) {
+static int addr_unix(lua_State *L, int idx, struct sockaddr_storage *ss, socklen_t *len) {
   size_t n;
-  const char *path = csock_checklstring(L, idx, &n);
+  if (lua_type(L, idx) != LUA_TSTRING) csock_typeerror(L, idx, "string"); /* not a port */
+  const char *path = lua_tolstring(L, idx, &n);
   struct sockaddr_un *un = (struct sockaddr_un *)ss;
   /* a leading zero byte names Linux's abstract namespace; anywhere else it
      would silently truncate the path */
@@ -57,9 +56,8 @@ static int addr_unix(lua_State *L, int idx, struct sockaddr_storage *ss,
   return 0;
 }
 
-static int addr_resolve(const char *host, unsigned short port, int family,
-                        int socktype, struct sockaddr_storage *ss,
-                        socklen_t *len) {
+static int addr_resolve(const char *host, unsigned short port, int family, int socktype,
+                        struct sockaddr_storage *ss, socklen_t *len) {
 #ifdef CSOCK_NO_RESOLVER /* fuzzing builds never touch the network */
   (void)host, (void)port, (void)family, (void)socktype, (void)ss, (void)len;
   return EAI_NONAME;
@@ -70,7 +68,7 @@ static int addr_resolve(const char *host, unsigned short port, int family,
   hints.ai_socktype = socktype;
   hints.ai_flags = family == AF_INET6 ? AI_V4MAPPED : 0;
   int r = getaddrinfo(host, NULL, &hints, &res);
-  if (r != 0) return r == EAI_SYSTEM ? -errno : r;
+  if (r != 0) return r == EAI_SYSTEM ? errno : r;
   memcpy(ss, res->ai_addr, res->ai_addrlen);
   *len = res->ai_addrlen;
   freeaddrinfo(res);
@@ -84,10 +82,10 @@ static int addr_resolve(const char *host, unsigned short port, int family,
 /*
 ** Reads an address from the arguments at idx (host, port for the inet
 ** families; path for AF_UNIX) into ss.  Bad arguments raise; a name that
-** does not resolve returns a getaddrinfo code (> 0 EAI_*, or -errno).
+** does not resolve returns a getaddrinfo code (EAI_* < 0, or an errno > 0).
 */
-int addr_from_args(lua_State *L, int idx, int family, int socktype,
-                   struct sockaddr_storage *ss, socklen_t *len) {
+int addr_from_args(lua_State *L, int idx, int family, int socktype, struct sockaddr_storage *ss,
+                   socklen_t *len) {
   if (family == AF_UNIX) return addr_unix(L, idx, ss, len);
   const char *host = addr_checkstring(L, idx, "host");
   unsigned short port = addr_checkport(L, idx + 1);
@@ -116,9 +114,12 @@ int addr_from_args(lua_State *L, int idx, int family, int socktype,
   return addr_resolve(host, port, family, socktype, ss, len);
 }
 
-/* Pushes nil, message, code for a getaddrinfo result (EAI_* or -errno). */
+/* glibc's EAI_* codes are negative, which keeps them apart from errno values. */
+_Static_assert(EAI_NONAME < 0 && EAI_SYSTEM < 0, "csock expects glibc's negative EAI_* codes");
+
+/* Pushes nil, message, code for a resolver failure: an EAI_* code (< 0) or an errno. */
 int addr_pusherror(lua_State *L, int gai) {
-  if (gai < 0) return csock_failure(L, -gai);
+  if (gai > 0) return csock_failure(L, gai);
   lua_pushnil(L);
   lua_pushstring(L, gai_strerror(gai));
   lua_pushinteger(L, gai);
@@ -163,8 +164,7 @@ void addr_push(lua_State *L, const struct sockaddr *sa, socklen_t len) {
       lua_setfield(L, -2, "path");
       break;
     }
-    default:
-      break;
+    default: break;
   }
 }
 
@@ -202,7 +202,7 @@ int addr_getaddrinfo(lua_State *L) {
     hints.ai_flags = hint_field(L, 3, "flags", 0);
   }
   int r = getaddrinfo(host, service, &hints, &res);
-  if (r != 0) return addr_pusherror(L, r == EAI_SYSTEM ? -errno : r);
+  if (r != 0) return addr_pusherror(L, r == EAI_SYSTEM ? errno : r);
   lua_newtable(L);
   int i = 0;
   for (struct addrinfo *ai = res; ai; ai = ai->ai_next) {

@@ -27,7 +27,7 @@ char *buf_scratch(size_t *size) {
 
 size_t buf_len(const csock_buf *b) { return b->tail - b->head; }
 
-const char *buf_data(const csock_buf *b) { return b->data + b->head; }
+const char *buf_data(const csock_buf *b) { return b->data ? b->data + b->head : ""; }
 
 static void buf_release(csock_buf *b) {
   if (b->data == NULL) return;

@@ -6,6 +6,7 @@
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <signal.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <time.h>
@@ -44,7 +45,9 @@ typedef struct named_int {
   int value;
 } named_int;
 
-#define C(x) {#x, x}
+#define C(x) \
+  { #x, x }
+/* clang-format off */
 static const named_int constants[] = {
     C(AF_INET), C(AF_INET6), C(AF_UNIX), C(AF_LOCAL), C(AF_UNSPEC),
     C(SOCK_STREAM), C(SOCK_DGRAM), C(SOCK_SEQPACKET), C(SOCK_RAW),
@@ -63,21 +66,20 @@ static const named_int constants[] = {
     C(ECONNRESET), C(ENOBUFS), C(EISCONN), C(ENOTCONN), C(ETIMEDOUT),
     C(ECONNREFUSED), C(EHOSTDOWN), C(EHOSTUNREACH), C(EALREADY),
     C(EINPROGRESS), C(ECANCELED), C(ENAMETOOLONG),
-    {NULL, 0}};
+    C(SIGHUP), C(SIGINT), C(SIGQUIT), C(SIGUSR1), C(SIGUSR2), C(SIGTERM),
+    C(SIGCHLD), C(SIGPIPE), C(SIGALRM), C(SIGWINCH),
+    {NULL, 0},
+};
+/* clang-format on */
 #undef C
 
 static const luaL_Reg modfuncs[] = {
-    {"socket", sock_new},
-    {"socketpair", sock_pair},
-    {"getaddrinfo", addr_getaddrinfo},
-    {"run", loop_run},
-    {"spawn", loop_spawn},
-    {"sleep", loop_sleep},
-    {"now", mod_now},
-    {"current", loop_current},
-    {"tasks", loop_tasks},
-    {"workers", workers_lua},
-    {NULL, NULL}};
+    {"socket", sock_new},     {"socketpair", sock_pair},   {"getaddrinfo", addr_getaddrinfo},
+    {"run", loop_run},        {"spawn", loop_spawn},       {"sleep", loop_sleep},
+    {"now", mod_now},         {"current", loop_current},   {"tasks", loop_tasks},
+    {"workers", workers_lua}, {"signal", signal_lua},      {"listeners", systemd_listeners},
+    {"dump", loop_dump},      {"loop", loop_new_embedded}, {NULL, NULL},
+};
 
 int luaopen_csock_core(lua_State *L) {
   luaL_newlib(L, modfuncs);

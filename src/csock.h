@@ -33,20 +33,21 @@ typedef struct csock_buf {
 } csock_buf;
 
 typedef struct csock_socket {
-  int fd;           /* -1 once closed */
-  int family, type; /* as given to socket(2) */
-  unsigned eof : 1; /* the peer shut its side down (recv returned 0) */
+  int fd;                  /* -1 once closed */
+  int family, type;        /* as given to socket(2) */
+  unsigned eof : 1;        /* the peer shut its side down (recv returned 0) */
   unsigned registered : 1; /* fd is in the epoll set of loop generation gen */
   unsigned listening : 1;
   unsigned rready : 1; /* no short read or EAGAIN since the last read edge */
   unsigned wready : 1; /* no short write or EAGAIN since the last write edge */
   unsigned rdhup : 1;  /* the poller saw the peer's FIN: a short read is not the end */
-  unsigned gen;             /* loop generation the registration belongs to */
-  double timeout;           /* seconds per operation; < 0 waits forever */
-  double rdeadline;         /* deadline of the read-side operation under way */
-  double wdeadline;         /* deadline of the write-side operation under way */
-  size_t maxline;           /* longest line read("l") accepts */
+  unsigned gen;        /* loop generation the registration belongs to */
+  double timeout;      /* seconds per operation; < 0 waits forever */
+  double rdeadline;    /* deadline of the read-side operation under way */
+  double wdeadline;    /* deadline of the write-side operation under way */
+  size_t maxline;      /* longest line read("l") accepts */
   csock_buf rbuf;
+  size_t rpos;               /* bytes the read under way has taken from rbuf */
   struct csock_task *reader; /* task waiting to read, if any */
   struct csock_task *writer; /* task waiting to write, if any */
 } csock_socket;
@@ -93,8 +94,8 @@ int io_connect(lua_State *L);
 
 /* addr.c */
 int addr_parse_family(lua_State *L, int idx);
-int addr_from_args(lua_State *L, int idx, int family, int socktype,
-                   struct sockaddr_storage *ss, socklen_t *len);
+int addr_from_args(lua_State *L, int idx, int family, int socktype, struct sockaddr_storage *ss,
+                   socklen_t *len);
 void addr_push(lua_State *L, const struct sockaddr *sa, socklen_t len);
 int addr_getaddrinfo(lua_State *L);
 int addr_pusherror(lua_State *L, int gai);
@@ -114,9 +115,10 @@ void buf_free(csock_buf *b);
 char *buf_scratch(size_t *size);
 
 /* loop.c */
-int csock_wait(lua_State *L, csock_socket *s, int dir, double deadline,
-               lua_KContext ctx, lua_KFunction k);
+int csock_wait(lua_State *L, csock_socket *s, int dir, double deadline, lua_KContext ctx,
+               lua_KFunction k);
 int csock_woken(lua_State *L);
+int csock_pause(lua_State *L, double secs, lua_KContext ctx, lua_KFunction k);
 int csock_ready(const csock_socket *s, int dir);
 void csock_drained(csock_socket *s);
 int csock_in_task(lua_State *L);
@@ -128,6 +130,20 @@ int loop_current(lua_State *L);
 int loop_tasks(lua_State *L);
 void loop_open_meta(lua_State *L);
 const char *loop_last_traceback(lua_State *L);
+
+/* signal.c */
+int signal_lua(lua_State *L);
+int signal_fd(void);
+int signal_active(void);
+int signal_collect(lua_State *L);
+void loop_watch_signals(void);
+
+/* systemd.c */
+int systemd_listeners(lua_State *L);
+
+/* loop.c: task dump and embedding */
+int loop_dump(lua_State *L);
+int loop_new_embedded(lua_State *L);
 
 /* workers.c */
 int csock_worker_id(void);

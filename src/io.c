@@ -47,6 +47,14 @@ static void set_nodelay(csock_socket *s) {
 
 /* ---------------------------------------------------------------- accept */
 
+#define ACCEPT_BACKOFF 1 /* ctx: paused once after running out of descriptors */
+#define ACCEPT_BACKOFF_S 0.05
+
+/* Out of descriptors or memory: retrying at once would only spin. */
+static int accept_starved(int e) {
+  return e == EMFILE || e == ENFILE || e == ENOBUFS || e == ENOMEM;
+}
+
 static int accept_k(lua_State *L, int status, lua_KContext ctx) {
   csock_socket *s = (csock_socket *)lua_touserdata(L, 1);
   csock_socket *c = (csock_socket *)lua_touserdata(L, 2);
@@ -70,7 +78,13 @@ static int accept_k(lua_State *L, int status, lua_KContext ctx) {
       e = 0;
     } else if (e == EAGAIN) {
       s->rready = 0;
+      ctx = 0;
       e = csock_wait(L, s, CSOCK_READ, s->rdeadline, ctx, accept_k);
+    } else if (accept_starved(e) && ctx != ACCEPT_BACKOFF) {
+      /* pause before reporting, so a server that retries at once does not
+         spin at 100% CPU and its other tasks get to close descriptors */
+      ctx = ACCEPT_BACKOFF;
+      e = csock_pause(L, ACCEPT_BACKOFF_S, ctx, accept_k);
     } else {
       break;
     }
@@ -365,30 +379,45 @@ static int fill(csock_socket *s) {
 
 enum { FMT_PUSHED, FMT_NEED, FMT_EOF, FMT_TOOLONG };
 
+/*
+** The formats of one read take bytes at s->rpos (from the buffer's head)
+** and consume them only when the whole read succeeds, so a read that
+** fails or times out part-way leaves every byte in the buffer.
+*/
+static const char *unread(const csock_socket *s, size_t *len) {
+  *len = buf_len(&s->rbuf) - s->rpos;
+  return buf_data(&s->rbuf) + s->rpos;
+}
+
+static void take(csock_socket *s, size_t n) {
+  s->rpos += n;
+  s->rbuf.scanned = 0;
+}
+
 static int read_line(lua_State *L, csock_socket *s, int chop) {
-  csock_buf *b = &s->rbuf;
-  size_t len = buf_len(b);
-  const char *data = buf_data(b);
-  const char *nl = len > b->scanned ? memchr(data + b->scanned, '\n', len - b->scanned) : NULL;
+  size_t len;
+  const char *data = unread(s, &len);
+  size_t from = s->rbuf.scanned;
+  const char *nl = len > from ? memchr(data + from, '\n', len - from) : NULL;
   if (nl != NULL) {
     size_t n = (size_t)(nl - data);
     if (n > s->maxline) return FMT_TOOLONG;
     lua_pushlstring(L, data, chop ? n : n + 1);
-    buf_consume(b, n + 1);
+    take(s, n + 1);
     return FMT_PUSHED;
   }
-  b->scanned = len;
+  s->rbuf.scanned = len;
   if (len > s->maxline) return FMT_TOOLONG;
   if (!s->eof) return FMT_NEED;
   if (len == 0) return FMT_EOF;
   lua_pushlstring(L, data, len); /* the last line, without its newline */
-  buf_consume(b, len);
+  take(s, len);
   return FMT_PUSHED;
 }
 
 static int read_count(lua_State *L, csock_socket *s, lua_Integer n) {
-  csock_buf *b = &s->rbuf;
-  size_t len = buf_len(b);
+  size_t len;
+  const char *data = unread(s, &len);
   if (n == 0) { /* like file:read(0): "" unless at end of stream */
     if (len > 0) {
       lua_pushliteral(L, "");
@@ -397,9 +426,9 @@ static int read_count(lua_State *L, csock_socket *s, lua_Integer n) {
     return s->eof ? FMT_EOF : FMT_NEED;
   }
   if (len >= (size_t)n || (s->eof && len > 0)) {
-    size_t take = len < (size_t)n ? len : (size_t)n;
-    lua_pushlstring(L, buf_data(b), take);
-    buf_consume(b, take);
+    size_t n_take = len < (size_t)n ? len : (size_t)n;
+    lua_pushlstring(L, data, n_take);
+    take(s, n_take);
     return FMT_PUSHED;
   }
   return s->eof ? FMT_EOF : FMT_NEED;
@@ -407,10 +436,10 @@ static int read_count(lua_State *L, csock_socket *s, lua_Integer n) {
 
 static int read_all(lua_State *L, csock_socket *s) {
   if (!s->eof) return FMT_NEED;
-  csock_buf *b = &s->rbuf;
-  size_t len = buf_len(b);
-  lua_pushlstring(L, len ? buf_data(b) : "", len);
-  buf_consume(b, len);
+  size_t len;
+  const char *data = unread(s, &len);
+  lua_pushlstring(L, data, len);
+  take(s, len);
   return FMT_PUSHED;
 }
 
@@ -425,17 +454,21 @@ static int read_one(lua_State *L, csock_socket *s, int idx) {
   }
 }
 
+/* Checks the formats; a count that is a float with an integral value
+   becomes an integer, as file:read accepts it. */
 static void check_formats(lua_State *L, int first, int last) {
   for (int i = first; i <= last; i++) {
     if (lua_type(L, i) == LUA_TNUMBER) {
-      lua_Integer n = lua_tointeger(L, i);
-      csock_argcheck(L, lua_isinteger(L, i) && n >= 0, i, "invalid format");
+      int isint;
+      lua_Integer n = lua_tointegerx(L, i, &isint);
+      csock_argcheck(L, isint && n >= 0, i, "invalid format");
+      lua_pushinteger(L, n);
+      lua_replace(L, i);
       continue;
     }
     const char *p = csock_checkstring(L, i);
     if (*p == '*') p++;
-    csock_argcheck(L, (*p == 'l' || *p == 'L' || *p == 'a') && p[1] == '\0', i,
-                  "invalid format");
+    csock_argcheck(L, (*p == 'l' || *p == 'L' || *p == 'a') && p[1] == '\0', i, "invalid format");
   }
 }
 
@@ -444,23 +477,25 @@ enum { READ_DONE, READ_ERROR };
 /*
 ** Stack: socket, nfmt formats, results so far.  Runs the formats in turn,
 ** filling the buffer and waiting (through k) when one needs more bytes.
-** READ_DONE: results pushed (a nil ends them at end of stream);
-** READ_ERROR: *err holds -errno, or -EMSGSIZE for an over-long line.
+** READ_DONE: results pushed (a nil ends them at end of stream) and their
+** bytes consumed; READ_ERROR: *err holds the errno (EMSGSIZE for an
+** over-long line) and the buffer is as it was.
 */
-static int read_formats(lua_State *L, int status, lua_KContext ctx, int *err,
-                        lua_KFunction k) {
+static int read_formats(lua_State *L, int status, lua_KContext ctx, int *err, lua_KFunction k) {
   csock_socket *s = (csock_socket *)lua_touserdata(L, 1);
   int nfmt = (int)(ctx & 0xffff);
   int e = resumed(L, status, s);
   while (e == 0) {
     int done = lua_gettop(L) - 1 - nfmt;
-    if (done >= nfmt) return READ_DONE;
-    int r = read_one(L, s, 2 + done);
-    if (r == FMT_PUSHED) continue;
-    if (r == FMT_EOF) {
-      lua_pushnil(L);
+    int r = done >= nfmt ? FMT_PUSHED : read_one(L, s, 2 + done);
+    if (done >= nfmt || r == FMT_EOF) {
+      if (r == FMT_EOF) lua_pushnil(L);
+      buf_consume(&s->rbuf, s->rpos);
+      s->rpos = 0;
+      s->rbuf.scanned = 0;
       return READ_DONE;
     }
+    if (r == FMT_PUSHED) continue;
     if (r == FMT_TOOLONG) {
       e = -EMSGSIZE;
       break;
@@ -472,6 +507,8 @@ static int read_formats(lua_State *L, int status, lua_KContext ctx, int *err,
       e = csock_wait(L, s, CSOCK_READ, s->rdeadline, ctx, k);
     }
   }
+  s->rpos = 0;
+  s->rbuf.scanned = 0;
   *err = e < 0 ? -e : e;
   return READ_ERROR;
 }
@@ -501,6 +538,8 @@ int io_read(lua_State *L) {
   check_formats(L, 2, 1 + nfmt);
   luaL_checkstack(L, nfmt + LUA_MINSTACK, "too many formats");
   s->rdeadline = sock_deadline(s);
+  s->rpos = 0;
+  s->rbuf.scanned = 0;
   return read_k(L, LUA_OK, nfmt);
 }
 
@@ -524,6 +563,8 @@ static int lines_iter(lua_State *L) {
   if (s->fd < 0) return luaL_error(L, "socket is already closed");
   for (int i = 1; i <= nfmt; i++) lua_pushvalue(L, lua_upvalueindex(2 + i));
   s->rdeadline = sock_deadline(s);
+  s->rpos = 0;
+  s->rbuf.scanned = 0;
   return lines_k(L, LUA_OK, nfmt);
 }
 

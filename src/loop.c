@@ -35,9 +35,9 @@
 #endif
 
 typedef enum {
-  T_READY,     /* in the ready queue */
-  T_RUNNING,   /* being resumed now */
-  T_WAITING,   /* suspended on I/O, a timer or a join */
+  T_READY,   /* in the ready queue */
+  T_RUNNING, /* being resumed now */
+  T_WAITING, /* suspended on I/O, a timer or a join */
   T_DONE,
   T_FAILED,
   T_CANCELLED
@@ -49,22 +49,22 @@ enum { UV_THREAD = 1, UV_RESULT = 2, UV_NAME = 3, UV_COUNT = 3 };
 typedef struct csock_task {
   lua_State *co;
   struct csock_loop *loop;
-  int ref;       /* registry reference that keeps the handle alive until it ends */
+  int ref; /* registry reference that keeps the handle alive until it ends */
   task_state state;
-  int wake;      /* what the continuation will find: 0, -ETIMEDOUT, -EBADF */
-  int cancel;    /* cancel() was called; ends at the next wait point */
-  int nargs;     /* arguments of the first resume */
-  int nresults;  /* results stored in UV_RESULT (a table) */
+  int wake;     /* what the continuation will find: 0, -ETIMEDOUT, -EBADF */
+  int cancel;   /* cancel() was called; ends at the next wait point */
+  int nargs;    /* arguments of the first resume */
+  int nresults; /* results stored in UV_RESULT (a table) */
   lua_Integer id;
   double deadline;
-  size_t heap_pos;            /* 1-based position in the timer heap; 0: none */
-  unsigned long long seq;     /* breaks ties between equal deadlines */
-  csock_socket *wait_sock;    /* socket waited on, if any */
+  size_t heap_pos;         /* 1-based position in the timer heap; 0: none */
+  unsigned long long seq;  /* breaks ties between equal deadlines */
+  csock_socket *wait_sock; /* socket waited on, if any */
   int wait_dir;
-  struct csock_task *next;    /* ready queue */
+  struct csock_task *next;                /* ready queue */
   struct csock_task *prev_all, *next_all; /* every live task */
-  struct csock_task *joining; /* task this one waits for */
-  struct csock_task *joiners; /* tasks that wait for this one */
+  struct csock_task *joining;             /* task this one waits for */
+  struct csock_task *joiners;             /* tasks that wait for this one */
   struct csock_task *next_joiner;
 } csock_task;
 
@@ -82,7 +82,12 @@ typedef struct csock_loop {
   csock_task *main;
   unsigned long long seq;
   lua_Integer next_id;
+  int signals_watched; /* the signal pipe is in this loop's epoll set */
+  int signal_pending;  /* the signal pipe became readable */
 } csock_loop;
+
+/* Marks the signal pipe among the pointers epoll hands back. */
+static char signal_marker;
 
 static _Thread_local csock_loop *running;
 static unsigned generation;
@@ -125,7 +130,7 @@ static void heap_down(csock_loop *lp, size_t i) {
 static int heap_push(csock_loop *lp, csock_task *t, double deadline) {
   if (lp->heap_len == lp->heap_cap) {
     size_t cap = lp->heap_cap ? lp->heap_cap * 2 : 64;
-    csock_task **h = realloc(lp->heap, cap * sizeof *h);
+    csock_task **h = realloc(lp->heap, cap * sizeof(csock_task *));
     if (h == NULL) return -ENOMEM;
     lp->heap = h;
     lp->heap_cap = cap;
@@ -270,8 +275,8 @@ static int yield_ready(lua_State *L, csock_task *t, lua_KContext ctx, lua_KFunct
 ** returns.  Elsewhere it polls and returns 0 (try again), -ETIMEDOUT or
 ** -errno.
 */
-int csock_wait(lua_State *L, csock_socket *s, int dir, double deadline,
-               lua_KContext ctx, lua_KFunction k) {
+int csock_wait(lua_State *L, csock_socket *s, int dir, double deadline, lua_KContext ctx,
+               lua_KFunction k) {
   csock_task *t = yieldable_task(L);
   if (t == NULL) return poll_wait(s, dir, deadline);
   csock_loop *lp = t->loop;
@@ -316,6 +321,31 @@ static int sleep_k(lua_State *L, int status, lua_KContext ctx) {
   return 0;
 }
 
+static void nap(double secs) {
+  if (secs > 1e9) secs = 1e9;
+  struct timespec ts;
+  ts.tv_sec = (time_t)secs;
+  ts.tv_nsec = (long)((secs - (double)ts.tv_sec) * 1e9);
+  while (nanosleep(&ts, &ts) < 0 && errno == EINTR) {
+  }
+}
+
+/*
+** Pauses the caller for secs: a task yields (k runs when the timer
+** fires), anything else sleeps and gets 0 back.
+*/
+int csock_pause(lua_State *L, double secs, lua_KContext ctx, lua_KFunction k) {
+  csock_task *t = yieldable_task(L);
+  if (t == NULL) {
+    nap(secs);
+    return 0;
+  }
+  if (t->cancel) return yield_ready(L, t, ctx, k);
+  if (heap_push(t->loop, t, csock_now() + secs) < 0) return -ENOMEM;
+  t->state = T_WAITING;
+  return lua_yieldk(L, 0, ctx, k);
+}
+
 /* csock.sleep(seconds): suspends the task, or blocks the thread outside. */
 int loop_sleep(lua_State *L) {
   lua_Number secs = csock_checknumber(L, 1);
@@ -327,12 +357,7 @@ int loop_sleep(lua_State *L) {
     t->state = T_WAITING;
     return lua_yieldk(L, 0, 0, sleep_k);
   }
-  if (secs > 1e9) secs = 1e9;
-  struct timespec ts;
-  ts.tv_sec = (time_t)secs;
-  ts.tv_nsec = (long)((secs - (lua_Number)ts.tv_sec) * 1e9);
-  while (nanosleep(&ts, &ts) < 0 && errno == EINTR) {
-  }
+  nap(secs);
   return 0;
 }
 
@@ -387,8 +412,10 @@ static void task_end(csock_loop *lp, csock_task *t, task_state how) {
     j->joining = NULL;
     wake(lp, j, 0);
   }
-  if (t->prev_all) t->prev_all->next_all = t->next_all;
-  else lp->all = t->next_all;
+  if (t->prev_all)
+    t->prev_all->next_all = t->next_all;
+  else
+    lp->all = t->next_all;
   if (t->next_all) t->next_all->prev_all = t->prev_all;
   t->prev_all = t->next_all = NULL;
   lp->alive--;
@@ -461,8 +488,12 @@ static void task_cancelled(csock_loop *lp, csock_task *t) {
   task_end(lp, t, T_CANCELLED);
 }
 
+static int main_failed(const csock_loop *lp) {
+  return lp->main != NULL && lp->main->state == T_FAILED;
+}
+
 static void task_resume(csock_loop *lp, csock_task *t) {
-  if (t->cancel || lp->main->state == T_FAILED) {
+  if (t->cancel || main_failed(lp)) {
     task_cancelled(lp, t);
     return;
   }
@@ -512,6 +543,10 @@ static int poll_and_wake(csock_loop *lp, int timeout) {
   int n = backend_poll(lp->epfd, evs, EVENT_BATCH, timeout);
   if (n < 0) return n;
   for (int i = 0; i < n; i++) {
+    if (evs[i].ptr == &signal_marker) {
+      lp->signal_pending = 1;
+      continue;
+    }
     csock_socket *s = (csock_socket *)evs[i].ptr;
     if (evs[i].events & CSOCK_HUP) s->rdhup = 1;
     if (evs[i].events & CSOCK_READ) {
@@ -533,15 +568,47 @@ static int poll_and_wake(csock_loop *lp, int timeout) {
   return 0;
 }
 
+/* Adds the signal pipe to lp's poller once csock.signal has made it. */
+static void watch_signals(csock_loop *lp) {
+  if (lp->signals_watched || signal_fd() < 0) return;
+  if (backend_add(lp->epfd, signal_fd(), &signal_marker) == 0) lp->signals_watched = 1;
+}
+
+void loop_watch_signals(void) {
+  if (running) watch_signals(running);
+}
+
+/* Spawns a task per signal received: handler(signo). */
+static void spawn_signal_tasks(lua_State *L, csock_loop *lp) {
+  lp->signal_pending = 0;
+  int base = lua_gettop(L);
+  int pairs = signal_collect(L);
+  for (int i = 0; i < pairs; i++) {
+    lua_pushvalue(L, base + 2 * i + 1);
+    lua_pushvalue(L, base + 2 * i + 2);
+    task_new(L, lp, lua_gettop(L) - 1);
+    lua_pop(L, 1);
+  }
+  lua_settop(L, base);
+}
+
+/* One turn: ready tasks, then I/O and timers (waiting up to timeout ms). */
+static void loop_turn(lua_State *L, csock_loop *lp, int max_wait) {
+  int timeout = poll_timeout(lp);
+  if (max_wait >= 0 && (timeout < 0 || timeout > max_wait)) timeout = max_wait;
+  int r = poll_and_wake(lp, timeout);
+  if (r < 0) luaL_error(L, "csock: epoll_wait: %s", strerror(-r));
+  if (lp->signal_pending) spawn_signal_tasks(L, lp);
+}
+
 static int loop_main(lua_State *L) {
   csock_loop *lp = (csock_loop *)lua_touserdata(L, 1);
   while (lp->alive > 0) {
     run_ready(lp);
-    if (lp->alive == 0 || lp->main->state == T_FAILED) break;
-    if (!lp->ready_head && lp->heap_len == 0 && lp->io_waiters == 0)
+    if (lp->alive == 0 || main_failed(lp)) break;
+    if (!lp->ready_head && lp->heap_len == 0 && lp->io_waiters == 0 && !signal_active())
       return luaL_error(L, "csock.run: deadlock (every task waits for another task)");
-    int r = poll_and_wake(lp, poll_timeout(lp));
-    if (r < 0) return luaL_error(L, "csock.run: epoll_wait: %s", strerror(-r));
+    loop_turn(L, lp, -1);
   }
   return 0;
 }
@@ -590,6 +657,7 @@ int loop_run(lua_State *L) {
   }
   lp->gen = ++generation;
   running = lp;
+  watch_signals(lp);
   lp->main = task_new(L, lp, 1);
   lua_pushnil(L);
   lua_setfield(L, LUA_REGISTRYINDEX, LAST_TRACEBACK);
@@ -617,7 +685,8 @@ int loop_run(lua_State *L) {
 int loop_spawn(lua_State *L) {
   csock_checktype(L, 1, LUA_TFUNCTION);
   csock_loop *lp = running;
-  if (lp == NULL) return luaL_error(L, "csock.spawn: no loop is running (call it inside csock.run)");
+  if (lp == NULL)
+    return luaL_error(L, "csock.spawn: no loop is running (call it inside csock.run)");
   task_new(L, lp, 1);
   lua_settop(L, 1);
   return 1;
@@ -756,10 +825,184 @@ int loop_tasks(lua_State *L) {
 }
 
 static const luaL_Reg task_meth[] = {
-    {"join", task_join},     {"cancel", task_cancel}, {"status", task_status},
-    {"name", task_name},     {"id", task_id},         {NULL, NULL}};
+    {"join", task_join}, {"cancel", task_cancel}, {"status", task_status},
+    {"name", task_name}, {"id", task_id},         {NULL, NULL},
+};
+
+/* ---------------------------------------------------------------- dump */
+
+static void dump_wait(luaL_Buffer *b, lua_State *L, const csock_task *t) {
+  if (t->wait_sock) {
+    lua_pushfstring(L, "%s fd %d", t->wait_dir == CSOCK_READ ? "read" : "write", t->wait_sock->fd);
+    luaL_addvalue(b);
+  } else if (t->joining) {
+    lua_pushfstring(L, "join task %I", (LUAI_UACINT)t->joining->id);
+    luaL_addvalue(b);
+  } else if (t->heap_pos) {
+    luaL_addstring(b, "sleep");
+  } else {
+    luaL_addstring(b, t->state == T_READY ? "ready" : "-");
+  }
+  if (t->heap_pos) {
+    lua_pushfstring(L, ", deadline in %f s", (LUAI_UACNUMBER)(t->deadline - csock_now()));
+    luaL_addvalue(b);
+  }
+}
+
+/*
+** csock.dump(): a text that lists every live task -- id, name, status,
+** what it waits on, traceback -- the way a Go program dumps goroutines.
+** The host writes it to stderr on SIGQUIT.
+*/
+int loop_dump(lua_State *L) {
+  luaL_Buffer b;
+  csock_loop *lp = running;
+  luaL_buffinit(L, &b);
+  if (lp == NULL) {
+    luaL_addstring(&b, "csock: no loop is running\n");
+    luaL_pushresult(&b);
+    return 1;
+  }
+  lua_pushfstring(L, "csock: %I live tasks\n", (LUAI_UACINT)lp->alive);
+  luaL_addvalue(&b);
+  for (csock_task *t = lp->all; t; t = t->next_all) {
+    task_pushhandle(L, t);
+    int named = lua_getiuservalue(L, -1, UV_NAME) == LUA_TSTRING;
+    lua_pushfstring(L, "\ntask %I%s%s%s: %s, ", (LUAI_UACINT)t->id, named ? " (" : "",
+                    named ? lua_tostring(L, -1) : "", named ? ")" : "", task_status_name(t));
+    lua_remove(L, -2);
+    lua_remove(L, -2);
+    luaL_addvalue(&b);
+    dump_wait(&b, L, t);
+    luaL_addchar(&b, '\n');
+    if (t->state == T_RUNNING || t->co == L) {
+      luaL_addstring(&b, "\t(running: this task asked for the dump)\n");
+      continue;
+    }
+    luaL_traceback(L, t->co, NULL, 0);
+    luaL_addvalue(&b);
+    luaL_addchar(&b, '\n');
+  }
+  luaL_pushresult(&b);
+  return 1;
+}
+
+/* ---------------------------------------------------------------- embedding */
+
+#define CSOCK_LOOP "csock.loop"
+
+typedef struct loop_box {
+  csock_loop *lp;
+} loop_box;
+
+static csock_loop *box_check(lua_State *L) {
+  loop_box *box = (loop_box *)csock_checkudata(L, 1, CSOCK_LOOP);
+  csock_argcheck(L, box->lp != NULL, 1, "loop is closed");
+  return box->lp;
+}
+
+/* csock.loop(): a loop that another main loop drives with step(). */
+int loop_new_embedded(lua_State *L) {
+  loop_box *box = (loop_box *)lua_newuserdatauv(L, sizeof *box, 0);
+  box->lp = NULL;
+  luaL_setmetatable(L, CSOCK_LOOP);
+  csock_loop *lp = calloc(1, sizeof *lp);
+  if (lp == NULL) return luaL_error(L, "not enough memory");
+  lp->epfd = backend_create();
+  if (lp->epfd < 0) {
+    int e = -lp->epfd;
+    free(lp);
+    return csock_failure(L, e);
+  }
+  lp->L = L;
+  lp->gen = ++generation;
+  watch_signals(lp);
+  box->lp = lp;
+  return 1;
+}
+
+static int box_spawn(lua_State *L) {
+  csock_loop *lp = box_check(L);
+  csock_checktype(L, 2, LUA_TFUNCTION);
+  task_new(L, lp, 2);
+  lua_settop(L, 2);
+  return 1;
+}
+
+static int box_turn(lua_State *L) {
+  csock_loop *lp = (csock_loop *)lua_touserdata(L, 1);
+  int max_wait = (int)lua_tointeger(L, 2);
+  run_ready(lp);
+  loop_turn(L, lp, lp->ready_head ? 0 : max_wait);
+  run_ready(lp);
+  return 0;
+}
+
+/* Runs f(lp, arg) with lp as the running loop; re-raises its error. */
+static void box_drive(lua_State *L, csock_loop *lp, lua_CFunction f, lua_Integer arg) {
+  if (running) luaL_error(L, "csock: a loop is already running here");
+  lp->L = L;
+  running = lp;
+  lua_pushcfunction(L, f);
+  lua_pushlightuserdata(L, lp);
+  lua_pushinteger(L, arg);
+  int status = lua_pcall(L, 2, 0, 0);
+  running = NULL;
+  if (status != LUA_OK) lua_error(L);
+}
+
+/* loop:step([timeout]): one turn; returns the number of live tasks. */
+static int box_step(lua_State *L) {
+  csock_loop *lp = box_check(L);
+  lua_Number t = lua_isnoneornil(L, 2) ? 0 : csock_checknumber(L, 2);
+  csock_argcheck(L, t >= 0 && !isnan(t), 2, "timeout must not be negative");
+  box_drive(L, lp, box_turn, t > 86400 ? 86400000 : (lua_Integer)ceil(t * 1000));
+  lua_pushinteger(L, (lua_Integer)lp->alive);
+  return 1;
+}
+
+static int box_fd(lua_State *L) {
+  lua_pushinteger(L, box_check(L)->epfd);
+  return 1;
+}
+
+static int box_cancel_all(lua_State *L) {
+  csock_loop *lp = (csock_loop *)lua_touserdata(L, 1);
+  for (csock_task *t = lp->all; t; t = t->next_all) {
+    t->cancel = 1;
+    wake(lp, t, -ECANCELED);
+  }
+  run_ready(lp);
+  return 0;
+}
+
+/* loop:close(): cancels the live tasks and frees the loop; harmless twice. */
+static int box_close(lua_State *L) {
+  loop_box *box = (loop_box *)csock_checkudata(L, 1, CSOCK_LOOP);
+  csock_loop *lp = box->lp;
+  if (lp == NULL) return 0;
+  if (running != lp) box_drive(L, lp, box_cancel_all, 0);
+  for (csock_task *t = lp->all; t; t = lp->all) task_end(lp, t, T_CANCELLED);
+  box->lp = NULL;
+  loop_free(lp);
+  return 0;
+}
+
+static const luaL_Reg box_meth[] = {
+    {"spawn", box_spawn}, {"step", box_step}, {"fd", box_fd}, {"close", box_close}, {NULL, NULL},
+};
 
 void loop_open_meta(lua_State *L) {
+  luaL_newmetatable(L, CSOCK_LOOP);
+  lua_pushcfunction(L, box_close);
+  lua_setfield(L, -2, "__gc");
+  lua_pushcfunction(L, box_close);
+  lua_setfield(L, -2, "__close");
+  luaL_newlibtable(L, box_meth);
+  luaL_setfuncs(L, box_meth, 0);
+  lua_setfield(L, -2, "__index");
+  lua_pop(L, 1);
+
   luaL_newmetatable(L, CSOCK_TASK);
   lua_pushcfunction(L, task_tostring);
   lua_setfield(L, -2, "__tostring");

@@ -56,7 +56,7 @@ static int report(lua_State *L, int status) {
 /* ---------------------------------------------------------------- options */
 
 typedef struct options {
-  int script;    /* index in argv of the script; 0: none */
+  int script; /* index in argv of the script; 0: none */
   int has_e, has_v, has_h, has_E, has_W;
   int workers;
   int stdin_script;
@@ -78,10 +78,22 @@ static int collect_args(int argc, char **argv, options *o) {
       break;
     }
     switch (a[1]) {
-      case 'v': if (a[2]) goto bad; o->has_v = 1; break;
-      case 'h': if (a[2]) goto bad; o->has_h = 1; break;
-      case 'E': if (a[2]) goto bad; o->has_E = 1; break;
-      case 'W': if (a[2]) goto bad; o->has_W = 1; break;
+      case 'v':
+        if (a[2]) goto bad;
+        o->has_v = 1;
+        break;
+      case 'h':
+        if (a[2]) goto bad;
+        o->has_h = 1;
+        break;
+      case 'E':
+        if (a[2]) goto bad;
+        o->has_E = 1;
+        break;
+      case 'W':
+        if (a[2]) goto bad;
+        o->has_W = 1;
+        break;
       case 'e': o->has_e = 1; /* FALLTHROUGH */
       case 'l':
         if (a[2] == '\0' && (++i >= argc || argv[i][0] == '-')) goto bad;
@@ -197,8 +209,7 @@ static int preload_core(lua_State *L) {
   luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_PRELOAD_TABLE);
   lua_pushcfunction(L, luaopen_csock_core);
   lua_setfield(L, -2, "csock.core");
-  if (luaL_loadbuffer(L, csock_init_lua, strlen(csock_init_lua), "=csock") != LUA_OK)
-    return 0;
+  if (luaL_loadbuffer(L, csock_init_lua, strlen(csock_init_lua), "=csock") != LUA_OK) return 0;
   lua_setfield(L, -2, "csock");
   lua_pop(L, 1);
   return 1;
@@ -262,6 +273,12 @@ static int pmain(lua_State *L) {
     hp->ok = 1;
     return 0;
   }
+  if (luaL_dostring(L,
+                    "local csock = require 'csock'\n"
+                    "csock.signal(csock.SIGQUIT, function()\n"
+                    "  io.stderr:write(csock.dump()) io.stderr:flush()\n"
+                    "end)") != LUA_OK)
+    return lua_error(L);
   if (!build_steps(L, argc, argv, o)) return 0;
   hp->ok = run_main(L) == LUA_OK;
   return 0;

@@ -23,7 +23,8 @@ typedef struct opt_entry {
   int readonly;
 } opt_entry;
 
-#define O(level, name, kind, ro) {#name, level, name, kind, ro}
+#define O(level, name, kind, ro) \
+  { #name, level, name, kind, ro }
 static const opt_entry options[] = {
     O(SOL_SOCKET, SO_REUSEADDR, OPT_BOOL, OPT_RW),
     O(SOL_SOCKET, SO_REUSEPORT, OPT_BOOL, OPT_RW),
@@ -64,18 +65,17 @@ static const opt_entry options[] = {
     O(IPPROTO_IPV6, IPV6_UNICAST_HOPS, OPT_INT, OPT_RW),
     O(IPPROTO_IPV6, IPV6_MULTICAST_HOPS, OPT_INT, OPT_RW),
     O(IPPROTO_IPV6, IPV6_MULTICAST_LOOP, OPT_BOOL, OPT_RW),
-    {NULL, 0, 0, OPT_INT, 0}};
+    {NULL, 0, 0, OPT_INT, 0},
+};
 #undef O
 
 static const struct {
   const char *name;
   int value;
-} levels[] = {{"SOL_SOCKET", SOL_SOCKET},
-              {"IPPROTO_TCP", IPPROTO_TCP},
-              {"IPPROTO_UDP", IPPROTO_UDP},
-              {"IPPROTO_IP", IPPROTO_IP},
-              {"IPPROTO_IPV6", IPPROTO_IPV6},
-              {NULL, 0}};
+} levels[] = {
+    {"SOL_SOCKET", SOL_SOCKET}, {"IPPROTO_TCP", IPPROTO_TCP},   {"IPPROTO_UDP", IPPROTO_UDP},
+    {"IPPROTO_IP", IPPROTO_IP}, {"IPPROTO_IPV6", IPPROTO_IPV6}, {NULL, 0},
+};
 
 void opt_push_constants(lua_State *L) {
   for (int i = 0; levels[i].name; i++) {
@@ -121,7 +121,8 @@ static int opt_checkfield(lua_State *L, int idx, const char *field) {
   } else if (lua_isnil(L, -1))
     v = 0;
   else
-    return csock_argerror(L, idx, lua_pushfstring(L, "field '%s' must be a boolean or an integer", field));
+    return csock_argerror(L, idx,
+                          lua_pushfstring(L, "field '%s' must be a boolean or an integer", field));
   lua_pop(L, 1);
   return v;
 }
@@ -170,8 +171,7 @@ int opt_get(lua_State *L) {
     case OPT_LINGER: {
       struct linger lg = {0, 0};
       len = sizeof lg;
-      if (getsockopt(s->fd, o->level, o->optname, &lg, &len) < 0)
-        return csock_failure(L, errno);
+      if (getsockopt(s->fd, o->level, o->optname, &lg, &len) < 0) return csock_failure(L, errno);
       lua_createtable(L, 0, 2);
       lua_pushboolean(L, lg.l_onoff != 0);
       lua_setfield(L, -2, "onoff");
@@ -182,16 +182,14 @@ int opt_get(lua_State *L) {
     case OPT_TIMEVAL: {
       struct timeval tv = {0, 0};
       len = sizeof tv;
-      if (getsockopt(s->fd, o->level, o->optname, &tv, &len) < 0)
-        return csock_failure(L, errno);
+      if (getsockopt(s->fd, o->level, o->optname, &tv, &len) < 0) return csock_failure(L, errno);
       lua_pushnumber(L, (lua_Number)tv.tv_sec + (lua_Number)tv.tv_usec * 1e-6);
       return 1;
     }
     default: {
       int v = 0;
       len = sizeof v;
-      if (getsockopt(s->fd, o->level, o->optname, &v, &len) < 0)
-        return csock_failure(L, errno);
+      if (getsockopt(s->fd, o->level, o->optname, &v, &len) < 0) return csock_failure(L, errno);
       /* flag options come back as integers too, as SPEC says */
       lua_pushinteger(L, o->kind == OPT_BOOL ? (v != 0) : v);
       return 1;

@@ -131,8 +131,7 @@ static int sock_shutdown(lua_State *L) {
     how = values[csock_checkoption(L, 2, names)];
   } else if (!lua_isnoneornil(L, 2)) {
     lua_Integer h = csock_checkinteger(L, 2);
-    csock_argcheck(L, h == SHUT_RD || h == SHUT_WR || h == SHUT_RDWR, 2,
-                  "invalid shutdown mode");
+    csock_argcheck(L, h == SHUT_RD || h == SHUT_WR || h == SHUT_RDWR, 2, "invalid shutdown mode");
     how = (int)h;
   }
   if (shutdown(s->fd, how) < 0) return csock_failure(L, errno);
@@ -246,14 +245,13 @@ static const luaL_Reg meth[] = {
     {"gettimeout", sock_gettimeout},
     {"setmaxline", sock_setmaxline},
     {"fileno", sock_fileno},
-    {NULL, NULL}};
+    {NULL, NULL},
+};
 
 static const luaL_Reg metameth[] = {
     {"__index", NULL}, /* placeholder */
-    {"__gc", sock_gc},
-    {"__close", sock_gc},
-    {"__tostring", sock_tostring},
-    {NULL, NULL}};
+    {"__gc", sock_gc}, {"__close", sock_gc}, {"__tostring", sock_tostring}, {NULL, NULL},
+};
 
 void sock_open_meta(lua_State *L) {
   luaL_newmetatable(L, CSOCK_SOCKET);

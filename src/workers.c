@@ -29,7 +29,7 @@ int csock_worker_id(void) {
   static int id = -1;
   if (id < 0) {
     const char *e = getenv(WORKER_ENV);
-    id = e ? atoi(e) : 0;
+    id = e ? (int)strtol(e, NULL, 10) : 0;
   }
   return id;
 }

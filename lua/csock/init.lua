@@ -5,9 +5,35 @@ local core = require "csock.core"
 local csock = {}
 for k, v in pairs(core) do csock[k] = v end
 
+local type, tointeger, error, format = type, math.tointeger, error, string.format
+
+-- Raises "bad argument #n to 'fname' (msg)" at the caller of the helper.
+local function argerror(n, fname, msg)
+  error(format("bad argument #%d to '%s' (%s)", n, fname, msg), 3)
+end
+
+local function checkhost(host, fname)
+  if host ~= nil and type(host) ~= "string" then
+    argerror(1, fname, "string expected, got " .. type(host))
+  end
+  if host and host:find("\0", 1, true) then argerror(1, fname, "host contains a zero byte") end
+end
+
+local function checkport(port, fname)
+  local p = tointeger(port)
+  if p == nil then argerror(2, fname, "number expected, got " .. type(port)) end
+  if p < 0 or p > 65535 then argerror(2, fname, "port out of range") end
+  return p
+end
+
 --- Connects a new TCP socket to host:port, trying each address in turn.
 -- Returns the socket, or nil, message, errno of the last failure.
 function csock.tcp_connect(host, port, timeout)
+  checkhost(host, "tcp_connect")
+  port = checkport(port, "tcp_connect")
+  if timeout ~= nil and (type(timeout) ~= "number" or timeout < 0) then
+    argerror(3, "tcp_connect", "timeout must be a non-negative number")
+  end
   local addrs, err, code = core.getaddrinfo(host, port)
   if not addrs then return nil, err, code end
   for _, a in ipairs(addrs) do
@@ -24,14 +50,20 @@ function csock.tcp_connect(host, port, timeout)
   return nil, err, code
 end
 
---- Opens a listening TCP socket on host:port (SO_REUSEADDR set).
+--- Opens a listening TCP socket on host:port (SO_REUSEADDR set); host
+-- "*" or nil listens on every IPv4 address, a host with ':' is IPv6.
 function csock.tcp_listen(host, port, backlog)
+  checkhost(host, "tcp_listen")
+  port = checkport(port or 0, "tcp_listen")
+  if backlog ~= nil and tointeger(backlog) == nil then
+    argerror(3, "tcp_listen", "integer expected, got " .. type(backlog))
+  end
   local family = host and host:find(":", 1, true) and core.AF_INET6 or core.AF_INET
   local s, err, code = core.socket(family, core.SOCK_STREAM)
   if not s then return nil, err, code end
   s:setsockopt(core.SOL_SOCKET, core.SO_REUSEADDR, true)
   local ok
-  ok, err, code = s:bind(host or "*", port or 0)
+  ok, err, code = s:bind(host or "*", port)
   if ok then ok, err, code = s:listen(backlog) end
   if not ok then
     s:close()

@@ -1,0 +1,90 @@
+/*
+** signal.c - csock.signal(signo, fn): signals become tasks.
+** The C handler only writes the signal number into a non-blocking pipe
+** (the self-pipe trick); the loop polls the pipe's read end and spawns
+** fn(signo) as a task, so a handler may block, write and close freely.
+** Handlers run only while a loop runs (csock.run, the host, loop:step).
+*/
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "csock.h"
+
+#define SIGNAL_HANDLERS "csock.signals"
+
+static int pipe_fds[2] = {-1, -1};
+static int handled_count;
+
+static void on_signal(int signo) {
+  int saved = errno;
+  unsigned char b = (unsigned char)signo;
+  if (write(pipe_fds[1], &b, 1) < 0) { /* a full pipe already has wake-ups queued */
+  }
+  errno = saved;
+}
+
+/* The read end of the signal pipe, or -1 before the first csock.signal. */
+int signal_fd(void) { return pipe_fds[0]; }
+
+/* Whether any signal has a Lua handler (the loop then waits for signals). */
+int signal_active(void) { return handled_count > 0; }
+
+static int valid_signal(int signo) {
+  return signo > 0 && signo < 65 && signo != SIGKILL && signo != SIGSTOP;
+}
+
+/* csock.signal(signo, fn): fn(signo) runs as a task; nil restores the default. */
+int signal_lua(lua_State *L) {
+  lua_Integer signo = csock_checkinteger(L, 1);
+  csock_argcheck(L, valid_signal((int)signo), 1, "invalid signal number");
+  if (!lua_isnil(L, 2)) csock_checktype(L, 2, LUA_TFUNCTION);
+  if (pipe_fds[0] < 0 && pipe2(pipe_fds, O_NONBLOCK | O_CLOEXEC) < 0)
+    return csock_failure(L, errno);
+  luaL_getsubtable(L, LUA_REGISTRYINDEX, SIGNAL_HANDLERS);
+  int had = lua_rawgeti(L, -1, signo) != LUA_TNIL;
+  lua_pop(L, 1);
+  struct sigaction sa;
+  memset(&sa, 0, sizeof sa);
+  sigemptyset(&sa.sa_mask);
+  sa.sa_flags = SA_RESTART;
+  sa.sa_handler = lua_isnil(L, 2) ? SIG_DFL : on_signal;
+  if (sigaction((int)signo, &sa, NULL) < 0) return csock_failure(L, errno);
+  lua_pushvalue(L, 2);
+  lua_rawseti(L, -2, signo);
+  handled_count += (lua_isnil(L, 2) ? 0 : 1) - (had ? 1 : 0);
+  loop_watch_signals();
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+/*
+** Drains the pipe and pushes, for each signal received, its handler and
+** number as a pair on the stack; returns how many pairs were pushed.
+*/
+int signal_collect(lua_State *L) {
+  unsigned char buf[64];
+  int pairs = 0;
+  luaL_getsubtable(L, LUA_REGISTRYINDEX, SIGNAL_HANDLERS);
+  int handlers = lua_gettop(L);
+  for (;;) {
+    ssize_t n = read(pipe_fds[0], buf, sizeof buf);
+    if (n <= 0) {
+      if (n < 0 && errno == EINTR) continue;
+      break;
+    }
+    for (ssize_t i = 0; i < n; i++) {
+      lua_checkstack(L, 3);
+      if (lua_rawgeti(L, handlers, buf[i]) == LUA_TFUNCTION) {
+        lua_pushinteger(L, buf[i]);
+        pairs++;
+      } else {
+        lua_pop(L, 1);
+      }
+    }
+  }
+  lua_remove(L, handlers);
+  return pairs;
+}

@@ -1,0 +1,59 @@
+-- stress/leak_blocking.lua [cycles] - run by plain lua5.4: the same cycles in
+-- blocking mode, one thread (the connection waits in the backlog until
+-- accepted); descriptors and RSS must stay flat.
+package.path = "./stress/?.lua;./lua/?.lua;./lua/?/init.lua;" .. package.path
+package.cpath = "./?.so;" .. package.cpath
+local csock = require "csock"
+local S = require "lib"
+
+local N = math.tointeger(tonumber(arg[1])) or 100000
+local WARM = 2000
+local MSG = "hello, csock\n"
+
+local srv = assert(csock.socket(csock.AF_INET, csock.SOCK_STREAM))
+assert(srv:setsockopt(csock.SOL_SOCKET, csock.SO_REUSEADDR, true))
+assert(srv:bind("127.0.0.1", 0))
+assert(srv:listen(128))
+srv:settimeout(5)
+local port = srv:getsockname().port
+local errors = 0
+
+local function cycles(n)
+  for _ = 1, n do
+    local c = assert(csock.socket(csock.AF_INET, csock.SOCK_STREAM))
+    c:settimeout(5)
+    local ok, err = c:connect("127.0.0.1", port)
+    if ok then
+      local a = assert(srv:accept())
+      a:settimeout(5)
+      c:write(MSG)
+      if a:read("L") ~= MSG then errors = errors + 1 end
+      a:write("ok\n")
+      if c:read("l") ~= "ok" then errors = errors + 1 end
+      a:close()
+    else
+      errors = errors + 1
+      S.log("connect: %s", err)
+    end
+    c:close()
+  end
+end
+
+local function settle()
+  collectgarbage("collect")
+  collectgarbage("collect")
+end
+
+cycles(WARM)
+settle()
+local fd0, rss0, t0 = S.fds(), S.rss(), csock.now()
+cycles(N)
+settle()
+local fd1, rss1, t1 = S.fds(), S.rss(), csock.now()
+srv:close()
+
+local ok = fd1 <= fd0 and rss1 - rss0 <= 2048 and errors == 0
+S.row("leak (blocking)", "connect/accept/send/close, lua5.4 blocking", N, ok,
+  string.format("fds %d->%d, RSS %d->%d KiB, errors %d, %.0f cycles/s", fd0, fd1,
+    rss0, rss1, errors, N / (t1 - t0)))
+S.exit()
