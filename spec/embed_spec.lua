@@ -295,11 +295,12 @@ describe("loop:close", function()
       local _ <close> = closer(log, "sleeper")
       csock.sleep(60)
     end)
-    local never = loop:spawn(function()
+    local quick = loop:spawn(function()
       local _ <close> = closer(log, "never")
     end)
     assert.equal(2, loop:step())
     assert.same({"never"}, log)
+    assert.equal("done", quick:status())
     loop:close()
     table.sort(log)
     assert.same({"never", "reader", "sleeper"}, log)
@@ -331,7 +332,7 @@ describe("loop:close", function()
   end)
 
   it("is run by a <close> variable going out of scope", function()
-    local log, fd = {}, nil
+    local log, fd = {}
     do
       local loop <close> = csock.loop()
       fd = loop:fd()
@@ -355,6 +356,48 @@ describe("loop:close", function()
     end
     collectgarbage(); collectgarbage()
     assert.is_false(is_epoll(fd))
+  end)
+
+  it("is run by the garbage collector even while csock.run is running", function()
+    local fd
+    rt.loop(function()
+      do
+        local loop = csock.loop()
+        fd = loop:fd()
+        loop:spawn(function() csock.sleep(60) end)
+      end
+      collectgarbage(); collectgarbage()
+    end)
+    collectgarbage(); collectgarbage()
+    assert.is_false(is_epoll(fd), "the epoll descriptor of a collected loop leaked")
+  end)
+
+  it("called from one of the loop's own tasks does not crash the process", function()
+    -- in a child process: a crash must not take the suite down
+    local ok, out, err = helper.run_lua([[
+      local csock = require "csock"
+      local loop = csock.loop()
+      loop:spawn(function() csock.sleep(0.01) end)
+      loop:spawn(function() print("close in task", (pcall(function() loop:close() end))) end)
+      print("step", (pcall(function() return loop:step() end)))
+      loop:close()
+      print("alive")
+    ]])
+    assert.is_true(ok, "the process died: " .. err)
+    assert.matches("alive\n$", out)
+  end)
+
+  it("called from the loop's only task leaves step without an internal epoll error", function()
+    local ok, out, err = helper.run_lua([[
+      local csock = require "csock"
+      local loop = csock.loop()
+      loop:spawn(function() pcall(function() loop:close() end) end)
+      local ok, res = pcall(function() return loop:step() end)
+      print(ok, res)
+      loop:close()
+    ]])
+    assert.is_true(ok, err)
+    assert.is_falsy(out:find("epoll_wait", 1, true), out)
   end)
 
   it("leaves no descriptor behind after a served connection", function()

@@ -83,6 +83,7 @@ typedef struct csock_loop {
   unsigned long long seq;
   lua_Integer next_id;
   int signals_watched; /* the signal pipe is in this loop's epoll set */
+  int closing;         /* loop:close() was called from one of its own tasks */
   int signal_pending;  /* the signal pipe became readable */
 } csock_loop;
 
@@ -938,16 +939,33 @@ static int box_turn(lua_State *L) {
   return 0;
 }
 
+/*
+** Frees an embedded loop that is not running: every live task is cancelled
+** (its to-be-closed variables closed, in the caller's thread L) first.
+*/
+static void box_free(lua_State *L, csock_loop *lp) {
+  lp->L = L;
+  while (lp->all) {
+    csock_task *t = lp->all;
+    t->cancel = 1;
+    wake(lp, t, -ECANCELED);
+    task_cancelled(lp, t);
+  }
+  loop_free(lp);
+}
+
 /* Runs f(lp, arg) with lp as the running loop; re-raises its error. */
 static void box_drive(lua_State *L, csock_loop *lp, lua_CFunction f, lua_Integer arg) {
   if (running) luaL_error(L, "csock: a loop is already running here");
   lp->L = L;
   running = lp;
+  watch_signals(lp); /* csock.signal may have come after csock.loop() */
   lua_pushcfunction(L, f);
   lua_pushlightuserdata(L, lp);
   lua_pushinteger(L, arg);
   int status = lua_pcall(L, 2, 0, 0);
   running = NULL;
+  if (lp->closing) box_free(L, lp); /* a task closed its own loop */
   if (status != LUA_OK) lua_error(L);
 }
 
@@ -966,25 +984,22 @@ static int box_fd(lua_State *L) {
   return 1;
 }
 
-static int box_cancel_all(lua_State *L) {
-  csock_loop *lp = (csock_loop *)lua_touserdata(L, 1);
-  for (csock_task *t = lp->all; t; t = t->next_all) {
-    t->cancel = 1;
-    wake(lp, t, -ECANCELED);
-  }
-  run_ready(lp);
-  return 0;
-}
-
-/* loop:close(): cancels the live tasks and frees the loop; harmless twice. */
+/* loop:close(): cancels the live tasks and frees the loop; harmless twice.
+   From one of the loop's own tasks, the loop goes when the step ends. */
 static int box_close(lua_State *L) {
   loop_box *box = (loop_box *)csock_checkudata(L, 1, CSOCK_LOOP);
   csock_loop *lp = box->lp;
   if (lp == NULL) return 0;
-  if (running != lp) box_drive(L, lp, box_cancel_all, 0);
-  for (csock_task *t = lp->all; t; t = lp->all) task_end(lp, t, T_CANCELLED);
   box->lp = NULL;
-  loop_free(lp);
+  if (running == lp) {
+    lp->closing = 1;
+    for (csock_task *t = lp->all; t; t = t->next_all) {
+      t->cancel = 1;
+      wake(lp, t, -ECANCELED);
+    }
+    return 0;
+  }
+  box_free(L, lp);
   return 0;
 }
 
