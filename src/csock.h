@@ -158,7 +158,7 @@ typedef struct backend_event {
 int backend_create(void);
 int backend_add(int epfd, int fd, void *ptr);
 int backend_del(int epfd, int fd);
-int backend_poll(int epfd, backend_event *out, int max, int timeout_ms);
+int backend_poll(int epfd, backend_event *out, int max, long long timeout_us);
 
 #pragma GCC visibility pop
 

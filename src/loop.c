@@ -530,19 +530,31 @@ static void run_ready(csock_loop *lp) {
   }
 }
 
-static int poll_timeout(csock_loop *lp) {
+/* How long phase 2 may wait, in microseconds (-1: until an event). */
+static long long poll_timeout(csock_loop *lp) {
   if (lp->ready_head) return 0;
   if (lp->heap_len == 0) return -1;
   double left = lp->heap[0]->deadline - csock_now();
   if (left <= 0) return 0;
-  return left > 86400 ? 86400000 : (int)ceil(left * 1000);
+  return left > 86400 ? 86400000000LL : (long long)ceil(left * 1e6);
+}
+
+/* Makes ready the tasks whose deadlines have passed. */
+static void expire_timers(csock_loop *lp) {
+  if (lp->heap_len == 0) return;
+  double now = csock_now();
+  while (lp->heap_len && lp->heap[0]->deadline <= now) {
+    csock_task *t = lp->heap[0];
+    wake(lp, t, t->wait_sock ? -ETIMEDOUT : 0);
+  }
 }
 
 /* Phases 2 and 3; no Lua code runs here. */
-static int poll_and_wake(csock_loop *lp, int timeout) {
+static int poll_and_wake(csock_loop *lp, long long timeout) {
   backend_event evs[EVENT_BATCH];
   int n = backend_poll(lp->epfd, evs, EVENT_BATCH, timeout);
   if (n < 0) return n;
+  expire_timers(lp); /* first: sleepers run ahead of the I/O woken now */
   for (int i = 0; i < n; i++) {
     if (evs[i].ptr == &signal_marker) {
       lp->signal_pending = 1;
@@ -557,13 +569,6 @@ static int poll_and_wake(csock_loop *lp, int timeout) {
     if (evs[i].events & CSOCK_WRITE) {
       s->wready = 1;
       if (s->writer) wake(lp, s->writer, 0);
-    }
-  }
-  if (lp->heap_len) {
-    double now = csock_now();
-    while (lp->heap_len && lp->heap[0]->deadline <= now) {
-      csock_task *t = lp->heap[0];
-      wake(lp, t, t->wait_sock ? -ETIMEDOUT : 0);
     }
   }
   return 0;
@@ -594,8 +599,8 @@ static void spawn_signal_tasks(lua_State *L, csock_loop *lp) {
 }
 
 /* One turn: ready tasks, then I/O and timers (waiting up to timeout ms). */
-static void loop_turn(lua_State *L, csock_loop *lp, int max_wait) {
-  int timeout = poll_timeout(lp);
+static void loop_turn(lua_State *L, csock_loop *lp, long long max_wait) {
+  long long timeout = poll_timeout(lp);
   if (max_wait >= 0 && (timeout < 0 || timeout > max_wait)) timeout = max_wait;
   int r = poll_and_wake(lp, timeout);
   if (r < 0) luaL_error(L, "csock: epoll_wait: %s", strerror(-r));
@@ -932,7 +937,7 @@ static int box_spawn(lua_State *L) {
 
 static int box_turn(lua_State *L) {
   csock_loop *lp = (csock_loop *)lua_touserdata(L, 1);
-  int max_wait = (int)lua_tointeger(L, 2);
+  long long max_wait = (long long)lua_tointeger(L, 2);
   run_ready(lp);
   loop_turn(L, lp, lp->ready_head ? 0 : max_wait);
   run_ready(lp);
@@ -974,7 +979,7 @@ static int box_step(lua_State *L) {
   csock_loop *lp = box_check(L);
   lua_Number t = lua_isnoneornil(L, 2) ? 0 : csock_checknumber(L, 2);
   csock_argcheck(L, t >= 0 && !isnan(t), 2, "timeout must not be negative");
-  box_drive(L, lp, box_turn, t > 86400 ? 86400000 : (lua_Integer)ceil(t * 1000));
+  box_drive(L, lp, box_turn, t > 86400 ? 86400000000LL : (lua_Integer)ceil(t * 1e6));
   lua_pushinteger(L, (lua_Integer)lp->alive);
   return 1;
 }
