@@ -149,6 +149,7 @@ int loop_new_embedded(lua_State *L);
 int csock_worker_id(void);
 int workers_supervise(int n);
 int workers_lua(lua_State *L);
+int workers_id_lua(lua_State *L);
 
 /* backend_epoll.c: the poller, kept apart as redis keeps ae_epoll.c */
 typedef struct backend_event {

@@ -311,8 +311,10 @@ void loop_forget_socket(csock_socket *s) {
      across fork): only listeners pay for the explicit epoll_ctl */
   if (lp && s->registered && s->gen == lp->gen && s->listening) backend_del(lp->epfd, s->fd);
   s->registered = 0;
-  if (s->reader && s->reader->loop == lp) wake(lp, s->reader, -EBADF);
-  if (s->writer && s->writer->loop == lp) wake(lp, s->writer, -EBADF);
+  /* the waiters may belong to an embedded loop that is not running now:
+     waking only touches that loop's queue, no Lua runs */
+  if (s->reader) wake(s->reader->loop, s->reader, -EBADF);
+  if (s->writer) wake(s->writer->loop, s->writer, -EBADF);
   s->reader = s->writer = NULL;
 }
 
@@ -672,7 +674,10 @@ int loop_run(lua_State *L) {
   int status = loop_drive(L, lp);
   /* tasks still alive after an internal error are cancelled, not leaked */
   if (status != LUA_OK) {
-    for (csock_task *t = lp->all; t; t = lp->all) task_end(lp, t, T_CANCELLED);
+    for (csock_task *t = lp->all; t; t = lp->all) {
+      wake(lp, t, -ECANCELED); /* out of the sockets' waiter slots first */
+      task_end(lp, t, T_CANCELLED);
+    }
   }
   running = NULL;
   loop_free(lp);

@@ -21,17 +21,17 @@
 #define RESTART_BURST 10 /* restarts allowed within one second */
 
 static volatile sig_atomic_t stop_signal;
+static int worker_id = -1; /* -1: not known yet (read from the environment) */
 
 static void on_stop(int sig) { stop_signal = sig; }
 
 /* This process's worker number (1..N), or 0 outside worker mode. */
 int csock_worker_id(void) {
-  static int id = -1;
-  if (id < 0) {
+  if (worker_id < 0) {
     const char *e = getenv(WORKER_ENV);
-    id = e ? (int)strtol(e, NULL, 10) : 0;
+    worker_id = e ? (int)strtol(e, NULL, 10) : 0;
   }
-  return id;
+  return worker_id;
 }
 
 static void handle(int sig, void (*fn)(int)) {
@@ -53,6 +53,7 @@ static pid_t spawn_worker(int i) {
   char num[16];
   snprintf(num, sizeof num, "%d", i);
   setenv(WORKER_ENV, num, 1);
+  worker_id = i;
   return 0;
 }
 
@@ -131,4 +132,14 @@ int workers_lua(lua_State *L) {
   lua_pushnil(L);
   lua_pushinteger(L, r);
   return 2;
+}
+
+/* csock.worker(): this process's worker number under -w / csock.workers, or nil. */
+int workers_id_lua(lua_State *L) {
+  int id = csock_worker_id();
+  if (id > 0)
+    lua_pushinteger(L, id);
+  else
+    lua_pushnil(L);
+  return 1;
 }
