@@ -57,7 +57,7 @@ static int report(lua_State *L, int status) {
 
 typedef struct options {
   int script; /* index in argv of the script; 0: none */
-  int has_e, has_v, has_h, has_E, has_W;
+  int has_e, has_l, has_v, has_h, has_E, has_W;
   int workers;
   int stdin_script;
   const char *bad; /* the offending option, when the command line is wrong */
@@ -96,6 +96,7 @@ static int collect_args(int argc, char **argv, options *o) {
         break;
       case 'e': o->has_e = 1; /* FALLTHROUGH */
       case 'l':
+        if (a[1] == 'l') o->has_l = 1;
         if (a[2] == '\0' && (++i >= argc || argv[i][0] == '-')) goto bad;
         break;
       case 'w': {
@@ -260,10 +261,12 @@ static int pmain(lua_State *L) {
   if (!preload_core(L)) return lua_error(L);
   create_arg_table(L, argv, argc, o->script ? o->script : 0);
   if (o->has_W) lua_warning(L, "@on", 0);
-  if (o->has_v || o->has_h) {
-    if (o->has_v) printf("%s\n", CSOCK_VERSION);
-    if (o->has_h) print_usage(stdout);
-    fflush(stdout);
+  if (o->has_v) printf("%s\n", CSOCK_VERSION);
+  if (o->has_h) print_usage(stdout);
+  fflush(stdout);
+  /* like lua5.4: -v alone only prints the version, -v with a script or
+     -e goes on to run them; -h prints the usage and stops */
+  if (o->has_h || (o->has_v && !o->script && !o->stdin_script && !o->has_e && !o->has_l)) {
     hp->ok = 1;
     return 0;
   }
