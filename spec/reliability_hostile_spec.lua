@@ -168,7 +168,7 @@ local functions = {
   {"tcp_listen", "'127.0.0.1', -1"}, {"tcp_listen", "'127.0.0.1\\0', 0"},
 }
 -- Module functions that take no argument worth breaking (every call is valid).
-local no_arguments = {now = true, current = true, tasks = true, dump = true, listeners = true,
+local no_arguments = {now = true, current = true, tasks = true, dump = true, listeners = true, worker = true,
   loop = true}
 
 local cases = {}
