@@ -37,6 +37,8 @@ os.close(t); os.close(u)
 print("port %d" % port, flush=True)
 env = dict(os.environ, LISTEN_FDS="2", LISTEN_FDNAMES=names)
 env.pop("LISTEN_PID", None)
+if os.environ.get("CSOCK_PRELOAD"):  # make asan: the csock child needs the sanitizer back
+    env["LD_PRELOAD"] = os.environ["CSOCK_PRELOAD"]
 setpid = "LISTEN_PID=$$" if pid == "self" else "LISTEN_PID=" + pid
 child = subprocess.Popen(["sh", "-c", setpid + "; export LISTEN_PID; exec " + cmd],
                          pass_fds=(3, 4), env=env, stdout=subprocess.PIPE)

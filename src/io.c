@@ -311,10 +311,27 @@ int io_recv(lua_State *L) {
   return recv_k(L, LUA_OK, (lua_KContext)(n > INT_MAX ? INT_MAX : n));
 }
 
+/* recvfrom on a stream that has buffered bytes: those first, like recv. */
+static int recvfrom_buffered(lua_State *L, csock_socket *s, size_t want) {
+  size_t n = buf_len(&s->rbuf) < want ? buf_len(&s->rbuf) : want;
+  lua_pushlstring(L, buf_data(&s->rbuf), n);
+  buf_consume(&s->rbuf, n);
+  struct sockaddr_storage ss;
+  socklen_t len = sizeof ss;
+  memset(&ss, 0, sizeof ss);
+  if (getpeername(s->fd, (struct sockaddr *)&ss, &len) < 0 || len == 0) {
+    ss.ss_family = (sa_family_t)s->family;
+    len = sizeof(sa_family_t);
+  }
+  addr_push(L, (struct sockaddr *)&ss, len);
+  return 2;
+}
+
 static int recvfrom_k(lua_State *L, int status, lua_KContext ctx) {
   csock_socket *s = (csock_socket *)lua_touserdata(L, 1);
   size_t want = (size_t)ctx;
   int e = resumed(L, status, s);
+  if (e == 0 && buf_len(&s->rbuf) > 0) return recvfrom_buffered(L, s, want);
   while (e == 0) {
     size_t room;
     char *p = buf_scratch(&room);
@@ -324,9 +341,12 @@ static int recvfrom_k(lua_State *L, int status, lua_KContext ctx) {
     ssize_t r = recvfrom(s->fd, p, want < room ? want : room, 0, (struct sockaddr *)&ss, &len);
     if (r >= 0) {
       lua_pushlstring(L, p, (size_t)r);
-      if (len == 0 || ss.ss_family == AF_UNSPEC) { /* connected or unnamed peer */
-        ss.ss_family = (sa_family_t)s->family;
-        if (len == 0) len = sizeof(sa_family_t);
+      if (len == 0 || ss.ss_family == AF_UNSPEC) { /* a stream, or an unnamed peer */
+        len = sizeof ss;
+        if (getpeername(s->fd, (struct sockaddr *)&ss, &len) < 0 || len == 0) {
+          ss.ss_family = (sa_family_t)s->family;
+          len = sizeof(sa_family_t);
+        }
       }
       addr_push(L, (struct sockaddr *)&ss, len);
       return 2;

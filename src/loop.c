@@ -964,8 +964,9 @@ static void box_free(lua_State *L, csock_loop *lp) {
   loop_free(lp);
 }
 
-/* Runs f(lp, arg) with lp as the running loop; re-raises its error. */
-static void box_drive(lua_State *L, csock_loop *lp, lua_CFunction f, lua_Integer arg) {
+/* Runs f(lp, arg) with lp as the running loop; re-raises its error.
+   Returns 0 when a task closed the loop meanwhile (lp is freed then). */
+static int box_drive(lua_State *L, csock_loop *lp, lua_CFunction f, lua_Integer arg) {
   if (running) luaL_error(L, "csock: a loop is already running here");
   lp->L = L;
   running = lp;
@@ -975,8 +976,10 @@ static void box_drive(lua_State *L, csock_loop *lp, lua_CFunction f, lua_Integer
   lua_pushinteger(L, arg);
   int status = lua_pcall(L, 2, 0, 0);
   running = NULL;
-  if (lp->closing) box_free(L, lp); /* a task closed its own loop */
+  int alive = !lp->closing;
+  if (!alive) box_free(L, lp); /* a task closed its own loop */
   if (status != LUA_OK) lua_error(L);
+  return alive;
 }
 
 /* loop:step([timeout]): one turn; returns the number of live tasks. */
@@ -984,8 +987,8 @@ static int box_step(lua_State *L) {
   csock_loop *lp = box_check(L);
   lua_Number t = lua_isnoneornil(L, 2) ? 0 : csock_checknumber(L, 2);
   csock_argcheck(L, t >= 0 && !isnan(t), 2, "timeout must not be negative");
-  box_drive(L, lp, box_turn, t > 86400 ? 86400000000LL : (lua_Integer)ceil(t * 1e6));
-  lua_pushinteger(L, (lua_Integer)lp->alive);
+  lua_Integer wait_us = t > 86400 ? 86400000000LL : (lua_Integer)ceil(t * 1e6);
+  lua_pushinteger(L, box_drive(L, lp, box_turn, wait_us) ? (lua_Integer)lp->alive : 0);
   return 1;
 }
 

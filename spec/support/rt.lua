@@ -88,6 +88,7 @@ end
 
 -- Programs not linked with csock (python3, curl, nc) run without the
 -- sanitizer runtime that `make asan` preloads: they are not ours to check.
+-- CSOCK_PRELOAD keeps it for a csock process such a program starts.
 local function foreign(argv)
   local prog = tostring(argv[1])
   return not (prog:find("csock", 1, true) or prog:find("^lua"))
@@ -102,7 +103,7 @@ function rt.exec(argv, opts)
     spit(input, opts.stdin)
   end
   local cmd = string.format("%s%s %s timeout -k 2 %d %s >%s 2>%s <%s",
-    foreign(argv) and "env -u LD_PRELOAD " or "", rt.ENV, opts.env or "",
+    foreign(argv) and "CSOCK_PRELOAD=\"$LD_PRELOAD\" env -u LD_PRELOAD " or "", rt.ENV, opts.env or "",
     opts.limit or 20, cmdline(argv), out, err, input)
   local _, how, code = os.execute(cmd)
   local r = {status = code, how = how, out = slurp(out), err = slurp(err), cmd = cmd}
