@@ -1,8 +1,9 @@
 /*
 ** backend_epoll.c - the poller behind the loop.
-** Every descriptor is registered once, edge-triggered, for both directions:
-** a task only waits after its call has returned EAGAIN, so a new edge is
-** guaranteed to come, and no epoll_ctl is needed per wait.
+** Every descriptor is registered once, edge-triggered (for writing too once
+** a write has had to wait): a task only waits after its call has returned
+** EAGAIN or a short count, so a new edge is guaranteed to come, and no
+** epoll_ctl is needed per wait.
 */
 #include <errno.h>
 #include <sys/epoll.h>
@@ -18,11 +19,17 @@ int backend_create(void) {
   return epfd < 0 ? -errno : epfd;
 }
 
-int backend_add(int epfd, int fd, void *ptr) {
+/*
+** Registers fd for reading, and for writing too when dirs has CSOCK_WRITE;
+** a descriptor already known gets the wider mask.  Write interest is only
+** asked for once a write had to wait: most sockets never fill their send
+** buffer, and an EPOLLOUT edge nobody waits for is a wasted wake-up.
+*/
+int backend_add(int epfd, int fd, void *ptr, unsigned dirs, int known) {
   struct epoll_event ev;
-  ev.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET;
+  ev.events = EPOLLIN | EPOLLRDHUP | EPOLLET | ((dirs & CSOCK_WRITE) ? EPOLLOUT : 0);
   ev.data.ptr = ptr;
-  if (epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &ev) == 0) return 0;
+  if (epoll_ctl(epfd, known ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, fd, &ev) == 0) return 0;
   if (errno == EEXIST && epoll_ctl(epfd, EPOLL_CTL_MOD, fd, &ev) == 0) return 0;
   return -errno;
 }

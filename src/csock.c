@@ -74,12 +74,22 @@ static const named_int constants[] = {
 #undef C
 
 static const luaL_Reg modfuncs[] = {
-    {"socket", sock_new},     {"socketpair", sock_pair},   {"getaddrinfo", addr_getaddrinfo},
-    {"run", loop_run},        {"spawn", loop_spawn},       {"sleep", loop_sleep},
-    {"now", mod_now},         {"current", loop_current},   {"tasks", loop_tasks},
+    {"socket", sock_new},
+    {"socketpair", sock_pair},
+    {"getaddrinfo", addr_getaddrinfo},
+    {"run", loop_run},
+    {"spawn", loop_spawn},
+    {"sleep", loop_sleep},
+    {"now", mod_now},
+    {"current", loop_current},
+    {"tasks", loop_tasks},
     {"workers", workers_lua},
-    {"worker", workers_id_lua}, {"signal", signal_lua},      {"listeners", systemd_listeners},
-    {"dump", loop_dump},      {"loop", loop_new_embedded}, {NULL, NULL},
+    {"worker", workers_id_lua},
+    {"signal", signal_lua},
+    {"listeners", systemd_listeners},
+    {"dump", loop_dump},
+    {"loop", loop_new_embedded},
+    {NULL, NULL},
 };
 
 int luaopen_csock_core(lua_State *L) {

@@ -41,6 +41,7 @@ typedef struct csock_socket {
   unsigned rready : 1; /* no short read or EAGAIN since the last read edge */
   unsigned wready : 1; /* no short write or EAGAIN since the last write edge */
   unsigned rdhup : 1;  /* the poller saw the peer's FIN: a short read is not the end */
+  unsigned wwatch : 1; /* the registration includes write interest */
   unsigned gen;        /* loop generation the registration belongs to */
   double timeout;      /* seconds per operation; < 0 waits forever */
   double rdeadline;    /* deadline of the read-side operation under way */
@@ -157,7 +158,7 @@ typedef struct backend_event {
   unsigned events; /* CSOCK_READ | CSOCK_WRITE */
 } backend_event;
 int backend_create(void);
-int backend_add(int epfd, int fd, void *ptr);
+int backend_add(int epfd, int fd, void *ptr, unsigned dirs, int known);
 int backend_del(int epfd, int fd);
 int backend_poll(int epfd, backend_event *out, int max, long long timeout_us);
 

@@ -287,9 +287,13 @@ int csock_wait(lua_State *L, csock_socket *s, int dir, double deadline, lua_KCon
   if (*slot != NULL && *slot != t)
     return luaL_error(L, "socket is busy: another task is %s it",
                       dir == CSOCK_READ ? "reading from" : "writing to");
-  if (!s->registered || s->gen != lp->gen) {
-    int r = backend_add(lp->epfd, s->fd, s);
+  int known = s->registered && s->gen == lp->gen;
+  if (!known || (dir == CSOCK_WRITE && !s->wwatch)) {
+    int r =
+        backend_add(lp->epfd, s->fd, s, known && s->wwatch ? CSOCK_WRITE : (unsigned)dir, known);
     if (r < 0) return r;
+    if (!known) s->wwatch = 0;
+    if (dir == CSOCK_WRITE) s->wwatch = 1;
     s->registered = 1;
     s->gen = lp->gen;
   }
@@ -579,7 +583,8 @@ static int poll_and_wake(csock_loop *lp, long long timeout) {
 /* Adds the signal pipe to lp's poller once csock.signal has made it. */
 static void watch_signals(csock_loop *lp) {
   if (lp->signals_watched || signal_fd() < 0) return;
-  if (backend_add(lp->epfd, signal_fd(), &signal_marker) == 0) lp->signals_watched = 1;
+  if (backend_add(lp->epfd, signal_fd(), &signal_marker, CSOCK_READ, 0) == 0)
+    lp->signals_watched = 1;
 }
 
 void loop_watch_signals(void) {
