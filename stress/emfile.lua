@@ -107,8 +107,12 @@ do
   for _, c in ipairs(cs) do c:close() end
   os.execute("kill " .. pid2 .. " 2>/dev/null")
   p2:close()
-  S.row("EMFILE (no back-off)", "same, accept retried at once by the script", CLIENTS, nil,
-    string.format("server CPU %.0f%%; %d of the first 5 clients served (accept never yields)",
-      (c0 and c1) and (c1 - c0) / (n1 - n0) * 100 or -1, served))
+  -- accept itself pauses 50 ms before it reports EMFILE, so even a script that
+  -- retries at once neither spins nor starves the tasks that serve clients
+  local cpu = (c0 and c1) and (c1 - c0) / (n1 - n0) * 100 or -1
+  S.row("EMFILE (no back-off)", "same, accept retried at once by the script", CLIENTS,
+    cpu >= 0 and cpu < 50 and served == 5,
+    string.format("server CPU %.0f%%; %d of the first 5 clients served (accept pauses 50 ms on EMFILE)",
+      cpu, served))
 end
 S.exit()
