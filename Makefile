@@ -57,8 +57,11 @@ deps:
 run: deps all
 	@sh tools/demo.sh
 
+# 1,000 concurrent clients need more descriptors than a 1024 soft limit
+RAISE_NOFILE = ulimit -n 8192 2>/dev/null || ulimit -n $$(ulimit -Hn) 2>/dev/null || true;
+
 test: deps all
-	$(BUSTED) $(BUSTED_ARGS)
+	$(RAISE_NOFILE) $(BUSTED) $(BUSTED_ARGS)
 
 # The specs against an ASan+UBSan build of the core and host.  lua5.4 itself
 # is not instrumented, so the sanitizer runtimes are preloaded.
@@ -68,13 +71,13 @@ asan: deps build/init_lua.h
 	@mkdir -p build-asan/csock build-asan/bin
 	$(CC) $(ASAN_FLAGS) $(WARN) -fPIC -std=gnu11 -D_GNU_SOURCE $(LUA_CFLAGS) $(LIBFLAG) -o build-asan/csock/core.so $(CORE_SRC)
 	$(CC) $(ASAN_FLAGS) $(WARN) -std=gnu11 -D_GNU_SOURCE $(LUA_CFLAGS) -Ibuild -o build-asan/bin/csock $(HOST_SRC) $(CORE_SRC) $(LUA_LIBS) -lm -Wl,-E
-	CSOCK_BUILD=build-asan LD_PRELOAD="$(ASAN_RT)" ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
+	$(RAISE_NOFILE) CSOCK_BUILD=build-asan LD_PRELOAD="$(ASAN_RT)" ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
 	  LSAN_OPTIONS=suppressions=$(CURDIR)/tools/lsan.supp:print_suppressions=0 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	  $(BUSTED) --cpath='./build-asan/?.so' $(BUSTED_ARGS)
 
 # The specs under valgrind: fail on memory errors and on definite leaks.
 valgrind: deps all
-	valgrind -q --error-exitcode=1 --leak-check=full --show-leak-kinds=definite \
+	$(RAISE_NOFILE) valgrind -q --error-exitcode=1 --leak-check=full --show-leak-kinds=definite \
 	  --errors-for-leak-kinds=definite --suppressions=$(CURDIR)/tools/valgrind.supp \
 	  $(BUSTED) $(BUSTED_ARGS)
 
