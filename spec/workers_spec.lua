@@ -32,6 +32,16 @@ local function alive(pid)
   return s:match("%)%s+(%S+)") ~= "Z"
 end
 
+-- True once `pid` has ended, waiting up to 2 s: a process closes its descriptors (which ends
+-- the pipe the spec reads) a moment before it stops running.
+local function gone(pid)
+  for _ = 1, 200 do
+    if not alive(pid) then return true end
+    csock.sleep(0.01)
+  end
+  return false
+end
+
 -- Sends `sig` to `pid` only while it is still the child of `parent`, so that a recycled pid
 -- is never hit.
 local function kill_child(pid, parent, sig)
@@ -156,9 +166,9 @@ describe("csock -w 2", function()
     os.remove(proc.errfile)
     assert.equal("exit", how, text)
     assert.equal(0, code, text)
-    assert.is_false(alive(w1), "worker 1 is gone")
-    assert.is_false(alive(w2), "worker 2 is gone")
-    assert.is_false(alive(master), "the master is gone")
+    assert.is_true(gone(w1), "worker 1 is gone")
+    assert.is_true(gone(w2), "worker 2 is gone")
+    assert.is_true(gone(master), "the master is gone")
   end)
 
   it("ends the workers when the master is killed with SIGKILL (PR_SET_PDEATHSIG)", function()
@@ -170,8 +180,8 @@ describe("csock -w 2", function()
     proc.pipe:close()
     proc.stopped = true
     os.remove(proc.errfile)
-    assert.is_false(alive(w1), "worker 1 is gone")
-    assert.is_false(alive(w2), "worker 2 is gone")
+    assert.is_true(gone(w1), "worker 1 is gone")
+    assert.is_true(gone(w2), "worker 2 is gone")
   end)
 
   it("restarts a worker killed with SIGKILL under the same number", function()
@@ -184,7 +194,7 @@ describe("csock -w 2", function()
     assert.are_not.equal(old, pid)
     assert.equal(proc.master, ppid(pid), "the master restarted it")
     proc.workers["1"] = pid
-    assert.is_false(alive(old), "the killed worker is gone")
+    assert.is_true(gone(old), "the killed worker is gone")
 
     local answered
     ask(proc.port, 200, function(wid, wpid)
