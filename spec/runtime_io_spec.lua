@@ -169,7 +169,7 @@ describe("timeouts inside the loop", function()
       return csock.now() - t0, data, msg, code
     end))
     local dt = r[1]
-    assert.is_true(dt >= 0.19 and dt < 0.2 + 0.1, "waited " .. dt)
+    assert.is_true(dt >= 0.19 and dt < 0.2 + 1, "waited " .. dt)
     assert.same({nil, "timeout", csock.ETIMEDOUT}, {r[2], r[3], r[4]})
   end)
 
@@ -230,7 +230,7 @@ describe("timeouts inside the loop", function()
     end)
     a:close()
     b:close()
-    assert.is_true(dt < 0.05)
+    assert.is_true(dt < 0.5)
     assert.equal(csock.ETIMEDOUT, code)
   end)
 
@@ -499,7 +499,7 @@ describe("the same calls outside the loop", function()
     a:close()
     b:close()
     assert.same({nil, "timeout", csock.ETIMEDOUT}, {data, msg, code})
-    assert.is_true(dt >= 0.09 and dt < 0.2, "waited " .. dt)
+    assert.is_true(dt >= 0.09 and dt < 1.1, "waited " .. dt)
   end)
 
   it("work on sockets made inside a loop that has ended", function()
