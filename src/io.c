@@ -38,6 +38,23 @@ static int io_error(lua_State *L, int err) {
   return csock_failure(L, err);
 }
 
+/*
+** After a call failed with errno e: 0 to try the call again (EINTR, or a
+** wait for dir that ended ready), else the error to report.  EAGAIN marks
+** the direction drained and waits; in a task the wait yields and k runs
+** when the task is resumed.
+*/
+static int again_or_fail(lua_State *L, csock_socket *s, int dir, int e, lua_KContext ctx,
+                         lua_KFunction k) {
+  if (e == EINTR) return 0;
+  if (e != EAGAIN) return e;
+  if (dir == CSOCK_READ)
+    s->rready = 0;
+  else
+    s->wready = 0;
+  return csock_wait(L, s, dir, dir == CSOCK_READ ? s->rdeadline : s->wdeadline, ctx, k);
+}
+
 static void set_nodelay(csock_socket *s) {
   if (s->type == SOCK_STREAM && (s->family == AF_INET || s->family == AF_INET6)) {
     int one = 1;
@@ -193,13 +210,7 @@ static int send_k(lua_State *L, int status, lua_KContext ctx) {
       lua_pushinteger(L, w);
       return 1;
     }
-    e = errno;
-    if (e == EINTR)
-      e = 0;
-    else if (e == EAGAIN) {
-      s->wready = 0;
-      e = csock_wait(L, s, CSOCK_WRITE, s->wdeadline, ctx, send_k);
-    }
+    e = again_or_fail(L, s, CSOCK_WRITE, errno, ctx, send_k);
   }
   return io_error(L, e);
 }
@@ -230,11 +241,7 @@ static int sendto_k(lua_State *L, int status, lua_KContext ctx) {
       lua_pushinteger(L, w);
       return 1;
     }
-    e = errno;
-    if (e == EINTR)
-      e = 0;
-    else if (e == EAGAIN)
-      e = csock_wait(L, s, CSOCK_WRITE, s->wdeadline, ctx, sendto_k);
+    e = again_or_fail(L, s, CSOCK_WRITE, errno, ctx, sendto_k);
   }
   return io_error(L, e);
 }
@@ -292,13 +299,7 @@ static int recv_k(lua_State *L, int status, lua_KContext ctx) {
       lua_pushlstring(L, p, (size_t)r);
       return 1;
     }
-    e = errno;
-    if (e == EINTR)
-      e = 0;
-    else if (e == EAGAIN) {
-      s->rready = 0;
-      e = csock_wait(L, s, CSOCK_READ, s->rdeadline, ctx, recv_k);
-    }
+    e = again_or_fail(L, s, CSOCK_READ, errno, ctx, recv_k);
   }
   return io_error(L, e);
 }
@@ -351,11 +352,7 @@ static int recvfrom_k(lua_State *L, int status, lua_KContext ctx) {
       addr_push(L, (struct sockaddr *)&ss, len);
       return 2;
     }
-    e = errno;
-    if (e == EINTR)
-      e = 0;
-    else if (e == EAGAIN)
-      e = csock_wait(L, s, CSOCK_READ, s->rdeadline, ctx, recvfrom_k);
+    e = again_or_fail(L, s, CSOCK_READ, errno, ctx, recvfrom_k);
   }
   return io_error(L, e);
 }
@@ -658,13 +655,7 @@ static int write_k(lua_State *L, int status, lua_KContext ctx) {
       sent += (size_t)w;
       continue;
     }
-    e = errno;
-    if (e == EINTR)
-      e = 0;
-    else if (e == EAGAIN) {
-      s->wready = 0;
-      e = csock_wait(L, s, CSOCK_WRITE, s->wdeadline, (lua_KContext)sent, write_k);
-    }
+    e = again_or_fail(L, s, CSOCK_WRITE, errno, (lua_KContext)sent, write_k);
   }
   return write_fail(L, e, sent);
 }
