@@ -119,11 +119,20 @@ int io_accept(lua_State *L) {
 
 /* ---------------------------------------------------------------- connect */
 
+/*
+** Keeps an address on the stack as a userdata {len, sockaddr}, so that a
+** continuation can use it again after a wait (C locals do not survive one).
+*/
+static void push_address_box(lua_State *L, const struct sockaddr_storage *ss, socklen_t len) {
+  socklen_t *box = (socklen_t *)lua_newuserdatauv(L, sizeof len + sizeof *ss, 0);
+  *box = len;
+  memcpy(box + 1, ss, len);
+}
+
 enum { CONNECT_CHECK = 1, CONNECT_RETRY = 2 };
 
 static int connected(lua_State *L, csock_socket *s) {
   set_nodelay(s);
-  (void)s;
   lua_pushboolean(L, 1);
   return 1;
 }
@@ -170,9 +179,7 @@ int io_connect(lua_State *L) {
   socklen_t len;
   int r = addr_from_args(L, 2, s->family, s->type, &ss, &len);
   if (r != 0) return addr_pusherror(L, r);
-  socklen_t *box = (socklen_t *)lua_newuserdatauv(L, sizeof len + sizeof ss, 0);
-  *box = len;
-  memcpy(box + 1, &ss, len);
+  push_address_box(L, &ss, len);
   s->wdeadline = sock_deadline(s);
   return connect_k(L, LUA_OK, 0);
 }
@@ -254,9 +261,7 @@ int io_sendto(lua_State *L) {
   int r = addr_from_args(L, 3, s->family, s->type, &ss, &len);
   if (r != 0) return addr_pusherror(L, r);
   lua_settop(L, s->family == AF_UNIX ? 3 : 4);
-  socklen_t *box = (socklen_t *)lua_newuserdatauv(L, sizeof len + sizeof ss, 0);
-  *box = len;
-  memcpy(box + 1, &ss, len);
+  push_address_box(L, &ss, len);
   s->wdeadline = sock_deadline(s);
   return sendto_k(L, LUA_OK, 0);
 }
@@ -269,15 +274,20 @@ static lua_Integer check_size(lua_State *L, int idx, lua_Integer dflt) {
   return n;
 }
 
+/* Pushes up to want of the bytes read ahead into s's buffer, and consumes them. */
+static void push_buffered(lua_State *L, csock_socket *s, size_t want) {
+  size_t n = buf_len(&s->rbuf) < want ? buf_len(&s->rbuf) : want;
+  lua_pushlstring(L, buf_data(&s->rbuf), n);
+  buf_consume(&s->rbuf, n);
+}
+
 /* Stack: socket, n.  Buffered bytes first, then one recv(2). */
 static int recv_k(lua_State *L, int status, lua_KContext ctx) {
   csock_socket *s = (csock_socket *)lua_touserdata(L, 1);
   size_t want = (size_t)ctx;
   int e = resumed(L, status, s);
   if (e == 0 && buf_len(&s->rbuf) > 0) {
-    size_t n = buf_len(&s->rbuf) < want ? buf_len(&s->rbuf) : want;
-    lua_pushlstring(L, buf_data(&s->rbuf), n);
-    buf_consume(&s->rbuf, n);
+    push_buffered(L, s, want);
     return 1;
   }
   if (e == 0 && s->eof && s->type == SOCK_STREAM) {
@@ -312,11 +322,8 @@ int io_recv(lua_State *L) {
   return recv_k(L, LUA_OK, (lua_KContext)(n > INT_MAX ? INT_MAX : n));
 }
 
-/* recvfrom on a stream that has buffered bytes: those first, like recv. */
-static int recvfrom_buffered(lua_State *L, csock_socket *s, size_t want) {
-  size_t n = buf_len(&s->rbuf) < want ? buf_len(&s->rbuf) : want;
-  lua_pushlstring(L, buf_data(&s->rbuf), n);
-  buf_consume(&s->rbuf, n);
+/* Pushes the address of s's peer, or a bare {family =} when it has none. */
+static void push_peer(lua_State *L, const csock_socket *s) {
   struct sockaddr_storage ss;
   socklen_t len = sizeof ss;
   memset(&ss, 0, sizeof ss);
@@ -325,14 +332,17 @@ static int recvfrom_buffered(lua_State *L, csock_socket *s, size_t want) {
     len = sizeof(sa_family_t);
   }
   addr_push(L, (struct sockaddr *)&ss, len);
-  return 2;
 }
 
 static int recvfrom_k(lua_State *L, int status, lua_KContext ctx) {
   csock_socket *s = (csock_socket *)lua_touserdata(L, 1);
   size_t want = (size_t)ctx;
   int e = resumed(L, status, s);
-  if (e == 0 && buf_len(&s->rbuf) > 0) return recvfrom_buffered(L, s, want);
+  if (e == 0 && buf_len(&s->rbuf) > 0) { /* a stream's buffered bytes first, like recv */
+    push_buffered(L, s, want);
+    push_peer(L, s);
+    return 2;
+  }
   while (e == 0) {
     size_t room;
     char *p = buf_scratch(&room);
@@ -342,14 +352,10 @@ static int recvfrom_k(lua_State *L, int status, lua_KContext ctx) {
     ssize_t r = recvfrom(s->fd, p, want < room ? want : room, 0, (struct sockaddr *)&ss, &len);
     if (r >= 0) {
       lua_pushlstring(L, p, (size_t)r);
-      if (len == 0 || ss.ss_family == AF_UNSPEC) { /* a stream, or an unnamed peer */
-        len = sizeof ss;
-        if (getpeername(s->fd, (struct sockaddr *)&ss, &len) < 0 || len == 0) {
-          ss.ss_family = (sa_family_t)s->family;
-          len = sizeof(sa_family_t);
-        }
-      }
-      addr_push(L, (struct sockaddr *)&ss, len);
+      if (len == 0 || ss.ss_family == AF_UNSPEC) /* a stream, or an unnamed peer */
+        push_peer(L, s);
+      else
+        addr_push(L, (struct sockaddr *)&ss, len);
       return 2;
     }
     e = again_or_fail(L, s, CSOCK_READ, errno, ctx, recvfrom_k);

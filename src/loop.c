@@ -358,13 +358,8 @@ int loop_sleep(lua_State *L) {
   lua_Number secs = csock_checknumber(L, 1);
   csock_argcheck(L, secs >= 0 && !isnan(secs), 1, "seconds must not be negative");
   csock_task *t = yieldable_task(L);
-  if (t != NULL) {
-    if (t->cancel || secs <= 0) return yield_ready(L, t, 0, sleep_k);
-    if (heap_push(t->loop, t, csock_now() + secs) < 0) return luaL_error(L, "not enough memory");
-    t->state = T_WAITING;
-    return lua_yieldk(L, 0, 0, sleep_k);
-  }
-  nap(secs);
+  if (t != NULL && secs <= 0) return yield_ready(L, t, 0, sleep_k); /* every ready task first */
+  if (csock_pause(L, secs, 0, sleep_k) < 0) return luaL_error(L, "not enough memory");
   return 0;
 }
 
@@ -626,7 +621,7 @@ static int loop_main(lua_State *L) {
   return 0;
 }
 
-/* Cancels every live task but the main one (the main task failed). */
+/* Cancels every live task but the main one, if the loop has one. */
 static void cancel_all(csock_loop *lp) {
   for (csock_task *t = lp->all; t; t = t->next_all) {
     if (t == lp->main) continue;
@@ -1011,10 +1006,7 @@ static int box_close(lua_State *L) {
   box->lp = NULL;
   if (running == lp) {
     lp->closing = 1;
-    for (csock_task *t = lp->all; t; t = t->next_all) {
-      t->cancel = 1;
-      wake(lp, t, -ECANCELED);
-    }
+    cancel_all(lp); /* an embedded loop has no main task: all of them */
     return 0;
   }
   box_free(L, lp);
