@@ -36,7 +36,11 @@ BUILD="$HERE/build"
 if ! { mkdir -p "$BUILD" && [ -w "$BUILD" ]; } 2>/dev/null; then BUILD=$(mktemp -d /tmp/bench-build.XXXXXX); fi
 if ! { mkdir -p "$OUT" && [ -w "$OUT" ]; } 2>/dev/null; then OUT=$(mktemp -d /tmp/bench-results.XXXXXX); fi
 SERVER_CPU=0 CLIENT_CPU=1
-PORT=$((20000 + RANDOM % 20000))
+# Servers listen below the ephemeral range: wrk's own connections take ports there, and a
+# server cannot bind a port that one of them still holds in TIME_WAIT (EADDRINUSE).
+EPHEMERAL_LOW=$(awk '{print $1}' /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || echo 32768)
+PORT_HIGH=$((EPHEMERAL_LOW - 1))
+PORT=$((20000 + RANDOM % (PORT_HIGH - 20000 - 2000)))
 
 NAMES=() ; declare -A CMD CHECK
 add_server() { # name cmd [availability check, a shell command]
@@ -205,7 +209,7 @@ SCPUS="" SOUT=""
 start_server() {
   local name=$1 mode=$2 cmd=${3:-${CMD[$1]}} tries
   for tries in $(seq 1 50); do   # next port that nothing listens on
-    PORT=$((PORT + 1)); [ $PORT -gt 60000 ] && PORT=20001
+    PORT=$((PORT + 1)); [ $PORT -gt $PORT_HIGH ] && PORT=20001
     timeout 1 bash -c "exec 3<>/dev/tcp/127.0.0.1/$PORT" 2>/dev/null || break
   done
   cmd=${cmd//\{port\}/$PORT}
