@@ -76,6 +76,7 @@ void *csock_checkudata(lua_State *L, int arg, const char *tname);
 csock_socket *sock_check(lua_State *L, int idx);
 csock_socket *sock_checkopen(lua_State *L, int idx);
 csock_socket *sock_push(lua_State *L, int family, int type);
+csock_socket *sock_push_from_method(lua_State *L, int family, int type);
 int sock_close(lua_State *L, csock_socket *s);
 void sock_open_meta(lua_State *L);
 double sock_deadline(const csock_socket *s);

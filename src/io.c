@@ -113,7 +113,7 @@ int io_accept(lua_State *L) {
   csock_socket *s = sock_checkopen(L, 1);
   lua_settop(L, 1);
   s->rdeadline = sock_deadline(s);
-  sock_push(L, s->family, s->type); /* owns the descriptor from birth */
+  sock_push_from_method(L, s->family, s->type); /* owns the descriptor from birth */
   return accept_k(L, LUA_OK, 0);
 }
 
@@ -550,9 +550,33 @@ static int read_k(lua_State *L, int status, lua_KContext ctx) {
   return lua_gettop(L) - 1 - nfmt;
 }
 
+/*
+** read() or read("l"/"L") whose line is already in the buffer: the common
+** case of a request parser, answered without the general machinery.
+*/
+static int read_buffered_line(lua_State *L, csock_socket *s, int nfmt) {
+  int chop = 1;
+  if (nfmt == 1) {
+    if (lua_type(L, 2) != LUA_TSTRING) return 0;
+    const char *p = lua_tostring(L, 2);
+    if (*p == '*') p++;
+    if ((*p != 'l' && *p != 'L') || p[1] != '\0') return 0;
+    chop = *p == 'l';
+  }
+  if (buf_len(&s->rbuf) == 0) return 0;
+  s->rpos = 0;
+  s->rbuf.scanned = 0;
+  if (read_line(L, s, chop) != FMT_PUSHED) return 0;
+  buf_consume(&s->rbuf, s->rpos);
+  s->rpos = 0;
+  s->rbuf.scanned = 0;
+  return 1;
+}
+
 int io_read(lua_State *L) {
   csock_socket *s = sock_checkopen(L, 1);
   int nfmt = lua_gettop(L) - 1;
+  if (nfmt <= 1 && read_buffered_line(L, s, nfmt)) return 1;
   if (nfmt == 0) {
     lua_pushliteral(L, "l");
     nfmt = 1;
@@ -666,10 +690,37 @@ static int write_k(lua_State *L, int status, lua_KContext ctx) {
   return write_fail(L, e, sent);
 }
 
+/*
+** write(str), the common case, tried with one send and no iovec: 1 when
+** it all went, 0 to go on with write_k (*sent bytes went), or -errno.
+*/
+static int write_one(lua_State *L, csock_socket *s, size_t *sent) {
+  size_t len;
+  const char *p = lua_tolstring(L, 2, &len);
+  if (len == 0 || !csock_ready(s, CSOCK_WRITE)) return 0;
+  ssize_t w = send(s->fd, p, len, MSG_NOSIGNAL);
+  if (w < 0) {
+    if (errno == EAGAIN) s->wready = 0;
+    return errno == EAGAIN || errno == EINTR ? 0 : -errno;
+  }
+  *sent = (size_t)w;
+  if ((size_t)w < len) s->wready = 0;
+  return (size_t)w == len;
+}
+
 int io_write(lua_State *L) {
   csock_socket *s = sock_checkopen(L, 1);
   int top = lua_gettop(L);
+  size_t sent = 0;
+  if (top == 2 && lua_type(L, 2) == LUA_TSTRING) {
+    int r = write_one(L, s, &sent);
+    if (r < 0) return write_fail(L, -r, 0);
+    if (r > 0) {
+      lua_settop(L, 1);
+      return 1;
+    }
+  }
   for (int i = 2; i <= top; i++) csock_checklstring(L, i, NULL); /* numbers become strings */
   s->wdeadline = sock_deadline(s);
-  return write_k(L, LUA_OK, 0);
+  return write_k(L, LUA_OK, (lua_KContext)sent);
 }

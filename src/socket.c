@@ -12,8 +12,21 @@
 
 #include "csock.h"
 
+/*
+** Every method and metamethod of a socket has the socket metatable as its
+** upvalue 1, so telling a socket from other userdata is one comparison:
+** luaL_testudata would look the metatable up in the registry by name on
+** every call, a measurable share of a keep-alive request's user time.
+*/
 csock_socket *sock_check(lua_State *L, int idx) {
-  return (csock_socket *)csock_checkudata(L, idx, CSOCK_SOCKET);
+  void *p = lua_touserdata(L, idx);
+  if (p != NULL && lua_getmetatable(L, idx)) {
+    int is_socket = lua_rawequal(L, -1, lua_upvalueindex(1));
+    lua_pop(L, 1);
+    if (is_socket) return (csock_socket *)p;
+  }
+  csock_typeerror(L, idx, CSOCK_SOCKET);
+  return NULL;
 }
 
 /* Checks that argument idx is a socket and still open (cqueues' checkvalid). */
@@ -23,8 +36,8 @@ csock_socket *sock_checkopen(lua_State *L, int idx) {
   return s;
 }
 
-/* Pushes a new, closed socket with its metatable. */
-csock_socket *sock_push(lua_State *L, int family, int type) {
+/* Pushes a new, closed socket without a metatable yet. */
+static csock_socket *sock_alloc(lua_State *L, int family, int type) {
   csock_socket *s = (csock_socket *)lua_newuserdatauv(L, sizeof *s, 0);
   memset(s, 0, sizeof *s);
   s->fd = -1;
@@ -33,7 +46,21 @@ csock_socket *sock_push(lua_State *L, int family, int type) {
   s->timeout = -1;
   s->maxline = CSOCK_MAXLINE_DEFAULT;
   s->rready = s->wready = 1;
+  return s;
+}
+
+/* Pushes a new, closed socket with its metatable. */
+csock_socket *sock_push(lua_State *L, int family, int type) {
+  csock_socket *s = sock_alloc(L, family, type);
   luaL_setmetatable(L, CSOCK_SOCKET);
+  return s;
+}
+
+/* sock_push for the methods, which hold the metatable as upvalue 1. */
+csock_socket *sock_push_from_method(lua_State *L, int family, int type) {
+  csock_socket *s = sock_alloc(L, family, type);
+  lua_pushvalue(L, lua_upvalueindex(1));
+  lua_setmetatable(L, -2);
   return s;
 }
 
@@ -253,11 +280,14 @@ static const luaL_Reg metameth[] = {
     {"__gc", sock_gc}, {"__close", sock_gc}, {"__tostring", sock_tostring}, {NULL, NULL},
 };
 
+/* The metatable, with itself as the upvalue of every method (sock_check). */
 void sock_open_meta(lua_State *L) {
   luaL_newmetatable(L, CSOCK_SOCKET);
-  luaL_setfuncs(L, metameth, 0);
+  lua_pushvalue(L, -1);
+  luaL_setfuncs(L, metameth, 1);
   luaL_newlibtable(L, meth);
-  luaL_setfuncs(L, meth, 0);
+  lua_pushvalue(L, -2);
+  luaL_setfuncs(L, meth, 1);
   lua_setfield(L, -2, "__index");
   lua_pop(L, 1);
 }
