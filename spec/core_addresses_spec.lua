@@ -29,6 +29,14 @@ describe("getaddrinfo()", function()
     }, list[1])
   end)
 
+  it("writes IPv4 addresses in dotted-quad form, every octet width", function()
+    for _, text in ipairs({"0.0.0.0", "1.2.3.4", "10.0.99.100", "127.0.0.1", "192.168.255.9",
+                           "255.255.255.255", "100.10.1.0"}) do
+      local list = assert(csock.getaddrinfo(text, 1))
+      assert.equal(text, list[1].addr)
+    end
+  end)
+
   it("resolves a numeric IPv6 address", function()
     local list = assert(csock.getaddrinfo("::1", "8080"))
     assert.equal(1, #list)

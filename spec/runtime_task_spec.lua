@@ -426,6 +426,48 @@ describe("task lifetime", function()
     end))
     assert.same({false, "cancelled", "closed after a wait", n = 3}, r)
   end)
+
+  -- csock reuses the threads of tasks that returned; nothing of one task may reach the next.
+  it("a task that returned leaves a dead coroutine and nothing behind for the next task", function()
+    local r = table.pack(csock.run(function()
+      local first_co, hooked = nil, false
+      local first = csock.spawn(function()
+        first_co = coroutine.running()
+        debug.sethook(function() hooked = true end, "c")
+        debug.sethook() -- set and cleared: the next check uses a hook left set
+        debug.sethook(function() hooked = true end, "r")
+        return "first"
+      end)
+      first:join()
+      hooked = false
+      local second = csock.spawn(function(...)
+        local locals = select("#", ...)
+        csock.sleep(0)
+        return locals, debug.gethook(), coroutine.status(first_co)
+      end)
+      local _, nargs, hook, status = second:join()
+      return nargs, hook, status, hooked, select(2, first:join())
+    end))
+    assert.same({0, nil, "dead", false, "first", n = 5}, r)
+  end)
+
+  it("a thousand short tasks in turn each start with fresh arguments and locals", function()
+    local bad = csock.run(function()
+      local wrong = 0
+      for i = 1, 1000 do
+        local t = csock.spawn(function(n, ...)
+          local extra = select("#", ...)
+          local x
+          csock.sleep(0)
+          x = (x or 0) + n
+          return x == n and extra == 0
+        end, i)
+        if not select(2, t:join()) then wrong = wrong + 1 end
+      end
+      return wrong
+    end)
+    assert.equal(0, bad)
+  end)
 end)
 
 describe("rt.loop (the specs' own watchdog)", function()
