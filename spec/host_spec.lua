@@ -233,11 +233,72 @@ describe("a script", function()
     assert.equal(3, r.status)
   end)
 
+  it("exits with the status given to os.exit(code, true), which closes the state", function()
+    local r = csock_run({"-e", [[
+      local t = setmetatable({}, {__gc = function() io.stdout:write("collected\n") end})
+      os.exit(4, true)
+    ]]})
+    assert.equal(4, r.status)
+    assert.equal("collected\n", r.out)
+  end)
+
   it("exits 1 with 'csock: ' when the script does not exist", function()
     local r = csock_run({"/nonexistent/script.lua"})
     assert.equal(1, r.status)
     assert.matches("^csock: ", r.err)
     assert.matches("/nonexistent/script.lua", r.err, 1, true)
+  end)
+end)
+
+describe("warnings", function()
+  it("are off by default, as in lua5.4", function()
+    local r = csock_run({"-e", "warn('quiet')"})
+    assert.equal(0, r.status, r.err)
+    assert.equal("", r.err)
+  end)
+
+  it("are on with -W and come out whole on stderr", function()
+    local r = csock_run({"-W", "-e", "warn('two ', 'pieces')"})
+    assert.equal(0, r.status, r.err)
+    assert.equal("Lua warning: two pieces\n", r.err)
+  end)
+
+  it("follow warn('@on') and warn('@off')", function()
+    local r = csock_run({"-e", "warn('@on') warn('shown') warn('@off') warn('hidden')"})
+    assert.equal(0, r.status, r.err)
+    assert.equal("Lua warning: shown\n", r.err)
+  end)
+end)
+
+describe("the host's memory", function()
+  -- bin/csock gives Lua a pooled allocator; objects of every size come and go through it.
+  it("keeps strings, tables and userdata of every size intact as they are freed and reused", function()
+    local r = csock_run({"-e", [[
+      local csock = require "csock"
+      local bad = 0
+      for round = 1, 30 do
+        local keep = {}
+        for n = 1, 1200, 7 do
+          local s = string.rep(string.char(65 + n % 26), n)
+          local t = {}
+          for i = 1, n % 40 do t[i] = i end
+          keep[#keep + 1] = {s = s, t = t, n = n, sock = (n % 50 == 1) and csock.socket("inet", "stream") or nil}
+        end
+        collectgarbage()
+        for _, k in ipairs(keep) do
+          if #k.s ~= k.n or k.s:sub(-1) ~= string.char(65 + k.n % 26) or #k.t ~= k.n % 40 then
+            bad = bad + 1
+          end
+          if k.sock then k.sock:close() end
+        end
+        local grow = {}
+        for i = 1, 2000 + round do grow[i] = i end -- a table that resizes through the classes
+        if grow[2000] ~= 2000 then bad = bad + 1 end
+      end
+      print(bad)
+    ]]})
+    assert.equal(0, r.status, r.err)
+    assert.equal("0\n", r.out)
   end)
 end)
 

@@ -147,6 +147,10 @@ int systemd_listeners(lua_State *L);
 int loop_dump(lua_State *L);
 int loop_new_embedded(lua_State *L);
 
+/* alloc.c: the host's state and allocator (bin/csock only) */
+lua_State *alloc_newstate(void);
+void alloc_close(lua_State *L);
+
 /* workers.c */
 int csock_worker_id(void);
 int workers_supervise(int n);

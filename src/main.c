@@ -302,7 +302,7 @@ int main(int argc, char **argv) {
     int r = workers_supervise(h.opts.workers);
     if (r >= 0) return r; /* the master is done; workers go on below */
   }
-  lua_State *L = luaL_newstate();
+  lua_State *L = alloc_newstate();
   if (L == NULL) {
     l_message("cannot create state: not enough memory");
     return EXIT_FAILURE;
@@ -311,6 +311,6 @@ int main(int argc, char **argv) {
   lua_pushlightuserdata(L, &h);
   int status = lua_pcall(L, 1, 0, 0);
   report(L, status);
-  lua_close(L);
+  alloc_close(L);
   return status == LUA_OK && h.ok ? EXIT_SUCCESS : EXIT_FAILURE;
 }
