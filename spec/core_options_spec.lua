@@ -195,3 +195,86 @@ describe("socket options", function()
     end)
   end)
 end)
+
+-- TCP_NODELAY on connections: on by default, set just before the second send (the first cannot be
+-- held back by Nagle's algorithm).  python3 reads the option off csock's own descriptor from
+-- outside, through pidfd_getfd(2), so that the check cannot itself set it.
+describe("TCP_NODELAY on accepted and connected sockets", function()
+  local rt = require "support.rt"
+
+  local PEEK = [[
+import ctypes, os, socket, sys
+pid, fd = int(sys.argv[1]), int(sys.argv[2])
+libc = ctypes.CDLL(None, use_errno=True)
+pidfd = os.pidfd_open(pid)
+mine = libc.syscall(438, pidfd, fd, 0)  # pidfd_getfd
+if mine < 0:
+    sys.exit("pidfd_getfd: " + os.strerror(ctypes.get_errno()))
+s = socket.socket(fileno=mine)
+print(1 if s.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) else 0)
+]]
+
+  local function my_pid()
+    local f <close> = assert(io.open("/proc/self/stat"))
+    return f:read("n")
+  end
+
+  -- The option as the kernel has it now, without asking csock.
+  local function nodelay_of(s)
+    local fd = tostring(s):match("fd (%d+)")
+    local r = rt.exec({"python3", "-c", PEEK, tostring(my_pid()), fd})
+    assert.equal(0, r.status, r.err)
+    return tonumber(r.out)
+  end
+
+  local function pair()
+    local srv <close> = assert(csock.socket(csock.AF_INET, csock.SOCK_STREAM))
+    assert(srv:bind("127.0.0.1", 0))
+    assert(srv:listen(4))
+    local c = assert(csock.socket(csock.AF_INET, csock.SOCK_STREAM))
+    c:settimeout(5)
+    assert(c:connect("127.0.0.1", srv:getsockname().port))
+    local a = assert(srv:accept())
+    a:settimeout(5)
+    return a, c
+  end
+
+  it("is set before an accepted socket's second send, not before its first", function()
+    local a, c = pair()
+    finally(function() a:close(); c:close() end)
+    assert.equal(0, nodelay_of(a))
+    assert(a:write("one\n"))
+    assert.equal(0, nodelay_of(a))
+    assert(a:write("two\n"))
+    assert.equal(1, nodelay_of(a))
+    assert.same({"one", "two"}, {c:read("l", "l")})
+  end)
+
+  it("is set before a connected socket's second send, through send() too", function()
+    local a, c = pair()
+    finally(function() a:close(); c:close() end)
+    assert.equal(4, c:send("req1"))
+    assert.equal(0, nodelay_of(c))
+    assert.equal(4, c:send("req2"))
+    assert.equal(1, nodelay_of(c))
+    assert.equal("req1req2", a:read(8))
+  end)
+
+  it("reads as 1 from getsockopt at any time", function()
+    local a, c = pair()
+    finally(function() a:close(); c:close() end)
+    assert.equal(1, a:getsockopt(csock.IPPROTO_TCP, csock.TCP_NODELAY))
+    assert.equal(1, nodelay_of(a))
+    assert.equal(1, c:getsockopt(csock.IPPROTO_TCP, csock.TCP_NODELAY))
+  end)
+
+  it("stays off when the caller turns it off before sending", function()
+    local a, c = pair()
+    finally(function() a:close(); c:close() end)
+    assert(a:setsockopt(csock.IPPROTO_TCP, csock.TCP_NODELAY, false))
+    assert(a:write("x"))
+    assert(a:write("y"))
+    assert.equal(0, nodelay_of(a))
+    assert.equal("xy", c:read(2))
+  end)
+end)

@@ -38,15 +38,16 @@ typedef struct csock_socket {
   unsigned eof : 1;        /* the peer shut its side down (recv returned 0) */
   unsigned registered : 1; /* fd is in the epoll set of loop generation gen */
   unsigned listening : 1;
-  unsigned rready : 1; /* no short read or EAGAIN since the last read edge */
-  unsigned wready : 1; /* no short write or EAGAIN since the last write edge */
-  unsigned rdhup : 1;  /* the poller saw the peer's FIN: a short read is not the end */
-  unsigned wwatch : 1; /* the registration includes write interest */
-  unsigned gen;        /* loop generation the registration belongs to */
-  double timeout;      /* seconds per operation; < 0 waits forever */
-  double rdeadline;    /* deadline of the read-side operation under way */
-  double wdeadline;    /* deadline of the write-side operation under way */
-  size_t maxline;      /* longest line read("l") accepts */
+  unsigned rready : 1;      /* no short read or EAGAIN since the last read edge */
+  unsigned wready : 1;      /* no short write or EAGAIN since the last write edge */
+  unsigned rdhup : 1;       /* the poller saw the peer's FIN: a short read is not the end */
+  unsigned wwatch : 1;      /* the registration includes write interest */
+  unsigned nodelay_due : 2; /* TCP_NODELAY still to be set: see sock_before_send */
+  unsigned gen;             /* loop generation the registration belongs to */
+  double timeout;           /* seconds per operation; < 0 waits forever */
+  double rdeadline;         /* deadline of the read-side operation under way */
+  double wdeadline;         /* deadline of the write-side operation under way */
+  size_t maxline;           /* longest line read("l") accepts */
   csock_buf rbuf;
   size_t rpos;               /* bytes the read under way has taken from rbuf */
   struct csock_task *reader; /* task waiting to read, if any */
@@ -80,6 +81,11 @@ csock_socket *sock_push_from_method(lua_State *L, int family, int type);
 int sock_close(lua_State *L, csock_socket *s);
 void sock_open_meta(lua_State *L);
 double sock_deadline(const csock_socket *s);
+void sock_nodelay_later(csock_socket *s);
+void sock_nodelay_now(csock_socket *s);
+void sock_nodelay_step(csock_socket *s);
+/* Call before every send on a stream: sets TCP_NODELAY when it is due. */
+#define sock_before_send(s) ((void)((s)->nodelay_due && (sock_nodelay_step(s), 0)))
 int sock_new(lua_State *L);
 int sock_pair(lua_State *L);
 

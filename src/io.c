@@ -55,13 +55,6 @@ static int again_or_fail(lua_State *L, csock_socket *s, int dir, int e, lua_KCon
   return csock_wait(L, s, dir, dir == CSOCK_READ ? s->rdeadline : s->wdeadline, ctx, k);
 }
 
-static void set_nodelay(csock_socket *s) {
-  if (s->type == SOCK_STREAM && (s->family == AF_INET || s->family == AF_INET6)) {
-    int one = 1;
-    setsockopt(s->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-  }
-}
-
 /* ---------------------------------------------------------------- accept */
 
 #define ACCEPT_BACKOFF 1 /* ctx: paused once after running out of descriptors */
@@ -86,7 +79,7 @@ static int accept_k(lua_State *L, int status, lua_KContext ctx) {
     int fd = accept4(s->fd, (struct sockaddr *)&ss, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
     if (fd >= 0) {
       c->fd = fd;
-      set_nodelay(c);
+      sock_nodelay_later(c);
       addr_push(L, (struct sockaddr *)&ss, len);
       return 2;
     }
@@ -132,7 +125,7 @@ static void push_address_box(lua_State *L, const struct sockaddr_storage *ss, so
 enum { CONNECT_CHECK = 1, CONNECT_RETRY = 2 };
 
 static int connected(lua_State *L, csock_socket *s) {
-  set_nodelay(s);
+  sock_nodelay_later(s);
   lua_pushboolean(L, 1);
   return 1;
 }
@@ -211,6 +204,7 @@ static int send_k(lua_State *L, int status, lua_KContext ctx) {
       e = csock_wait(L, s, CSOCK_WRITE, s->wdeadline, ctx, send_k);
       continue;
     }
+    sock_before_send(s);
     ssize_t w = send(s->fd, data, n, MSG_NOSIGNAL);
     if (w >= 0) {
       if ((size_t)w < n) s->wready = 0;
@@ -243,6 +237,7 @@ static int sendto_k(lua_State *L, int status, lua_KContext ctx) {
   const struct sockaddr *sa = (const struct sockaddr *)(len + 1);
   int e = resumed(L, status, s);
   while (e == 0) {
+    sock_before_send(s);
     ssize_t w = sendto(s->fd, data, n, MSG_NOSIGNAL, sa, *len);
     if (w >= 0) {
       lua_pushinteger(L, w);
@@ -669,6 +664,7 @@ static int write_k(lua_State *L, int status, lua_KContext ctx) {
       continue;
     }
     ssize_t w;
+    sock_before_send(s);
     if (n == 1) {
       w = send(s->fd, iov[0].iov_base, iov[0].iov_len, MSG_NOSIGNAL);
     } else {
@@ -698,6 +694,7 @@ static int write_one(lua_State *L, csock_socket *s, size_t *sent) {
   size_t len;
   const char *p = lua_tolstring(L, 2, &len);
   if (len == 0 || !csock_ready(s, CSOCK_WRITE)) return 0;
+  sock_before_send(s);
   ssize_t w = send(s->fd, p, len, MSG_NOSIGNAL);
   if (w < 0) {
     if (errno == EAGAIN) s->wready = 0;

@@ -129,6 +129,7 @@ static int opt_checkfield(lua_State *L, int idx, const char *field) {
 
 int opt_set(lua_State *L) {
   csock_socket *s = sock_checkopen(L, 1);
+  sock_nodelay_now(s); /* before, so that the caller's own choice wins */
   const opt_entry *o = opt_check(L);
   csock_argcheck(L, !o->readonly, 3, "option is read-only");
   csock_checkany(L, 4);
@@ -165,6 +166,7 @@ int opt_set(lua_State *L) {
 
 int opt_get(lua_State *L) {
   csock_socket *s = sock_checkopen(L, 1);
+  sock_nodelay_now(s);
   const opt_entry *o = opt_check(L);
   socklen_t len;
   switch (o->kind) {

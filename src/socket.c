@@ -5,6 +5,8 @@
 ** descriptor exists, so a failure in between cannot leak the descriptor.
 */
 #include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <math.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -62,6 +64,36 @@ csock_socket *sock_push_from_method(lua_State *L, int family, int type) {
   lua_pushvalue(L, lua_upvalueindex(1));
   lua_setmetatable(L, -2);
   return s;
+}
+
+/*
+** Accepted and connected TCP sockets have TCP_NODELAY on, but it is set just
+** before their second send rather than at once: Nagle's algorithm holds a
+** segment back only while an earlier small one is unacknowledged, so it
+** cannot delay the first send on a connection.  A server that answers one
+** request and closes (Connection: close) saves a system call per
+** connection that way.  Socket options and fileno apply it first, so the
+** socket always looks as it will behave.
+*/
+enum { NODELAY_DONE, NODELAY_BEFORE_FIRST_SEND, NODELAY_BEFORE_SECOND_SEND };
+
+void sock_nodelay_later(csock_socket *s) {
+  if (s->type == SOCK_STREAM && (s->family == AF_INET || s->family == AF_INET6))
+    s->nodelay_due = NODELAY_BEFORE_FIRST_SEND;
+}
+
+void sock_nodelay_now(csock_socket *s) {
+  if (s->nodelay_due == NODELAY_DONE || s->fd < 0) return;
+  int one = 1;
+  setsockopt(s->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  s->nodelay_due = NODELAY_DONE;
+}
+
+void sock_nodelay_step(csock_socket *s) {
+  if (s->nodelay_due == NODELAY_BEFORE_FIRST_SEND)
+    s->nodelay_due = NODELAY_BEFORE_SECOND_SEND;
+  else
+    sock_nodelay_now(s);
 }
 
 /* Deadline of an operation that starts now: -1 when it may wait forever. */
@@ -228,6 +260,7 @@ static int sock_setmaxline(lua_State *L) {
 
 static int sock_fileno(lua_State *L) {
   csock_socket *s = sock_checkopen(L, 1);
+  sock_nodelay_now(s); /* whoever uses the descriptor sees the socket's settings */
   lua_pushinteger(L, s->fd);
   return 1;
 }
