@@ -368,6 +368,19 @@ describe("bad arguments", function()
       raises("^bad argument #1 to 'recv'", function() recv({}, 1) end)
       raises("^bad argument #1 to 'fileno'", function() fileno("fd") end)
     end)
+
+    it("reject userdata of other kinds: files, task handles, loops, light userdata", function()
+      local s <close> = tcp()
+      local recv, close = s.recv, s.close
+      raises("csock.socket expected, got FILE%*", function() recv(io.stdout, 1) end)
+      local loop <close> = csock.loop()
+      raises("csock.socket expected, got csock.loop", function() close(loop) end)
+      local task = csock.run(function() return csock.spawn(function() end) end)
+      raises("csock.socket expected, got csock.task", function() close(task) end)
+      -- a light userdata that points nowhere must not be read
+      local light = debug.upvalueid(recv, 1) or debug.upvalueid(function() return s end, 1)
+      raises("csock.socket expected, got light userdata", function() close(light) end)
+    end)
   end)
 end)
 

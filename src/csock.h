@@ -33,6 +33,7 @@ typedef struct csock_buf {
 } csock_buf;
 
 typedef struct csock_socket {
+  const void *token;       /* marks csock's sockets among userdata: see sock_check */
   int fd;                  /* -1 once closed */
   int family, type;        /* as given to socket(2) */
   unsigned eof : 1;        /* the peer shut its side down (recv returned 0) */
