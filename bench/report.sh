@@ -8,9 +8,9 @@ HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 OUT=${1:-$HERE/results}
 RAW="$OUT/latest-raw.csv"
 [ -f "$RAW" ] || { echo "no $RAW" >&2; exit 1; }
-# meta: ROUNDS DURATION ECHO_SECS IDLE_N TIMER_TASKS SERVER_CPU CLIENT_CPU
+# meta: ROUNDS DURATION ECHO_SECS IDLE_N TIMER_TASKS PAIRS SERVER_CPU CLIENT_CPU
 #       CSOCK_MW SERVERS MW_SERVERS MISSING SKIP HOST_INFO
-TIMER_TASKS="" CSOCK_MW="" MW_SERVERS="" MISSING="" SKIP=""
+TIMER_TASKS="" PAIRS=0 CSOCK_MW="" MW_SERVERS="" MISSING="" SKIP=""
 # shellcheck disable=SC1091
 . "$OUT/latest-meta.env"
 read -ra SELECTED <<<"$SERVERS"
@@ -60,6 +60,38 @@ for s in "${MWSEL[@]}"; do
   for m in mw_ka100 mw_ka1000; do EFF[mw:$s,$m]=$(eff "${MED[mw:$s,$m]}" "${MED[mw:$s,${m}_cpu]}"); done
 done
 
+# Paired A/B (run.sh's pairs phase): per pair, csock / c-epoll of the rate and of
+# the work per server CPU-second; prints "pairs rate_median eff_median eff_min eff_max".
+pair_stats() { # test
+  awk -F, -v m="pair_$1" '
+    function median(v, n,   i, j, t) {
+      for (i = 2; i <= n; i++) { t = v[i]; for (j = i - 1; j >= 1 && v[j] > t; j--) v[j+1] = v[j]; v[j+1] = t }
+      return n % 2 ? v[(n+1)/2] : (v[n/2] + v[n/2+1]) / 2
+    }
+    NR > 1 && $4 != "" {
+      if ($3 == m) rate[$2, $1] = $4
+      else if ($3 == (m "_cpu")) cpu[$2, $1] = $4
+      seen[$1] = 1
+    }
+    END {
+      n = 0
+      for (p in seen) {
+        a = rate["csock", p]; b = rate["c-epoll", p]; ca = cpu["csock", p]; cb = cpu["c-epoll", p]
+        if (a == "" || b == "" || ca == "" || cb == "" || b <= 0 || ca <= 0 || cb <= 0) continue
+        n++; rr[n] = a / b; er[n] = (a / ca) / (b / cb)
+        if (n == 1 || er[n] < lo) lo = er[n]
+        if (n == 1 || er[n] > hi) hi = er[n]
+      }
+      if (n == 0) { print 0; exit }
+      printf "%d %.2f %.2f %.2f %.2f\n", n, median(rr, n), median(er, n), lo, hi
+    }' "$RAW"
+}
+PAIR_TESTS=(ka100 ka1000 close echo)
+PAIR_NAMES=("keep-alive c100" "keep-alive c1000" "Connection: close c100" "echo 64 KiB")
+PAIR_TARGETS=(0.85 0.8 0.8 0.9)
+declare -A PAIR
+for t in "${PAIR_TESTS[@]}"; do PAIR[$t]=$(pair_stats "$t"); done
+
 STAMP=$(date +%Y%m%d-%H%M%S)
 CSV="$OUT/latest.csv" MD="$OUT/latest.md"
 {
@@ -84,6 +116,12 @@ CSV="$OUT/latest.csv" MD="$OUT/latest.md"
       v=${EFF[mw:$s,$m]}
       echo "$s,${m}_per_cpu_s,$v,$(ratio "$v" "${EFF[mw:$REF,$m]:-}"),,,,$ROUNDS"
     done
+  done
+  for t in "${PAIR_TESTS[@]}"; do
+    read -r n rr er lo hi <<<"${PAIR[$t]}"
+    [ "${n:-0}" -gt 0 ] || continue
+    echo "csock,pair_${t}_rate,$rr,$rr,,,$n,$n"
+    echo "csock,pair_${t}_per_cpu_s,$er,$er,$lo,$hi,$n,$n"
   done
 } >"$CSV"
 
@@ -140,6 +178,27 @@ CSV="$OUT/latest.csv" MD="$OUT/latest.md"
     echo
   done
   echo
+
+  # ---- paired A/B
+  any_pair=0
+  for t in "${PAIR_TESTS[@]}"; do [ "${PAIR[$t]%% *}" != 0 ] && any_pair=1; done
+  if [ $any_pair = 1 ]; then
+    echo "Paired A/B, the figures the performance targets are checked against: csock and $REF run"
+    echo "back to back, one test at a time, the first of the two alternating from pair to pair; each"
+    echo "pair gives csock / $REF of the rate and of the work per server CPU-second, and the table"
+    echo "shows the medians of those per-pair ratios (pairs taken seconds apart share the machine's"
+    echo "state, which a ratio of medians taken minutes apart does not)."
+    echo
+    echo "| test | pairs | rate, csock / $REF | per server CPU-s, csock / $REF | per CPU-s, min - max | target |"
+    echo "|---|---:|---:|---:|---:|---:|"
+    for i in "${!PAIR_TESTS[@]}"; do
+      read -r n rr er lo hi <<<"${PAIR[${PAIR_TESTS[$i]}]}"
+      [ "${n:-0}" -gt 0 ] || continue
+      met=$(awk -v e="$er" -v g="${PAIR_TARGETS[$i]}" 'BEGIN{print (e >= g) ? "met" : "not met"}')
+      echo "| ${PAIR_NAMES[$i]} | $n | ${rr}x | **${er}x** | ${lo}x - ${hi}x | >= ${PAIR_TARGETS[$i]}x ($met) |"
+    done
+    echo
+  fi
 
   # ---- timer precision under load (csock)
   if [[ ",$SKIP," != *",timer,"* ]] && in_sel=$(printf '%s\n' "${SELECTED[@]}" | grep -x csock); then

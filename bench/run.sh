@@ -13,9 +13,10 @@
 #   --server NAME=CMD   add (or replace) a server; CMD may use {port} and {mode}
 #                       ({mode} is "http" or "echo"; without {mode} the echo
 #                       test is skipped for it).  Repeatable.
-#   --skip TESTS        comma list of: ka100,ka1000,close,echo,mem,memreq,timer,mw
+#   --skip TESTS        comma list of: ka100,ka1000,close,echo,mem,memreq,timer,mw,pairs
+#   --pairs N           paired A/B of csock against c-epoll: N pairs per test (default 5)
 #   --quick             1 round, 2 s per wrk run, 1 s echo, 2000 idle conns,
-#                       20 timer tasks (explicit options override these)
+#                       20 timer tasks, 2 pairs (explicit options override these)
 #   --no-deps           do not run deps.sh (which apt-installs missing packages)
 #   --out DIR           where results go (default: results/ beside this file)
 #   --list              print the configured servers and exit
@@ -29,7 +30,7 @@ set -uo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(cd "$HERE/.." && pwd)
 CSOCK_BIN=${CSOCK_BIN:-$ROOT/bin/csock}; export CSOCK_BIN
-ROUNDS=3 DURATION=5 ECHO_SECS=3 IDLE_N=10000 TIMER_TASKS=100 ONLY="" SKIP="" OUT="$HERE/results"
+ROUNDS=3 DURATION=5 ECHO_SECS=3 IDLE_N=10000 TIMER_TASKS=100 PAIRS=5 ONLY="" SKIP="" OUT="$HERE/results"
 DEPS=1
 # This folder may be read-only (a shared copy): then build and write results in a temporary folder.
 BUILD="$HERE/build"
@@ -77,7 +78,7 @@ declare -A MW_BASE=([c-epoll]=c-epoll [csock-w2]=csock [node-cluster-w2]=node-ne
 
 LIST=0
 for a in "$@"; do   # --quick first, so that explicit options override it
-  if [ "$a" = --quick ]; then ROUNDS=1 DURATION=2 ECHO_SECS=1 IDLE_N=2000 TIMER_TASKS=20; fi
+  if [ "$a" = --quick ]; then ROUNDS=1 DURATION=2 ECHO_SECS=1 IDLE_N=2000 TIMER_TASKS=20 PAIRS=2; fi
 done
 while [ $# -gt 0 ]; do
   case $1 in
@@ -86,6 +87,7 @@ while [ $# -gt 0 ]; do
     --echo-seconds) ECHO_SECS=$2; shift 2 ;;
     --idle-conns) IDLE_N=$2; shift 2 ;;
     --timer-tasks) TIMER_TASKS=$2; shift 2 ;;
+    --pairs) PAIRS=$2; shift 2 ;;
     --no-deps) DEPS=0; shift ;;
     --only) ONLY=$2; shift 2 ;;
     --skip) SKIP=$2; shift 2 ;;
@@ -96,7 +98,7 @@ while [ $# -gt 0 ]; do
     --quick) shift ;;
     --out) OUT=$2; shift 2 ;;
     --list) LIST=1; shift ;;
-    -h|--help) sed -n '2,26p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,28p' "$0"; exit 0 ;;
     *) echo "unknown option: $1 (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -326,22 +328,27 @@ run_mem() { # name round metric [request]
   stop_server
 }
 
-run_http() { # name round
-  local name=$1 round=$2
+run_http() { # name round [tests (default: ka100 ka1000 close)] [metric prefix]
+  local name=$1 round=$2 tests=${3:-ka100 ka1000 close} prefix=${4:-} m
   if ! start_server "$name" http; then
-    for m in ka100 ka1000 close; do skipped $m || record "$round" "$name" $m "" "no_start"; done
+    for m in $tests; do skipped $m || record "$round" "$name" "$prefix$m" "" "no_start"; done
     return
   fi
   # warm-up (JITs, allocators), not recorded
   taskset -c $CLIENT_CPU timeout 15 wrk -t1 -c100 -d1s "http://127.0.0.1:$PORT/" >/dev/null 2>&1
-  skipped ka100  || run_wrk "$name" "$round" ka100 100
-  skipped ka1000 || run_wrk "$name" "$round" ka1000 1000
-  skipped close  || run_wrk "$name" "$round" close 100 "Connection: close"
+  for m in $tests; do
+    skipped $m && continue
+    case $m in
+      ka100) run_wrk "$name" "$round" "${prefix}ka100" 100 ;;
+      ka1000) run_wrk "$name" "$round" "${prefix}ka1000" 1000 ;;
+      close) run_wrk "$name" "$round" "${prefix}close" 100 "Connection: close" ;;
+    esac
+  done
   stop_server
 }
 
-run_echo() { # name round
-  local name=$1 round=$2 out mbs
+run_echo() { # name round [metric]
+  local name=$1 round=$2 metric=${3:-echo} out mbs
   if [[ ${CMD[$name]} != *"{mode}"* ]]; then return; fi
   start_server "$name" echo || { record "$round" "$name" echo "" "no_start"; return; }
   taskset -c $CLIENT_CPU timeout 15 "$BUILD/echo_client" 127.0.0.1 "$PORT" 1 >/dev/null 2>&1
@@ -354,12 +361,12 @@ run_echo() { # name round
   local cpu; cpu=$(cpu_pct $((t1 - t0)) "$(awk -v a="$s0" -v b="$s1" 'BEGIN{print b-a}')")
   echo "== round $round: $out" >>"$LOGDIR/$name.echo.log"
   mbs=$(sed -n 's/.*mb_per_s=\([0-9.]*\).*/\1/p' <<<"$out")
-  record "$round" "$name" echo "${mbs:-}" "$( [ -z "$mbs" ] && echo "FAILED $out" | tr ',\n' '; ')"
+  record "$round" "$name" "$metric" "${mbs:-}" "$( [ -z "$mbs" ] && echo "FAILED $out" | tr ',\n' '; ')"
   local ccpu; ccpu=$(core_pct "$k0" "$k1")
-  [ -n "${mbs:-}" ] && record "$round" "$name" echo_cpu "$cpu" &&
-    record "$round" "$name" echo_clientcore "$ccpu" &&
-    record "$round" "$name" echo_other0 "$(other_pct "$z0" "$z1" "$cpu")"
-  log "  $name echo: ${mbs:-FAIL} MB/s, server CPU ${cpu}%, client core ${ccpu}% busy"
+  [ -n "${mbs:-}" ] && record "$round" "$name" "${metric}_cpu" "$cpu" &&
+    record "$round" "$name" "${metric}_clientcore" "$ccpu" &&
+    record "$round" "$name" "${metric}_other0" "$(other_pct "$z0" "$z1" "$cpu")"
+  log "  $name $metric: ${mbs:-FAIL} MB/s, server CPU ${cpu}%, client core ${ccpu}% busy"
   stop_server
 }
 
@@ -452,6 +459,25 @@ for round in $(seq 1 "$ROUNDS"); do
   done
 done
 
+# Paired A/B: csock and c-epoll measured back to back, one test at a time, the
+# first of the two alternating from pair to pair.  A machine that slows down
+# for a minute (other tenants of the VM) then slows both halves of a pair, and
+# the report's median of the per-pair ratios is steadier than a ratio of
+# medians taken minutes apart.  These are the figures the issue's targets use.
+if ! skipped pairs && [ "${PAIRS:-0}" -gt 0 ] && in_selected csock &&
+   [ "${AVAIL[csock]}" = 1 ] && [ "${AVAIL[c-epoll]}" = 1 ]; then
+  log "paired A/B of csock and c-epoll: $PAIRS pairs per test"
+  for p in $(seq 1 "$PAIRS"); do
+    order=(c-epoll csock); [ $((p % 2)) = 0 ] && order=(csock c-epoll)
+    for t in ka100 ka1000 close echo; do
+      skipped $t && continue
+      for name in "${order[@]}"; do
+        if [ $t = echo ]; then run_echo "$name" "$p" pair_echo; else run_http "$name" "$p" $t pair_; fi
+      done
+    done
+  done
+fi
+
 NMW=${#MWSEL[@]}
 if [ "$NMW" -gt 0 ] && [ $MW_RUN = 0 ]; then
   log "multi-worker test: nothing to compare with c-epoll (csock has no -w / peers missing); shown as n/a"
@@ -476,7 +502,7 @@ fi
 
 # ---------------------------------------------------------------- report
 {
-  echo "ROUNDS=$ROUNDS DURATION=$DURATION ECHO_SECS=$ECHO_SECS IDLE_N=$IDLE_N TIMER_TASKS=$TIMER_TASKS"
+  echo "ROUNDS=$ROUNDS DURATION=$DURATION ECHO_SECS=$ECHO_SECS IDLE_N=$IDLE_N TIMER_TASKS=$TIMER_TASKS PAIRS=${PAIRS:-0}"
   echo "SERVER_CPU=$SERVER_CPU CLIENT_CPU=$CLIENT_CPU CSOCK_MW=$CSOCK_MW"
   printf 'SERVERS=%q\n' "${SELECTED[*]}"
   printf 'MW_SERVERS=%q\n' "${MWSEL[*]}"
