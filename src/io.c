@@ -604,6 +604,7 @@ static int lines_iter(lua_State *L) {
   csock_socket *s = (csock_socket *)lua_touserdata(L, 1);
   if (s->fd < 0) return luaL_error(L, "socket is already closed");
   for (int i = 1; i <= nfmt; i++) lua_pushvalue(L, lua_upvalueindex(2 + i));
+  if (nfmt == 1 && read_buffered_line(L, s, 1)) return 1;
   s->rdeadline = sock_deadline(s);
   s->rpos = 0;
   s->rbuf.scanned = 0;
