@@ -439,3 +439,17 @@ describe("examples/embed_poll.lua", function()
     check(rt.exec({helper.LUA, "examples/embed_poll.lua"}))
   end)
 end)
+
+describe("a program that requires csock", function()
+  -- The host paces the collector for its own scripts (docs/runtime.md "Memory"); a program that
+  -- only requires csock keeps its collector as it set it.
+  it("keeps its collector's pause while csock's loop runs", function()
+    local before = collectgarbage("setpause", 200)
+    collectgarbage("setpause", before)
+    local loop <close> = csock.loop()
+    loop:spawn(function() csock.sleep(0.005) end)
+    drive(loop, 0.01)
+    csock.run(function() csock.sleep(0.005) end)
+    assert.equal(before, collectgarbage("setpause", before))
+  end)
+end)

@@ -302,6 +302,41 @@ describe("the host's memory", function()
   end)
 end)
 
+describe("the host's collector pace", function()
+  it("waits for a small heap to grow four times (pause 400), as a minimum heap size", function()
+    local r = csock_run({"-e", [[
+      local csock = require "csock"
+      csock.sleep(0.01) -- a turn of the loop sets the pace
+      print(collectgarbage("setpause", 400))
+    ]]})
+    assert.equal(0, r.status, r.err)
+    assert.equal("400\n", r.out)
+  end)
+
+  it("goes back to Lua's pause 200 once the heap is over 8 MiB", function()
+    local r = csock_run({"-e", [[
+      local csock = require "csock"
+      local big = {}
+      for i = 1, 200000 do big[i] = {i} end
+      csock.sleep(0.01)
+      print(collectgarbage("count") > 8192, collectgarbage("setpause", 200), #big)
+    ]]})
+    assert.equal(0, r.status, r.err)
+    assert.equal("true\t200\t200000\n", r.out)
+  end)
+
+  it("leaves a script's own pause alone", function()
+    local r = csock_run({"-e", [[
+      local csock = require "csock"
+      collectgarbage("setpause", 160)
+      for _ = 1, 5 do csock.sleep(0.002) end
+      print(collectgarbage("setpause", 160))
+    ]]})
+    assert.equal(0, r.status, r.err)
+    assert.equal("160\n", r.out)
+  end)
+end)
+
 describe("csock --", function()
   it("stops option handling: the next word is the script", function()
     local s = rt.script("print('dash script', ...)")

@@ -154,9 +154,12 @@ int systemd_listeners(lua_State *L);
 int loop_dump(lua_State *L);
 int loop_new_embedded(lua_State *L);
 
-/* alloc.c: the host's state and allocator (bin/csock only) */
+/* alloc.c: the host's state, allocator and collector pacing (bin/csock only) */
 lua_State *alloc_newstate(void);
 void alloc_close(lua_State *L);
+
+/* loop.c: called once per loop turn when set (the host sets it; see alloc.c) */
+extern void (*csock_turn_hook)(lua_State *L);
 
 /* workers.c */
 int csock_worker_id(void);

@@ -600,8 +600,11 @@ static void spawn_signal_tasks(lua_State *L, csock_loop *lp) {
   lua_settop(L, base);
 }
 
+void (*csock_turn_hook)(lua_State *L);
+
 /* One turn: ready tasks, then I/O and timers (waiting up to timeout ms). */
 static void loop_turn(lua_State *L, csock_loop *lp, long long max_wait) {
+  if (csock_turn_hook) csock_turn_hook(L);
   long long timeout = poll_timeout(lp);
   if (max_wait >= 0 && (timeout < 0 || timeout > max_wait)) timeout = max_wait;
   int r = poll_and_wake(lp, timeout);
