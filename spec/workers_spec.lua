@@ -14,22 +14,22 @@ local function free_port()
   return port
 end
 
+-- The text of /proc/<pid>/stat, or nil when the process is gone.
+local function proc_stat(pid)
+  local f <close> = io.open("/proc/" .. pid .. "/stat")
+  return f and f:read("a")
+end
+
 -- The parent pid of `pid` (field 4 of /proc/<pid>/stat), or nil when it is gone.
 local function ppid(pid)
-  local f = io.open("/proc/" .. pid .. "/stat")
-  if not f then return nil end
-  local s = f:read("a")
-  f:close()
-  return math.tointeger(tonumber(s:match("%)%s+%S+%s+(%d+)")))
+  local s = proc_stat(pid)
+  return s and math.tointeger(tonumber(s:match("%)%s+%S+%s+(%d+)")))
 end
 
 -- True while `pid` exists as a running (not zombie) process.
 local function alive(pid)
-  local f = io.open("/proc/" .. pid .. "/stat")
-  if not f then return false end
-  local s = f:read("a")
-  f:close()
-  return s:match("%)%s+(%S+)") ~= "Z"
+  local s = proc_stat(pid)
+  return s ~= nil and s:match("%)%s+(%S+)") ~= "Z"
 end
 
 -- True once `pid` has ended, waiting up to 2 s: a process closes its descriptors (which ends

@@ -126,7 +126,6 @@ int addr_pusherror(lua_State *L, int gai) {
   return 3;
 }
 
-/* Pushes {family=, addr=, port=} or {family=, path=} for sa. */
 /*
 ** Dotted-quad text of an IPv4 address, as inet_ntop writes it; done here
 ** because glibc's inet_ntop goes through sprintf, a tenth of the user
@@ -145,6 +144,7 @@ static size_t ipv4_text(const struct in_addr *a, char *out) {
   return (size_t)(p - out);
 }
 
+/* Pushes {family=, addr=, port=} or {family=, path=} for sa. */
 void addr_push(lua_State *L, const struct sockaddr *sa, socklen_t len) {
   char text[INET6_ADDRSTRLEN];
   lua_createtable(L, 0, 3);

@@ -412,6 +412,18 @@ static void take(csock_socket *s, size_t n) {
   s->rbuf.scanned = 0;
 }
 
+/* Starts a read at the buffer's head (also what a failed read goes back to). */
+static void read_begin(csock_socket *s) {
+  s->rpos = 0;
+  s->rbuf.scanned = 0;
+}
+
+/* The read succeeded: the bytes its formats took leave the buffer. */
+static void read_commit(csock_socket *s) {
+  buf_consume(&s->rbuf, s->rpos);
+  read_begin(s);
+}
+
 static int read_line(lua_State *L, csock_socket *s, int chop) {
   size_t len;
   const char *data = unread(s, &len);
@@ -461,11 +473,15 @@ static int read_all(lua_State *L, csock_socket *s) {
   return FMT_PUSHED;
 }
 
+/* The letter of a string format ('l', 'L' or 'a'; Lua 5.1/5.2's "*l" too), or 0. */
+static int format_letter(const char *p) {
+  if (*p == '*') p++;
+  return (*p == 'l' || *p == 'L' || *p == 'a') && p[1] == '\0' ? *p : 0;
+}
+
 static int read_one(lua_State *L, csock_socket *s, int idx) {
   if (lua_type(L, idx) == LUA_TNUMBER) return read_count(L, s, lua_tointeger(L, idx));
-  const char *p = lua_tostring(L, idx);
-  if (*p == '*') p++; /* accept Lua 5.1/5.2 "*l" */
-  switch (*p) {
+  switch (format_letter(lua_tostring(L, idx))) {
     case 'l': return read_line(L, s, 1);
     case 'L': return read_line(L, s, 0);
     default: return read_all(L, s);
@@ -485,8 +501,7 @@ static void check_formats(lua_State *L, int first, int last) {
       continue;
     }
     const char *p = csock_checkstring(L, i);
-    if (*p == '*') p++;
-    csock_argcheck(L, (*p == 'l' || *p == 'L' || *p == 'a') && p[1] == '\0', i, "invalid format");
+    csock_argcheck(L, format_letter(p) != 0, i, "invalid format");
   }
 }
 
@@ -508,9 +523,7 @@ static int read_formats(lua_State *L, int status, lua_KContext ctx, int *err, lu
     int r = done >= nfmt ? FMT_PUSHED : read_one(L, s, 2 + done);
     if (done >= nfmt || r == FMT_EOF) {
       if (r == FMT_EOF) lua_pushnil(L);
-      buf_consume(&s->rbuf, s->rpos);
-      s->rpos = 0;
-      s->rbuf.scanned = 0;
+      read_commit(s);
       return READ_DONE;
     }
     if (r == FMT_PUSHED) continue;
@@ -525,8 +538,7 @@ static int read_formats(lua_State *L, int status, lua_KContext ctx, int *err, lu
       e = csock_wait(L, s, CSOCK_READ, s->rdeadline, ctx, k);
     }
   }
-  s->rpos = 0;
-  s->rbuf.scanned = 0;
+  read_begin(s);
   *err = e < 0 ? -e : e;
   return READ_ERROR;
 }
@@ -553,18 +565,14 @@ static int read_buffered_line(lua_State *L, csock_socket *s, int nfmt) {
   int chop = 1;
   if (nfmt == 1) {
     if (lua_type(L, 2) != LUA_TSTRING) return 0;
-    const char *p = lua_tostring(L, 2);
-    if (*p == '*') p++;
-    if ((*p != 'l' && *p != 'L') || p[1] != '\0') return 0;
-    chop = *p == 'l';
+    int f = format_letter(lua_tostring(L, 2));
+    if (f != 'l' && f != 'L') return 0;
+    chop = f == 'l';
   }
   if (buf_len(&s->rbuf) == 0) return 0;
-  s->rpos = 0;
-  s->rbuf.scanned = 0;
+  read_begin(s);
   if (read_line(L, s, chop) != FMT_PUSHED) return 0;
-  buf_consume(&s->rbuf, s->rpos);
-  s->rpos = 0;
-  s->rbuf.scanned = 0;
+  read_commit(s);
   return 1;
 }
 
@@ -580,8 +588,7 @@ int io_read(lua_State *L) {
   check_formats(L, 2, 1 + nfmt);
   luaL_checkstack(L, nfmt + LUA_MINSTACK, "too many formats");
   s->rdeadline = sock_deadline(s);
-  s->rpos = 0;
-  s->rbuf.scanned = 0;
+  read_begin(s);
   return read_k(L, LUA_OK, nfmt);
 }
 
@@ -606,8 +613,7 @@ static int lines_iter(lua_State *L) {
   for (int i = 1; i <= nfmt; i++) lua_pushvalue(L, lua_upvalueindex(2 + i));
   if (nfmt == 1 && read_buffered_line(L, s, 1)) return 1;
   s->rdeadline = sock_deadline(s);
-  s->rpos = 0;
-  s->rbuf.scanned = 0;
+  read_begin(s);
   return lines_k(L, LUA_OK, nfmt);
 }
 
