@@ -302,6 +302,56 @@ describe("the host's memory", function()
   end)
 end)
 
+describe("the host's received strings", function()
+  -- bin/csock lets recv(2) write straight into the memory of the string it returns.
+  it("are the bytes sent, at every size, and stay so while later reads come in", function()
+    local r = csock_run({"-e", [[
+      local csock = require "csock"
+      local a, b = csock.socketpair()
+      local sizes = {1, 40, 41, 1000, 1025, 4095, 4096, 4097, 5000, 30000, 65535, 65536, 65537, 100000}
+      local sent, pieces = {}, {}
+      csock.spawn(function()
+        for round = 1, 40 do
+          for k, n in ipairs(sizes) do
+            local piece = string.rep(string.char(33 + (round * 7 + k) % 90), n)
+            sent[#sent + 1] = piece
+            a:write(piece)
+          end
+        end
+        a:close()
+      end)
+      local k = 0
+      while true do
+        k = k % #sizes + 1
+        local data = assert(b:recv(sizes[k]))
+        if data == "" then break end
+        pieces[#pieces + 1] = data
+        if #pieces % 16 == 0 then collectgarbage() end
+      end
+      local want = table.concat(sent)
+      local long = 0
+      for _, p in ipairs(pieces) do if #p >= 4096 then long = long + 1 end end
+      print(table.concat(pieces) == want, #want, long > 100)
+    ]]}, {limit = 60})
+    assert.equal(0, r.status, r.err)
+    assert.equal("true\t13840120\ttrue\n", r.out)
+  end)
+
+  it("do not share memory: two reads of the same size are two strings", function()
+    local r = csock_run({"-e", [[
+      local csock = require "csock"
+      local a, b = csock.socketpair()
+      a:send(string.rep("x", 20000))
+      local first = b:recv(20000)
+      a:send(string.rep("y", 20000))
+      local second = b:recv(20000)
+      print(first == string.rep("x", #first), second == string.rep("y", #second), #first + #second)
+    ]]})
+    assert.equal(0, r.status, r.err)
+    assert.equal("true\ttrue\t40000\n", r.out)
+  end)
+end)
+
 describe("the host's collector pace", function()
   it("waits for a small heap to grow four times (pause 400), as a minimum heap size", function()
     local r = csock_run({"-e", [[

@@ -24,9 +24,26 @@
 ** times (pause 400), like a minimum heap size; above that Lua's default
 ** applies, so big servers keep their memory use.  A script that sets its own
 ** pause (collectgarbage("setpause"/"incremental")) is left alone from then on.
+**
+** Adoption: a received chunk becomes a Lua string, and Lua strings are
+** immutable, so lua_pushlstring would copy every byte recv(2) just wrote
+** (echo: a 64 KiB memcpy per chunk, the largest user-space cost after the
+** collector).  Instead recv writes into a block from string_space, and when
+** Lua then asks this allocator for the string's memory, it is handed that
+** very block: lua_pushlstring's copy has source and destination the same
+** and does nothing.  Where a string's bytes start in its block is measured
+** once at start (measure_string_header), not assumed; if Lua allocates
+** anything else first, the block is simply not taken and the bytes are
+** copied as usual.  Off under valgrind, whose memcheck reports every
+** copy onto itself.
 */
 #include <stdint.h>
 #include <stdio.h>
+#if defined(__has_include)
+#if __has_include(<valgrind/valgrind.h>)
+#include <valgrind/valgrind.h>
+#endif
+#endif
 #include <stdlib.h>
 #include <string.h>
 
@@ -64,9 +81,21 @@ typedef struct pools {
   chunk_head *chunks;
 } pools;
 
+/* A block being filled with the bytes of a string Lua is about to make. */
+typedef struct adoption {
+  char *block;      /* from malloc; the bytes go at block + header */
+  size_t room;      /* bytes that fit there */
+  size_t header;    /* where a long string's bytes start in its block; 0: adoption off */
+  size_t handover;  /* answer Lua's next string allocation with block if of this size */
+  size_t seen_size; /* the size of that allocation, when handover is MEASURE */
+} adoption;
+
+#define MEASURE SIZE_MAX /* handover: note the size only (measure_string_header) */
+
 /* What lauxlib's default state does besides allocating: warnings and panics. */
 typedef struct host_state {
   pools pools;
+  adoption adopt;
   int warn_on;   /* warn("@on") was called */
   int warn_cont; /* the previous piece said a continuation follows */
   int pause;     /* the collector pause the host set last; 0: the script set its own */
@@ -119,9 +148,35 @@ static void pool_release(pools *p, void *block, size_t n) {
     free(block);
 }
 
+/*
+** A new string while a handover is due: the filled block if the size is the
+** one expected, else NULL (allocate as usual).  When measuring, notes the
+** size instead.
+*/
+static void *adopt_take(adoption *a, size_t nsize) {
+  if (a->handover == MEASURE) {
+    a->seen_size = nsize;
+    return NULL;
+  }
+  if (nsize != a->handover) return NULL;
+  void *block = a->block;
+  a->block = NULL;
+  a->room = a->handover = 0;
+  return block;
+}
+
+/* When ptr is NULL, osize is the kind of object Lua is making. */
+#define HANDOVER_DUE(h, ptr, osize) \
+  ((ptr) == NULL && (h)->adopt.handover != 0 && (osize) == LUA_TSTRING)
+
 /* lua_Alloc: osize is the block's size when ptr is not NULL. */
 static void *pool_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
-  pools *p = &((host_state *)ud)->pools;
+  host_state *h = (host_state *)ud;
+  pools *p = &h->pools;
+  if (HANDOVER_DUE(h, ptr, osize)) {
+    void *block = adopt_take(&h->adopt, nsize);
+    if (block != NULL) return block;
+  }
   if (ptr == NULL) osize = 0; /* then it tells the kind of object, not a size */
   if (nsize == 0) {
     if (ptr != NULL) pool_release(p, ptr, osize);
@@ -150,8 +205,11 @@ static void pools_free(pools *p) {
 }
 
 static void *system_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
-  (void)ud;
-  (void)osize;
+  host_state *h = (host_state *)ud;
+  if (HANDOVER_DUE(h, ptr, osize)) {
+    void *block = adopt_take(&h->adopt, nsize);
+    if (block != NULL) return block;
+  }
   if (nsize == 0) {
     free(ptr);
     return NULL;
@@ -203,6 +261,81 @@ static void pace_collector(lua_State *L) {
   h->pause = want;
 }
 
+/* ---------------------------------------------------------------- adoption */
+
+/* Room for n bytes of a string about to be made (csock_string_space), or NULL. */
+static char *string_space(size_t n) {
+  adoption *a = the_host ? &the_host->adopt : NULL;
+  if (a == NULL || a->header == 0 || a->header + n + 1 <= ALLOC_SMALL) return NULL;
+  if (a->room < n) {
+    free(a->block);
+    a->block = (char *)malloc(a->header + n + 1);
+    a->room = a->block ? n : 0;
+    if (a->block == NULL) return NULL;
+  }
+  return a->block + a->header;
+}
+
+/*
+** Pushes the len bytes written at p, the block from string_space, as a Lua
+** string: handed over when it is big enough to be malloc's (the pools keep
+** only small blocks), copied otherwise (the block then stays for next time).
+*/
+static void string_push(lua_State *L, const char *p, size_t len) {
+  adoption *a = &the_host->adopt;
+  size_t size = a->header + len + 1;
+  if (p != a->block + a->header || size <= ALLOC_SMALL) {
+    lua_pushlstring(L, p, len);
+    return;
+  }
+  if (a->room - len >= ALLOC_SMALL) { /* give the unused tail back (in place in glibc) */
+    char *b = (char *)realloc(a->block, size);
+    if (b != NULL) {
+      a->block = b;
+      a->room = len;
+    }
+  }
+  a->handover = size;
+  lua_pushlstring(L, a->block + a->header, len);
+  a->handover = 0; /* adopt_take cleared it, unless Lua allocated otherwise */
+}
+
+/*
+** Where a long string's bytes start in its block: the size Lua asks for a
+** string of n bytes, less n + 1.  Then one adoption is checked end to end;
+** adoption stays off if anything is not as measured.
+*/
+static void measure_string_header(lua_State *L, adoption *a) {
+  enum { PROBE = 2 * ALLOC_SMALL };
+  static const char probe[PROBE];
+  a->handover = MEASURE;
+  lua_pushlstring(L, probe, PROBE);
+  a->handover = 0;
+  lua_pop(L, 1);
+  if (a->seen_size <= PROBE + 1 || a->seen_size > PROBE + 1 + 256) return;
+  a->header = a->seen_size - PROBE - 1;
+  char *p = string_space(PROBE);
+  if (p == NULL) return;
+  memset(p, 'x', PROBE);
+  const char *block = a->block;
+  string_push(L, p, PROBE);
+  size_t len;
+  const char *s = lua_tolstring(L, -1, &len);
+  if (s != block + a->header || len != PROBE || s[0] != 'x' || s[PROBE - 1] != 'x' || s[PROBE])
+    a->header = 0;
+  lua_pop(L, 1);
+}
+
+static int under_valgrind(void) {
+#ifdef RUNNING_ON_VALGRIND
+  if (RUNNING_ON_VALGRIND) return 1;
+#endif
+  const char *preload = getenv("LD_PRELOAD");
+  return preload != NULL && strstr(preload, "vgpreload") != NULL;
+}
+
+/* ---------------------------------------------------------------- the state */
+
 lua_State *alloc_newstate(void) {
   host_state *h = (host_state *)calloc(1, sizeof *h);
   if (h == NULL) return NULL;
@@ -217,13 +350,21 @@ lua_State *alloc_newstate(void) {
   lua_atpanic(L, host_panic);
   lua_setwarnf(L, host_warn, h);
   csock_turn_hook = pace_collector;
+  if (!under_valgrind()) measure_string_header(L, &h->adopt);
+  if (h->adopt.header != 0) {
+    csock_string_space = string_space;
+    csock_string_push = string_push;
+  }
   return L;
 }
 
 void alloc_close(lua_State *L) {
   host_state *h = the_host;
   csock_turn_hook = NULL;
+  csock_string_space = NULL;
+  csock_string_push = NULL;
   lua_close(L);
+  free(h->adopt.block);
   pools_free(&h->pools);
   free(h);
   the_host = NULL;

@@ -25,6 +25,35 @@ char *buf_scratch(size_t *size) {
   return scratch;
 }
 
+char *(*csock_string_space)(size_t n);
+void (*csock_string_push)(lua_State *L, const char *p, size_t len);
+
+#define ADOPT_MIN (4 * 1024) /* smaller reads are copied: the scratch block is cheaper */
+
+/*
+** Where to read up to `want` bytes that will be pushed as one string with
+** buf_push_string: a block the host's allocator can give to Lua as that
+** string (no copy), or the scratch block.  *room: how many bytes fit.
+*/
+char *buf_string_space(size_t want, size_t *room) {
+  if (want > BUF_SCRATCH) want = BUF_SCRATCH; /* one read is at most what scratch holds */
+  if (want >= ADOPT_MIN && csock_string_space != NULL) {
+    char *p = csock_string_space(want);
+    if (p != NULL) {
+      *room = want;
+      return p;
+    }
+  }
+  return buf_scratch(room);
+}
+
+void buf_push_string(lua_State *L, const char *p, size_t len) {
+  if (p != scratch && csock_string_push != NULL)
+    csock_string_push(L, p, len);
+  else
+    lua_pushlstring(L, p, len);
+}
+
 size_t buf_len(const csock_buf *b) { return b->tail - b->head; }
 
 const char *buf_data(const csock_buf *b) { return b->data ? b->data + b->head : ""; }

@@ -122,6 +122,8 @@ char *buf_reserve(csock_buf *b, size_t want, size_t *avail);
 void buf_commit(csock_buf *b, size_t n);
 void buf_free(csock_buf *b);
 char *buf_scratch(size_t *size);
+char *buf_string_space(size_t want, size_t *room);
+void buf_push_string(lua_State *L, const char *p, size_t len);
 
 /* loop.c */
 int csock_wait(lua_State *L, csock_socket *s, int dir, double deadline, lua_KContext ctx,
@@ -157,6 +159,13 @@ int loop_new_embedded(lua_State *L);
 /* alloc.c: the host's state, allocator and collector pacing (bin/csock only) */
 lua_State *alloc_newstate(void);
 void alloc_close(lua_State *L);
+
+/*
+** buf.c: set by a host whose allocator can take a filled block as a new
+** string's memory (alloc.c "Adoption"); NULL in a plain lua5.4.
+*/
+extern char *(*csock_string_space)(size_t n);
+extern void (*csock_string_push)(lua_State *L, const char *p, size_t len);
 
 /* loop.c: called once per loop turn when set (the host sets it; see alloc.c) */
 extern void (*csock_turn_hook)(lua_State *L);

@@ -295,13 +295,13 @@ static int recv_k(lua_State *L, int status, lua_KContext ctx) {
       continue;
     }
     size_t room;
-    char *p = buf_scratch(&room);
+    char *p = buf_string_space(want, &room);
     size_t ask = want < room ? want : room;
     ssize_t r = recv(s->fd, p, ask, 0);
     if (r >= 0) {
       if (r == 0 && s->type == SOCK_STREAM) s->eof = 1;
       if ((size_t)r < ask && s->type == SOCK_STREAM) csock_drained(s);
-      lua_pushlstring(L, p, (size_t)r);
+      buf_push_string(L, p, (size_t)r);
       return 1;
     }
     e = again_or_fail(L, s, CSOCK_READ, errno, ctx, recv_k);
