@@ -4,7 +4,9 @@
 ** every byte; output is not (write hands the caller's strings to the
 ** kernel directly).  A buffer that empties goes back to a small pool, so an
 ** idle connection holds no buffer memory and a busy one reuses the same
-** block without calling malloc per request.
+** block without calling malloc per request.  A recv that goes straight to
+** the kernel reads into a scratch block, or, in the host, into the memory
+** of the string it will return (buf_string_space; alloc.c "Adoption").
 */
 #include <stdlib.h>
 #include <string.h>
