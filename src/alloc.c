@@ -276,15 +276,20 @@ static char *string_space(size_t n) {
   return a->block + a->header;
 }
 
+#define ADOPT_MIN_LEN (4 * 1024)
+_Static_assert(ADOPT_MIN_LEN > ALLOC_SMALL, "handed-over blocks are malloc's, never a pool's");
+
 /*
 ** Pushes the len bytes written at p, the block from string_space, as a Lua
-** string: handed over when it is big enough to be malloc's (the pools keep
-** only small blocks), copied otherwise (the block then stays for next time).
+** string.  The block is handed over when the string fills a good part of it
+** (then the copy saved is large); a short read is copied, as it would be
+** anyway, and the block stays for the next read.  ADOPT_MIN_LEN also keeps
+** handed-over blocks above ALLOC_SMALL: the pools take only their own.
 */
 static void string_push(lua_State *L, const char *p, size_t len) {
   adoption *a = &the_host->adopt;
   size_t size = a->header + len + 1;
-  if (p != a->block + a->header || size <= ALLOC_SMALL) {
+  if (p != a->block + a->header || len < ADOPT_MIN_LEN || len < a->room / 4) {
     lua_pushlstring(L, p, len);
     return;
   }
@@ -306,7 +311,7 @@ static void string_push(lua_State *L, const char *p, size_t len) {
 ** adoption stays off if anything is not as measured.
 */
 static void measure_string_header(lua_State *L, adoption *a) {
-  enum { PROBE = 2 * ALLOC_SMALL };
+  enum { PROBE = ADOPT_MIN_LEN };
   static const char probe[PROBE];
   a->handover = MEASURE;
   lua_pushlstring(L, probe, PROBE);
