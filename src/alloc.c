@@ -267,6 +267,7 @@ static void pace_collector(lua_State *L) {
 static char *string_space(size_t n) {
   adoption *a = the_host ? &the_host->adopt : NULL;
   if (a == NULL || a->header == 0 || a->header + n + 1 <= ALLOC_SMALL) return NULL;
+  a->handover = 0; /* one left armed by a push that raised must not outlive its block */
   if (a->room < n) {
     free(a->block);
     a->block = (char *)malloc(a->header + n + 1);
