@@ -20,9 +20,14 @@
 ** turns over large strings (echo: a 64 KiB string per chunk) then runs a
 ** whole cycle every few chunks, each one marking everything live -- 9 % of
 ** the CPU of the echo benchmark, for a heap of well under a megabyte.  So
-** while the heap is under SMALL_HEAP_KB the host waits for it to grow four
-** times (pause 400), like a minimum heap size; above that Lua's default
-** applies, so big servers keep their memory use.  A script that sets its own
+** a small heap may grow four times before a cycle (pause 400), but by no
+** more than HEADROOM_KB: the pause is the one that leaves the heap that much
+** room, between 400 and Lua's 200 (big heaps keep Lua's pace and memory
+** use).  The bound matters because garbage with finalizers (every socket has
+** __gc) survives the cycle that finds it: with a plain pause of 300 or 400,
+** a loop that opens and closes sockets grew its heap without end (each
+** cycle's survivors raised the next threshold); room of at most HEADROOM_KB
+** bounds what can survive.  A script that sets its own
 ** pause (collectgarbage("setpause"/"incremental")) is left alone from then on.
 **
 ** Adoption: a received chunk becomes a Lua string, and Lua strings are
@@ -101,7 +106,7 @@ typedef struct host_state {
   int pause;     /* the collector pause the host set last; 0: the script set its own */
 } host_state;
 
-#define SMALL_HEAP_KB (8 * 1024)
+#define HEADROOM_KB 1024
 #define PAUSE_SMALL 400
 #define PAUSE_DEFAULT 200 /* Lua's LUAI_GCPAUSE */
 
@@ -246,11 +251,20 @@ static void host_warn(void *ud, const char *msg, int tocont) {
    without coming back to alloc_close. */
 static host_state *the_host;
 
+/* The pause for a heap of kb KiB: room for HEADROOM_KB more, within [200, 400]; a multiple of 4, as
+ * Lua keeps it. */
+static int pause_for(int kb) {
+  long pause = 100L * (kb + HEADROOM_KB) / (kb > 0 ? kb : 1);
+  if (pause > PAUSE_SMALL) pause = PAUSE_SMALL;
+  if (pause < PAUSE_DEFAULT) pause = PAUSE_DEFAULT;
+  return (int)pause / 4 * 4;
+}
+
 /* Once per loop turn (csock_turn_hook): the pause that fits the heap's size now. */
 static void pace_collector(lua_State *L) {
   host_state *h = the_host;
   if (h == NULL || h->pause == 0) return;
-  int want = lua_gc(L, LUA_GCCOUNT) < SMALL_HEAP_KB ? PAUSE_SMALL : PAUSE_DEFAULT;
+  int want = pause_for(lua_gc(L, LUA_GCCOUNT));
   if (want == h->pause) return;
   int was = lua_gc(L, LUA_GCSETPAUSE, want);
   if (was != h->pause) { /* the script chose its own: give it back, stop pacing */
