@@ -127,6 +127,18 @@ describe("write()", function()
     assert.equal("a1b2.5", b:read("l"))
   end)
 
+  it("writes floats with Lua's number format, as file:write does (3.0 is \"3\")", function()
+    local a, b, _ <close> = pair()
+    local values = {3.0, " ", -0.0, " ", 0.1, " ", 1e100, " ", 2^53, " ", math.huge, " ", 7, "\n"}
+    a:write(table.unpack(values))
+    local f <close> = io.tmpfile()
+    f:write(table.unpack(values))
+    f:seek("set")
+    local want = f:read("l")
+    assert.equal("3 -0 0.1 1e+100 9.007199254741e+15 inf 7", want)
+    assert.equal(want, b:read("l"))
+  end)
+
   it("with no arguments writes nothing and returns the socket", function()
     local a, b, _ <close> = pair()
     assert.equal(a, a:write())

@@ -113,13 +113,39 @@ int luaopen_csock_core(lua_State *L) {
 ** ("bad argument #1 to 'recv' (socket is closed)"), so methods check their
 ** arguments through these instead.
 */
+
+/*
+** The name of the running function among the methods of sockets, tasks and
+** loops, or NULL: a method called without a name at the call site
+** (pcall(s.recv, s), or through a local of another name) is still named.
+** Leaves values on the stack; only used on the way to an error.
+*/
+static const char *method_name(lua_State *L, lua_Debug *ar) {
+  static const char *const kinds[] = {CSOCK_SOCKET, CSOCK_TASK, CSOCK_LOOP};
+  lua_getinfo(L, "f", ar);
+  int fn = lua_gettop(L);
+  for (size_t k = 0; k < sizeof kinds / sizeof kinds[0]; k++) {
+    if (luaL_getmetatable(L, kinds[k]) == LUA_TTABLE &&
+        lua_getfield(L, -1, "__index") == LUA_TTABLE) {
+      lua_pushnil(L);
+      while (lua_next(L, -2)) {
+        if (lua_type(L, -2) == LUA_TSTRING && lua_rawequal(L, -1, fn)) return lua_tostring(L, -2);
+        lua_pop(L, 1);
+      }
+    }
+    lua_settop(L, fn);
+  }
+  return NULL;
+}
+
 int csock_argerror(lua_State *L, int arg, const char *extramsg) {
   lua_Debug ar;
   if (!lua_getstack(L, 0, &ar)) return luaL_argerror(L, arg, extramsg);
   lua_getinfo(L, "n", &ar);
-  if (ar.name == NULL || strcmp(ar.namewhat, "method") != 0)
-    return luaL_argerror(L, arg, extramsg); /* same numbering either way */
-  return luaL_error(L, "bad argument #%d to '%s' (%s)", arg, ar.name, extramsg);
+  const char *name = ar.name != NULL && strcmp(ar.namewhat, "method") == 0 ? ar.name : NULL;
+  if (name == NULL) name = method_name(L, &ar);
+  if (name == NULL) return luaL_argerror(L, arg, extramsg); /* same numbering either way */
+  return luaL_error(L, "bad argument #%d to '%s' (%s)", arg, name, extramsg);
 }
 
 int csock_typeerror(lua_State *L, int arg, const char *tname) {

@@ -14,6 +14,7 @@
 #include <limits.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
@@ -712,6 +713,22 @@ static int write_one(lua_State *L, csock_socket *s, size_t *sent) {
   return (size_t)w == len;
 }
 
+/*
+** Argument i of write as the string it sends.  Numbers are written as
+** file:write writes them: a float with LUA_NUMBER_FMT ("%.14g", so 3.0 is
+** "3"), not as tostring shows it ("3.0").
+*/
+static void write_arg_to_string(lua_State *L, int i) {
+  if (lua_type(L, i) == LUA_TNUMBER && !lua_isinteger(L, i)) {
+    char text[64];
+    snprintf(text, sizeof text, LUA_NUMBER_FMT, (LUAI_UACNUMBER)lua_tonumber(L, i));
+    lua_pushstring(L, text);
+    lua_replace(L, i);
+    return;
+  }
+  csock_checklstring(L, i, NULL); /* integers become strings in place */
+}
+
 int io_write(lua_State *L) {
   csock_socket *s = sock_checkopen(L, 1);
   int top = lua_gettop(L);
@@ -724,7 +741,7 @@ int io_write(lua_State *L) {
       return 1;
     }
   }
-  for (int i = 2; i <= top; i++) csock_checklstring(L, i, NULL); /* numbers become strings */
+  for (int i = 2; i <= top; i++) write_arg_to_string(L, i);
   s->wdeadline = sock_deadline(s);
   return write_k(L, LUA_OK, (lua_KContext)sent);
 }

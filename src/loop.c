@@ -903,8 +903,6 @@ int loop_dump(lua_State *L) {
 
 /* ---------------------------------------------------------------- embedding */
 
-#define CSOCK_LOOP "csock.loop"
-
 typedef struct loop_box {
   csock_loop *lp;
 } loop_box;
