@@ -262,6 +262,44 @@ describe("read()", function()
     assert.equal("second", b:read())
   end)
 
+  it("\"n\" reads numerals as file:read(\"n\") does", function()
+    local cases = {
+      {"12 34\n", {"n", "n", "l"}}, {"  -3.5e2x", {"n", "a"}}, {"0x1F rest", {"n", "l"}},
+      {"0x1p4\n", {"n"}}, {"abc", {"n", "a"}}, {"", {"n"}}, {"  \n  ", {"n"}}, {"1e", {"n", "a"}},
+      {".5 5.", {"n", "n"}}, {"- 3", {"n", "a"}}, {"1.2.3", {"n", "a"}}, {"3 4 5", {"*n", "n", "n"}},
+      {"9223372036854775807 9223372036854775808", {"n", "n"}}, {string.rep("1", 250), {"n", "a"}},
+    }
+    local function show(...)
+      local t = table.pack(...)
+      for i = 1, t.n do t[i] = (math.type(t[i]) or "") .. ":" .. tostring(t[i]) end
+      return table.concat(t, ",")
+    end
+    for _, c in ipairs(cases) do
+      local f <close> = io.tmpfile()
+      f:write(c[1])
+      f:seek("set")
+      local a, b, _ <close> = pair()
+      a:write(c[1])
+      a:close()
+      assert.equal(show(f:read(table.unpack(c[2]))), show(b:read(table.unpack(c[2]))), c[1])
+    end
+  end)
+
+  it("\"n\" waits for the numeral's end when it comes in pieces", function()
+    local a, b, _ <close> = pair()
+    local r = csock.run(function()
+      csock.spawn(function()
+        a:write("12")
+        csock.sleep(0.05)
+        a:write("34.5 rest")
+        a:close()
+      end)
+      return {b:read("n", "a")}
+    end)
+    assert.equal(1234.5, r[1])
+    assert.equal(" rest", r[2])
+  end)
+
   it("\"l\" reads a line without its newline", function()
     local a, b, _ <close> = pair()
     a:write("one\n\nthree\n")

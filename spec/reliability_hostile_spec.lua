@@ -106,7 +106,7 @@ local methods = {
     {"udp", "math.mininteger"},
   },
   read = {
-    {"tcp", "'x'"}, {"tcp", "'n'"}, {"tcp", "''"}, {"tcp", "'ll'"}, {"tcp", "'*x'"},
+    {"tcp", "'x'"}, {"tcp", "'nn'"}, {"tcp", "''"}, {"tcp", "'ll'"}, {"tcp", "'*x'"},
     {"tcp", "-1"}, {"tcp", "1.5"}, {"tcp", "math.mininteger"}, {"tcp", "{}"}, {"tcp", "true"},
     {"tcp", "nil"}, {"tcp", "'l', 'x'"}, {"tcp", "'l', nil"},
     {"tcp", "table.unpack(F251)"},

@@ -10,6 +10,7 @@
 ** outside the loop polls and returns.  All state that must survive a wait
 ** lives on the Lua stack, in the socket, or in the lua_KContext.
 */
+#include <ctype.h>
 #include <errno.h>
 #include <limits.h>
 #include <netinet/in.h>
@@ -396,7 +397,7 @@ static int fill(csock_socket *s) {
   }
 }
 
-enum { FMT_PUSHED, FMT_NEED, FMT_EOF, FMT_TOOLONG };
+enum { FMT_PUSHED, FMT_NEED, FMT_EOF, FMT_FAIL, FMT_TOOLONG };
 
 /*
 ** The formats of one read take bytes at s->rpos (from the buffer's head)
@@ -474,10 +475,73 @@ static int read_all(lua_State *L, csock_socket *s) {
   return FMT_PUSHED;
 }
 
-/* The letter of a string format ('l', 'L' or 'a'; Lua 5.1/5.2's "*l" too), or 0. */
+#define MAXNUMERAL 200 /* liolib's L_MAXLENNUM */
+
+static size_t skip_digits(const char *d, size_t len, size_t i, int hex) {
+  while (i < len && (hex ? isxdigit((unsigned char)d[i]) : isdigit((unsigned char)d[i]))) i++;
+  return i;
+}
+
+static size_t skip_char(const char *d, size_t len, size_t i, const char *set) {
+  return i < len && d[i] != '\0' && strchr(set, d[i]) != NULL ? i + 1 : i;
+}
+
+/*
+** Where the numeral that starts at d[i] ends, read the way file:read("n")
+** reads one: sign, "0x", digits, a point and digits, an exponent.
+*/
+static size_t numeral_end(const char *d, size_t len, size_t i) {
+  int hex = 0;
+  size_t digits = 0;
+  i = skip_char(d, len, i, "+-");
+  if (i < len && d[i] == '0') {
+    i++;
+    if (skip_char(d, len, i, "xX") > i) {
+      i++;
+      hex = 1;
+    } else {
+      digits = 1;
+    }
+  }
+  size_t j = skip_digits(d, len, i, hex);
+  digits += j - i;
+  i = j;
+  if (i < len && d[i] == '.') {
+    j = skip_digits(d, len, i + 1, hex);
+    digits += j - i - 1;
+    i = j;
+  }
+  if (digits > 0 && skip_char(d, len, i, hex ? "pP" : "eE") > i) {
+    i = skip_char(d, len, i + 1, "+-");
+    i = skip_digits(d, len, i, 0);
+  }
+  return i;
+}
+
+/* read("n"): blanks, then a numeral as a number; FMT_FAIL (a nil) if it is not one. */
+static int read_number(lua_State *L, csock_socket *s) {
+  size_t len;
+  const char *data = unread(s, &len);
+  size_t start = 0;
+  while (start < len && isspace((unsigned char)data[start])) start++;
+  size_t end = numeral_end(data, len, start);
+  if (end == len && !s->eof && end - start <= MAXNUMERAL) return FMT_NEED; /* may go on */
+  if (end == start && start == len) return FMT_EOF;
+  if (end - start > MAXNUMERAL) { /* as liolib: the first MAXNUMERAL bytes go, and it fails */
+    take(s, start + MAXNUMERAL);
+    return FMT_FAIL;
+  }
+  char text[MAXNUMERAL + 1];
+  memcpy(text, data + start, end - start);
+  text[end - start] = '\0';
+  take(s, end);
+  return lua_stringtonumber(L, text) != 0 ? FMT_PUSHED : FMT_FAIL;
+}
+
+/* The letter of a string format ('l', 'L', 'a' or 'n'; Lua 5.1/5.2's "*l" too), or 0. */
 static int format_letter(const char *p) {
   if (*p == '*') p++;
-  return (*p == 'l' || *p == 'L' || *p == 'a') && p[1] == '\0' ? *p : 0;
+  return (*p == 'l' || *p == 'L' || *p == 'a' || *p == 'n') && p[1] == '\0' ? *p : 0;
 }
 
 static int read_one(lua_State *L, csock_socket *s, int idx) {
@@ -485,6 +549,7 @@ static int read_one(lua_State *L, csock_socket *s, int idx) {
   switch (format_letter(lua_tostring(L, idx))) {
     case 'l': return read_line(L, s, 1);
     case 'L': return read_line(L, s, 0);
+    case 'n': return read_number(L, s);
     default: return read_all(L, s);
   }
 }
@@ -522,8 +587,8 @@ static int read_formats(lua_State *L, int status, lua_KContext ctx, int *err, lu
   while (e == 0) {
     int done = lua_gettop(L) - 1 - nfmt;
     int r = done >= nfmt ? FMT_PUSHED : read_one(L, s, 2 + done);
-    if (done >= nfmt || r == FMT_EOF) {
-      if (r == FMT_EOF) lua_pushnil(L);
+    if (done >= nfmt || r == FMT_EOF || r == FMT_FAIL) {
+      if (r == FMT_EOF || r == FMT_FAIL) lua_pushnil(L);
       read_commit(s);
       return READ_DONE;
     }
