@@ -211,6 +211,16 @@ describe("bad arguments", function()
     it("rejects a non-number", function()
       raises("^bad argument #1 to 'sleep'", function() csock.sleep("soon") end)
     end)
+
+    it("rejects NaN and negative seconds, each with its own message", function()
+      raises("^bad argument #1 to 'sleep' %(seconds must be a number, not NaN%)",
+        function() csock.sleep(0 / 0) end)
+      raises("^bad argument #1 to 'sleep' %(seconds must not be negative%)",
+        function() csock.sleep(-1) end)
+      local s <close> = tcp()
+      raises("^bad argument #2 to 'settimeout' %(timeout must be a number, not NaN%)",
+        function() s:settimeout(0 / 0) end)
+    end)
   end)
 
   for _, name in ipairs { "bind", "connect" } do
