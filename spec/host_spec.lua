@@ -114,11 +114,31 @@ describe("csock -l", function()
     assert.equal("true\nmodule task ran\n", r.out)
   end)
 
+  it("runs the module's body in the loop: a wait there lets other tasks run", function()
+    local dir = rt.tmppath()
+    assert(os.execute("mkdir " .. rt.q(dir)))
+    rt.defer(finally, function() os.execute("rm -rf " .. rt.q(dir)) end)
+    local f = assert(io.open(dir .. "/waiter.lua", "w"))
+    f:write([[
+      local csock = require "csock"
+      csock.spawn(function() print("another task ran") end)
+      csock.sleep(0.05) -- suspends this step, not the thread
+      print("module body done")
+      return {ok = true}
+    ]])
+    f:close()
+    local r = csock_run({"-l", "w=waiter", "-e", "print(w.ok, package.loaded.waiter == w)"},
+      {env = "LUA_PATH=" .. rt.q(dir .. "/?.lua;./lua/?.lua;./lua/?/init.lua;;")})
+    assert.equal(0, r.status, r.err)
+    assert.equal("another task ran\nmodule body done\ntrue\ttrue\n", r.out)
+  end)
+
   it("exits 1 when the module is missing", function()
     local r = csock_run({"-l", "no_such_module_here"})
     assert.equal(1, r.status)
     assert.matches("^csock: ", r.err)
-    assert.matches("no_such_module_here", r.err)
+    assert.matches("module 'no_such_module_here' not found:", r.err, 1, true)
+    assert.matches("no field package.preload['no_such_module_here']", r.err, 1, true)
   end)
 end)
 

@@ -155,22 +155,37 @@ static int steps_k(lua_State *L, int status, lua_KContext ctx) {
 
 static int run_steps(lua_State *L) { return steps_k(L, LUA_OK, 0); }
 
-/* -l [g=]mod: require mod and store it in the global g (default mod). */
-static int do_library(lua_State *L) {
-  const char *spec = luaL_checkstring(L, 1);
-  const char *eq = strchr(spec, '=');
-  const char *mod = eq ? eq + 1 : spec;
-  lua_getglobal(L, "require");
-  lua_pushstring(L, mod);
-  lua_call(L, 1, 1);
-  if (eq)
-    lua_pushlstring(L, spec, (size_t)(eq - spec));
-  else
-    lua_pushstring(L, mod);
-  lua_insert(L, -2);
-  lua_setglobal(L, lua_tostring(L, -2));
-  return 0;
-}
+/*
+** -l [g=]mod: require mod and store it in the global g (default mod).
+** Written in Lua, as require's own steps (package.loaded, the searchers,
+** the loader, the same "module not found" message), because require is a C
+** function that calls the loader without a continuation: a module body that
+** waited under it would block the thread instead of suspending its task.
+*/
+static const char library_step_lua[] =
+    "local spec = ...\n"
+    "local global, name = spec:match('^(.-)=(.*)$')\n"
+    "if not global then global, name = spec, spec end\n"
+    "local value = package.loaded[name]\n"
+    "if value == nil then\n"
+    "  local misses = {}\n"
+    "  for _, search in ipairs(package.searchers) do\n"
+    "    local loader, data = search(name)\n"
+    "    if type(loader) == 'function' then\n"
+    "      local result = loader(name, data)\n"
+    "      if result ~= nil then package.loaded[name] = result end\n"
+    "      if package.loaded[name] == nil then package.loaded[name] = true end\n"
+    "      value = package.loaded[name]\n"
+    "      break\n"
+    "    elseif type(loader) == 'string' then\n"
+    "      misses[#misses + 1] = '\\n\\t' .. loader\n"
+    "    end\n"
+    "  end\n"
+    "  if value == nil then\n"
+    "    error(string.format(\"module '%s' not found:%s\", name, table.concat(misses)), 0)\n"
+    "  end\n"
+    "end\n"
+    "_G[global] = value\n";
 
 /* Builds the steps table from argv; reports load errors and returns 0. */
 static int build_steps(lua_State *L, int argc, char **argv, const options *o) {
@@ -186,7 +201,9 @@ static int build_steps(lua_State *L, int argc, char **argv, const options *o) {
         return 0;
       add_step(L, steps, 1);
     } else {
-      lua_pushcfunction(L, do_library);
+      if (report(L, luaL_loadbuffer(L, library_step_lua, sizeof library_step_lua - 1, "=-l")) !=
+          LUA_OK)
+        return 0;
       lua_pushstring(L, extra);
       add_step(L, steps, 2);
     }
