@@ -40,6 +40,12 @@ describe("an unknown option", function()
 end)
 
 describe("csock -e", function()
+  it("finds the module in the global csock, the table require returns", function()
+    local r = csock_run({"-e", "print(csock._VERSION, csock == require 'csock')"})
+    assert.equal(0, r.status, r.err)
+    assert.equal(csock._VERSION .. "\ttrue\n", r.out)
+  end)
+
   it("runs a chunk", function()
     local r = csock_run({"-e", "print(1 + 1)"})
     assert.equal(0, r.status, r.err)

@@ -295,6 +295,7 @@ static int pmain(lua_State *L) {
   }
   if (luaL_dostring(L,
                     "local csock = require 'csock'\n"
+                    "_G.csock = csock -- scripts may also require it: the same table\n"
                     "csock.signal(csock.SIGQUIT, function()\n"
                     "  io.stderr:write(csock.dump()) io.stderr:flush()\n"
                     "end)") != LUA_OK)
