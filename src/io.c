@@ -278,7 +278,15 @@ static void push_buffered(lua_State *L, csock_socket *s, size_t want) {
   buf_consume(&s->rbuf, n);
 }
 
-/* Stack: socket, n.  Buffered bytes first, then one recv(2). */
+/*
+** Stack: socket, n.  Buffered bytes first, then one recv(2).  A new call
+** tries recv even when the last read came back short: in a stream (an echo,
+** a download) more bytes have usually come in meanwhile, and asking costs
+** one call where waiting costs a turn of the loop and an epoll_wait (echo:
+** epoll_waits per GB 4,000 -> 1,750, c-epoll's 2,100; per CPU-second +8 %).
+** read() keeps trusting a short read: a request parser would only get
+** EAGAIN for it.
+*/
 static int recv_k(lua_State *L, int status, lua_KContext ctx) {
   csock_socket *s = (csock_socket *)lua_touserdata(L, 1);
   size_t want = (size_t)ctx;
@@ -291,11 +299,13 @@ static int recv_k(lua_State *L, int status, lua_KContext ctx) {
     lua_pushliteral(L, "");
     return 1;
   }
+  int eager = status == LUA_OK;
   while (e == 0) {
-    if (!csock_ready(s, CSOCK_READ)) {
+    if (!eager && !csock_ready(s, CSOCK_READ)) {
       e = csock_wait(L, s, CSOCK_READ, s->rdeadline, ctx, recv_k);
       continue;
     }
+    eager = 0;
     size_t room;
     char *p = buf_string_space(want, &room);
     size_t ask = want < room ? want : room;
