@@ -277,10 +277,13 @@ static void pace_collector(lua_State *L) {
 
 /* ---------------------------------------------------------------- adoption */
 
-/* Room for n bytes of a string about to be made (csock_string_space), or NULL. */
+#define ADOPT_MIN_LEN (4 * 1024) /* shorter strings are copied: the copy costs little */
+_Static_assert(ADOPT_MIN_LEN > ALLOC_SMALL, "handed-over blocks are malloc's, never a pool's");
+
+/* Room for n bytes of a string about to be made (csock_string_space), or NULL to copy. */
 static char *string_space(size_t n) {
   adoption *a = the_host ? &the_host->adopt : NULL;
-  if (a == NULL || a->header == 0 || a->header + n + 1 <= ALLOC_SMALL) return NULL;
+  if (a == NULL || a->header == 0 || n < ADOPT_MIN_LEN) return NULL;
   a->handover = 0; /* one left armed by a push that raised must not outlive its block */
   if (a->room < n) {
     free(a->block);
@@ -291,15 +294,13 @@ static char *string_space(size_t n) {
   return a->block + a->header;
 }
 
-#define ADOPT_MIN_LEN (4 * 1024)
-_Static_assert(ADOPT_MIN_LEN > ALLOC_SMALL, "handed-over blocks are malloc's, never a pool's");
-
 /*
 ** Pushes the len bytes written at p, the block from string_space, as a Lua
 ** string.  The block is handed over when the string fills a good part of it
-** (then the copy saved is large); a short read is copied, as it would be
-** anyway, and the block stays for the next read.  ADOPT_MIN_LEN also keeps
-** handed-over blocks above ALLOC_SMALL: the pools take only their own.
+** (then the copy saved is large); a short read, or bytes from anywhere else,
+** are copied as they would be anyway, and the block stays for the next read.
+** ADOPT_MIN_LEN also keeps handed-over blocks above ALLOC_SMALL: the pools
+** take only their own.
 */
 static void string_push(lua_State *L, const char *p, size_t len) {
   adoption *a = &the_host->adopt;

@@ -30,27 +30,23 @@ char *buf_scratch(size_t *size) {
 char *(*csock_string_space)(size_t n);
 void (*csock_string_push)(lua_State *L, const char *p, size_t len);
 
-#define ADOPT_MIN (4 * 1024) /* smaller reads are copied: the scratch block is cheaper */
-
 /*
 ** Where to read up to `want` bytes that will be pushed as one string with
 ** buf_push_string: a block the host's allocator can give to Lua as that
-** string (no copy), or the scratch block.  *room: how many bytes fit.
+** string (no copy; the host decides which reads are worth it), or the
+** scratch block.  *room: how many bytes fit.
 */
 char *buf_string_space(size_t want, size_t *room) {
   if (want > BUF_SCRATCH) want = BUF_SCRATCH; /* one read is at most what scratch holds */
-  if (want >= ADOPT_MIN && csock_string_space != NULL) {
-    char *p = csock_string_space(want);
-    if (p != NULL) {
-      *room = want;
-      return p;
-    }
-  }
-  return buf_scratch(room);
+  char *p = csock_string_space != NULL ? csock_string_space(want) : NULL;
+  if (p == NULL) return buf_scratch(room);
+  *room = want;
+  return p;
 }
 
+/* The host's push copies what is not its block, as lua_pushlstring does. */
 void buf_push_string(lua_State *L, const char *p, size_t len) {
-  if (p != scratch && csock_string_push != NULL)
+  if (csock_string_push != NULL)
     csock_string_push(L, p, len);
   else
     lua_pushlstring(L, p, len);
