@@ -3,6 +3,7 @@
 ** belong to no object, the constants, and the error-result helpers.
 */
 #include <errno.h>
+#include <math.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -107,14 +108,6 @@ int luaopen_csock_core(lua_State *L) {
 }
 
 /*
-** Argument checks.  Lua's luaL_argerror renumbers the arguments of a
-** method call (self becomes "bad self", the next argument #1); csock's
-** messages count self as argument #1 in every call form, as SPEC.md shows
-** ("bad argument #1 to 'recv' (socket is closed)"), so methods check their
-** arguments through these instead.
-*/
-
-/*
 ** The name of the running function among the methods of sockets, tasks and
 ** loops, or NULL: a method called without a name at the call site
 ** (pcall(s.recv, s), or through a local of another name) is still named.
@@ -138,6 +131,13 @@ static const char *method_name(lua_State *L, lua_Debug *ar) {
   return NULL;
 }
 
+/*
+** Argument checks.  Lua's luaL_argerror renumbers the arguments of a
+** method call (self becomes "bad self", the next argument #1); csock's
+** messages count self as argument #1 in every call form, as SPEC.md shows
+** ("bad argument #1 to 'recv' (socket is closed)"), so methods check their
+** arguments through these instead.
+*/
 int csock_argerror(lua_State *L, int arg, const char *extramsg) {
   lua_Debug ar;
   if (!lua_getstack(L, 0, &ar)) return luaL_argerror(L, arg, extramsg);
@@ -188,6 +188,12 @@ lua_Number csock_checknumber(lua_State *L, int arg) {
   lua_Number v = lua_tonumberx(L, arg, &isnum);
   if (!isnum) csock_typeerror(L, arg, "number");
   return v;
+}
+
+/* A duration in seconds at arg, value t: not NaN, not negative ("<what> must ..."). */
+void csock_checkduration(lua_State *L, int arg, lua_Number t, const char *what) {
+  csock_argcheck(L, !isnan(t), arg, lua_pushfstring(L, "%s must be a number, not NaN", what));
+  csock_argcheck(L, t >= 0, arg, lua_pushfstring(L, "%s must not be negative", what));
 }
 
 const char *csock_checklstring(lua_State *L, int arg, size_t *len) {

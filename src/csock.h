@@ -69,6 +69,7 @@ void csock_checkany(lua_State *L, int arg);
 lua_Integer csock_checkinteger(lua_State *L, int arg);
 lua_Integer csock_optinteger(lua_State *L, int arg, lua_Integer def);
 lua_Number csock_checknumber(lua_State *L, int arg);
+void csock_checkduration(lua_State *L, int arg, lua_Number t, const char *what);
 const char *csock_checklstring(lua_State *L, int arg, size_t *len);
 int csock_checkoption(lua_State *L, int arg, const char *const lst[]);
 void *csock_checkudata(lua_State *L, int arg, const char *tname);

@@ -356,8 +356,7 @@ int csock_pause(lua_State *L, double secs, lua_KContext ctx, lua_KFunction k) {
 /* csock.sleep(seconds): suspends the task, or blocks the thread outside. */
 int loop_sleep(lua_State *L) {
   lua_Number secs = csock_checknumber(L, 1);
-  csock_argcheck(L, !isnan(secs), 1, "seconds must be a number, not NaN");
-  csock_argcheck(L, secs >= 0, 1, "seconds must not be negative");
+  csock_checkduration(L, 1, secs, "seconds");
   csock_task *t = yieldable_task(L);
   if (t != NULL && secs <= 0) return yield_ready(L, t, 0, sleep_k); /* every ready task first */
   if (csock_pause(L, secs, 0, sleep_k) < 0) return luaL_error(L, "not enough memory");
@@ -988,8 +987,7 @@ static int box_drive(lua_State *L, csock_loop *lp, lua_CFunction f, lua_Integer 
 static int box_step(lua_State *L) {
   csock_loop *lp = box_check(L);
   lua_Number t = lua_isnoneornil(L, 2) ? 0 : csock_checknumber(L, 2);
-  csock_argcheck(L, !isnan(t), 2, "timeout must be a number, not NaN");
-  csock_argcheck(L, t >= 0, 2, "timeout must not be negative");
+  csock_checkduration(L, 2, t, "timeout");
   lua_Integer wait_us = t > 86400 ? 86400000000LL : (lua_Integer)ceil(t * 1e6);
   lua_pushinteger(L, box_drive(L, lp, box_turn, wait_us) ? (lua_Integer)lp->alive : 0);
   return 1;

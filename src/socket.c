@@ -235,8 +235,7 @@ static int sock_settimeout(lua_State *L) {
     s->timeout = -1;
   } else {
     lua_Number t = csock_checknumber(L, 2);
-    csock_argcheck(L, !isnan(t), 2, "timeout must be a number, not NaN");
-    csock_argcheck(L, t >= 0, 2, "timeout must not be negative");
+    csock_checkduration(L, 2, t, "timeout");
     s->timeout = isinf(t) ? -1 : t;
   }
   lua_settop(L, 1);
