@@ -103,38 +103,37 @@ describe("csock -l", function()
     assert.equal("function\t" .. csock._VERSION .. "\n", r.out)
   end)
 
-  it("loads a user module, which runs inside the loop", function()
+  -- Writes module `name` with `source` into a fresh folder; returns the env that finds it.
+  local function user_module(name, source)
     local dir = rt.tmppath()
     assert(os.execute("mkdir " .. rt.q(dir)))
     rt.defer(finally, function() os.execute("rm -rf " .. rt.q(dir)) end)
-    local f = assert(io.open(dir .. "/spawner.lua", "w"))
-    f:write([[
+    local f = assert(io.open(dir .. "/" .. name .. ".lua", "w"))
+    f:write(source)
+    f:close()
+    return {env = "LUA_PATH=" .. rt.q(dir .. "/?.lua;./lua/?.lua;./lua/?/init.lua;;")}
+  end
+
+  it("loads a user module, which runs inside the loop", function()
+    local opts = user_module("spawner", [[
       local csock = require "csock"
       csock.spawn(function() csock.sleep(0.01) print("module task ran") end)
       return {loaded = true}
     ]])
-    f:close()
-    local r = csock_run({"-l", "spawner", "-e", "print(spawner.loaded)"},
-      {env = "LUA_PATH=" .. rt.q(dir .. "/?.lua;./lua/?.lua;./lua/?/init.lua;;")})
+    local r = csock_run({"-l", "spawner", "-e", "print(spawner.loaded)"}, opts)
     assert.equal(0, r.status, r.err)
     assert.equal("true\nmodule task ran\n", r.out)
   end)
 
   it("runs the module's body in the loop: a wait there lets other tasks run", function()
-    local dir = rt.tmppath()
-    assert(os.execute("mkdir " .. rt.q(dir)))
-    rt.defer(finally, function() os.execute("rm -rf " .. rt.q(dir)) end)
-    local f = assert(io.open(dir .. "/waiter.lua", "w"))
-    f:write([[
+    local opts = user_module("waiter", [[
       local csock = require "csock"
       csock.spawn(function() print("another task ran") end)
       csock.sleep(0.05) -- suspends this step, not the thread
       print("module body done")
       return {ok = true}
     ]])
-    f:close()
-    local r = csock_run({"-l", "w=waiter", "-e", "print(w.ok, package.loaded.waiter == w)"},
-      {env = "LUA_PATH=" .. rt.q(dir .. "/?.lua;./lua/?.lua;./lua/?/init.lua;;")})
+    local r = csock_run({"-l", "w=waiter", "-e", "print(w.ok, package.loaded.waiter == w)"}, opts)
     assert.equal(0, r.status, r.err)
     assert.equal("another task ran\nmodule body done\ntrue\ttrue\n", r.out)
   end)
