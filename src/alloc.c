@@ -154,11 +154,13 @@ static void pool_release(pools *p, void *block, size_t n) {
 }
 
 /*
-** A new string while a handover is due: the filled block if the size is the
-** one expected, else NULL (allocate as usual).  When measuring, notes the
-** size instead.
+** Called first by both allocators: the filled block, if this is the new
+** string a handover waits for and its size is the one expected; else NULL
+** (allocate as usual).  When measuring, notes the size instead.  When ptr
+** is NULL, osize is the kind of object Lua is making.
 */
-static void *adopt_take(adoption *a, size_t nsize) {
+static void *adopt_take(adoption *a, void *ptr, size_t osize, size_t nsize) {
+  if (a->handover == 0 || ptr != NULL || osize != LUA_TSTRING) return NULL;
   if (a->handover == MEASURE) {
     a->seen_size = nsize;
     return NULL;
@@ -170,18 +172,12 @@ static void *adopt_take(adoption *a, size_t nsize) {
   return block;
 }
 
-/* When ptr is NULL, osize is the kind of object Lua is making. */
-#define HANDOVER_DUE(h, ptr, osize) \
-  ((ptr) == NULL && (h)->adopt.handover != 0 && (osize) == LUA_TSTRING)
-
 /* lua_Alloc: osize is the block's size when ptr is not NULL. */
 static void *pool_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
   host_state *h = (host_state *)ud;
   pools *p = &h->pools;
-  if (HANDOVER_DUE(h, ptr, osize)) {
-    void *block = adopt_take(&h->adopt, nsize);
-    if (block != NULL) return block;
-  }
+  void *adopted = adopt_take(&h->adopt, ptr, osize, nsize);
+  if (adopted != NULL) return adopted;
   if (ptr == NULL) osize = 0; /* then it tells the kind of object, not a size */
   if (nsize == 0) {
     if (ptr != NULL) pool_release(p, ptr, osize);
@@ -210,11 +206,8 @@ static void pools_free(pools *p) {
 }
 
 static void *system_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
-  host_state *h = (host_state *)ud;
-  if (HANDOVER_DUE(h, ptr, osize)) {
-    void *block = adopt_take(&h->adopt, nsize);
-    if (block != NULL) return block;
-  }
+  void *adopted = adopt_take(&((host_state *)ud)->adopt, ptr, osize, nsize);
+  if (adopted != NULL) return adopted;
   if (nsize == 0) {
     free(ptr);
     return NULL;
