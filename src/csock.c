@@ -97,6 +97,7 @@ int luaopen_csock_core(lua_State *L) {
   luaL_newlib(L, modfuncs);
   sock_open_meta(L);
   loop_open_meta(L);
+  coro_install(L);
   for (const named_int *c = constants; c->name; c++) {
     lua_pushinteger(L, c->value);
     lua_setfield(L, -2, c->name);

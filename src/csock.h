@@ -144,6 +144,21 @@ int loop_tasks(lua_State *L);
 void loop_open_meta(lua_State *L);
 const char *loop_last_traceback(lua_State *L);
 
+/* loop.c: coroutines a task resumes itself (see coro.c) */
+typedef struct csock_nest {
+  struct csock_loop *loop;
+  lua_State *thread;
+  int passable;
+} csock_nest;
+int loop_nest_enter(lua_State *L, lua_State *co, csock_nest *saved);
+void loop_nest_leave(const csock_nest *saved);
+int loop_nest_park(lua_State *L);
+void loop_nest_unpark(lua_State *L);
+int loop_nest_parked(lua_State *L);
+
+/* coro.c */
+void coro_install(lua_State *L);
+
 /* signal.c */
 int signal_lua(lua_State *L);
 int signal_fd(void);

@@ -44,7 +44,9 @@ typedef enum {
 } task_state;
 
 /* Uservalues of a task handle. */
-enum { UV_THREAD = 1, UV_RESULT = 2, UV_NAME = 3, UV_COUNT = 3 };
+/* UV_NEST: the coroutines the task resumed that wait with it (see "Nested
+   coroutines" below), innermost first. */
+enum { UV_THREAD = 1, UV_RESULT = 2, UV_NAME = 3, UV_NEST = 4, UV_COUNT = 4 };
 
 typedef struct csock_task {
   lua_State *co;
@@ -79,6 +81,8 @@ typedef struct csock_loop {
   size_t alive;
   size_t io_waiters;
   csock_task *current;
+  lua_State *thread; /* where current runs now: its coroutine, or one it resumed */
+  int passable;      /* a wait in thread can yield through to the task */
   csock_task *main;
   unsigned long long seq;
   lua_Integer next_id;
@@ -193,16 +197,18 @@ static void wake(csock_loop *lp, csock_task *t, int reason) {
 
 /* ---------------------------------------------------------------- waits */
 
+/* The task running L: in its own coroutine, or in one it resumed through
+   coro.c's coroutine.resume / wrap. */
 static csock_task *current_task(lua_State *L) {
   csock_loop *lp = running;
-  if (lp && lp->current && lp->current->co == L) return lp->current;
+  if (lp && lp->current && lp->thread == L) return lp->current;
   return NULL;
 }
 
 /* The task running L, if L may yield to the loop now. */
 static csock_task *yieldable_task(lua_State *L) {
   csock_task *t = current_task(L);
-  return t && lua_isyieldable(L) ? t : NULL;
+  return t && t->loop->passable && lua_isyieldable(L) ? t : NULL;
 }
 
 int csock_in_task(lua_State *L) { return yieldable_task(L) != NULL; }
@@ -437,6 +443,138 @@ static void task_report(csock_loop *lp, csock_task *t, const char *trace) {
   lua_pop(L, 2);
 }
 
+/* ---------------------------------------------------------------- nested coroutines */
+
+/*
+** A task may resume coroutines of its own (an iterator made with
+** coroutine.wrap, say), and a socket call in one of them should suspend the
+** task, not block the thread.  coro.c's resume and wrap tell the loop when
+** they run a coroutine for the current task (loop_nest_enter / leave), so
+** that a wait in it registers the task and yields.  They then yield their
+** own thread in turn, up to the task's coroutine, and the waiting coroutine
+** is *parked* (loop_nest_park): listed in the task's UV_NEST and in a
+** registry set that keeps anyone else from resuming it.  When the loop
+** resumes the task they unpark it and resume it where it waited.
+** Cancelling the task closes its parked coroutines, innermost first.
+*/
+static char parked_key; /* registry: weak-keyed set of the parked coroutines */
+
+static void push_parked_set(lua_State *L) {
+  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &parked_key) == LUA_TTABLE) return;
+  lua_pop(L, 1);
+  lua_newtable(L);
+  lua_createtable(L, 0, 1);
+  lua_pushliteral(L, "k");
+  lua_setfield(L, -2, "__mode");
+  lua_setmetatable(L, -2);
+  lua_pushvalue(L, -1);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &parked_key);
+}
+
+/* Marks (on != 0) or unmarks the coroutine on top of L as parked; pops it. */
+static void set_parked(lua_State *L, int on) {
+  push_parked_set(L);
+  lua_insert(L, -2);
+  if (on)
+    lua_pushboolean(L, 1);
+  else
+    lua_pushnil(L);
+  lua_rawset(L, -3);
+  lua_pop(L, 1);
+}
+
+/* Whether the coroutine on top of L is parked; pops it. */
+int loop_nest_parked(lua_State *L) {
+  push_parked_set(L);
+  lua_insert(L, -2);
+  int parked = lua_rawget(L, -2) != LUA_TNIL;
+  lua_pop(L, 2);
+  return parked;
+}
+
+/* L is about to resume co: if L runs the current task, co runs for it. */
+int loop_nest_enter(lua_State *L, lua_State *co, csock_nest *saved) {
+  csock_loop *lp = running;
+  if (lp == NULL || lp->current == NULL || lp->thread != L) return 0;
+  saved->loop = lp;
+  saved->thread = L;
+  saved->passable = lp->passable;
+  lp->thread = co;
+  lp->passable = lp->passable && lua_isyieldable(L); /* the way up must yield too */
+  return 1;
+}
+
+void loop_nest_leave(const csock_nest *saved) {
+  saved->loop->thread = saved->thread;
+  saved->loop->passable = saved->passable;
+}
+
+/* The task's UV_NEST list, created if need be, on top of L below its handle. */
+static void push_nest(lua_State *L, csock_task *t) {
+  task_pushhandle(L, t);
+  if (lua_getiuservalue(L, -1, UV_NEST) == LUA_TTABLE) return;
+  lua_pop(L, 1);
+  lua_newtable(L);
+  lua_pushvalue(L, -1);
+  lua_setiuservalue(L, -3, UV_NEST);
+}
+
+/*
+** The coroutine on top of L (popped), resumed by L for the current task,
+** has just yielded: whether it did so for a wait of the task (then it is
+** parked, and L must yield too).  A plain coroutine.yield leaves the task
+** running.
+*/
+int loop_nest_park(lua_State *L) {
+  csock_loop *lp = running;
+  csock_task *t = lp ? lp->current : NULL;
+  if (t == NULL || t->state == T_RUNNING || t->ref == LUA_NOREF) {
+    lua_pop(L, 1);
+    return 0;
+  }
+  push_nest(L, t);
+  lua_pushvalue(L, -3);
+  lua_rawseti(L, -2, (lua_Integer)lua_rawlen(L, -2) + 1);
+  lua_pop(L, 2);
+  set_parked(L, 1);
+  return 1;
+}
+
+/* The loop resumed the task: the coroutine on top of L (popped), parked
+   last, is about to be resumed where it waited. */
+void loop_nest_unpark(lua_State *L) {
+  csock_loop *lp = running;
+  csock_task *t = lp ? lp->current : NULL;
+  if (t != NULL && t->ref != LUA_NOREF) {
+    push_nest(L, t);
+    lua_pushnil(L);
+    lua_rawseti(L, -2, (lua_Integer)lua_rawlen(L, -2));
+    lua_pop(L, 2);
+  }
+  set_parked(L, 0);
+}
+
+/* Closes the coroutines t waits in (their to-be-closed variables), innermost first. */
+static void close_nest(csock_loop *lp, csock_task *t) {
+  lua_State *L = lp->L;
+  if (t->ref == LUA_NOREF) return;
+  int top = lua_gettop(L);
+  task_pushhandle(L, t);
+  if (lua_getiuservalue(L, -1, UV_NEST) == LUA_TTABLE) {
+    for (lua_Integer i = 1; lua_rawgeti(L, -1, i) == LUA_TTHREAD; i++) {
+      lua_State *co = lua_tothread(L, -1);
+      if (close_thread(co, L) != LUA_OK) {
+        const char *msg = lua_tostring(co, -1);
+        task_report(lp, t, msg ? msg : "error in a __close handler");
+      }
+      set_parked(L, 0);
+    }
+    lua_pushnil(L);
+    lua_setiuservalue(L, top + 1, UV_NEST);
+  }
+  lua_settop(L, top);
+}
+
 /* Keeps the value on top of L as the task's result (UV_RESULT); pops it. */
 static void task_keep_result(lua_State *L, csock_task *t) {
   task_pushhandle(L, t);
@@ -483,6 +621,7 @@ static void task_failed(csock_loop *lp, csock_task *t) {
 }
 
 static void task_cancelled(csock_loop *lp, csock_task *t) {
+  close_nest(lp, t);
   if (close_thread(t->co, lp->L) != LUA_OK) {
     const char *msg = lua_tostring(t->co, -1);
     task_report(lp, t, msg ? msg : "error in a __close handler");
@@ -503,8 +642,11 @@ static void task_resume(csock_loop *lp, csock_task *t) {
   t->nargs = 0;
   t->state = T_RUNNING;
   lp->current = t;
+  lp->thread = t->co;
+  lp->passable = 1;
   int status = lua_resume(t->co, lp->L, nargs, &nres);
   lp->current = NULL;
+  lp->thread = NULL;
   if (status == LUA_YIELD) {
     if (t->state == T_RUNNING) { /* a plain coroutine.yield: run again later */
       lua_pop(t->co, nres);
