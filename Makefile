@@ -26,10 +26,10 @@ LIBDIR     ?= $(PREFIX)/lib/lua/$(LUA_VERSION)
 BINDIR     ?= $(PREFIX)/bin
 MANDIR     ?= $(PREFIX)/share/man/man1
 
-CORE_SRC = src/csock.c src/socket.c src/io.c src/addr.c src/opt.c src/buf.c src/loop.c src/coro.c src/backend_epoll.c src/workers.c src/signal.c src/systemd.c
+CORE_SRC = src/csock.c src/socket.c src/io.c src/addr.c src/opt.c src/buf.c src/loop.c src/coro.c src/resolve.c src/backend_epoll.c src/workers.c src/signal.c src/systemd.c
 HOST_SRC = src/main.c src/alloc.c
 HDRS     = $(wildcard src/*.h)
-ALL_CFLAGS = $(CFLAGS) $(WARN) -fPIC -std=gnu11 -D_GNU_SOURCE $(LUA_CFLAGS)
+ALL_CFLAGS = $(CFLAGS) $(WARN) -fPIC -pthread -std=gnu11 -D_GNU_SOURCE $(LUA_CFLAGS)
 
 .PHONY: all test asan valgrind install uninstall clean bench deps run
 
@@ -69,8 +69,8 @@ ASAN_FLAGS = -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sa
 ASAN_RT = $(shell $(CC) -print-file-name=libasan.so) $(shell $(CC) -print-file-name=libubsan.so)
 asan: deps build/init_lua.h
 	@mkdir -p build-asan/csock build-asan/bin
-	$(CC) $(ASAN_FLAGS) $(WARN) -fPIC -std=gnu11 -D_GNU_SOURCE $(LUA_CFLAGS) $(LIBFLAG) -o build-asan/csock/core.so $(CORE_SRC)
-	$(CC) $(ASAN_FLAGS) $(WARN) -std=gnu11 -D_GNU_SOURCE $(LUA_CFLAGS) -Ibuild -o build-asan/bin/csock $(HOST_SRC) $(CORE_SRC) $(LUA_LIBS) -lm -Wl,-E
+	$(CC) $(ASAN_FLAGS) $(WARN) -fPIC -pthread -std=gnu11 -D_GNU_SOURCE $(LUA_CFLAGS) $(LIBFLAG) -o build-asan/csock/core.so $(CORE_SRC)
+	$(CC) $(ASAN_FLAGS) $(WARN) -pthread -std=gnu11 -D_GNU_SOURCE $(LUA_CFLAGS) -Ibuild -o build-asan/bin/csock $(HOST_SRC) $(CORE_SRC) $(LUA_LIBS) -lm -Wl,-E
 	$(RAISE_NOFILE) CSOCK_BUILD=build-asan LD_PRELOAD="$(ASAN_RT)" ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
 	  LSAN_OPTIONS=suppressions=$(CURDIR)/tools/lsan.supp:print_suppressions=0 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	  $(BUSTED) --cpath='./build-asan/?.so' $(BUSTED_ARGS)
@@ -167,7 +167,7 @@ FUZZ_CC      ?= clang
 FUZZ_SRC      = $(filter-out $(HOST_SRC),$(wildcard src/*.c))
 FUZZ_CFLAGS  ?= -g -O1 -fno-omit-frame-pointer
 FUZZ_ALL_CFLAGS = $(FUZZ_CFLAGS) -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
-  -std=gnu11 -D_GNU_SOURCE -DCSOCK_NO_RESOLVER $(LUA_CFLAGS) -Isrc
+  -pthread -std=gnu11 -D_GNU_SOURCE -DCSOCK_NO_RESOLVER $(LUA_CFLAGS) -Isrc
 # fuzz_addr wraps the calls that would reach the network or the file system
 FUZZ_ADDR_WRAP = -Wl,--wrap=bind,--wrap=connect,--wrap=sendto,--wrap=getaddrinfo
 

@@ -1,8 +1,9 @@
 /*
 ** addr.c - addresses: Lua arguments to sockaddr, sockaddr to Lua tables,
 ** and getaddrinfo.  Numeric hosts are converted with inet_pton and never
-** reach the resolver; names go through getaddrinfo(3), which blocks the
-** calling thread (and so the loop) while it resolves.
+** reach the resolver.  Names go through getaddrinfo(3): inside a task on a
+** helper thread while the task waits (resolve.c), elsewhere in place,
+** blocking the calling thread.
 */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -56,12 +57,27 @@ static int addr_unix(lua_State *L, int idx, struct sockaddr_storage *ss, socklen
   return 0;
 }
 
-static int addr_resolve(const char *host, unsigned short port, int family, int socktype,
-                        struct sockaddr_storage *ss, socklen_t *len) {
+/* Set by resolve_then when it cannot start a thread: resolve the next name here. */
+static _Thread_local int resolve_here;
+
+void addr_resolve_here(void) { resolve_here = 1; }
+
+/*
+** A name for the resolver: ADDR_LOOKUP inside a task (the caller hands it to
+** resolve_then), else resolved in place.  A scoped IPv6 address
+** ("fe80::1%eth0") is resolved in place too: the text resolve_then would put
+** back for it loses the scope.
+*/
+static int addr_resolve(lua_State *L, const char *host, unsigned short port, int family,
+                        int socktype, struct sockaddr_storage *ss, socklen_t *len) {
 #ifdef CSOCK_NO_RESOLVER /* fuzzing builds never touch the network */
-  (void)host, (void)port, (void)family, (void)socktype, (void)ss, (void)len;
+  (void)L, (void)host, (void)port, (void)family, (void)socktype, (void)ss, (void)len;
   return EAI_NONAME;
 #endif
+  if (resolve_here)
+    resolve_here = 0;
+  else if (strchr(host, '%') == NULL && csock_in_task(L))
+    return ADDR_LOOKUP;
   struct addrinfo hints, *res = NULL;
   memset(&hints, 0, sizeof hints);
   hints.ai_family = family;
@@ -111,7 +127,7 @@ int addr_from_args(lua_State *L, int idx, int family, int socktype, struct socka
     }
     if (inet_pton(AF_INET6, host, &in6->sin6_addr) == 1) return 0;
   }
-  return addr_resolve(host, port, family, socktype, ss, len);
+  return addr_resolve(L, host, port, family, socktype, ss, len);
 }
 
 /* glibc's EAI_* codes are negative, which keeps them apart from errno values. */
@@ -197,6 +213,11 @@ static int hint_field(lua_State *L, int idx, const char *name, int dflt) {
   return v;
 }
 
+static int is_numeric(const char *host) {
+  unsigned char buf[sizeof(struct in6_addr)];
+  return inet_pton(AF_INET, host, buf) == 1 || inet_pton(AF_INET6, host, buf) == 1;
+}
+
 int addr_getaddrinfo(lua_State *L) {
   const char *host = lua_isnoneornil(L, 1) ? NULL : addr_checkstring(L, 1, "host");
   const char *service = NULL;
@@ -218,11 +239,24 @@ int addr_getaddrinfo(lua_State *L) {
     hints.ai_protocol = hint_field(L, 3, "protocol", 0);
     hints.ai_flags = hint_field(L, 3, "flags", 0);
   }
+#ifndef CSOCK_NO_RESOLVER
+  if (host != NULL && !is_numeric(host) && csock_in_task(L)) {
+    int n = resolve_list(L, host, service, &hints);
+    if (n >= 0) return n;
+  }
+#endif
   int r = getaddrinfo(host, service, &hints, &res);
   if (r != 0) return addr_pusherror(L, r == EAI_SYSTEM ? errno : r);
+  addr_push_list(L, res);
+  freeaddrinfo(res);
+  return 1;
+}
+
+/* Pushes getaddrinfo's results as an array of address tables. */
+void addr_push_list(lua_State *L, const struct addrinfo *res) {
   lua_newtable(L);
   int i = 0;
-  for (struct addrinfo *ai = res; ai; ai = ai->ai_next) {
+  for (const struct addrinfo *ai = res; ai; ai = ai->ai_next) {
     if (ai->ai_family != AF_INET && ai->ai_family != AF_INET6) continue;
     addr_push(L, ai->ai_addr, ai->ai_addrlen);
     lua_pushinteger(L, ai->ai_socktype);
@@ -235,6 +269,4 @@ int addr_getaddrinfo(lua_State *L) {
     }
     lua_rawseti(L, -2, ++i);
   }
-  freeaddrinfo(res);
-  return 1;
 }

@@ -110,6 +110,9 @@ int addr_from_args(lua_State *L, int idx, int family, int socktype, struct socka
 void addr_push(lua_State *L, const struct sockaddr *sa, socklen_t len);
 int addr_getaddrinfo(lua_State *L);
 int addr_pusherror(lua_State *L, int gai);
+struct addrinfo;
+void addr_push_list(lua_State *L, const struct addrinfo *res);
+void addr_resolve_here(void);
 
 /* opt.c */
 int opt_set(lua_State *L);
@@ -155,6 +158,12 @@ void loop_nest_leave(const csock_nest *saved);
 int loop_nest_park(lua_State *L);
 void loop_nest_unpark(lua_State *L);
 int loop_nest_parked(lua_State *L);
+
+/* resolve.c: names looked up on a helper thread while the task waits */
+#define ADDR_LOOKUP 0x40000000 /* addr_from_args: a name for resolve_then (above any errno) */
+int resolve_then(lua_State *L, int idx, int family, int socktype, double deadline,
+                 lua_CFunction again);
+int resolve_list(lua_State *L, const char *host, const char *service, const struct addrinfo *hints);
 
 /* coro.c */
 void coro_install(lua_State *L);

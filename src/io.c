@@ -173,6 +173,7 @@ int io_connect(lua_State *L) {
   struct sockaddr_storage ss;
   socklen_t len;
   int r = addr_from_args(L, 2, s->family, s->type, &ss, &len);
+  if (r == ADDR_LOOKUP) return resolve_then(L, 2, s->family, s->type, sock_deadline(s), io_connect);
   if (r != 0) return addr_pusherror(L, r);
   push_address_box(L, &ss, len);
   s->wdeadline = sock_deadline(s);
@@ -256,6 +257,7 @@ int io_sendto(lua_State *L) {
   struct sockaddr_storage ss;
   socklen_t len;
   int r = addr_from_args(L, 3, s->family, s->type, &ss, &len);
+  if (r == ADDR_LOOKUP) return resolve_then(L, 3, s->family, s->type, sock_deadline(s), io_sendto);
   if (r != 0) return addr_pusherror(L, r);
   lua_settop(L, s->family == AF_UNIX ? 3 : 4);
   push_address_box(L, &ss, len);

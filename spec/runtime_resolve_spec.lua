@@ -1,0 +1,219 @@
+-- Host names inside the loop: looked up on a helper thread while the task waits, so the other
+-- tasks run meanwhile (docs/runtime.md "What blocks the loop").  The slow and failing names come
+-- from a getaddrinfo shim preloaded into a child csock: real DNS is neither fast nor reachable
+-- everywhere the specs run.
+local csock = require "csock"
+local rt = require "support.rt"
+
+-- A listening TCP socket on 127.0.0.1 and the port it got.
+local function listener()
+  local s = csock.socket(csock.AF_INET, csock.SOCK_STREAM)
+  assert(s:setsockopt(csock.SOL_SOCKET, csock.SO_REUSEADDR, true))
+  assert(s:bind("127.0.0.1", 0))
+  assert(s:listen(16))
+  return s, s:getsockname().port
+end
+
+describe("a host name inside a task", function()
+  it("getaddrinfo returns what it returns outside the loop", function()
+    local outside = assert(csock.getaddrinfo("localhost", 8080, {family = csock.AF_INET}))
+    local inside = rt.loop(function()
+      return assert(csock.getaddrinfo("localhost", 8080, {family = csock.AF_INET}))
+    end)
+    assert.same(outside, inside)
+    assert.equal("127.0.0.1", inside[1].addr)
+  end)
+
+  it("connect and bind take it (server and client tasks)", function()
+    local got = rt.loop(function(go)
+      local server <close> = csock.socket(csock.AF_INET, csock.SOCK_STREAM)
+      assert(server:setsockopt(csock.SOL_SOCKET, csock.SO_REUSEADDR, true))
+      assert.is_true(server:bind("localhost", 0))
+      assert(server:listen(4))
+      local me = server:getsockname()
+      go(function()
+        local c <close> = assert(server:accept())
+        c:write("hello ", me.addr, "\n")
+      end)
+      local client <close> = csock.socket(csock.AF_INET, csock.SOCK_STREAM)
+      client:settimeout(5)
+      assert.is_true(client:connect("localhost", me.port))
+      return client:read("l")
+    end)
+    assert.equal("hello 127.0.0.1", got)
+  end)
+
+  it("sendto takes it (UDP)", function()
+    local got = rt.loop(function()
+      local rx <close> = csock.socket(csock.AF_INET, csock.SOCK_DGRAM)
+      assert(rx:bind("127.0.0.1", 0))
+      rx:settimeout(5)
+      local tx <close> = csock.socket(csock.AF_INET, csock.SOCK_DGRAM)
+      assert.equal(4, tx:sendto("ping", "localhost", rx:getsockname().port))
+      return rx:recvfrom(16)
+    end)
+    assert.equal("ping", got)
+  end)
+
+  it("tcp_connect takes it", function()
+    local server, port = listener()
+    local line = rt.loop(function(go)
+      go(function()
+        local c <close> = assert(server:accept())
+        c:write("hi\n")
+      end)
+      local c <close> = assert(csock.tcp_connect("localhost", port, 5))
+      return c:read("l")
+    end)
+    server:close()
+    assert.equal("hi", line)
+  end)
+end)
+
+-- The shim: "slow.csock.test" answers 127.0.0.1 after 300 ms, "nowhere.csock.test" fails with
+-- EAI_NONAME after 100 ms; other names go to the real resolver.
+local SHIM = [[
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <netdb.h>
+#include <string.h>
+#include <unistd.h>
+typedef int (*gai_fn)(const char *, const char *, const struct addrinfo *, struct addrinfo **);
+int getaddrinfo(const char *node, const char *service, const struct addrinfo *hints,
+                struct addrinfo **res) {
+  gai_fn real = (gai_fn)dlsym(RTLD_NEXT, "getaddrinfo");
+  if (node && strcmp(node, "slow.csock.test") == 0) {
+    usleep(300000);
+    return real("127.0.0.1", service, hints, res);
+  }
+  if (node && strcmp(node, "nowhere.csock.test") == 0) {
+    usleep(100000);
+    return EAI_NONAME;
+  }
+  return real(node, service, hints, res);
+}
+]]
+
+local function build_shim()
+  local src = rt.tmppath(".c")
+  local so = rt.tmppath(".so")
+  local f = assert(io.open(src, "w"))
+  f:write(SHIM)
+  f:close()
+  local r = rt.exec({"cc", "-shared", "-fPIC", "-o", so, src, "-ldl"})
+  os.remove(src)
+  assert(r.status == 0, "cannot build the getaddrinfo shim: " .. r.err)
+  return so
+end
+
+-- Runs a host script with the shim preloaded (after whatever is preloaded already: make asan's
+-- sanitizer runtime must stay first).
+local function run_with_shim(so, text)
+  local script = rt.script(text)
+  local r = rt.exec({rt.BIN, script}, {env = "LD_PRELOAD=\"$LD_PRELOAD " .. so .. "\""})
+  os.remove(script)
+  return r
+end
+
+describe("a slow name lookup inside a task", function()
+  local so
+  setup(function() so = build_shim() end)
+  teardown(function() if so then os.remove(so) end end)
+
+  it("lets the other tasks run while it waits", function()
+    local r = run_with_shim(so, [[
+local ticks = 0
+local ticker = csock.spawn(function()
+  while true do csock.sleep(0.01); ticks = ticks + 1 end
+end)
+local t0 = csock.now()
+local list = assert(csock.getaddrinfo("slow.csock.test", 80, {family = csock.AF_INET}))
+print(list[1].addr, list[1].port, csock.now() - t0 >= 0.25, ticks >= 10)
+ticker:cancel()
+]])
+    assert.equal(0, r.status, r.err)
+    assert.equal("127.0.0.1\t80\ttrue\ttrue\n", r.out)
+  end)
+
+  it("serves a client task's connect to a name while the server task accepts", function()
+    local r = run_with_shim(so, [[
+local server <close> = csock.socket(csock.AF_INET, csock.SOCK_STREAM)
+assert(server:bind("127.0.0.1", 0))
+assert(server:listen(4))
+local port = server:getsockname().port
+csock.spawn(function()
+  local c <close> = assert(server:accept())
+  c:write("welcome\n")
+end)
+local client <close> = csock.socket(csock.AF_INET, csock.SOCK_STREAM)
+client:settimeout(5)
+print(client:connect("slow.csock.test", port), client:read("l"), client:getpeername().addr)
+]])
+    assert.equal(0, r.status, r.err)
+    assert.equal("true\twelcome\t127.0.0.1\n", r.out)
+  end)
+
+  it("reports a name that does not resolve as nil, message, EAI code", function()
+    local r = run_with_shim(so, [[
+local list, msg, code = csock.getaddrinfo("nowhere.csock.test", 80)
+print(list, type(msg), code == csock.EAI_NONAME)
+local s <close> = csock.socket(csock.AF_INET, csock.SOCK_STREAM)
+local ok, msg2, code2 = s:connect("nowhere.csock.test", 80)
+print(ok, msg == msg2, code2 == csock.EAI_NONAME)
+]])
+    assert.equal(0, r.status, r.err)
+    assert.equal("nil\tstring\ttrue\nnil\ttrue\ttrue\n", r.out)
+  end)
+
+  it("counts against the socket's timeout, and a later lookup still works", function()
+    local r = run_with_shim(so, [[
+local s <close> = csock.socket(csock.AF_INET, csock.SOCK_STREAM)
+s:settimeout(0.05)
+local t0 = csock.now()
+local ok, msg, code = s:connect("slow.csock.test", 9)
+print(ok, msg, code == csock.ETIMEDOUT, csock.now() - t0 < 0.25)
+csock.sleep(0.4) -- the abandoned lookup ends meanwhile
+print(assert(csock.getaddrinfo("slow.csock.test", 80, {family = csock.AF_INET}))[1].addr)
+]])
+    assert.equal(0, r.status, r.err)
+    assert.equal("nil\ttimeout\ttrue\ttrue\n127.0.0.1\n", r.out)
+  end)
+
+  it("returns 'socket closed' when another task closes the socket during the lookup", function()
+    local r = run_with_shim(so, [[
+local s = csock.socket(csock.AF_INET, csock.SOCK_STREAM)
+csock.spawn(function() csock.sleep(0.05); s:close() end)
+local ok, msg, code = s:connect("slow.csock.test", 9)
+print(ok, msg, code == csock.EBADF)
+]])
+    assert.equal(0, r.status, r.err)
+    assert.equal("nil\tsocket closed\ttrue\n", r.out)
+  end)
+
+  it("may be cancelled: the task ends at once, the loop goes on", function()
+    local r = run_with_shim(so, [[
+local t = csock.spawn(function() return csock.getaddrinfo("slow.csock.test", 80) end)
+csock.sleep(0.02)
+local t0 = csock.now()
+t:cancel()
+csock.sleep(0)
+print(t:status(), csock.now() - t0 < 0.1)
+csock.sleep(0.4)
+print(#assert(csock.getaddrinfo("localhost", 80)) >= 1)
+]])
+    assert.equal(0, r.status, r.err)
+    assert.equal("cancelled\ttrue\ntrue\n", r.out)
+  end)
+
+  it("blocks in plain Lua outside the loop, and answers the same", function()
+    local script = rt.script([[
+local csock = require "csock"
+local list = assert(csock.getaddrinfo("slow.csock.test", 80, {family = csock.AF_INET}))
+print(list[1].addr)
+]])
+    local r = rt.exec({"lua5.4", script}, {env = "LD_PRELOAD=\"$LD_PRELOAD " .. so .. "\""})
+    os.remove(script)
+    assert.equal(0, r.status, r.err)
+    assert.equal("127.0.0.1\n", r.out)
+  end)
+end)

@@ -1,0 +1,268 @@
+/*
+** resolve.c - host names looked up on a helper thread while the task waits.
+**
+** getaddrinfo(3) has no non-blocking form.  Inside a task, a host *name*
+** (numeric addresses never reach the resolver) is looked up by a detached
+** thread of its own, and the task waits on an eventfd that the thread
+** writes when it is done, so the loop runs the other tasks meanwhile, as
+** libuv's getaddrinfo does with its thread pool.  Outside a task, or where
+** Lua cannot yield, addr.c resolves in place, blocking.
+**
+** Who frees a lookup: the thread touches it only until it sets `finished`,
+** its very last step.  The loop's thread frees it once `finished` is set:
+** at once when the waiting call goes on, or -- when the call gave up (a
+** timeout, a cancelled task) -- later, from this thread's list of orphans,
+** swept whenever a lookup starts.  Its eventfd is closed only then, so the
+** poller never reports an event for freed memory.
+*/
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netdb.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include "csock.h"
+
+#define CSOCK_LOOKUP "csock.lookup"
+
+typedef struct lookup {
+  csock_socket sock; /* the eventfd, in the form the loop's wait takes */
+  char *host, *service;
+  struct addrinfo hints;
+  int rc;  /* what getaddrinfo returned */
+  int err; /* errno after it, for EAI_SYSTEM */
+  struct addrinfo *res;
+  atomic_int finished;
+  lua_CFunction again; /* resolve_then: the method to call again, and */
+  int idx;             /* the index of its host argument */
+  struct lookup *next_orphan;
+} lookup;
+
+/* The Lua side of a lookup under way: a userdata on the waiting call's stack. */
+typedef struct lookup_box {
+  lookup *lk;
+} lookup_box;
+
+static _Thread_local lookup *orphans;
+
+static void *lookup_thread(void *arg) {
+  lookup *lk = (lookup *)arg;
+  lk->rc = getaddrinfo(lk->host, lk->service, &lk->hints, &lk->res);
+  lk->err = errno;
+  uint64_t one = 1;
+  ssize_t w = write(lk->sock.fd, &one, sizeof one);
+  (void)w; /* an eventfd write of 1 cannot fail short of overflow */
+  atomic_store_explicit(&lk->finished, 1, memory_order_release);
+  return NULL;
+}
+
+static int lookup_done(lookup *lk) {
+  return atomic_load_explicit(&lk->finished, memory_order_acquire);
+}
+
+static void lookup_free(lookup *lk) {
+  if (lk->sock.fd >= 0) close(lk->sock.fd);
+  if (lk->res) freeaddrinfo(lk->res);
+  free(lk->host);
+  free(lk->service);
+  free(lk);
+}
+
+static void sweep_orphans(void) {
+  lookup **p = &orphans;
+  while (*p) {
+    lookup *lk = *p;
+    if (lookup_done(lk)) {
+      *p = lk->next_orphan;
+      lookup_free(lk);
+    } else {
+      p = &lk->next_orphan;
+    }
+  }
+}
+
+/* The Lua side lets go: free now if the thread is done, else later. */
+static void box_release(lookup_box *box) {
+  lookup *lk = box->lk;
+  if (lk == NULL) return;
+  box->lk = NULL;
+  if (lookup_done(lk)) {
+    lookup_free(lk);
+  } else {
+    lk->next_orphan = orphans;
+    orphans = lk;
+  }
+}
+
+static int box_gc(lua_State *L) {
+  box_release((lookup_box *)luaL_checkudata(L, 1, CSOCK_LOOKUP));
+  return 0;
+}
+
+static char *dup_or_null(const char *s, int *failed) {
+  if (s == NULL) return NULL;
+  char *d = strdup(s);
+  if (d == NULL) *failed = 1;
+  return d;
+}
+
+/*
+** Starts looking host/service up on a new thread and pushes the lookup's
+** userdata; returns the lookup, or NULL (nothing pushed) if no thread
+** could be started -- then the caller resolves in place.
+*/
+static lookup *lookup_start(lua_State *L, const char *host, const char *service,
+                            const struct addrinfo *hints) {
+  sweep_orphans();
+  lookup *lk = (lookup *)calloc(1, sizeof *lk);
+  if (lk == NULL) return NULL;
+  int failed = 0;
+  lk->host = dup_or_null(host, &failed);
+  lk->service = dup_or_null(service, &failed);
+  lk->hints = *hints;
+  lk->sock.fd = failed ? -1 : eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+  lk->sock.timeout = -1;
+  if (lk->sock.fd < 0) {
+    lookup_free(lk);
+    return NULL;
+  }
+  lookup_box *box = (lookup_box *)lua_newuserdatauv(L, sizeof *box, 0);
+  box->lk = NULL;
+  if (luaL_newmetatable(L, CSOCK_LOOKUP)) {
+    lua_pushcfunction(L, box_gc);
+    lua_setfield(L, -2, "__gc");
+  }
+  lua_setmetatable(L, -2);
+  pthread_attr_t attr;
+  pthread_t thread;
+  int started = pthread_attr_init(&attr) == 0;
+  if (started) {
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    started = pthread_create(&thread, &attr, lookup_thread, lk) == 0;
+    pthread_attr_destroy(&attr);
+  }
+  if (!started) {
+    lua_pop(L, 1);
+    lookup_free(lk);
+    return NULL;
+  }
+  box->lk = lk;
+  return lk;
+}
+
+/*
+** Waits for the lookup whose userdata is at top + 1; k goes on when it is
+** done or the deadline passed.  Returns only on a failure to wait.
+*/
+static int lookup_wait(lua_State *L, lookup *lk, int top, double deadline, lua_KFunction k) {
+  int e = csock_wait(L, &lk->sock, CSOCK_READ, deadline, (lua_KContext)top, k);
+  box_release((lookup_box *)lua_touserdata(L, top + 1));
+  lua_settop(L, top);
+  return csock_failure(L, e);
+}
+
+/*
+** In a continuation: the finished lookup at top + 1, or NULL after pushing
+** the error result (a timeout, or a name that does not resolve) and
+** releasing it.
+*/
+static lookup *lookup_result(lua_State *L, int top, int *nres) {
+  lookup_box *box = (lookup_box *)lua_touserdata(L, top + 1);
+  lookup *lk = box->lk;
+  int woken = csock_woken(L);
+  if (woken < 0) {
+    box_release(box);
+    lua_settop(L, top);
+    *nres = csock_failure(L, woken);
+    return NULL;
+  }
+  while (!lookup_done(lk)) sched_yield(); /* woken by its write, its last step but one */
+  if (lk->rc != 0) {
+    int gai = lk->rc == EAI_SYSTEM ? lk->err : lk->rc;
+    box_release(box);
+    lua_settop(L, top);
+    *nres = addr_pusherror(L, gai);
+    return NULL;
+  }
+  return lk;
+}
+
+/* ---------------------------------------------------------------- bind, connect, sendto */
+
+static int again_k(lua_State *L, int status, lua_KContext ctx) {
+  (void)status;
+  int top = (int)ctx, nres;
+  lookup *lk = lookup_result(L, top, &nres);
+  if (lk == NULL) return nres;
+  char text[INET6_ADDRSTRLEN];
+  const struct sockaddr *sa = lk->res->ai_addr;
+  const void *bytes = sa->sa_family == AF_INET6
+                          ? (const void *)&((const struct sockaddr_in6 *)sa)->sin6_addr
+                          : (const void *)&((const struct sockaddr_in *)sa)->sin_addr;
+  int ok = inet_ntop(sa->sa_family, bytes, text, sizeof text) != NULL;
+  lua_CFunction again = lk->again;
+  int idx = lk->idx;
+  box_release((lookup_box *)lua_touserdata(L, top + 1));
+  lua_settop(L, top);
+  if (!ok) return csock_failure(L, errno);
+  /* closed by another task meanwhile: the result a wait on the socket gets */
+  if (((const csock_socket *)lua_touserdata(L, 1))->fd < 0)
+    return csock_failmsg(L, "socket closed", EBADF);
+  lua_pushstring(L, text); /* numeric now: the method will not come back here */
+  lua_replace(L, idx);
+  return again(L);
+}
+
+/*
+** The host argument at idx of the running method (bind, connect, sendto)
+** is a name: look it up while the task waits, then call again(L) with the
+** address found in its place.  Where no thread can be started, the name is
+** resolved in place (addr_resolve_here).
+*/
+int resolve_then(lua_State *L, int idx, int family, int socktype, double deadline,
+                 lua_CFunction again) {
+  int top = lua_gettop(L);
+  struct addrinfo hints;
+  memset(&hints, 0, sizeof hints);
+  hints.ai_family = family;
+  hints.ai_socktype = socktype;
+  hints.ai_flags = family == AF_INET6 ? AI_V4MAPPED : 0;
+  lookup *lk = lookup_start(L, lua_tostring(L, idx), NULL, &hints);
+  if (lk == NULL) {
+    addr_resolve_here();
+    return again(L);
+  }
+  lk->again = again;
+  lk->idx = idx;
+  return lookup_wait(L, lk, top, deadline, again_k);
+}
+
+/* ---------------------------------------------------------------- getaddrinfo */
+
+static int list_k(lua_State *L, int status, lua_KContext ctx) {
+  (void)status;
+  int top = (int)ctx, nres;
+  lookup *lk = lookup_result(L, top, &nres);
+  if (lk == NULL) return nres;
+  addr_push_list(L, lk->res);
+  box_release((lookup_box *)lua_touserdata(L, top + 1));
+  return 1;
+}
+
+/*
+** csock.getaddrinfo of a name inside a task: the address list, looked up
+** while the task waits.  Returns -1 when no thread could be started.
+*/
+int resolve_list(lua_State *L, const char *host, const char *service,
+                 const struct addrinfo *hints) {
+  int top = lua_gettop(L);
+  lookup *lk = lookup_start(L, host, service, hints);
+  if (lk == NULL) return -1;
+  return lookup_wait(L, lk, top, -1, list_k);
+}
