@@ -20,6 +20,7 @@
 #include <netdb.h>
 #include <pthread.h>
 #include <sched.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -113,6 +114,25 @@ static char *dup_or_null(const char *s, int *failed) {
 }
 
 /*
+** A detached thread for lk, with every signal blocked in it (as libuv's
+** pool threads have): signals stay with the loop's thread, whose handlers
+** and waits expect them.
+*/
+static int start_thread(lookup *lk) {
+  pthread_attr_t attr;
+  pthread_t thread;
+  sigset_t all, old;
+  if (pthread_attr_init(&attr) != 0) return 0;
+  pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+  sigfillset(&all);
+  pthread_sigmask(SIG_SETMASK, &all, &old);
+  int started = pthread_create(&thread, &attr, lookup_thread, lk) == 0;
+  pthread_sigmask(SIG_SETMASK, &old, NULL);
+  pthread_attr_destroy(&attr);
+  return started;
+}
+
+/*
 ** Starts looking host/service up on a new thread and pushes the lookup's
 ** userdata; returns the lookup, or NULL (nothing pushed) if no thread
 ** could be started -- then the caller resolves in place.
@@ -120,18 +140,7 @@ static char *dup_or_null(const char *s, int *failed) {
 static lookup *lookup_start(lua_State *L, const char *host, const char *service,
                             const struct addrinfo *hints) {
   sweep_orphans();
-  lookup *lk = (lookup *)calloc(1, sizeof *lk);
-  if (lk == NULL) return NULL;
-  int failed = 0;
-  lk->host = dup_or_null(host, &failed);
-  lk->service = dup_or_null(service, &failed);
-  lk->hints = *hints;
-  lk->sock.fd = failed ? -1 : eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-  lk->sock.timeout = -1;
-  if (lk->sock.fd < 0) {
-    lookup_free(lk);
-    return NULL;
-  }
+  /* the userdata first: if Lua runs out of memory here, nothing is lost */
   lookup_box *box = (lookup_box *)lua_newuserdatauv(L, sizeof *box, 0);
   box->lk = NULL;
   if (luaL_newmetatable(L, CSOCK_LOOKUP)) {
@@ -139,17 +148,19 @@ static lookup *lookup_start(lua_State *L, const char *host, const char *service,
     lua_setfield(L, -2, "__gc");
   }
   lua_setmetatable(L, -2);
-  pthread_attr_t attr;
-  pthread_t thread;
-  int started = pthread_attr_init(&attr) == 0;
-  if (started) {
-    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-    started = pthread_create(&thread, &attr, lookup_thread, lk) == 0;
-    pthread_attr_destroy(&attr);
+  lookup *lk = (lookup *)calloc(1, sizeof *lk);
+  int failed = lk == NULL;
+  if (lk != NULL) {
+    lk->host = dup_or_null(host, &failed);
+    lk->service = dup_or_null(service, &failed);
+    lk->hints = *hints;
+    lk->sock.timeout = -1;
+    lk->sock.fd = failed ? -1 : eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    failed = lk->sock.fd < 0 || !start_thread(lk);
   }
-  if (!started) {
+  if (failed) {
+    if (lk != NULL) lookup_free(lk);
     lua_pop(L, 1);
-    lookup_free(lk);
     return NULL;
   }
   box->lk = lk;
