@@ -7,12 +7,7 @@
 local csock = require "csock"
 local rt = require "support.rt"
 
-local function listener(backlog)
-  local srv = assert(csock.socket(csock.AF_INET, csock.SOCK_STREAM))
-  assert(srv:bind("127.0.0.1", 0))
-  assert(srv:listen(backlog or 16))
-  return srv, srv:getsockname().port
-end
+local listener = rt.listener
 
 -- A connected TCP pair: accepted side, client side (both with a timeout).
 local function tcp_pair()

@@ -4,14 +4,7 @@
 local csock = require "csock"
 local rt = require "support.rt"
 
--- A listening TCP socket on 127.0.0.1 and the port it got.
-local function listener()
-  local s = csock.socket(csock.AF_INET, csock.SOCK_STREAM)
-  assert(s:setsockopt(csock.SOL_SOCKET, csock.SO_REUSEADDR, true))
-  assert(s:bind("127.0.0.1", 0))
-  assert(s:listen(16))
-  return s, s:getsockname().port
-end
+local listener = rt.listener
 
 describe("a socket call inside a coroutine the task made", function()
   it("suspends only the task: a wrap iterator reads lines another task sends later", function()

@@ -2,14 +2,7 @@
 local csock = require "csock"
 local rt = require "support.rt"
 
--- A listening TCP socket on 127.0.0.1 and the port it got.
-local function listener(backlog)
-  local s = csock.socket(csock.AF_INET, csock.SOCK_STREAM)
-  assert(s:setsockopt(csock.SOL_SOCKET, csock.SO_REUSEADDR, true))
-  assert(s:bind("127.0.0.1", 0))
-  assert(s:listen(backlog or 128))
-  return s, s:getsockname().port
-end
+local listener = rt.listener
 
 -- Echoes every byte of one connection.
 local function echo(conn)

@@ -20,6 +20,8 @@ spec/support/rt.lua - helpers of the runtime, host and example specs.
                                raises "loop timed out"; fn's error is raised as is
   rt.fd_limit()                the soft limit on descriptors (`ulimit -n`), a number
   rt.has_ipv6()                true when ::1 can be bound
+  rt.listener([backlog])       a TCP socket listening on 127.0.0.1 (SO_REUSEADDR, backlog 16
+                               unless given) and the port it got
 
 Child processes find csock through LUA_PATH/LUA_CPATH pointing into the work tree and run under
 timeout(1), so a hung process cannot hang the suite.
@@ -187,6 +189,15 @@ function rt.has_ipv6()
   local bound = s:bind("::1", 0)
   s:close()
   return bound == true
+end
+
+function rt.listener(backlog)
+  local csock = require "csock"
+  local s = assert(csock.socket(csock.AF_INET, csock.SOCK_STREAM))
+  assert(s:setsockopt(csock.SOL_SOCKET, csock.SO_REUSEADDR, true))
+  assert(s:bind("127.0.0.1", 0))
+  assert(s:listen(backlog or 16))
+  return s, s:getsockname().port
 end
 
 -- A python3 program run to its end with the given arguments; see rt.exec.
