@@ -11,6 +11,7 @@
 ** loop resumes the task they resume the coroutine where it waited (loop.c,
 ** "Nested coroutines").  Anything else -- arguments, results, errors, a
 ** plain coroutine.yield -- behaves as with lcorolib's functions.
+** coroutine.close is wrapped only to refuse a coroutine parked that way.
 */
 #include "csock.h"
 
@@ -125,6 +126,18 @@ static int wrap_call(lua_State *L) {
   return wrap_result(L, co, resume_step(L, co, lua_gettop(L), BY_WRAP));
 }
 
+/* coroutine.close: Lua's own (upvalue 1), except that a parked coroutine
+   counts as running -- its task will resume it. */
+static int co_close(lua_State *L) {
+  luaL_checktype(L, 1, LUA_TTHREAD);
+  if (parked(L, BY_RESUME)) return luaL_error(L, "cannot close a running coroutine");
+  lua_settop(L, 1);
+  lua_pushvalue(L, lua_upvalueindex(1));
+  lua_insert(L, 1);
+  lua_call(L, 1, LUA_MULTRET);
+  return lua_gettop(L);
+}
+
 static int co_wrap(lua_State *L) {
   luaL_checktype(L, 1, LUA_TFUNCTION);
   lua_State *co = lua_newthread(L);
@@ -135,7 +148,7 @@ static int co_wrap(lua_State *L) {
 }
 
 /*
-** Puts resume and wrap into the coroutine library, unless the program has
+** Puts resume, wrap and close into the coroutine library, unless the program has
 ** already replaced Lua's resume with a function of its own (a Lua
 ** function: then its coroutines block in a wait, as before).
 */
@@ -150,6 +163,12 @@ void coro_install(lua_State *L) {
       lua_setfield(L, -2, "resume");
       lua_pushcfunction(L, co_wrap);
       lua_setfield(L, -2, "wrap");
+      if (lua_getfield(L, -1, "close") == LUA_TFUNCTION) {
+        lua_pushcclosure(L, co_close, 1);
+        lua_setfield(L, -2, "close");
+      } else {
+        lua_pop(L, 1);
+      }
     }
   }
   lua_pop(L, 2);
