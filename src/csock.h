@@ -139,6 +139,7 @@ int csock_ready(const csock_socket *s, int dir);
 void csock_drained(csock_socket *s);
 int csock_in_task(lua_State *L);
 void loop_forget_socket(csock_socket *s);
+void loop_wait_also(lua_State *L, csock_socket *s);
 int loop_run(lua_State *L);
 int loop_spawn(lua_State *L);
 int loop_sleep(lua_State *L);

@@ -62,6 +62,7 @@ typedef struct csock_task {
   size_t heap_pos;         /* 1-based position in the timer heap; 0: none */
   unsigned long long seq;  /* breaks ties between equal deadlines */
   csock_socket *wait_sock; /* socket waited on, if any */
+  csock_socket *also_sock; /* a socket whose close ends the wait too (loop_wait_also) */
   int wait_dir;
   struct csock_task *next;                /* ready queue */
   struct csock_task *prev_all, *next_all; /* every live task */
@@ -189,6 +190,10 @@ static void wake(csock_loop *lp, csock_task *t, int reason) {
     t->wait_sock = NULL;
     lp->io_waiters--;
   }
+  if (t->also_sock) {
+    if (t->also_sock->writer == t) t->also_sock->writer = NULL;
+    t->also_sock = NULL;
+  }
   if (t->heap_pos) heap_remove(lp, t);
   if (t->joining) unjoin(t);
   t->wake = reason;
@@ -311,6 +316,25 @@ int csock_wait(lua_State *L, csock_socket *s, int dir, double deadline, lua_KCon
   t->state = T_WAITING;
   t->wake = 0;
   return lua_yieldk(L, 0, ctx, k);
+}
+
+/*
+** The next wait of L's task (on some other descriptor) should also end,
+** with -EBADF, if s is closed meanwhile: a method waiting for a name lookup
+** before it can touch s (resolve.c).  s must be free for writing; the link
+** goes when the task wakes for any reason.  s NULL undoes it when the wait
+** could not start.
+*/
+void loop_wait_also(lua_State *L, csock_socket *s) {
+  csock_task *t = yieldable_task(L);
+  if (t == NULL) return;
+  if (s == NULL) {
+    if (t->also_sock && t->also_sock->writer == t) t->also_sock->writer = NULL;
+    t->also_sock = NULL;
+  } else if (s->writer == NULL) {
+    s->writer = t;
+    t->also_sock = s;
+  }
 }
 
 /* Called when s closes: leave the poller and wake whoever waits on it. */

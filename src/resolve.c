@@ -171,8 +171,11 @@ static lookup *lookup_start(lua_State *L, const char *host, const char *service,
 ** Waits for the lookup whose userdata is at top + 1; k goes on when it is
 ** done or the deadline passed.  Returns only on a failure to wait.
 */
-static int lookup_wait(lua_State *L, lookup *lk, int top, double deadline, lua_KFunction k) {
+static int lookup_wait(lua_State *L, lookup *lk, int top, double deadline, lua_KFunction k,
+                       csock_socket *for_sock) {
+  if (for_sock != NULL) loop_wait_also(L, for_sock); /* its close ends the wait */
   int e = csock_wait(L, &lk->sock, CSOCK_READ, deadline, (lua_KContext)top, k);
+  loop_wait_also(L, NULL);
   box_release((lookup_box *)lua_touserdata(L, top + 1));
   lua_settop(L, top);
   return csock_failure(L, e);
@@ -187,10 +190,10 @@ static lookup *lookup_result(lua_State *L, int top, int *nres) {
   lookup_box *box = (lookup_box *)lua_touserdata(L, top + 1);
   lookup *lk = box->lk;
   int woken = csock_woken(L);
-  if (woken < 0) {
+  if (woken < 0) { /* the deadline passed, or the socket was closed */
     box_release(box);
     lua_settop(L, top);
-    *nres = csock_failure(L, woken);
+    *nres = woken == -EBADF ? csock_failmsg(L, "socket closed", EBADF) : csock_failure(L, woken);
     return NULL;
   }
   while (!lookup_done(lk)) sched_yield(); /* woken by its write, its last step but one */
@@ -222,7 +225,7 @@ static int again_k(lua_State *L, int status, lua_KContext ctx) {
   box_release((lookup_box *)lua_touserdata(L, top + 1));
   lua_settop(L, top);
   if (!ok) return csock_failure(L, errno);
-  /* closed by another task meanwhile: the result a wait on the socket gets */
+  /* closed by another task meanwhile (the wait ends then, see lookup_wait) */
   if (((const csock_socket *)lua_touserdata(L, 1))->fd < 0)
     return csock_failmsg(L, "socket closed", EBADF);
   lua_pushstring(L, text); /* numeric now: the method will not come back here */
@@ -251,7 +254,7 @@ int resolve_then(lua_State *L, int idx, int family, int socktype, double deadlin
   }
   lk->again = again;
   lk->idx = idx;
-  return lookup_wait(L, lk, top, deadline, again_k);
+  return lookup_wait(L, lk, top, deadline, again_k, (csock_socket *)lua_touserdata(L, 1));
 }
 
 /* ---------------------------------------------------------------- getaddrinfo */
@@ -275,5 +278,5 @@ int resolve_list(lua_State *L, const char *host, const char *service,
   int top = lua_gettop(L);
   lookup *lk = lookup_start(L, host, service, hints);
   if (lk == NULL) return -1;
-  return lookup_wait(L, lk, top, -1, list_k);
+  return lookup_wait(L, lk, top, -1, list_k, NULL);
 }
