@@ -48,6 +48,26 @@ describe("a host name inside a task", function()
     assert.equal("ping", got)
   end)
 
+  it("a task that cancelled itself ends at its lookup; closing the socket later is harmless",
+    function()
+      local s = csock.socket(csock.AF_INET, csock.SOCK_STREAM)
+      local ended = false
+      csock.run(function()
+        csock.spawn(function() -- its handle is dropped at once
+          local _ <close> = setmetatable({}, {__close = function() ended = true end})
+          csock.current():cancel()
+          s:connect("localhost", 9) -- the task ends here
+          error("not reached")
+        end)
+        csock.sleep(0.02)
+        collectgarbage()
+        collectgarbage() -- the task is gone: nothing may point at it any more
+        s:close()
+      end)
+      assert.is_true(ended)
+      assert.matches("closed", tostring(s))
+    end)
+
   it("tcp_connect takes it", function()
     local server, port = listener()
     local line = rt.loop(function(go)

@@ -180,8 +180,16 @@ static void unjoin(csock_task *t) {
   t->next_joiner = NULL;
 }
 
+/* Drops the link loop_wait_also made, whatever ends the wait. */
+static void unlink_also(csock_task *t) {
+  if (t->also_sock == NULL) return;
+  if (t->also_sock->writer == t) t->also_sock->writer = NULL;
+  t->also_sock = NULL;
+}
+
 /* Makes a waiting task ready; reason is what its continuation will see. */
 static void wake(csock_loop *lp, csock_task *t, int reason) {
+  unlink_also(t); /* also for a task a cancel queued without a wait */
   if (t->state != T_WAITING) return;
   csock_socket *s = t->wait_sock;
   if (s) {
@@ -189,10 +197,6 @@ static void wake(csock_loop *lp, csock_task *t, int reason) {
     if (s->writer == t) s->writer = NULL;
     t->wait_sock = NULL;
     lp->io_waiters--;
-  }
-  if (t->also_sock) {
-    if (t->also_sock->writer == t) t->also_sock->writer = NULL;
-    t->also_sock = NULL;
   }
   if (t->heap_pos) heap_remove(lp, t);
   if (t->joining) unjoin(t);
@@ -329,8 +333,7 @@ void loop_wait_also(lua_State *L, csock_socket *s) {
   csock_task *t = yieldable_task(L);
   if (t == NULL) return;
   if (s == NULL) {
-    if (t->also_sock && t->also_sock->writer == t) t->also_sock->writer = NULL;
-    t->also_sock = NULL;
+    unlink_also(t);
   } else if (s->writer == NULL) {
     s->writer = t;
     t->also_sock = s;
@@ -645,6 +648,7 @@ static void task_failed(csock_loop *lp, csock_task *t) {
 }
 
 static void task_cancelled(csock_loop *lp, csock_task *t) {
+  unlink_also(t); /* before its stack goes, and the socket with it */
   close_nest(lp, t);
   if (close_thread(t->co, lp->L) != LUA_OK) {
     const char *msg = lua_tostring(t->co, -1);
