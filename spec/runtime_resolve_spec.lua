@@ -223,6 +223,24 @@ print(#assert(csock.getaddrinfo("localhost", 80)) >= 1)
     assert.equal("cancelled\ttrue\ntrue\n", r.out)
   end)
 
+  it("under way at csock.workers: lost in the worker (EAI_AGAIN), kept by the master", function()
+    local r = run_with_shim(so, [[
+local t = csock.spawn(function()
+  return csock.getaddrinfo("slow.csock.test", 80, {family = csock.AF_INET})
+end)
+csock.sleep(0.02) -- the lookup is under way
+local id = csock.workers(1)
+local ok, list, msg, code = t:join()
+if not id then -- the master, its worker done: the lookup was its own
+  print("master", ok, list[1].addr)
+else
+  print("worker", ok, list, type(msg), code == csock.EAI_AGAIN)
+end
+]])
+    assert.equal(0, r.status, r.err)
+    assert.equal("worker\ttrue\tnil\tstring\ttrue\nmaster\ttrue\t127.0.0.1\n", r.out)
+  end)
+
   it("blocks in plain Lua outside the loop, and answers the same", function()
     local script = rt.script([[
 local csock = require "csock"

@@ -140,6 +140,7 @@ void csock_drained(csock_socket *s);
 int csock_in_task(lua_State *L);
 void loop_forget_socket(csock_socket *s);
 void loop_wait_also(lua_State *L, csock_socket *s);
+void loop_after_fork(void);
 int loop_run(lua_State *L);
 int loop_spawn(lua_State *L);
 int loop_sleep(lua_State *L);

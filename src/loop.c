@@ -14,6 +14,7 @@
 ** the loop walks the events that point at it.
 */
 #include <errno.h>
+#include <fcntl.h>
 #include <math.h>
 #include <poll.h>
 #include <stdio.h>
@@ -337,6 +338,37 @@ void loop_wait_also(lua_State *L, csock_socket *s) {
   } else if (s->writer == NULL) {
     s->writer = t;
     t->also_sock = s;
+  }
+}
+
+/*
+** In a process just forked from one whose loop is running (csock.workers):
+** an epoll instance survives fork shared, so parent and child would take
+** each other's events.  The child gets an instance of its own under the
+** same descriptor number, re-registers what its tasks wait on, and every
+** other socket registers again at its next wait (a new generation).
+*/
+static void watch_signals(csock_loop *lp);
+
+void loop_after_fork(void) {
+  csock_loop *lp = running;
+  if (lp == NULL) return;
+  int fresh = backend_create();
+  if (fresh < 0) return;
+  dup3(fresh, lp->epfd, O_CLOEXEC);
+  close(fresh);
+  lp->gen = ++generation;
+  lp->signals_watched = 0;
+  watch_signals(lp);
+  for (csock_task *t = lp->all; t; t = t->next_all) {
+    csock_socket *s = t->wait_sock;
+    if (s == NULL || s->fd < 0) continue;
+    unsigned dirs = (s->reader ? CSOCK_READ : 0) | (s->writer ? CSOCK_WRITE : 0);
+    if (backend_add(lp->epfd, s->fd, s, dirs, 0) == 0) {
+      s->registered = 1;
+      s->gen = lp->gen;
+      s->wwatch = (dirs & CSOCK_WRITE) != 0;
+    }
   }
 }
 

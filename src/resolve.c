@@ -40,6 +40,7 @@ typedef struct lookup {
   int err; /* errno after it, for EAI_SYSTEM */
   struct addrinfo *res;
   atomic_int finished;
+  pid_t pid;           /* the process whose thread does the lookup (a forked child has none) */
   lua_CFunction again; /* resolve_then: the method to call again, and */
   int idx;             /* the index of its host argument */
   struct lookup *next_orphan;
@@ -155,6 +156,7 @@ static lookup *lookup_start(lua_State *L, const char *host, const char *service,
     lk->service = dup_or_null(service, &failed);
     lk->hints = *hints;
     lk->sock.timeout = -1;
+    lk->pid = getpid();
     lk->sock.fd = failed ? -1 : eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     failed = lk->sock.fd < 0 || !start_thread(lk);
   }
@@ -196,9 +198,15 @@ static lookup *lookup_result(lua_State *L, int top, int *nres) {
     *nres = woken == -EBADF ? csock_failmsg(L, "socket closed", EBADF) : csock_failure(L, woken);
     return NULL;
   }
-  while (!lookup_done(lk)) sched_yield(); /* woken by its write, its last step but one */
-  if (lk->rc != 0) {
-    int gai = lk->rc == EAI_SYSTEM ? lk->err : lk->rc;
+  /* woken by the thread's write, its last step but one -- unless this is a
+     child forked meanwhile, where no thread will ever finish it */
+  int lost = 0;
+  while (!lookup_done(lk) && !lost) {
+    lost = lk->pid != getpid();
+    if (!lost) sched_yield();
+  }
+  if (lost || lk->rc != 0) {
+    int gai = lost ? EAI_AGAIN : lk->rc == EAI_SYSTEM ? lk->err : lk->rc;
     box_release(box);
     lua_settop(L, top);
     *nres = addr_pusherror(L, gai);

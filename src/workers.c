@@ -34,13 +34,15 @@ int csock_worker_id(void) {
   return worker_id;
 }
 
-static void handle(int sig, void (*fn)(int)) {
+static void handle_saving(int sig, void (*fn)(int), struct sigaction *old) {
   struct sigaction sa;
   memset(&sa, 0, sizeof sa);
   sa.sa_handler = fn;
   sigemptyset(&sa.sa_mask);
-  sigaction(sig, &sa, NULL); /* no SA_RESTART: waitpid must see EINTR */
+  sigaction(sig, &sa, old); /* no SA_RESTART: waitpid must see EINTR */
 }
+
+static void handle(int sig, void (*fn)(int)) { handle_saving(sig, fn, NULL); }
 
 /* Forks worker i: returns its pid in the master, 0 in the worker. */
 static pid_t spawn_worker(int i) {
@@ -50,6 +52,7 @@ static pid_t spawn_worker(int i) {
   handle(SIGTERM, SIG_DFL);
   handle(SIGHUP, SIG_DFL);
   prctl(PR_SET_PDEATHSIG, SIGTERM); /* never outlive the master */
+  loop_after_fork();                /* a poller of its own */
   char num[16];
   snprintf(num, sizeof num, "%d", i);
   setenv(WORKER_ENV, num, 1);
@@ -70,9 +73,11 @@ static void forward(pid_t *pids, int n, int sig) {
 int workers_supervise(int n) {
   pid_t *pids = calloc((size_t)n, sizeof *pids);
   if (pids == NULL) return 1;
-  handle(SIGINT, on_stop);
-  handle(SIGTERM, on_stop);
-  handle(SIGHUP, on_stop);
+  /* the master's own handlers come back when it stops supervising (a script
+     that goes on after csock.workers returned must still die of SIGTERM) */
+  static const int stops[] = {SIGINT, SIGTERM, SIGHUP};
+  struct sigaction before[3];
+  for (int k = 0; k < 3; k++) handle_saving(stops[k], on_stop, &before[k]);
   for (int i = 0; i < n; i++) {
     pids[i] = spawn_worker(i + 1);
     if (pids[i] == 0) {
@@ -116,6 +121,8 @@ int workers_supervise(int n) {
     }
   }
   free(pids);
+  for (int k = 0; k < 3; k++) sigaction(stops[k], &before[k], NULL);
+  stop_signal = 0;
   return status;
 }
 
