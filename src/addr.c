@@ -57,16 +57,47 @@ static int addr_unix(lua_State *L, int idx, struct sockaddr_storage *ss, socklen
   return 0;
 }
 
-/* Set by resolve_then when it cannot start a thread: resolve the next name here. */
-static _Thread_local int resolve_here;
-
-void addr_resolve_here(void) { resolve_here = 1; }
+/* The hints a method's host name is resolved with (here or by resolve.c). */
+void addr_name_hints(struct addrinfo *hints, int family, int socktype) {
+  memset(hints, 0, sizeof *hints);
+  hints->ai_family = family;
+  hints->ai_socktype = socktype;
+  hints->ai_flags = family == AF_INET6 ? AI_V4MAPPED : 0;
+}
 
 /*
-** A name for the resolver: ADDR_LOOKUP inside a task (the caller hands it to
-** resolve_then), else resolved in place.  A scoped IPv6 address
-** ("fe80::1%eth0") is resolved in place too: the text resolve_then would put
-** back for it loses the scope.
+** What resolve.c found for the name of the method it is about to call again
+** (addr_hand_over), taken by the addr_resolve of that very call: the host
+** is the same Lua string, still on the method's stack, so its address
+** identifies it.  len 0 means "resolve it here" (no thread could start).
+*/
+static _Thread_local const char *handed_host; /* NULL: nothing handed over */
+static _Thread_local int handed_family;
+static _Thread_local struct sockaddr_storage handed_ss;
+static _Thread_local socklen_t handed_len;
+
+void addr_hand_over(const char *host, int family, const struct sockaddr *sa, socklen_t len) {
+  handed_host = host;
+  handed_family = family;
+  handed_len = sa != NULL ? len : 0;
+  if (sa != NULL) memcpy(&handed_ss, sa, (size_t)len);
+}
+
+/* 1: the address resolve.c found for host is in ss; -1: resolve it here; 0: neither. */
+static int take_handed(const char *host, int family, struct sockaddr_storage *ss, socklen_t *len) {
+  int mine = handed_host == host && handed_family == family;
+  handed_host = NULL; /* the next name resolved is the method's: nothing outlives it */
+  if (!mine) return 0;
+  if (handed_len == 0) return -1;
+  memcpy(ss, &handed_ss, handed_len);
+  *len = handed_len;
+  return 1;
+}
+
+/*
+** A name for the resolver: ADDR_LOOKUP inside a task (the caller hands it
+** to resolve_then, which calls the method again with the address found),
+** else resolved in place.
 */
 static int addr_resolve(lua_State *L, const char *host, unsigned short port, int family,
                         int socktype, struct sockaddr_storage *ss, socklen_t *len) {
@@ -74,20 +105,17 @@ static int addr_resolve(lua_State *L, const char *host, unsigned short port, int
   (void)L, (void)host, (void)port, (void)family, (void)socktype, (void)ss, (void)len;
   return EAI_NONAME;
 #endif
-  if (resolve_here)
-    resolve_here = 0;
-  else if (strchr(host, '%') == NULL && csock_in_task(L))
-    return ADDR_LOOKUP;
-  struct addrinfo hints, *res = NULL;
-  memset(&hints, 0, sizeof hints);
-  hints.ai_family = family;
-  hints.ai_socktype = socktype;
-  hints.ai_flags = family == AF_INET6 ? AI_V4MAPPED : 0;
-  int r = getaddrinfo(host, NULL, &hints, &res);
-  if (r != 0) return r == EAI_SYSTEM ? errno : r;
-  memcpy(ss, res->ai_addr, res->ai_addrlen);
-  *len = res->ai_addrlen;
-  freeaddrinfo(res);
+  int handed_over = take_handed(host, family, ss, len);
+  if (handed_over == 0 && csock_in_task(L)) return ADDR_LOOKUP;
+  if (handed_over <= 0) {
+    struct addrinfo hints, *res = NULL;
+    addr_name_hints(&hints, family, socktype);
+    int r = getaddrinfo(host, NULL, &hints, &res);
+    if (r != 0) return r == EAI_SYSTEM ? errno : r;
+    memcpy(ss, res->ai_addr, res->ai_addrlen);
+    *len = res->ai_addrlen;
+    freeaddrinfo(res);
+  }
   if (family == AF_INET6)
     ((struct sockaddr_in6 *)ss)->sin6_port = htons(port);
   else

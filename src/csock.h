@@ -112,7 +112,8 @@ int addr_getaddrinfo(lua_State *L);
 int addr_pusherror(lua_State *L, int gai);
 struct addrinfo;
 void addr_push_list(lua_State *L, const struct addrinfo *res);
-void addr_resolve_here(void);
+void addr_name_hints(struct addrinfo *hints, int family, int socktype);
+void addr_hand_over(const char *host, int family, const struct sockaddr *sa, socklen_t len);
 
 /* opt.c */
 int opt_set(lua_State *L);

@@ -15,7 +15,6 @@
 ** swept whenever a lookup starts.  Its eventfd is closed only then, so the
 ** poller never reports an event for freed memory.
 */
-#include <arpa/inet.h>
 #include <errno.h>
 #include <netdb.h>
 #include <pthread.h>
@@ -222,42 +221,31 @@ static int again_k(lua_State *L, int status, lua_KContext ctx) {
   int top = (int)ctx, nres;
   lookup *lk = lookup_result(L, top, &nres);
   if (lk == NULL) return nres;
-  char text[INET6_ADDRSTRLEN];
-  const struct sockaddr *sa = lk->res->ai_addr;
-  const void *bytes = sa->sa_family == AF_INET6
-                          ? (const void *)&((const struct sockaddr_in6 *)sa)->sin6_addr
-                          : (const void *)&((const struct sockaddr_in *)sa)->sin_addr;
-  int ok = inet_ntop(sa->sa_family, bytes, text, sizeof text) != NULL;
   lua_CFunction again = lk->again;
   int idx = lk->idx;
+  addr_hand_over(lua_tostring(L, idx), lk->hints.ai_family, lk->res->ai_addr, lk->res->ai_addrlen);
   box_release((lookup_box *)lua_touserdata(L, top + 1));
   lua_settop(L, top);
-  if (!ok) return csock_failure(L, errno);
   /* closed by another task meanwhile (the wait ends then, see lookup_wait) */
   if (((const csock_socket *)lua_touserdata(L, 1))->fd < 0)
     return csock_failmsg(L, "socket closed", EBADF);
-  lua_pushstring(L, text); /* numeric now: the method will not come back here */
-  lua_replace(L, idx);
-  return again(L);
+  return again(L); /* its addr_from_args takes the address handed over */
 }
 
 /*
 ** The host argument at idx of the running method (bind, connect, sendto)
-** is a name: look it up while the task waits, then call again(L) with the
-** address found in its place.  Where no thread can be started, the name is
-** resolved in place (addr_resolve_here).
+** is a name: look it up while the task waits, then call again(L), which
+** finds the address handed over.  Where no thread can be started, the
+** method is told to resolve the name in place.
 */
 int resolve_then(lua_State *L, int idx, int family, int socktype, double deadline,
                  lua_CFunction again) {
   int top = lua_gettop(L);
   struct addrinfo hints;
-  memset(&hints, 0, sizeof hints);
-  hints.ai_family = family;
-  hints.ai_socktype = socktype;
-  hints.ai_flags = family == AF_INET6 ? AI_V4MAPPED : 0;
+  addr_name_hints(&hints, family, socktype);
   lookup *lk = lookup_start(L, lua_tostring(L, idx), NULL, &hints);
   if (lk == NULL) {
-    addr_resolve_here();
+    addr_hand_over(lua_tostring(L, idx), family, NULL, 0);
     return again(L);
   }
   lk->again = again;
