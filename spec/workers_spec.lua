@@ -274,6 +274,22 @@ describe("csock.workers(n)", function()
     assert.matches("master nil 0\n$", out)
   end)
 
+  it("gives the master its own handlers back: SIGTERM ends a master that goes on", function()
+    local script = rt.script([[
+local id = csock.workers(1)
+if id then return end -- the worker ends at once
+print("master goes on")
+io.stdout:flush()
+csock.sleep(30)
+]])
+    local proc = rt.start({rt.BIN, script}, {limit = 20})
+    local t0 = csock.now()
+    rt.stop(proc) -- SIGTERM (timeout(1) would add SIGKILL 2 s later), then waits for the end
+    os.remove(script)
+    assert.equal("master goes on", proc.line)
+    assert.is_true(csock.now() - t0 < 1.5, "the master outlived SIGTERM")
+  end)
+
   it("gives up on a worker that keeps failing: nil, 1 in the master", function()
     local ok, out, err = helper.run_lua([[
       local id, status = require("csock").workers(1)
