@@ -14,6 +14,9 @@ local family = host:find(":", 1, true) and csock.AF_INET6 or csock.AF_INET
 local HELLO = "HTTP/1.1 200 OK\r\nContent-Length: 13\r\nContent-Type: text/plain\r\n\r\nHello, World!"
 local HELLO_CLOSE = "HTTP/1.1 200 OK\r\nContent-Length: 13\r\nContent-Type: text/plain\r\n"
   .. "Connection: close\r\n\r\nHello, World!"
+-- "Connection: close" in any letter case. A case-blind pattern rather than header:lower(),
+-- which would make a lowered copy of every header line only to look at its first letters.
+local CONNECTION_CLOSE = "^[Cc][Oo][Nn][Nn][Ee][Cc][Tt][Ii][Oo][Nn]:%s*[Cc][Ll][Oo][Ss][Ee]"
 
 local function serve(client)
   local c <close> = client
@@ -25,7 +28,7 @@ local function serve(client)
       local header = c:read("l")
       if not header then return end
       if header == "\r" or header == "" then break end -- the blank line ends the headers
-      if header:lower():find("^connection:%s*close") then close = true end
+      if header:find(CONNECTION_CLOSE) then close = true end
     end
     if close then
       c:write(HELLO_CLOSE)
