@@ -223,6 +223,36 @@ print(#assert(csock.getaddrinfo("localhost", 80)) >= 1)
     assert.equal("cancelled\ttrue\ntrue\n", r.out)
   end)
 
+  it("runs many at once on at most 16 helper threads, queueing the rest", function()
+    local r = run_with_shim(so, [[
+local function threads()
+  for line in io.lines("/proc/self/status") do
+    local n = line:match("^Threads:%s*(%d+)")
+    if n then return tonumber(n) end
+  end
+end
+local before = threads() -- 1, or more under a sanitizer's runtime
+local most, answered = 0, 0
+local sampler = csock.spawn(function()
+  while true do most = math.max(most, threads()); csock.sleep(0.005) end
+end)
+local t0 = csock.now()
+local tasks = {}
+for i = 1, 40 do
+  tasks[i] = csock.spawn(function()
+    local list = assert(csock.getaddrinfo("slow.csock.test", i, {family = csock.AF_INET}))
+    if list[1].addr == "127.0.0.1" and list[1].port == i then answered = answered + 1 end
+  end)
+end
+for _, t in ipairs(tasks) do assert(t:join()) end
+sampler:cancel()
+-- 40 lookups of 300 ms, 16 at a time: three rounds, so at least 0.6 s
+print(answered, most > before and most - before <= 16, csock.now() - t0 >= 0.6)
+]])
+    assert.equal(0, r.status, r.err)
+    assert.equal("40\ttrue\ttrue\n", r.out)
+  end)
+
   it("under way at csock.workers: lost in the worker (EAI_AGAIN), kept by the master", function()
     local r = run_with_shim(so, [[
 local t = csock.spawn(function()

@@ -1,19 +1,25 @@
 /*
-** resolve.c - host names looked up on a helper thread while the task waits.
+** resolve.c - host names looked up on helper threads while the task waits.
 **
 ** getaddrinfo(3) has no non-blocking form.  Inside a task, a host *name*
-** (numeric addresses never reach the resolver) is looked up by a detached
-** thread of its own, and the task waits on an eventfd that the thread
-** writes when it is done, so the loop runs the other tasks meanwhile, as
-** libuv's getaddrinfo does with its thread pool.  Outside a task, or where
-** Lua cannot yield, addr.c resolves in place, blocking.
+** (numeric addresses never reach the resolver) is looked up by a helper
+** thread, and the task waits on an eventfd that the thread writes when it
+** is done, so the loop runs the other tasks meanwhile, as libuv's
+** getaddrinfo does with its thread pool.  Outside a task, or where Lua
+** cannot yield, addr.c resolves in place, blocking.
 **
-** Who frees a lookup: the thread touches it only until it sets `finished`,
+** At most RESOLVER_THREADS helpers run at once; lookups beyond that wait
+** in a queue, and a helper that finishes takes the next one before it
+** ends, so a thousand tasks connecting to names at once make a handful of
+** threads, not a thousand, and no thread lingers once the queue is empty.
+**
+** Who frees a lookup: a helper touches it only until it sets `finished`,
 ** its very last step.  The loop's thread frees it once `finished` is set:
 ** at once when the waiting call goes on, or -- when the call gave up (a
 ** timeout, a cancelled task) -- later, from this thread's list of orphans,
 ** swept whenever a lookup starts.  Its eventfd is closed only then, so the
-** poller never reports an event for freed memory.
+** poller never reports an event for freed memory.  A lookup given up
+** while still queued is marked abandoned and skipped, not looked up.
 */
 #include <errno.h>
 #include <netdb.h>
@@ -31,6 +37,9 @@
 
 #define CSOCK_LOOKUP "csock.lookup"
 
+/* Enough for lookups that wait on slow DNS servers not to hold up the rest. */
+#define RESOLVER_THREADS 16
+
 typedef struct lookup {
   csock_socket sock; /* the eventfd, in the form the loop's wait takes */
   char *host, *service;
@@ -39,10 +48,12 @@ typedef struct lookup {
   int err; /* errno after it, for EAI_SYSTEM */
   struct addrinfo *res;
   atomic_int finished;
-  pid_t pid;           /* the process whose thread does the lookup (a forked child has none) */
-  lua_CFunction again; /* resolve_then: the method to call again, and */
-  int idx;             /* the index of its host argument */
+  atomic_int abandoned; /* nobody waits for it any more: skip the lookup */
+  pid_t pid;            /* the process whose thread does the lookup (a forked child has none) */
+  lua_CFunction again;  /* resolve_then: the method to call again, and */
+  int idx;              /* the index of its host argument */
   struct lookup *next_orphan;
+  struct lookup *next_queued;
 } lookup;
 
 /* The Lua side of a lookup under way: a userdata on the waiting call's stack. */
@@ -52,16 +63,64 @@ typedef struct lookup_box {
 
 static _Thread_local lookup *orphans;
 
-static void *lookup_thread(void *arg) {
-  lookup *lk = (lookup *)arg;
-  lk->rc = getaddrinfo(lk->host, lk->service, &lk->hints, &lk->res);
-  lk->err = errno;
+/*
+** The queue of lookups waiting for a helper, shared by every thread of the
+** process.  `helpers` counts the helpers alive; each one ends when it
+** finds the queue empty.
+*/
+static pthread_mutex_t queue_lock = PTHREAD_MUTEX_INITIALIZER;
+static lookup *queue_head, *queue_tail;
+static int helpers;
+
+static void lookup_run(lookup *lk) {
+  if (atomic_load_explicit(&lk->abandoned, memory_order_acquire)) {
+    lk->rc = EAI_AGAIN;
+  } else {
+    lk->rc = getaddrinfo(lk->host, lk->service, &lk->hints, &lk->res);
+    lk->err = errno;
+  }
   uint64_t one = 1;
   ssize_t w = write(lk->sock.fd, &one, sizeof one);
   (void)w; /* an eventfd write of 1 cannot fail short of overflow */
-  atomic_store_explicit(&lk->finished, 1, memory_order_release);
+  atomic_store_explicit(&lk->finished, 1, memory_order_release); /* lk is not ours any more */
+}
+
+/* Takes the next queued lookup, or ends this helper's count if there is none. */
+static lookup *queue_next(void) {
+  pthread_mutex_lock(&queue_lock);
+  lookup *lk = queue_head;
+  if (lk != NULL) {
+    queue_head = lk->next_queued;
+    if (queue_head == NULL) queue_tail = NULL;
+  } else {
+    helpers--;
+  }
+  pthread_mutex_unlock(&queue_lock);
+  return lk;
+}
+
+static void *helper_main(void *arg) {
+  for (lookup *lk = (lookup *)arg; lk != NULL; lk = queue_next()) lookup_run(lk);
   return NULL;
 }
+
+/*
+** A fork while a helper holds the lock would leave the child's copy locked
+** for good: the lock is held across fork, and the child, whose helpers did
+** not come along, starts with none and an empty queue (the queued lookups
+** are the parent's to finish; a child's task waiting on one is woken by the
+** shared eventfd and sees it lost, see lookup_result).
+*/
+static void fork_prepare(void) { pthread_mutex_lock(&queue_lock); }
+static void fork_parent(void) { pthread_mutex_unlock(&queue_lock); }
+static void fork_child(void) {
+  queue_head = queue_tail = NULL;
+  helpers = 0;
+  pthread_mutex_unlock(&queue_lock);
+}
+
+static pthread_once_t fork_handlers_once = PTHREAD_ONCE_INIT;
+static void install_fork_handlers(void) { pthread_atfork(fork_prepare, fork_parent, fork_child); }
 
 static int lookup_done(lookup *lk) {
   return atomic_load_explicit(&lk->finished, memory_order_acquire);
@@ -96,6 +155,7 @@ static void box_release(lookup_box *box) {
   if (lookup_done(lk)) {
     lookup_free(lk);
   } else {
+    atomic_store_explicit(&lk->abandoned, 1, memory_order_release);
     lk->next_orphan = orphans;
     orphans = lk;
   }
@@ -114,11 +174,11 @@ static char *dup_or_null(const char *s, int *failed) {
 }
 
 /*
-** A detached thread for lk, with every signal blocked in it (as libuv's
-** pool threads have): signals stay with the loop's thread, whose handlers
-** and waits expect them.
+** A detached helper that starts with lk, with every signal blocked in it
+** (as libuv's pool threads have): signals stay with the loop's thread,
+** whose handlers and waits expect them.
 */
-static int start_thread(lookup *lk) {
+static int start_helper(lookup *lk) {
   pthread_attr_t attr;
   pthread_t thread;
   sigset_t all, old;
@@ -126,16 +186,41 @@ static int start_thread(lookup *lk) {
   pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
   sigfillset(&all);
   pthread_sigmask(SIG_SETMASK, &all, &old);
-  int started = pthread_create(&thread, &attr, lookup_thread, lk) == 0;
+  int started = pthread_create(&thread, &attr, helper_main, lk) == 0;
   pthread_sigmask(SIG_SETMASK, &old, NULL);
   pthread_attr_destroy(&attr);
   return started;
 }
 
 /*
-** Starts looking host/service up on a new thread and pushes the lookup's
-** userdata; returns the lookup, or NULL (nothing pushed) if no thread
-** could be started -- then the caller resolves in place.
+** Hands lk to a helper: a new one while fewer than RESOLVER_THREADS run,
+** else the queue.  Returns 0 if no helper runs and none could be started.
+*/
+static int submit(lookup *lk) {
+  pthread_once(&fork_handlers_once, install_fork_handlers);
+  pthread_mutex_lock(&queue_lock);
+  int start = helpers < RESOLVER_THREADS;
+  if (start) helpers++;
+  pthread_mutex_unlock(&queue_lock);
+  if (start && start_helper(lk)) return 1;
+  pthread_mutex_lock(&queue_lock);
+  if (start) helpers--;
+  int queued = helpers > 0; /* a running helper will take it */
+  if (queued) {
+    if (queue_tail != NULL)
+      queue_tail->next_queued = lk;
+    else
+      queue_head = lk;
+    queue_tail = lk;
+  }
+  pthread_mutex_unlock(&queue_lock);
+  return queued;
+}
+
+/*
+** Starts looking host/service up on a helper and pushes the lookup's
+** userdata; returns the lookup, or NULL (nothing pushed) if no helper
+** runs or could be started -- then the caller resolves in place.
 */
 static lookup *lookup_start(lua_State *L, const char *host, const char *service,
                             const struct addrinfo *hints) {
@@ -157,7 +242,7 @@ static lookup *lookup_start(lua_State *L, const char *host, const char *service,
     lk->sock.timeout = -1;
     lk->pid = getpid();
     lk->sock.fd = failed ? -1 : eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-    failed = lk->sock.fd < 0 || !start_thread(lk);
+    failed = lk->sock.fd < 0 || !submit(lk);
   }
   if (failed) {
     if (lk != NULL) lookup_free(lk);
