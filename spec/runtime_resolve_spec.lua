@@ -68,6 +68,29 @@ describe("a host name inside a task", function()
       assert.matches("closed", tostring(s))
     end)
 
+  it("fails with EMFILE, at once, when no descriptor is left for the lookup", function()
+    local script = rt.script([[
+local tcp = csock.socket(csock.AF_INET, csock.SOCK_STREAM)
+local held = {}
+while true do
+  local s = csock.socket(csock.AF_INET, csock.SOCK_DGRAM)
+  if not s then break end
+  held[#held + 1] = s
+end
+print(csock.getaddrinfo("localhost", 80))
+print(tcp:connect("localhost", 80))
+for i = 1, 4 do held[i]:close() end
+print(assert(csock.getaddrinfo("localhost", 80, {family = csock.AF_INET}))[1].addr)
+]])
+    -- the shell lowers the limit, then hands the sanitizer's preload (if any) back to csock
+    local r = rt.exec({"sh", "-c", 'ulimit -n 64 && LD_PRELOAD="$CSOCK_PRELOAD" exec "$0" "$1"',
+      rt.BIN, script})
+    os.remove(script)
+    assert.equal(0, r.status, r.err)
+    local emfile = ("nil\tToo many open files\t%d\n"):format(csock.EMFILE)
+    assert.equal(emfile .. emfile .. "127.0.0.1\n", r.out)
+  end)
+
   it("tcp_connect takes it", function()
     local server, port = listener()
     local line = rt.loop(function(go)

@@ -219,12 +219,16 @@ static int submit(lookup *lk) {
 
 /*
 ** Starts looking host/service up on a helper and pushes the lookup's
-** userdata; returns the lookup, or NULL (nothing pushed) if no helper
-** runs or could be started -- then the caller resolves in place.
+** userdata; returns the lookup, or NULL (nothing pushed) with *err set:
+** an errno when no descriptor was left for the lookup's eventfd (the call
+** fails with it: resolving in place would block the loop only to fail for
+** the same reason), or 0 when no helper runs or could be started and the
+** caller resolves in place.
 */
 static lookup *lookup_start(lua_State *L, const char *host, const char *service,
-                            const struct addrinfo *hints) {
+                            const struct addrinfo *hints, int *err) {
   sweep_orphans();
+  *err = 0;
   /* the userdata first: if Lua runs out of memory here, nothing is lost */
   lookup_box *box = (lookup_box *)lua_newuserdatauv(L, sizeof *box, 0);
   box->lk = NULL;
@@ -242,6 +246,7 @@ static lookup *lookup_start(lua_State *L, const char *host, const char *service,
     lk->sock.timeout = -1;
     lk->pid = getpid();
     lk->sock.fd = failed ? -1 : eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (lk->sock.fd < 0 && (errno == EMFILE || errno == ENFILE)) *err = errno;
     failed = lk->sock.fd < 0 || !submit(lk);
   }
   if (failed) {
@@ -328,7 +333,9 @@ int resolve_then(lua_State *L, int idx, int family, int socktype, double deadlin
   int top = lua_gettop(L);
   struct addrinfo hints;
   addr_name_hints(&hints, family, socktype);
-  lookup *lk = lookup_start(L, lua_tostring(L, idx), NULL, &hints);
+  int err;
+  lookup *lk = lookup_start(L, lua_tostring(L, idx), NULL, &hints, &err);
+  if (lk == NULL && err != 0) return csock_failure(L, err);
   if (lk == NULL) {
     addr_hand_over(lua_tostring(L, idx), family, NULL, 0);
     return again(L);
@@ -357,7 +364,9 @@ static int list_k(lua_State *L, int status, lua_KContext ctx) {
 int resolve_list(lua_State *L, const char *host, const char *service,
                  const struct addrinfo *hints) {
   int top = lua_gettop(L);
-  lookup *lk = lookup_start(L, host, service, hints);
+  int err;
+  lookup *lk = lookup_start(L, host, service, hints, &err);
+  if (lk == NULL && err != 0) return csock_failure(L, err);
   if (lk == NULL) return -1;
   return lookup_wait(L, lk, top, -1, list_k, NULL);
 }
