@@ -245,8 +245,11 @@ static lookup *lookup_start(lua_State *L, const char *host, const char *service,
     lk->hints = *hints;
     lk->sock.timeout = -1;
     lk->pid = getpid();
-    lk->sock.fd = failed ? -1 : eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-    if (lk->sock.fd < 0 && (errno == EMFILE || errno == ENFILE)) *err = errno;
+    lk->sock.fd = -1;
+    if (!failed) {
+      lk->sock.fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+      if (lk->sock.fd < 0 && (errno == EMFILE || errno == ENFILE)) *err = errno;
+    }
     failed = lk->sock.fd < 0 || !submit(lk);
   }
   if (failed) {
