@@ -107,18 +107,30 @@ print(assert(csock.getaddrinfo("localhost", 80, {family = csock.AF_INET}))[1].ad
 end)
 
 -- The shim: "slow.csock.test" answers 127.0.0.1 after 300 ms, "nowhere.csock.test" fails with
--- EAI_NONAME after 100 ms; other names go to the real resolver.
+-- EAI_NONAME after 100 ms; other names go to the real resolver.  With CSOCK_SHIM_LOG set, each
+-- lookup of the slow name adds a line to that file.
 local SHIM = [[
 #define _GNU_SOURCE
 #include <dlfcn.h>
 #include <netdb.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 typedef int (*gai_fn)(const char *, const char *, const struct addrinfo *, struct addrinfo **);
+static void note(const char *node) {
+  const char *path = getenv("CSOCK_SHIM_LOG");
+  FILE *f = path ? fopen(path, "a") : NULL;
+  if (f) {
+    fprintf(f, "%s\n", node);
+    fclose(f);
+  }
+}
 int getaddrinfo(const char *node, const char *service, const struct addrinfo *hints,
                 struct addrinfo **res) {
   gai_fn real = (gai_fn)dlsym(RTLD_NEXT, "getaddrinfo");
   if (node && strcmp(node, "slow.csock.test") == 0) {
+    note(node);
     usleep(300000);
     return real("127.0.0.1", service, hints, res);
   }
@@ -144,9 +156,9 @@ end
 
 -- Runs a host script with the shim preloaded (after whatever is preloaded already: make asan's
 -- sanitizer runtime must stay first).
-local function run_with_shim(so, text)
+local function run_with_shim(so, text, env)
   local script = rt.script(text)
-  local r = rt.exec({rt.BIN, script}, {env = "LD_PRELOAD=\"$LD_PRELOAD " .. so .. "\""})
+  local r = rt.exec({rt.BIN, script}, {env = "LD_PRELOAD=\"$LD_PRELOAD " .. so .. "\" " .. (env or "")})
   os.remove(script)
   return r
 end
@@ -274,6 +286,28 @@ print(answered, most > before and most - before <= 16, csock.now() - t0 >= 0.6)
 ]])
     assert.equal(0, r.status, r.err)
     assert.equal("40\ttrue\ttrue\n", r.out)
+  end)
+
+  it("drops a queued lookup whose task was cancelled, without looking it up", function()
+    local log = rt.tmppath(".log")
+    local r = run_with_shim(so, [[
+local function lookup() return csock.getaddrinfo("slow.csock.test", 80) end
+local busy, queued = {}, {}
+for i = 1, 16 do busy[i] = csock.spawn(lookup) end
+csock.sleep(0.05) -- every helper is looking a name up
+for i = 1, 10 do queued[i] = csock.spawn(lookup) end
+csock.sleep(0) -- their lookups are queued
+for _, t in ipairs(queued) do t:cancel() end
+for _, t in ipairs(busy) do assert(t:join()) end
+csock.sleep(0.1) -- the helpers go through the queue
+print(#assert(csock.getaddrinfo("localhost", 80)) >= 1)
+]], "CSOCK_SHIM_LOG=" .. log)
+    local looked_up = 0
+    for _ in io.lines(log) do looked_up = looked_up + 1 end
+    os.remove(log)
+    assert.equal(0, r.status, r.err)
+    assert.equal("true\n", r.out)
+    assert.equal(16, looked_up)
   end)
 
   it("under way at csock.workers: lost in the worker (EAI_AGAIN), kept by the master", function()

@@ -161,6 +161,7 @@ static void box_release(lookup_box *box) {
   }
 }
 
+/* __close and __gc of the lookup's userdata (whichever comes first lets go). */
 static int box_gc(lua_State *L) {
   box_release((lookup_box *)luaL_checkudata(L, 1, CSOCK_LOOKUP));
   return 0;
@@ -235,6 +236,8 @@ static lookup *lookup_start(lua_State *L, const char *host, const char *service,
   if (luaL_newmetatable(L, CSOCK_LOOKUP)) {
     lua_pushcfunction(L, box_gc);
     lua_setfield(L, -2, "__gc");
+    lua_pushcfunction(L, box_gc);
+    lua_setfield(L, -2, "__close");
   }
   lua_setmetatable(L, -2);
   lookup *lk = (lookup *)calloc(1, sizeof *lk);
@@ -258,6 +261,9 @@ static lookup *lookup_start(lua_State *L, const char *host, const char *service,
     return NULL;
   }
   box->lk = lk;
+  /* to-be-closed: a task cancelled meanwhile lets go of the lookup as its
+     coroutine is closed, so a queued one is dropped, not left to the collector */
+  lua_toclose(L, -1);
   return lk;
 }
 
