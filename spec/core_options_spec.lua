@@ -148,6 +148,98 @@ describe("socket options", function()
     end)
   end)
 
+  -- Multicast stays on this host: the group is joined on the loopback interface and sent to
+  -- with a TTL of 0.
+  describe("multicast groups", function()
+    local GROUP = "239.255.77.1"
+
+    local function receiver()
+      local rx = csock.socket(csock.AF_INET, csock.SOCK_DGRAM)
+      assert(rx:setsockopt(csock.SOL_SOCKET, csock.SO_REUSEADDR, true))
+      assert(rx:bind(GROUP, 0)) -- the group's own address: only its datagrams arrive
+      rx:settimeout(2)
+      return rx, rx:getsockname().port
+    end
+
+    local function sender()
+      local tx = csock.socket(csock.AF_INET, csock.SOCK_DGRAM)
+      assert.is_true(tx:setsockopt(csock.IPPROTO_IP, csock.IP_MULTICAST_IF, "127.0.0.1"))
+      assert.is_true(tx:setsockopt(csock.IPPROTO_IP, csock.IP_MULTICAST_TTL, 0))
+      assert.is_true(tx:setsockopt(csock.IPPROTO_IP, csock.IP_MULTICAST_LOOP, true))
+      return tx
+    end
+
+    it("IP_ADD_MEMBERSHIP joins a group: the receiver gets what a sender sends to it", function()
+      local rx <close>, port = receiver()
+      local join = {multiaddr = GROUP, interface = "127.0.0.1"}
+      assert.is_true(rx:setsockopt(csock.IPPROTO_IP, csock.IP_ADD_MEMBERSHIP, join))
+      local tx <close> = sender()
+      assert.equal(12, tx:sendto("to the group", GROUP, port))
+      local data, from = rx:recvfrom(100)
+      assert.equal("to the group", data)
+      assert.equal("127.0.0.1", from.addr)
+      assert.equal(tx:getsockname().port, from.port)
+    end)
+
+    it("IP_DROP_MEMBERSHIP leaves it: nothing more arrives", function()
+      local rx <close>, port = receiver()
+      local join = {multiaddr = GROUP, interface = "127.0.0.1"}
+      assert.is_true(rx:setsockopt(csock.IPPROTO_IP, csock.IP_ADD_MEMBERSHIP, join))
+      assert.is_true(rx:setsockopt(csock.IPPROTO_IP, csock.IP_DROP_MEMBERSHIP, join))
+      local tx <close> = sender()
+      tx:sendto("after leaving", GROUP, port)
+      rx:settimeout(0.2)
+      assert.same({nil, "timeout", csock.ETIMEDOUT}, {rx:recvfrom(100)})
+    end)
+
+    it("IP_MULTICAST_IF reads back as the address text", function()
+      local tx <close> = sender()
+      assert.equal("127.0.0.1", tx:getsockopt(csock.IPPROTO_IP, csock.IP_MULTICAST_IF))
+    end)
+
+    it("the kernel refusing a group that is not multicast is nil, message, EINVAL", function()
+      local rx <close> = receiver()
+      local ok, msg, code = rx:setsockopt(csock.IPPROTO_IP, csock.IP_ADD_MEMBERSHIP,
+        {multiaddr = "127.0.0.1"})
+      assert.is_nil(ok)
+      assert.is_string(msg)
+      assert.equal(csock.EINVAL, code)
+    end)
+
+    it("IPV6_JOIN_GROUP and IPV6_LEAVE_GROUP take the interface by name or index", function()
+      if not has_ipv6() then pending("no ipv6") end
+      local s <close> = csock.socket(csock.AF_INET6, csock.SOCK_DGRAM)
+      local opt = {multiaddr = "ff02::1:3", interface = "lo"}
+      assert.is_true(s:setsockopt(csock.IPPROTO_IPV6, csock.IPV6_JOIN_GROUP, opt))
+      opt.interface = 1 -- lo's index
+      assert.is_true(s:setsockopt(csock.IPPROTO_IPV6, csock.IPV6_LEAVE_GROUP, opt))
+      assert.is_true(s:setsockopt(csock.IPPROTO_IPV6, csock.IPV6_MULTICAST_IF, 1))
+      assert.equal(1, s:getsockopt(csock.IPPROTO_IPV6, csock.IPV6_MULTICAST_IF))
+    end)
+
+    it("membership options are write-only, and a bad group or interface raises", function()
+      local s <close> = csock.socket(csock.AF_INET, csock.SOCK_DGRAM)
+      local IP, IP6 = csock.IPPROTO_IP, csock.IPPROTO_IPV6
+      assert.error_matches(function() s:getsockopt(IP, csock.IP_ADD_MEMBERSHIP) end,
+        "^bad argument #3 to 'getsockopt' %(option is write%-only%)")
+      assert.error_matches(function() s:setsockopt(IP, csock.IP_ADD_MEMBERSHIP, "239.1.1.1") end,
+        "^bad argument #4 to 'setsockopt' %(table expected")
+      assert.error_matches(function() s:setsockopt(IP, csock.IP_ADD_MEMBERSHIP, {}) end,
+        "^bad argument #4 to 'setsockopt' %(field 'multiaddr' missing%)")
+      assert.error_matches(function()
+        s:setsockopt(IP, csock.IP_ADD_MEMBERSHIP, {multiaddr = "nope"})
+      end, "^bad argument #4 to 'setsockopt' %(multiaddr is not an IPv4 address")
+      assert.error_matches(function() s:setsockopt(IP, csock.IP_MULTICAST_IF, 5) end,
+        "^bad argument #4 to 'setsockopt' %(value must be an IPv4 address%)")
+      assert.error_matches(function()
+        s:setsockopt(IP6, csock.IPV6_JOIN_GROUP, {multiaddr = "239.1.1.1"})
+      end, "^bad argument #4 to 'setsockopt' %(field 'multiaddr' must be an IPv6 address%)")
+      assert.error_matches(function()
+        s:setsockopt(IP6, csock.IPV6_JOIN_GROUP, {multiaddr = "ff02::1", interface = "nosuch0"})
+      end, "^bad argument #4 to 'setsockopt' %(no interface 'nosuch0'%)")
+    end)
+  end)
+
   describe("bad arguments", function()
     it("an unknown option name raises", function()
       local s <close> = tcp()

@@ -4,27 +4,43 @@
 ** programming error, reported before any system call.
 */
 #include <errno.h>
+#include <arpa/inet.h>
 #include <limits.h>
+#include <net/if.h>
 #include <netinet/in.h>
 #include <netinet/ip.h>
 #include <netinet/tcp.h>
 #include <sys/socket.h>
+#include <string.h>
 #include <sys/time.h>
 
 #include "csock.h"
 
-typedef enum { OPT_INT, OPT_BOOL, OPT_LINGER, OPT_TIMEVAL } opt_kind;
-enum { OPT_RW = 0, OPT_RO = 1 };
+/*
+** OPT_MREQ, OPT_MREQ6: a multicast group to join or leave, as the table
+** {multiaddr = group, interface = ...} (LuaSocket's shape); OPT_INADDR: an
+** IPv4 address given and read as text.
+*/
+typedef enum {
+  OPT_INT,
+  OPT_BOOL,
+  OPT_LINGER,
+  OPT_TIMEVAL,
+  OPT_MREQ,
+  OPT_MREQ6,
+  OPT_INADDR
+} opt_kind;
+typedef enum { OPT_RW, OPT_RO, OPT_WO } opt_access;
 
 typedef struct opt_entry {
   const char *name;
   int level, optname;
   opt_kind kind;
-  int readonly;
+  opt_access access;
 } opt_entry;
 
-#define O(level, name, kind, ro) \
-  { #name, level, name, kind, ro }
+#define O(level, name, kind, access) \
+  { #name, level, name, kind, access }
 static const opt_entry options[] = {
     O(SOL_SOCKET, SO_REUSEADDR, OPT_BOOL, OPT_RW),
     O(SOL_SOCKET, SO_REUSEPORT, OPT_BOOL, OPT_RW),
@@ -61,11 +77,17 @@ static const opt_entry options[] = {
     O(IPPROTO_IP, IP_MULTICAST_TTL, OPT_INT, OPT_RW),
     O(IPPROTO_IP, IP_MULTICAST_LOOP, OPT_BOOL, OPT_RW),
     O(IPPROTO_IP, IP_FREEBIND, OPT_BOOL, OPT_RW),
+    O(IPPROTO_IP, IP_MULTICAST_IF, OPT_INADDR, OPT_RW),
+    O(IPPROTO_IP, IP_ADD_MEMBERSHIP, OPT_MREQ, OPT_WO),
+    O(IPPROTO_IP, IP_DROP_MEMBERSHIP, OPT_MREQ, OPT_WO),
     O(IPPROTO_IPV6, IPV6_V6ONLY, OPT_BOOL, OPT_RW),
     O(IPPROTO_IPV6, IPV6_UNICAST_HOPS, OPT_INT, OPT_RW),
     O(IPPROTO_IPV6, IPV6_MULTICAST_HOPS, OPT_INT, OPT_RW),
     O(IPPROTO_IPV6, IPV6_MULTICAST_LOOP, OPT_BOOL, OPT_RW),
-    {NULL, 0, 0, OPT_INT, 0},
+    O(IPPROTO_IPV6, IPV6_MULTICAST_IF, OPT_INT, OPT_RW),
+    O(IPPROTO_IPV6, IPV6_JOIN_GROUP, OPT_MREQ6, OPT_WO),
+    O(IPPROTO_IPV6, IPV6_LEAVE_GROUP, OPT_MREQ6, OPT_WO),
+    {NULL, 0, 0, OPT_INT, OPT_RW},
 };
 #undef O
 
@@ -127,21 +149,62 @@ static int opt_checkfield(lua_State *L, int idx, const char *field) {
   return v;
 }
 
-int opt_set(lua_State *L) {
-  csock_socket *s = sock_checkopen(L, 1);
-  sock_nodelay_now(s); /* before, so that the caller's own choice wins */
-  const opt_entry *o = opt_check(L);
-  csock_argcheck(L, !o->readonly, 3, "option is read-only");
-  csock_checkany(L, 4);
-  int r;
+/* An IPv4 address in text at the top of the stack ("*" or nil: any), popped, into *a. */
+static void opt_pop_inaddr(lua_State *L, int idx, const char *what, struct in_addr *a) {
+  int type = lua_type(L, -1);
+  if (type != LUA_TSTRING && type != LUA_TNIL)
+    csock_argerror(L, idx, lua_pushfstring(L, "%s must be an IPv4 address", what));
+  const char *text = type == LUA_TNIL ? "*" : lua_tostring(L, -1);
+  if (strcmp(text, "*") == 0)
+    a->s_addr = htonl(INADDR_ANY);
+  else if (inet_pton(AF_INET, text, a) != 1)
+    csock_argerror(L, idx, lua_pushfstring(L, "%s is not an IPv4 address: '%s'", what, text));
+  lua_pop(L, 1);
+}
+
+/* {multiaddr = "239.1.2.3", interface = "192.0.2.1" or "*"/nil} */
+static void opt_check_mreq(lua_State *L, int idx, struct ip_mreq *mr) {
+  csock_checktype(L, idx, LUA_TTABLE);
+  lua_getfield(L, idx, "multiaddr");
+  csock_argcheck(L, !lua_isnil(L, -1), idx, "field 'multiaddr' missing");
+  opt_pop_inaddr(L, idx, "multiaddr", &mr->imr_multiaddr);
+  lua_getfield(L, idx, "interface");
+  opt_pop_inaddr(L, idx, "interface", &mr->imr_interface);
+}
+
+/* {multiaddr = "ff02::1:3", interface = index or name ("lo"), nil: the kernel's choice} */
+static void opt_check_mreq6(lua_State *L, int idx, struct ipv6_mreq *mr) {
+  csock_checktype(L, idx, LUA_TTABLE);
+  lua_getfield(L, idx, "multiaddr");
+  const char *group = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : NULL;
+  if (group == NULL || inet_pton(AF_INET6, group, &mr->ipv6mr_multiaddr) != 1)
+    csock_argerror(L, idx, "field 'multiaddr' must be an IPv6 address");
+  lua_pop(L, 1);
+  lua_getfield(L, idx, "interface");
+  mr->ipv6mr_interface = 0;
+  if (lua_isinteger(L, -1)) {
+    lua_Integer i = lua_tointeger(L, -1);
+    csock_argcheck(L, i >= 0 && i <= INT_MAX, idx, "interface index out of range");
+    mr->ipv6mr_interface = (unsigned)i;
+  } else if (lua_type(L, -1) == LUA_TSTRING) {
+    mr->ipv6mr_interface = if_nametoindex(lua_tostring(L, -1));
+    if (mr->ipv6mr_interface == 0)
+      csock_argerror(L, idx, lua_pushfstring(L, "no interface '%s'", lua_tostring(L, -1)));
+  } else if (!lua_isnil(L, -1)) {
+    csock_argerror(L, idx, "field 'interface' must be an index or a name");
+  }
+  lua_pop(L, 1);
+}
+
+/* The option's value from argument 4, set on s; the setsockopt result. */
+static int opt_set_value(lua_State *L, const csock_socket *s, const opt_entry *o) {
   switch (o->kind) {
     case OPT_LINGER: {
       csock_checktype(L, 4, LUA_TTABLE);
       struct linger lg;
       lg.l_onoff = opt_checkfield(L, 4, "onoff") != 0;
       lg.l_linger = opt_checkfield(L, 4, "linger");
-      r = setsockopt(s->fd, o->level, o->optname, &lg, sizeof lg);
-      break;
+      return setsockopt(s->fd, o->level, o->optname, &lg, sizeof lg);
     }
     case OPT_TIMEVAL: {
       lua_Number t = csock_checknumber(L, 4);
@@ -149,16 +212,39 @@ int opt_set(lua_State *L) {
       struct timeval tv;
       tv.tv_sec = (time_t)t;
       tv.tv_usec = (suseconds_t)((t - (lua_Number)tv.tv_sec) * 1e6);
-      r = setsockopt(s->fd, o->level, o->optname, &tv, sizeof tv);
-      break;
+      return setsockopt(s->fd, o->level, o->optname, &tv, sizeof tv);
+    }
+    case OPT_MREQ: {
+      struct ip_mreq mr;
+      opt_check_mreq(L, 4, &mr);
+      return setsockopt(s->fd, o->level, o->optname, &mr, sizeof mr);
+    }
+    case OPT_MREQ6: {
+      struct ipv6_mreq mr;
+      opt_check_mreq6(L, 4, &mr);
+      return setsockopt(s->fd, o->level, o->optname, &mr, sizeof mr);
+    }
+    case OPT_INADDR: {
+      struct in_addr a;
+      lua_pushvalue(L, 4);
+      opt_pop_inaddr(L, 4, "value", &a);
+      return setsockopt(s->fd, o->level, o->optname, &a, sizeof a);
     }
     default: {
       int v = opt_checkint(L, 4);
       if (o->kind == OPT_BOOL) v = v != 0;
-      r = setsockopt(s->fd, o->level, o->optname, &v, sizeof v);
-      break;
+      return setsockopt(s->fd, o->level, o->optname, &v, sizeof v);
     }
   }
+}
+
+int opt_set(lua_State *L) {
+  csock_socket *s = sock_checkopen(L, 1);
+  sock_nodelay_now(s); /* before, so that the caller's own choice wins */
+  const opt_entry *o = opt_check(L);
+  csock_argcheck(L, o->access != OPT_RO, 3, "option is read-only");
+  csock_checkany(L, 4);
+  int r = opt_set_value(L, s, o);
   if (r < 0) return csock_failure(L, errno);
   lua_pushboolean(L, 1);
   return 1;
@@ -168,8 +254,17 @@ int opt_get(lua_State *L) {
   csock_socket *s = sock_checkopen(L, 1);
   sock_nodelay_now(s);
   const opt_entry *o = opt_check(L);
+  csock_argcheck(L, o->access != OPT_WO, 3, "option is write-only");
   socklen_t len;
   switch (o->kind) {
+    case OPT_INADDR: {
+      struct in_addr a = {0};
+      char text[INET_ADDRSTRLEN];
+      len = sizeof a;
+      if (getsockopt(s->fd, o->level, o->optname, &a, &len) < 0) return csock_failure(L, errno);
+      lua_pushstring(L, inet_ntop(AF_INET, &a, text, sizeof text));
+      return 1;
+    }
     case OPT_LINGER: {
       struct linger lg = {0, 0};
       len = sizeof lg;
