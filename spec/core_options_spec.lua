@@ -240,6 +240,40 @@ describe("socket options", function()
     end)
   end)
 
+  describe("SO_PEERCRED", function()
+    local rt = require "support.rt"
+
+    it("names the process at the other end of a unix socket (a python3 client)", function()
+      local path = rt.tmppath(".sock")
+      local server <close> = csock.socket(csock.AF_UNIX, csock.SOCK_STREAM)
+      assert(server:bind(path))
+      assert(server:listen(4))
+      -- the client connects, says who it is and leaves; the kernel noted its credentials at connect
+      local r = rt.python([[
+import os, socket, sys
+s = socket.socket(socket.AF_UNIX)
+s.connect(sys.argv[1])
+s.sendall(("%d %d %d\n" % (os.getpid(), os.getuid(), os.getgid())).encode())
+]], {path})
+      assert.equal(0, r.status, r.err)
+      server:settimeout(5)
+      local c <close> = assert(server:accept())
+      local pid, uid, gid = c:read("n", "n", "n")
+      os.remove(path)
+      assert.same({pid = pid, uid = uid, gid = gid},
+        c:getsockopt(csock.SOL_SOCKET, csock.SO_PEERCRED))
+    end)
+
+    it("is read-only", function()
+      local a, b = csock.socketpair()
+      local _ <close> = a
+      local _ <close> = b
+      assert.error_matches(function() a:setsockopt(csock.SOL_SOCKET, csock.SO_PEERCRED, {}) end,
+        "^bad argument #3 to 'setsockopt' %(option is read%-only%)")
+      assert.is_table(b:getsockopt(csock.SOL_SOCKET, csock.SO_PEERCRED))
+    end)
+  end)
+
   describe("bad arguments", function()
     it("an unknown option name raises", function()
       local s <close> = tcp()

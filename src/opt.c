@@ -28,7 +28,8 @@ typedef enum {
   OPT_TIMEVAL,
   OPT_MREQ,
   OPT_MREQ6,
-  OPT_INADDR
+  OPT_INADDR,
+  OPT_UCRED /* SO_PEERCRED: {pid =, uid =, gid =} of a unix socket's peer */
 } opt_kind;
 typedef enum { OPT_RW, OPT_RO, OPT_WO } opt_access;
 
@@ -62,6 +63,7 @@ static const opt_entry options[] = {
     O(SOL_SOCKET, SO_DOMAIN, OPT_INT, OPT_RO),
     O(SOL_SOCKET, SO_PROTOCOL, OPT_INT, OPT_RO),
     O(SOL_SOCKET, SO_ACCEPTCONN, OPT_BOOL, OPT_RO),
+    O(SOL_SOCKET, SO_PEERCRED, OPT_UCRED, OPT_RO),
     O(IPPROTO_TCP, TCP_NODELAY, OPT_BOOL, OPT_RW),
     O(IPPROTO_TCP, TCP_CORK, OPT_BOOL, OPT_RW),
     O(IPPROTO_TCP, TCP_QUICKACK, OPT_BOOL, OPT_RW),
@@ -257,6 +259,19 @@ int opt_get(lua_State *L) {
   csock_argcheck(L, o->access != OPT_WO, 3, "option is write-only");
   socklen_t len;
   switch (o->kind) {
+    case OPT_UCRED: {
+      struct ucred cred = {0, 0, 0};
+      len = sizeof cred;
+      if (getsockopt(s->fd, o->level, o->optname, &cred, &len) < 0) return csock_failure(L, errno);
+      lua_createtable(L, 0, 3);
+      lua_pushinteger(L, cred.pid);
+      lua_setfield(L, -2, "pid");
+      lua_pushinteger(L, cred.uid);
+      lua_setfield(L, -2, "uid");
+      lua_pushinteger(L, cred.gid);
+      lua_setfield(L, -2, "gid");
+      return 1;
+    }
     case OPT_INADDR: {
       struct in_addr a = {0};
       char text[INET_ADDRSTRLEN];
