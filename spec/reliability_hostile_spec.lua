@@ -169,7 +169,7 @@ local functions = {
 }
 -- Module functions that take no argument worth breaking (every call is valid).
 local no_arguments = {now = true, current = true, tasks = true, dump = true, listeners = true, worker = true,
-  loop = true}
+  loop = true, cond = true}
 
 local cases = {}
 local function add(label, fname, src, kind)

@@ -90,6 +90,7 @@ static const luaL_Reg modfuncs[] = {
     {"listeners", systemd_listeners},
     {"dump", loop_dump},
     {"loop", loop_new_embedded},
+    {"cond", cond_new},
     {NULL, NULL},
 };
 
@@ -97,6 +98,7 @@ int luaopen_csock_core(lua_State *L) {
   luaL_newlib(L, modfuncs);
   sock_open_meta(L);
   loop_open_meta(L);
+  cond_open_meta(L);
   coro_install(L);
   for (const named_int *c = constants; c->name; c++) {
     lua_pushinteger(L, c->value);
@@ -115,7 +117,7 @@ int luaopen_csock_core(lua_State *L) {
 ** Leaves values on the stack; only used on the way to an error.
 */
 static const char *method_name(lua_State *L, lua_Debug *ar) {
-  static const char *const kinds[] = {CSOCK_SOCKET, CSOCK_TASK, CSOCK_LOOP};
+  static const char *const kinds[] = {CSOCK_SOCKET, CSOCK_TASK, CSOCK_LOOP, CSOCK_COND};
   lua_getinfo(L, "f", ar);
   int fn = lua_gettop(L);
   for (size_t k = 0; k < sizeof kinds / sizeof kinds[0]; k++) {

@@ -15,8 +15,9 @@
 
 #define CSOCK_VERSION "csock 0.1.0"
 #define CSOCK_SOCKET "csock.socket" /* metatable name of sockets */
-#define CSOCK_TASK "csock.task"     /* metatable name of task handles */
-#define CSOCK_LOOP "csock.loop"     /* metatable name of embedded loops */
+#define CSOCK_COND "csock.cond"
+#define CSOCK_TASK "csock.task" /* metatable name of task handles */
+#define CSOCK_LOOP "csock.loop" /* metatable name of embedded loops */
 
 #define CSOCK_MAXLINE_DEFAULT (64 * 1024)
 
@@ -132,6 +133,14 @@ char *buf_string_space(size_t want, size_t *room);
 void buf_push_string(lua_State *L, const char *p, size_t len);
 
 /* loop.c */
+typedef struct csock_waitlist { /* tasks waiting on a condition (cond.c), oldest first */
+  struct csock_task *head, *tail;
+} csock_waitlist;
+int loop_wait_on(lua_State *L, csock_waitlist *wl, double deadline, lua_KContext ctx,
+                 lua_KFunction k);
+int loop_wake_first(csock_waitlist *wl);
+int loop_wake_all(csock_waitlist *wl);
+const struct csock_task *loop_next_waiter(const struct csock_task *t);
 int csock_wait(lua_State *L, csock_socket *s, int dir, double deadline, lua_KContext ctx,
                lua_KFunction k);
 int csock_woken(lua_State *L);
@@ -149,6 +158,10 @@ int loop_current(lua_State *L);
 int loop_tasks(lua_State *L);
 void loop_open_meta(lua_State *L);
 const char *loop_last_traceback(lua_State *L);
+
+/* cond.c */
+int cond_new(lua_State *L);
+void cond_open_meta(lua_State *L);
 
 /* loop.c: coroutines a task resumes itself (see coro.c) */
 typedef struct csock_nest {

@@ -70,6 +70,8 @@ typedef struct csock_task {
   struct csock_task *joining;             /* task this one waits for */
   struct csock_task *joiners;             /* tasks that wait for this one */
   struct csock_task *next_joiner;
+  csock_waitlist *waitlist;                     /* a condition waited on (cond.c) */
+  struct csock_task *prev_waiter, *next_waiter; /* its other waiters, oldest first */
 } csock_task;
 
 typedef struct csock_loop {
@@ -181,6 +183,20 @@ static void unjoin(csock_task *t) {
   t->next_joiner = NULL;
 }
 
+static void waitlist_remove(csock_task *t) {
+  csock_waitlist *wl = t->waitlist;
+  if (t->prev_waiter)
+    t->prev_waiter->next_waiter = t->next_waiter;
+  else
+    wl->head = t->next_waiter;
+  if (t->next_waiter)
+    t->next_waiter->prev_waiter = t->prev_waiter;
+  else
+    wl->tail = t->prev_waiter;
+  t->waitlist = NULL;
+  t->prev_waiter = t->next_waiter = NULL;
+}
+
 /* Drops the link loop_wait_also made, whatever ends the wait. */
 static void unlink_also(csock_task *t) {
   if (t->also_sock == NULL) return;
@@ -201,6 +217,7 @@ static void wake(csock_loop *lp, csock_task *t, int reason) {
   }
   if (t->heap_pos) heap_remove(lp, t);
   if (t->joining) unjoin(t);
+  if (t->waitlist) waitlist_remove(t);
   t->wake = reason;
   enqueue(lp, t);
 }
@@ -416,6 +433,49 @@ int csock_pause(lua_State *L, double secs, lua_KContext ctx, lua_KFunction k) {
   if (heap_push(t->loop, t, csock_now() + secs) < 0) return -ENOMEM;
   t->state = T_WAITING;
   return lua_yieldk(L, 0, ctx, k);
+}
+
+/*
+** Suspends the task running L at the end of wl until loop_wake_first or
+** loop_wake_all picks it (csock_woken: 0) or the deadline passes
+** (-ETIMEDOUT); k goes on then.  Returns -EPERM outside a task, where
+** nothing could ever wake the caller.
+*/
+int loop_wait_on(lua_State *L, csock_waitlist *wl, double deadline, lua_KContext ctx,
+                 lua_KFunction k) {
+  csock_task *t = yieldable_task(L);
+  if (t == NULL) return -EPERM;
+  if (t->cancel) return yield_ready(L, t, ctx, k);
+  if (deadline >= 0 && deadline <= csock_now()) return -ETIMEDOUT;
+  if (deadline >= 0 && heap_push(t->loop, t, deadline) < 0) return -ENOMEM;
+  t->waitlist = wl;
+  t->prev_waiter = wl->tail;
+  t->next_waiter = NULL;
+  if (wl->tail)
+    wl->tail->next_waiter = t;
+  else
+    wl->head = t;
+  wl->tail = t;
+  t->state = T_WAITING;
+  return lua_yieldk(L, 0, ctx, k);
+}
+
+/* The task that waits on the same list after t, or NULL. */
+const csock_task *loop_next_waiter(const csock_task *t) { return t->next_waiter; }
+
+/* Makes the task that has waited longest on wl ready; 0 if none waits. */
+int loop_wake_first(csock_waitlist *wl) {
+  csock_task *t = wl->head;
+  if (t == NULL) return 0;
+  wake(t->loop, t, 0);
+  return 1;
+}
+
+/* Makes every task waiting on wl ready, oldest first; returns how many. */
+int loop_wake_all(csock_waitlist *wl) {
+  int n = 0;
+  while (loop_wake_first(wl)) n++;
+  return n;
 }
 
 /* csock.sleep(seconds): suspends the task, or blocks the thread outside. */
@@ -748,7 +808,7 @@ static void expire_timers(csock_loop *lp) {
   double now = csock_now();
   while (lp->heap_len && lp->heap[0]->deadline <= now) {
     csock_task *t = lp->heap[0];
-    wake(lp, t, t->wait_sock ? -ETIMEDOUT : 0);
+    wake(lp, t, t->wait_sock || t->waitlist ? -ETIMEDOUT : 0);
   }
 }
 
@@ -820,7 +880,8 @@ static int loop_main(lua_State *L) {
     run_ready(lp);
     if (lp->alive == 0 || main_failed(lp)) break;
     if (!lp->ready_head && lp->heap_len == 0 && lp->io_waiters == 0 && !signal_active())
-      return luaL_error(L, "csock.run: deadlock (every task waits for another task)");
+      return luaL_error(L,
+                        "csock.run: deadlock (every task waits for another task or a condition)");
     loop_turn(L, lp, -1);
   }
   return 0;
@@ -1053,6 +1114,9 @@ static void dump_wait(luaL_Buffer *b, lua_State *L, const csock_task *t) {
     luaL_addvalue(b);
   } else if (t->joining) {
     lua_pushfstring(L, "join task %I", (LUAI_UACINT)t->joining->id);
+    luaL_addvalue(b);
+  } else if (t->waitlist) {
+    lua_pushfstring(L, "cond %p", (const void *)t->waitlist);
     luaL_addvalue(b);
   } else if (t->heap_pos) {
     luaL_addstring(b, "sleep");
