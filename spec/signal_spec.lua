@@ -297,6 +297,39 @@ describe("a graceful shutdown on SIGTERM", function()
   end)
 end)
 
+describe("a host script whose tasks all wait on each other", function()
+  it("ends with the deadlock error and status 1 (the SIGQUIT dump handler cannot wake them)",
+    function()
+      local p = start(finally, [[
+        print(("ready %d"):format(mypid()))
+        local me = csock.current()
+        local other = csock.spawn(function() me:join() end)
+        local c = csock.cond()
+        csock.spawn(function() c:wait() end)
+        other:join()
+      ]])
+      local rest, err, code = p:finish()
+      assert.equal("", rest)
+      assert.matches("csock.run: deadlock (every task waits for another task or a condition)", err,
+        1, true)
+      assert.equal(1, code)
+    end)
+
+  it("keeps waiting while a handler of its own may still wake a task (SIGTERM signals it)",
+    function()
+      local p = start(finally, [[
+        local stop = csock.cond()
+        csock.signal(csock.SIGTERM, function() print("term") stop:signal() end)
+        print(("ready %d"):format(mypid()))
+        print("woken", stop:wait())
+      ]])
+      assert(kill("TERM", p.pid))
+      local rest, err, code = p:finish()
+      assert.equal("term\nwoken\ttrue\n", rest)
+      assert.equal(0, code, err)
+    end)
+end)
+
 describe("SIGPIPE", function()
   it("never kills the host: a write to a client that closed early returns nil, msg, EPIPE", function()
     local p = start(finally, [[

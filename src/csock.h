@@ -187,6 +187,7 @@ void coro_install(lua_State *L);
 /* signal.c */
 int signal_lua(lua_State *L);
 int signal_fd(void);
+void signal_mark_passive(lua_State *L, int signo);
 int signal_active(void);
 int signal_collect(lua_State *L);
 void loop_watch_signals(void);

@@ -300,6 +300,7 @@ static int pmain(lua_State *L) {
                     "  io.stderr:write(csock.dump()) io.stderr:flush()\n"
                     "end)") != LUA_OK)
     return lua_error(L);
+  signal_mark_passive(L, SIGQUIT); /* a dump does not end a deadlock */
   if (!build_steps(L, argc, argv, o)) return 0;
   hp->ok = run_main(L) == LUA_OK;
   return 0;

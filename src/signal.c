@@ -16,7 +16,8 @@
 #define SIGNAL_HANDLERS "csock.signals"
 
 static int pipe_fds[2] = {-1, -1};
-static int handled_count;
+static int handled_count;         /* handlers installed, less the passive ones */
+static unsigned char passive[65]; /* installed, but cannot end a wait (signal_mark_passive) */
 
 static void on_signal(int signo) {
   int saved = errno;
@@ -54,10 +55,27 @@ int signal_lua(lua_State *L) {
   if (sigaction((int)signo, &sa, NULL) < 0) return csock_failure(L, errno);
   lua_pushvalue(L, 2);
   lua_rawseti(L, -2, signo);
-  handled_count += (lua_isnil(L, 2) ? 0 : 1) - (had ? 1 : 0);
+  handled_count += (lua_isnil(L, 2) ? 0 : 1) - (had && !passive[signo] ? 1 : 0);
+  passive[signo] = 0;
   loop_watch_signals();
   lua_pushboolean(L, 1);
   return 1;
+}
+
+/*
+** The handler installed for signo only reports (the host's SIGQUIT dump):
+** it cannot wake a task, so it does not keep a loop whose tasks all wait
+** on each other from ending with its deadlock error.  Installing another
+** handler for signo makes it count again.
+*/
+void signal_mark_passive(lua_State *L, int signo) {
+  luaL_getsubtable(L, LUA_REGISTRYINDEX, SIGNAL_HANDLERS);
+  int installed = lua_rawgeti(L, -1, signo) != LUA_TNIL;
+  lua_pop(L, 2);
+  if (installed && !passive[signo]) {
+    passive[signo] = 1;
+    handled_count--;
+  }
 }
 
 /*
