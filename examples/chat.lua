@@ -11,37 +11,66 @@ local port = tonumber(arg[1]) or 7001
 local host = arg[2] or "127.0.0.1"
 local family = host:find(":", 1, true) and csock.AF_INET6 or csock.AF_INET
 
-local members = {} -- socket -> name
+-- Each member has an outbox and a writer task that waits on a condition for lines to send, so a
+-- broadcast only appends and signals: a slow member never holds up the room. A sender pauses to
+-- let the writers catch up once some outbox holds PAUSE_AT lines; a member whose outbox grows
+-- past MAX_QUEUED lines all the same (it does not read) is dropped.
+local PAUSE_AT, MAX_QUEUED = 100, 1000
+
+local members = {} -- socket -> {name =, outbox = {lines}, ready = csock.cond()}
 local online = 0
 
--- Writes happen from the sender's task and may wait, so the room is copied first: other tasks
--- join and leave meanwhile. A member that does not take its lines within the socket's timeout (or
--- whose socket another task is already writing) is dropped rather than allowed to stall the room;
--- a queue and a writer task per member would be kinder, and longer.
 local function drop(c)
-  if members[c] then
+  local m = members[c]
+  if m then
     members[c] = nil
     online = online - 1
+    m.ready:signal() -- its writer ends
   end
-  c:close() -- wakes the member's own task, which then leaves quietly
+  c:close() -- wakes the member's reading task, which then leaves quietly
+end
+
+-- Queues a line for c; returns how many lines now wait for it.
+local function send(c, line)
+  local m = members[c]
+  if not m then return 0 end
+  m.outbox[#m.outbox + 1] = line
+  if #m.outbox > MAX_QUEUED then
+    drop(c)
+    return 0
+  end
+  m.ready:signal()
+  return #m.outbox
 end
 
 local function broadcast(from, line)
-  local room = {}
+  local most = 0
   for c in pairs(members) do
-    if c ~= from then room[#room + 1] = c end
+    if c ~= from then most = math.max(most, send(c, line)) end
   end
-  for _, c in ipairs(room) do
-    if members[c] and not c:write(line) then drop(c) end
+  if most >= PAUSE_AT then csock.sleep(0) end -- the writers run before the sender reads on
+end
+
+local function writer(c, m)
+  while members[c] == m do
+    if #m.outbox == 0 then
+      m.ready:wait()
+    else
+      local lines = table.concat(m.outbox)
+      m.outbox = {}
+      if not c:write(lines) then return drop(c) end -- gone, or not reading within the timeout
+    end
   end
 end
 
 local function member(c, addr)
   local name = ("%s:%d"):format(addr.addr, addr.port)
   c:settimeout(5)
-  members[c] = name
+  local m = {name = name, outbox = {}, ready = csock.cond()}
+  members[c] = m
   online = online + 1
-  c:write(("* welcome %s, %d online\n"):format(name, online))
+  csock.spawn(writer, c, m)
+  send(c, ("* welcome %s, %d online\n"):format(name, online))
   broadcast(c, ("* %s joined\n"):format(name))
   while true do
     local line, _, code = c:read("l")

@@ -267,6 +267,46 @@ print("ok")
     assert.equal(0, r.status, r.err)
     assert.equal("ok\n", r.out)
   end)
+  it("drops a member that stops reading, while the others get every line", function()
+    local p = start("chat", 0)
+    local r = rt.python([[
+import socket, sys
+port = int(sys.argv[1])
+def connect(rcvbuf=None):
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    if rcvbuf:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+    s.settimeout(20)
+    s.connect(("127.0.0.1", port))
+    return s
+mute = connect(4096)      # never reads: its lines pile up in the server's outbox
+listener = connect()
+fl = listener.makefile("rb")
+assert fl.readline().startswith(b"* welcome ")
+talker = connect()
+# more than the kernel buffers toward mute can hold, so its outbox must grow
+N = 8000
+talker.sendall(b"".join(b"line %05d %s\n" % (i, b"x" * 1000) for i in range(N)))
+got = 0
+while got < N:
+    line = fl.readline().decode()
+    assert line, "listener lost its connection"
+    if not line.startswith("* "):
+        assert line.split(": ", 1)[1].startswith("line %05d " % got), line
+        got += 1
+# the mute member was dropped: after what the kernel had buffered, its connection ends
+n = 0
+while True:
+    data = mute.recv(65536)
+    if not data:
+        break
+    n += len(data)
+assert n < N * 1000, n
+print("ok", got)
+]], {p.port})
+    assert.equal(0, r.status, r.err)
+    assert.equal("ok 8000\n", r.out)
+  end)
 end)
 
 describe("udp_echo.lua", function()
