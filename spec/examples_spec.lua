@@ -270,7 +270,7 @@ print("ok")
   it("drops a member that stops reading, while the others get every line", function()
     local p = start("chat", 0)
     local r = rt.python([[
-import socket, sys
+import socket, sys, threading, time
 port = int(sys.argv[1])
 def connect(rcvbuf=None):
     s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -284,9 +284,15 @@ listener = connect()
 fl = listener.makefile("rb")
 assert fl.readline().startswith(b"* welcome ")
 talker = connect()
-# more than the kernel buffers toward mute can hold, so its outbox must grow
+# more than the kernel buffers toward mute can hold, so its outbox must grow; paced (100 lines
+# every 5 ms) so that the listener, a reading member, keeps up even on a busy machine
 N = 8000
-talker.sendall(b"".join(b"line %05d %s\n" % (i, b"x" * 1000) for i in range(N)))
+def talk():
+    for start in range(0, N, 100):
+        talker.sendall(b"".join(b"line %05d %s\n" % (i, b"x" * 1000)
+                                for i in range(start, start + 100)))
+        time.sleep(0.005)
+threading.Thread(target=talk, daemon=True).start()
 got = 0
 while got < N:
     line = fl.readline().decode()
