@@ -182,6 +182,15 @@ fd_count() {
   echo $sum
 }
 
+sleeps() { # voluntary context switches of the server's process group (times it waited)
+  local p sum=0 v
+  for p in $(group_pids); do
+    v=$(awk '/^voluntary_ctxt_switches:/{print $2}' "/proc/$p/status" 2>/dev/null)
+    sum=$((sum + ${v:-0}))
+  done
+  echo $sum
+}
+
 CLK_TCK=$(getconf CLK_TCK)
 cpu_ticks() { # utime+stime of the server's process group, in clock ticks
   local p sum=0 v
@@ -354,19 +363,29 @@ run_echo() { # name round [metric]
   taskset -c $CLIENT_CPU timeout 15 "$BUILD/echo_client" 127.0.0.1 "$PORT" 1 >/dev/null 2>&1
   local t0 t1 s0 s1
   local k0 k1 z0 z1
+  local w0 w1
   t0=$(cpu_ticks); s0=$(date +%s.%N); k0=$(core_ticks $CLIENT_CPU); z0=$(core_ticks $SERVER_CPU)
+  w0=$(sleeps)
   out=$(taskset -c $CLIENT_CPU timeout $((ECHO_SECS + 20)) "$BUILD/echo_client" \
         127.0.0.1 "$PORT" "$ECHO_SECS" 65536 2>&1)
   t1=$(cpu_ticks); s1=$(date +%s.%N); k1=$(core_ticks $CLIENT_CPU); z1=$(core_ticks $SERVER_CPU)
+  w1=$(sleeps)
   local cpu; cpu=$(cpu_pct $((t1 - t0)) "$(awk -v a="$s0" -v b="$s1" 'BEGIN{print b-a}')")
-  echo "== round $round: $out" >>"$LOGDIR/$name.echo.log"
   mbs=$(sed -n 's/.*mb_per_s=\([0-9.]*\).*/\1/p' <<<"$out")
+  # the regime of the round (bench/README "Session 5"): how often the server slept per GB
+  local bytes sleeps_gb=""
+  bytes=$(sed -n 's/.*echoed_bytes=\([0-9]*\).*/\1/p' <<<"$out")
+  [ -n "${bytes:-}" ] && [ "$bytes" -gt 0 ] &&
+    sleeps_gb=$(awk -v n=$((w1 - w0)) -v b="$bytes" 'BEGIN{printf "%.0f", n / (b / 1e9)}')
+  echo "== round $round: $out server_sleeps_per_gb=${sleeps_gb:-n/a}" >>"$LOGDIR/$name.echo.log"
   record "$round" "$name" "$metric" "${mbs:-}" "$( [ -z "$mbs" ] && echo "FAILED $out" | tr ',\n' '; ')"
   local ccpu; ccpu=$(core_pct "$k0" "$k1")
   [ -n "${mbs:-}" ] && record "$round" "$name" "${metric}_cpu" "$cpu" &&
     record "$round" "$name" "${metric}_clientcore" "$ccpu" &&
     record "$round" "$name" "${metric}_other0" "$(other_pct "$z0" "$z1" "$cpu")"
-  log "  $name $metric: ${mbs:-FAIL} MB/s, server CPU ${cpu}%, client core ${ccpu}% busy"
+  [ -n "$sleeps_gb" ] && record "$round" "$name" "${metric}_sleeps_gb" "$sleeps_gb"
+  log "  $name $metric: ${mbs:-FAIL} MB/s, server CPU ${cpu}%, client core ${ccpu}% busy," \
+    "server slept ${sleeps_gb:-?} times per GB"
   stop_server
 }
 
