@@ -165,28 +165,21 @@ log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 record() { echo "$1,$2,$3,$4,${5:-}" >>"$RAW"; }
 
 group_pids() { pgrep -g "$SPID" 2>/dev/null; }
-rss_kib() { # sum of VmRSS over the server's process group
+status_sum() { # FIELD: sum of a /proc/PID/status field over the server's process group
   local p sum=0 v
   for p in $(group_pids); do
-    v=$(awk '/^VmRSS:/{print $2}' "/proc/$p/status" 2>/dev/null)
+    v=$(awk -v f="$1:" '$1 == f {print $2}' "/proc/$p/status" 2>/dev/null)
     sum=$((sum + ${v:-0}))
   done
   echo $sum
 }
+rss_kib() { status_sum VmRSS; } # KiB
+sleeps() { status_sum voluntary_ctxt_switches; } # times the server waited
 fd_count() {
   local p sum=0 n
   for p in $(group_pids); do
     n=$(ls "/proc/$p/fd" 2>/dev/null | wc -l)
     sum=$((sum + n))
-  done
-  echo $sum
-}
-
-sleeps() { # voluntary context switches of the server's process group (times it waited)
-  local p sum=0 v
-  for p in $(group_pids); do
-    v=$(awk '/^voluntary_ctxt_switches:/{print $2}' "/proc/$p/status" 2>/dev/null)
-    sum=$((sum + ${v:-0}))
   done
   echo $sum
 }
