@@ -15,9 +15,9 @@
 
 #define CSOCK_VERSION "csock 0.1.0"
 #define CSOCK_SOCKET "csock.socket" /* metatable name of sockets */
-#define CSOCK_COND "csock.cond"
-#define CSOCK_TASK "csock.task" /* metatable name of task handles */
-#define CSOCK_LOOP "csock.loop" /* metatable name of embedded loops */
+#define CSOCK_COND "csock.cond"     /* metatable name of conditions */
+#define CSOCK_TASK "csock.task"     /* metatable name of task handles */
+#define CSOCK_LOOP "csock.loop"     /* metatable name of embedded loops */
 
 #define CSOCK_MAXLINE_DEFAULT (64 * 1024)
 
