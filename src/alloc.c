@@ -109,7 +109,7 @@ typedef struct host_state {
 } host_state;
 
 #define HEADROOM_KB 1024
-#define PAUSE_SMALL 1020 /* Lua keeps the pause in a byte, as pause / 4 */
+#define PAUSE_SMALL 1020  /* Lua keeps the pause in a byte, as pause / 4 */
 #define PAUSE_DEFAULT 200 /* Lua's LUAI_GCPAUSE */
 
 static size_t class_of(size_t n) { return (n - 1) / ALLOC_GRAIN; }
@@ -246,8 +246,8 @@ static void host_warn(void *ud, const char *msg, int tocont) {
    without coming back to alloc_close. */
 static host_state *the_host;
 
-/* The pause for a heap of kb KiB: room for HEADROOM_KB more, within [200, 1020]; a multiple of 4, as
- * Lua keeps it. */
+/* The pause for a heap of kb KiB: room for HEADROOM_KB more, within [200, 1020]; a multiple of 4,
+ * as Lua keeps it. */
 static int pause_for(int kb) {
   long pause = 100L * (kb + HEADROOM_KB) / (kb > 0 ? kb : 1);
   if (pause > PAUSE_SMALL) pause = PAUSE_SMALL;
