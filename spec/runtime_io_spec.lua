@@ -93,6 +93,43 @@ describe("server and client tasks in one loop", function()
     assert.is_true(got == blob)
   end)
 
+  it("echo 4 MiB read in 64 KiB counts back to a python3 client, in order", function()
+    local helper = require "helper"
+    local server <close>, port = listener()
+    local client = helper.spawn_python([[
+import socket, sys, threading
+blob = bytes((i * 7 + i // 251) % 256 for i in range(4 << 20))
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
+def send():
+    s.sendall(blob)
+    s.shutdown(socket.SHUT_WR)
+threading.Thread(target=send).start()
+got = bytearray()
+while True:
+    piece = s.recv(1 << 16)
+    if not piece: break
+    got += piece
+print(len(got), got == blob)
+]], tostring(port))
+    local reads = rt.loop(function()
+      local c <close> = assert(server:accept())
+      c:settimeout(20)
+      local n = 0
+      while true do
+        local data = c:read(65536)
+        if not data then break end
+        n = n + 1
+        assert(#data == 65536 or not c:read(0), "a short count before the end of stream")
+        assert(c:write(data))
+      end
+      return n
+    end, 30)
+    local ok, _, out, err = client:wait()
+    assert.is_true(ok, err)
+    assert.equal("4194304 True\n", out)
+    assert.equal(64, reads)
+  end)
+
   it("exchange a UDP datagram between two tasks", function()
     local a <close> = csock.socket(csock.AF_INET, csock.SOCK_DGRAM)
     local b <close> = csock.socket(csock.AF_INET, csock.SOCK_DGRAM)

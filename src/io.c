@@ -24,6 +24,8 @@
 
 #define IOV_BATCH 64
 #define READ_CHUNK 4096
+#define FILL_MAX (64 * 1024)   /* the most one fill makes room for: what one recv takes */
+#define DIRECT_MIN (16 * 1024) /* read(n) from this n up may go straight to the kernel */
 
 /* At the start of a continuation: the reason the task was woken, 0 if ready. */
 static int resumed(lua_State *L, int status, csock_socket *s) {
@@ -382,11 +384,18 @@ int io_recvfrom(lua_State *L) {
 
 /* ---------------------------------------------------------------- read */
 
-/* Reads more bytes into the buffer: > 0 read, 0 end of stream, -errno. */
-static int fill(csock_socket *s) {
+/*
+** Reads more bytes into the buffer: > 0 read, 0 end of stream, -errno.
+** want: the room to make first (fill_hint), from READ_CHUNK up to FILL_MAX,
+** so that read(65536) takes one recv(2) where the buffer's own growth took
+** three or four.
+*/
+static int fill(csock_socket *s, size_t want) {
   if (!csock_ready(s, CSOCK_READ)) return -EAGAIN;
+  if (want < READ_CHUNK) want = READ_CHUNK;
+  if (want > FILL_MAX) want = FILL_MAX;
   size_t avail;
-  char *p = buf_reserve(&s->rbuf, READ_CHUNK, &avail);
+  char *p = buf_reserve(&s->rbuf, want, &avail);
   if (p == NULL) return -ENOMEM;
   for (;;) {
     ssize_t r = recv(s->fd, p, avail, 0);
@@ -586,6 +595,19 @@ static void check_formats(lua_State *L, int first, int last) {
 enum { READ_DONE, READ_ERROR };
 
 /*
+** How much room the next fill should make for the format at idx: what a
+** count still lacks; for a line or "a", as much as the read has gathered
+** already, so that a long line or a big body is read in growing steps.
+*/
+static size_t fill_hint(lua_State *L, const csock_socket *s, int idx) {
+  size_t len;
+  unread(s, &len);
+  if (lua_type(L, idx) != LUA_TNUMBER) return len;
+  lua_Integer n = lua_tointeger(L, idx);
+  return n > 0 && (lua_Unsigned)n > len ? (size_t)((lua_Unsigned)n - len) : 0;
+}
+
+/*
 ** Stack: socket, nfmt formats, results so far.  Runs the formats in turn,
 ** filling the buffer and waiting (through k) when one needs more bytes.
 ** READ_DONE: results pushed (a nil ends them at end of stream) and their
@@ -609,7 +631,7 @@ static int read_formats(lua_State *L, int status, lua_KContext ctx, int *err, lu
       e = -EMSGSIZE;
       break;
     }
-    e = fill(s);
+    e = fill(s, fill_hint(L, s, 2 + done));
     if (e > 0 || (e == 0 && s->eof)) {
       e = 0;
     } else if (e == -EAGAIN) {
@@ -654,6 +676,54 @@ static int read_buffered_line(lua_State *L, csock_socket *s, int nfmt) {
   return 1;
 }
 
+/*
+** read(n) for a large n with nothing buffered: recv(2) straight into the
+** string it will return (buf_string_space), as recv does, so a stream read
+** in big counts is neither copied nor taken in small steps.  A short read
+** asks again at once, as recv does (more has usually come in meanwhile).
+** When all n bytes came, they are the answer (1).  When the kernel has no
+** more yet, or the stream ended, what came moves to the buffer and the
+** general path goes on from there (0): the block is shared, a waiting task
+** cannot keep it.  -errno when recv fails (what came stays in the buffer).
+*/
+static int read_count_direct(lua_State *L, csock_socket *s) {
+  if (lua_type(L, 2) != LUA_TNUMBER || s->type != SOCK_STREAM || s->eof || buf_len(&s->rbuf) > 0 ||
+      !csock_ready(s, CSOCK_READ))
+    return 0;
+  lua_Integer n = lua_tointeger(L, 2);
+  size_t room, got = 0;
+  int err = 0;
+  if (n < DIRECT_MIN) return 0;
+  char *p = buf_string_space((size_t)n, &room);
+  if (room < (size_t)n) return 0; /* more than one read takes */
+  while (got < (size_t)n) {
+    ssize_t r = recv(s->fd, p + got, (size_t)n - got, 0);
+    if (r > 0) {
+      got += (size_t)r;
+    } else if (r == 0) {
+      s->eof = 1;
+      csock_drained(s);
+      break;
+    } else if (errno != EINTR) {
+      if (errno == EAGAIN) s->rready = 0;
+      err = errno == EAGAIN ? 0 : errno;
+      break;
+    }
+  }
+  if (got == (size_t)n) {
+    buf_push_string(L, p, got);
+    return 1;
+  }
+  if (got > 0) { /* kept for the next read, even when this one fails */
+    size_t avail;
+    char *keep = buf_reserve(&s->rbuf, (size_t)n, &avail);
+    if (keep == NULL) return luaL_error(L, "not enough memory");
+    memcpy(keep, p, got);
+    buf_commit(&s->rbuf, got);
+  }
+  return -err;
+}
+
 int io_read(lua_State *L) {
   csock_socket *s = sock_checkopen(L, 1);
   int nfmt = lua_gettop(L) - 1;
@@ -667,6 +737,10 @@ int io_read(lua_State *L) {
   luaL_checkstack(L, nfmt + LUA_MINSTACK, "too many formats");
   s->rdeadline = sock_deadline(s);
   read_begin(s);
+  if (nfmt == 1) {
+    int direct = read_count_direct(L, s);
+    if (direct != 0) return direct > 0 ? 1 : read_error(L, -direct);
+  }
   return read_k(L, LUA_OK, nfmt);
 }
 
