@@ -565,14 +565,32 @@ static int format_letter(const char *p) {
   return (*p == 'l' || *p == 'L' || *p == 'a' || *p == 'n') && p[1] == '\0' ? *p : 0;
 }
 
-static int read_one(lua_State *L, csock_socket *s, int idx) {
-  if (lua_type(L, idx) == LUA_TNUMBER) return read_count(L, s, lua_tointeger(L, idx));
-  switch (format_letter(lua_tostring(L, idx))) {
+static int read_letter(lua_State *L, csock_socket *s, int letter) {
+  switch (letter) {
     case 'l': return read_line(L, s, 1);
     case 'L': return read_line(L, s, 0);
     case 'n': return read_number(L, s);
     default: return read_all(L, s);
   }
+}
+
+static int read_one(lua_State *L, csock_socket *s, int idx) {
+  if (lua_type(L, idx) == LUA_TNUMBER) return read_count(L, s, lua_tointeger(L, idx));
+  return read_letter(L, s, format_letter(lua_tostring(L, idx)));
+}
+
+/*
+** The continuation context of a read: the number of formats, and for a
+** read of one letter format, that letter, so that a read that waits and
+** resumes does not decode its format again on every pass (keep-alive: a
+** few hundred instructions per request).
+*/
+#define CTX_NFMT(ctx) ((int)((ctx)&0xffff))
+#define CTX_LETTER(ctx) ((int)(((ctx) >> 16) & 0xff))
+
+static lua_KContext read_context(lua_State *L, int nfmt) {
+  int letter = nfmt == 1 && lua_type(L, 2) == LUA_TSTRING ? format_letter(lua_tostring(L, 2)) : 0;
+  return (lua_KContext)nfmt | ((lua_KContext)letter << 16);
 }
 
 /* Checks the formats; a count that is a float with an integral value
@@ -616,11 +634,13 @@ static size_t fill_hint(lua_State *L, const csock_socket *s, int idx) {
 */
 static int read_formats(lua_State *L, int status, lua_KContext ctx, int *err, lua_KFunction k) {
   csock_socket *s = (csock_socket *)lua_touserdata(L, 1);
-  int nfmt = (int)(ctx & 0xffff);
+  int nfmt = CTX_NFMT(ctx), letter = CTX_LETTER(ctx);
   int e = resumed(L, status, s);
   while (e == 0) {
     int done = lua_gettop(L) - 1 - nfmt;
-    int r = done >= nfmt ? FMT_PUSHED : read_one(L, s, 2 + done);
+    int r = done >= nfmt ? FMT_PUSHED
+            : letter     ? read_letter(L, s, letter)
+                         : read_one(L, s, 2 + done);
     if (done >= nfmt || r == FMT_EOF || r == FMT_FAIL) {
       if (r == FMT_EOF || r == FMT_FAIL) lua_pushnil(L);
       read_commit(s);
@@ -631,7 +651,7 @@ static int read_formats(lua_State *L, int status, lua_KContext ctx, int *err, lu
       e = -EMSGSIZE;
       break;
     }
-    e = fill(s, fill_hint(L, s, 2 + done));
+    e = fill(s, letter ? buf_len(&s->rbuf) - s->rpos : fill_hint(L, s, 2 + done));
     if (e > 0 || (e == 0 && s->eof)) {
       e = 0;
     } else if (e == -EAGAIN) {
@@ -649,7 +669,7 @@ static int read_error(lua_State *L, int err) {
 }
 
 static int read_k(lua_State *L, int status, lua_KContext ctx) {
-  int err = 0, nfmt = (int)(ctx & 0xffff);
+  int err = 0, nfmt = CTX_NFMT(ctx);
   if (read_formats(L, status, ctx, &err, read_k) == READ_ERROR) {
     lua_settop(L, 1 + nfmt);
     return read_error(L, err);
@@ -663,13 +683,13 @@ static int read_k(lua_State *L, int status, lua_KContext ctx) {
 */
 static int read_buffered_line(lua_State *L, csock_socket *s, int nfmt) {
   int chop = 1;
+  if (buf_len(&s->rbuf) == 0) return 0;
   if (nfmt == 1) {
     if (lua_type(L, 2) != LUA_TSTRING) return 0;
     int f = format_letter(lua_tostring(L, 2));
     if (f != 'l' && f != 'L') return 0;
     chop = f == 'l';
   }
-  if (buf_len(&s->rbuf) == 0) return 0;
   read_begin(s);
   if (read_line(L, s, chop) != FMT_PUSHED) return 0;
   read_commit(s);
@@ -741,12 +761,12 @@ int io_read(lua_State *L) {
     int direct = read_count_direct(L, s);
     if (direct != 0) return direct > 0 ? 1 : read_error(L, -direct);
   }
-  return read_k(L, LUA_OK, nfmt);
+  return read_k(L, LUA_OK, read_context(L, nfmt));
 }
 
 /* lines: the iterator's upvalues are the socket and the formats. */
 static int lines_k(lua_State *L, int status, lua_KContext ctx) {
-  int err = 0, nfmt = (int)(ctx & 0xffff);
+  int err = 0, nfmt = CTX_NFMT(ctx);
   if (read_formats(L, status, ctx, &err, lines_k) == READ_ERROR) {
     lua_settop(L, 1 + nfmt);
     read_error(L, err);
@@ -766,7 +786,7 @@ static int lines_iter(lua_State *L) {
   if (nfmt == 1 && read_buffered_line(L, s, 1)) return 1;
   s->rdeadline = sock_deadline(s);
   read_begin(s);
-  return lines_k(L, LUA_OK, nfmt);
+  return lines_k(L, LUA_OK, read_context(L, nfmt));
 }
 
 int io_lines(lua_State *L) {
