@@ -104,6 +104,14 @@ describe("csock.signal arguments", function()
     end
   end)
 
+  it("raises on numbers that only a cast to a C int would bring into range", function()
+    for _, bad in ipairs({(1 << 32) + 15, (1 << 40) + 10, math.mininteger + 15}) do
+      local ok, err = pcall(csock.signal, bad, function() end)
+      assert.is_false(ok, "signal " .. tostring(bad))
+      assert.matches("bad argument #1 to '[%w.]*signal' %(invalid signal number%)", err)
+    end
+  end)
+
   it("raises when the handler is neither a function nor nil", function()
     assert.has_error(function() csock.signal(csock.SIGUSR2, 42) end)
     assert.has_error(function() csock.signal(csock.SIGUSR2, "f") end)

@@ -15,9 +15,11 @@
 
 #define SIGNAL_HANDLERS "csock.signals"
 
+#define SIGNO_LIMIT 65 /* csock.signal takes signal numbers 1 to 64 */
+
 static int pipe_fds[2] = {-1, -1};
-static int handled_count;         /* handlers installed, less the passive ones */
-static unsigned char passive[65]; /* installed, but cannot end a wait (signal_mark_passive) */
+static int handled_count;                  /* handlers installed, less the passive ones */
+static unsigned char passive[SIGNO_LIMIT]; /* installed, but cannot end a wait */
 
 static void on_signal(int signo) {
   int saved = errno;
@@ -33,14 +35,15 @@ int signal_fd(void) { return pipe_fds[0]; }
 /* Whether any signal has a Lua handler (the loop then waits for signals). */
 int signal_active(void) { return handled_count > 0; }
 
-static int valid_signal(int signo) {
-  return signo > 0 && signo < 65 && signo != SIGKILL && signo != SIGSTOP;
+/* Checked as the integer Lua gave: a cast to int first would let 2^32 + 15 pass as 15. */
+static int valid_signal(lua_Integer signo) {
+  return signo > 0 && signo < SIGNO_LIMIT && signo != SIGKILL && signo != SIGSTOP;
 }
 
 /* csock.signal(signo, fn): fn(signo) runs as a task; nil restores the default. */
 int signal_lua(lua_State *L) {
   lua_Integer signo = csock_checkinteger(L, 1);
-  csock_argcheck(L, valid_signal((int)signo), 1, "invalid signal number");
+  csock_argcheck(L, valid_signal(signo), 1, "invalid signal number");
   if (!lua_isnil(L, 2)) csock_checktype(L, 2, LUA_TFUNCTION);
   if (pipe_fds[0] < 0 && pipe2(pipe_fds, O_NONBLOCK | O_CLOEXEC) < 0)
     return csock_failure(L, errno);
