@@ -613,14 +613,15 @@ static void check_formats(lua_State *L, int first, int last) {
 enum { READ_DONE, READ_ERROR };
 
 /*
-** How much room the next fill should make for the format at idx: what a
+** How much room the next fill should make for the format at idx (or for
+** letter, the format's letter when the read context carries it): what a
 ** count still lacks; for a line or "a", as much as the read has gathered
 ** already, so that a long line or a big body is read in growing steps.
 */
-static size_t fill_hint(lua_State *L, const csock_socket *s, int idx) {
+static size_t fill_hint(lua_State *L, const csock_socket *s, int letter, int idx) {
   size_t len;
   unread(s, &len);
-  if (lua_type(L, idx) != LUA_TNUMBER) return len;
+  if (letter || lua_type(L, idx) != LUA_TNUMBER) return len;
   lua_Integer n = lua_tointeger(L, idx);
   return n > 0 && (lua_Unsigned)n > len ? (size_t)((lua_Unsigned)n - len) : 0;
 }
@@ -651,7 +652,7 @@ static int read_formats(lua_State *L, int status, lua_KContext ctx, int *err, lu
       e = -EMSGSIZE;
       break;
     }
-    e = fill(s, letter ? buf_len(&s->rbuf) - s->rpos : fill_hint(L, s, 2 + done));
+    e = fill(s, fill_hint(L, s, letter, 2 + done));
     if (e > 0 || (e == 0 && s->eof)) {
       e = 0;
     } else if (e == -EAGAIN) {
