@@ -57,12 +57,12 @@ typedef struct csock_socket {
   struct csock_task *writer; /* task waiting to write, if any */
 } csock_socket;
 
-/* csock.c */
+/* check.c: the clock and the failure results */
 double csock_now(void);
 int csock_failure(lua_State *L, int err);
 int csock_failmsg(lua_State *L, const char *msg, int err);
 
-/* argument checks that count self as #1 (csock.c) */
+/* check.c: argument checks that count self as #1 */
 int csock_argerror(lua_State *L, int arg, const char *extramsg);
 int csock_typeerror(lua_State *L, int arg, const char *tname);
 void csock_checktype(lua_State *L, int arg, int t);
