@@ -121,7 +121,7 @@ CPPCHECK_FLAGS ?= --quiet --enable=warning,style,performance,portability --std=c
   -D_GNU_SOURCE -Isrc -Ibuild --inline-suppr --suppress=missingIncludeSystem \
   --suppress=constParameter --error-exitcode=1
 
-.PHONY: lint lint-lua lint-cppcheck lint-tidy lint-format dist install-man uninstall-man
+.PHONY: lint lint-lua lint-cppcheck lint-tidy lint-format lint-deps dist install-man uninstall-man
 
 lint:
 	@CSOCK_DEPS="$(LINT_DEPS)" sh tools/deps.sh
@@ -143,6 +143,10 @@ lint-tidy: build/init_lua.h
 
 lint-format:
 	$(CLANG_FORMAT) --style=file --dry-run --Werror $(LINT_C) $(LINT_H)
+
+# which src/ file calls which; fails on a cycle (README "Layout")
+lint-deps: build/init_lua.h
+	sh tools/depgraph.sh $(LUA_CFLAGS)
 
 # `make dist`: the release tarball csock-X.Y.Z.tar.gz of HEAD, laid out as
 # GitHub's archive of the tag vX.Y.Z (csock-X.Y.Z/...), which
