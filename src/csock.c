@@ -76,6 +76,8 @@ static const luaL_Reg modfuncs[] = {
 int luaopen_csock_core(lua_State *L) {
   luaL_newlib(L, modfuncs);
   sock_open_meta(L);
+  sock_add_methods(L, io_methods);
+  sock_add_methods(L, opt_methods);
   loop_open_meta(L);
   cond_open_meta(L);
   coro_install(L);

@@ -84,6 +84,7 @@ csock_socket *sock_push(lua_State *L, int family, int type);
 csock_socket *sock_push_from_method(lua_State *L, int family, int type);
 int sock_close(lua_State *L, csock_socket *s);
 void sock_open_meta(lua_State *L);
+void sock_add_methods(lua_State *L, const luaL_Reg *methods);
 double sock_deadline(const csock_socket *s);
 void sock_nodelay_later(csock_socket *s);
 void sock_nodelay_now(csock_socket *s);
@@ -93,7 +94,8 @@ void sock_nodelay_step(csock_socket *s);
 int sock_new(lua_State *L);
 int sock_pair(lua_State *L);
 
-/* io.c: the I/O methods, registered by socket.c */
+/* io.c: the I/O methods, added to the socket class by csock.c */
+extern const luaL_Reg io_methods[];
 int io_send(lua_State *L);
 int io_recv(lua_State *L);
 int io_sendto(lua_State *L);
@@ -117,6 +119,7 @@ void addr_name_hints(struct addrinfo *hints, int family, int socktype);
 void addr_hand_over(const char *host, int family, const struct sockaddr *sa, socklen_t len);
 
 /* opt.c */
+extern const luaL_Reg opt_methods[];
 int opt_set(lua_State *L);
 int opt_get(lua_State *L);
 void opt_push_constants(lua_State *L);
