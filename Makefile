@@ -77,7 +77,7 @@ asan: deps build/init_lua.h
 
 # The specs under valgrind: fail on memory errors and on definite leaks.
 valgrind: deps all
-	$(RAISE_NOFILE) valgrind -q --error-exitcode=1 --leak-check=full --show-leak-kinds=definite \
+	$(RAISE_NOFILE) CSOCK_SLOW=1 valgrind -q --error-exitcode=1 --leak-check=full --show-leak-kinds=definite \
 	  --errors-for-leak-kinds=definite --suppressions=$(CURDIR)/tools/valgrind.supp \
 	  $(BUSTED) $(BUSTED_ARGS)
 
