@@ -513,6 +513,8 @@ static csock_task *task_new(lua_State *L, csock_loop *lp, int fidx) {
   luaL_setmetatable(L, CSOCK_TASK);
   lua_State *co = lua_newthread(L);
   lua_setiuservalue(L, -2, UV_THREAD);
+  /* a new thread has room for LUA_MINSTACK values; spawn(f, table.unpack(t)) may bring more */
+  if (!lua_checkstack(co, nargs + 1)) luaL_error(L, "too many arguments");
   lua_insert(L, fidx); /* handle below the function and its arguments */
   lua_xmove(L, co, nargs + 1);
   t->co = co;
@@ -916,6 +918,16 @@ static int loop_drive(lua_State *L, csock_loop *lp) {
   return status;
 }
 
+/* Under lua_pcall: lp, fn, args... -> the handle of the main task fn(args...). */
+static int loop_start(lua_State *L) {
+  csock_loop *lp = (csock_loop *)lua_touserdata(L, 1);
+  lp->main = task_new(L, lp, 2);
+  lua_pushnil(L);
+  lua_setfield(L, LUA_REGISTRYINDEX, LAST_TRACEBACK);
+  lua_settop(L, 2);
+  return 1;
+}
+
 /* csock.run(fn, ...): fn(...) as the first task; returns its results. */
 int loop_run(lua_State *L) {
   csock_checktype(L, 1, LUA_TFUNCTION);
@@ -932,12 +944,17 @@ int loop_run(lua_State *L) {
   lp->gen = ++generation;
   running = lp;
   watch_signals(lp);
-  lp->main = task_new(L, lp, 1);
-  lua_pushnil(L);
-  lua_setfield(L, LUA_REGISTRYINDEX, LAST_TRACEBACK);
-  lua_settop(L, 1); /* the main task's handle */
+  /* the main task is made under lua_pcall too: running must be reset and lp
+     freed even when memory runs out there (or fn has too many arguments) */
+  lua_pushcfunction(L, loop_start);
+  lua_insert(L, 1);
+  lua_pushlightuserdata(L, lp);
+  lua_insert(L, 2);
+  int status = lua_pcall(L, lua_gettop(L) - 1, 1, 0);
+  lua_replace(L, 1); /* the main task's handle, or the error */
+  lua_settop(L, 1);
   csock_task *main = lp->main;
-  int status = loop_drive(L, lp);
+  if (status == LUA_OK) status = loop_drive(L, lp);
   /* tasks still alive after an internal error are cancelled, not leaked */
   if (status != LUA_OK) {
     for (csock_task *t = lp->all; t; t = lp->all) {
