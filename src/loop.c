@@ -704,12 +704,21 @@ static void task_keep_result(lua_State *L, csock_task *t) {
   lua_pop(L, 1);
 }
 
+/*
+** The results are gathered into their table in the task's own coroutine,
+** where they already are: the loop's thread L may not have room for
+** hundreds of them (return table.unpack(t)).  Without memory for the one
+** slot the table needs, the results are dropped rather than overflow.
+*/
 static void task_done(csock_loop *lp, csock_task *t, int nres) {
-  lua_State *L = lp->L;
+  lua_State *L = lp->L, *co = t->co;
+  if (nres > 0 && !lua_checkstack(co, 1)) nres = 0;
   if (nres > 0) {
-    lua_createtable(L, nres, 0);
-    lua_xmove(t->co, L, nres);
-    for (int i = nres; i >= 1; i--) lua_rawseti(L, -1 - i, i);
+    lua_createtable(co, nres, 0);
+    lua_insert(co, -1 - nres);
+    int tbl = lua_gettop(co) - nres;
+    for (int i = nres; i >= 1; i--) lua_rawseti(co, tbl, i);
+    lua_xmove(co, L, 1);
     task_keep_result(L, t);
   }
   lua_settop(t->co, 0);
