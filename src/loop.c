@@ -204,10 +204,15 @@ static void unlink_also(csock_task *t) {
   t->also_sock = NULL;
 }
 
-/* Makes a waiting task ready; reason is what its continuation will see. */
-static void wake(csock_loop *lp, csock_task *t, int reason) {
+/*
+** Makes a waiting task ready; reason is what its continuation will see.
+** The task goes to its own loop's queue, whichever loop noticed the event:
+** a join or a socket may link tasks of two embedded loops.
+*/
+static void wake(csock_task *t, int reason) {
   unlink_also(t); /* also for a task a cancel queued without a wait */
   if (t->state != T_WAITING) return;
+  csock_loop *lp = t->loop;
   csock_socket *s = t->wait_sock;
   if (s) {
     if (s->reader == t) s->reader = NULL;
@@ -399,8 +404,8 @@ void loop_forget_socket(csock_socket *s) {
   s->registered = 0;
   /* the waiters may belong to an embedded loop that is not running now:
      waking only touches that loop's queue, no Lua runs */
-  if (s->reader) wake(s->reader->loop, s->reader, -EBADF);
-  if (s->writer) wake(s->writer->loop, s->writer, -EBADF);
+  if (s->reader) wake(s->reader, -EBADF);
+  if (s->writer) wake(s->writer, -EBADF);
   s->reader = s->writer = NULL;
 }
 
@@ -467,7 +472,7 @@ const csock_task *loop_next_waiter(const csock_task *t) { return t->next_waiter;
 int loop_wake_first(csock_waitlist *wl) {
   csock_task *t = wl->head;
   if (t == NULL) return 0;
-  wake(t->loop, t, 0);
+  wake(t, 0);
   return 1;
 }
 
@@ -539,7 +544,7 @@ static void task_end(csock_loop *lp, csock_task *t, task_state how) {
     t->joiners = j->next_joiner;
     j->next_joiner = NULL;
     j->joining = NULL;
-    wake(lp, j, 0);
+    wake(j, 0);
   }
   if (t->prev_all)
     t->prev_all->next_all = t->next_all;
@@ -819,7 +824,7 @@ static void expire_timers(csock_loop *lp) {
   double now = csock_now();
   while (lp->heap_len && lp->heap[0]->deadline <= now) {
     csock_task *t = lp->heap[0];
-    wake(lp, t, t->wait_sock || t->waitlist ? -ETIMEDOUT : 0);
+    wake(t, t->wait_sock || t->waitlist ? -ETIMEDOUT : 0);
   }
 }
 
@@ -838,11 +843,11 @@ static int poll_and_wake(csock_loop *lp, long long timeout) {
     if (evs[i].events & CSOCK_HUP) s->rdhup = 1;
     if (evs[i].events & CSOCK_READ) {
       s->rready = 1;
-      if (s->reader) wake(lp, s->reader, 0);
+      if (s->reader) wake(s->reader, 0);
     }
     if (evs[i].events & CSOCK_WRITE) {
       s->wready = 1;
-      if (s->writer) wake(lp, s->writer, 0);
+      if (s->writer) wake(s->writer, 0);
     }
   }
   return 0;
@@ -903,7 +908,7 @@ static void cancel_all(csock_loop *lp) {
   for (csock_task *t = lp->all; t; t = t->next_all) {
     if (t == lp->main) continue;
     t->cancel = 1;
-    wake(lp, t, -ECANCELED);
+    wake(t, -ECANCELED);
   }
 }
 
@@ -967,7 +972,7 @@ int loop_run(lua_State *L) {
   /* tasks still alive after an internal error are cancelled, not leaked */
   if (status != LUA_OK) {
     for (csock_task *t = lp->all; t; t = lp->all) {
-      wake(lp, t, -ECANCELED); /* out of the sockets' waiter slots first */
+      wake(t, -ECANCELED); /* out of the sockets' waiter slots first */
       task_end(lp, t, T_CANCELLED);
     }
   }
@@ -1057,7 +1062,7 @@ static int task_cancel(lua_State *L) {
     return 1;
   }
   t->cancel = 1;
-  wake(t->loop, t, -ECANCELED); /* a waiting task ends now, others at their next wait */
+  wake(t, -ECANCELED); /* a waiting task ends now, others at their next wait */
   lua_pushboolean(L, 1);
   return 1;
 }
@@ -1251,7 +1256,7 @@ static void box_free(lua_State *L, csock_loop *lp) {
   while (lp->all) {
     csock_task *t = lp->all;
     t->cancel = 1;
-    wake(lp, t, -ECANCELED);
+    wake(t, -ECANCELED);
     task_cancelled(lp, t);
   }
   loop_free(lp);
