@@ -495,6 +495,8 @@ int loop_sleep(lua_State *L) {
 
 /* ---------------------------------------------------------------- tasks */
 
+static void set_parked(lua_State *L, int on);
+
 static csock_task *task_check(lua_State *L, int idx) {
   return (csock_task *)csock_checkudata(L, idx, CSOCK_TASK);
 }
@@ -517,6 +519,8 @@ static csock_task *task_new(lua_State *L, csock_loop *lp, int fidx) {
   t->state = T_DONE; /* until it is queued below */
   luaL_setmetatable(L, CSOCK_TASK);
   lua_State *co = lua_newthread(L);
+  lua_pushvalue(L, -1);
+  set_parked(L, 1); /* the loop's alone to resume or close (coro.c) */
   lua_setiuservalue(L, -2, UV_THREAD);
   /* a new thread has room for LUA_MINSTACK values; spawn(f, table.unpack(t)) may bring more */
   if (!lua_checkstack(co, nargs + 1)) luaL_error(L, "too many arguments");
@@ -553,6 +557,10 @@ static void task_end(csock_loop *lp, csock_task *t, task_state how) {
   if (t->next_all) t->next_all->prev_all = t->prev_all;
   t->prev_all = t->next_all = NULL;
   lp->alive--;
+  task_pushhandle(lp->L, t);
+  lua_getiuservalue(lp->L, -1, UV_THREAD);
+  set_parked(lp->L, 0); /* a coroutine like any other from now on */
+  lua_pop(lp->L, 1);
   luaL_unref(lp->L, LUA_REGISTRYINDEX, t->ref);
   t->ref = LUA_NOREF;
 }
@@ -582,6 +590,10 @@ static void task_report(csock_loop *lp, csock_task *t, const char *trace) {
 ** registry set that keeps anyone else from resuming it.  When the loop
 ** resumes the task they unpark it and resume it where it waited.
 ** Cancelling the task closes its parked coroutines, innermost first.
+** A task's own coroutine is in the set from its start to its end: a
+** coroutine.close or resume of it by someone else would free, or run
+** outside the loop, what the loop still points at (the condition or
+** socket it waits on).
 */
 static char parked_key; /* registry: weak-keyed set of the parked coroutines */
 
