@@ -191,6 +191,7 @@ void signal_mark_passive(lua_State *L, int signo);
 int signal_active(void);
 int signal_collect(lua_State *L);
 void loop_watch_signals(void);
+void signal_after_fork(void);
 
 /* systemd.c */
 int systemd_listeners(lua_State *L);
