@@ -90,16 +90,33 @@ typedef struct csock_loop {
   csock_task *main;
   unsigned long long seq;
   lua_Integer next_id;
-  int signals_watched; /* the signal pipe is in this loop's epoll set */
-  int closing;         /* loop:close() was called from one of its own tasks */
-  int signal_pending;  /* the signal pipe became readable */
+  int signals_watched;                      /* the signal pipe is in this loop's epoll set */
+  int closing;                              /* loop:close() was called from one of its own tasks */
+  int signal_pending;                       /* the signal pipe became readable */
+  struct csock_loop *prev_loop, *next_loop; /* the thread's live loops */
 } csock_loop;
 
 /* Marks the signal pipe among the pointers epoll hands back. */
 static char signal_marker;
 
 static _Thread_local csock_loop *running;
+static _Thread_local csock_loop *loops; /* every live loop of this thread */
 static unsigned generation;
+
+static void loops_add(csock_loop *lp) {
+  lp->prev_loop = NULL;
+  lp->next_loop = loops;
+  if (loops) loops->prev_loop = lp;
+  loops = lp;
+}
+
+static void loops_remove(csock_loop *lp) {
+  if (lp->prev_loop)
+    lp->prev_loop->next_loop = lp->next_loop;
+  else
+    loops = lp->next_loop;
+  if (lp->next_loop) lp->next_loop->prev_loop = lp->prev_loop;
+}
 
 /* ---------------------------------------------------------------- heap */
 
@@ -394,13 +411,18 @@ void loop_after_fork(void) {
   }
 }
 
-/* Called when s closes: leave the poller and wake whoever waits on it. */
+/*
+** Called when s closes: leave the pollers and wake whoever waits on it.
+** close(2) drops a registration by itself only when no other descriptor
+** shares the open file, and any socket may share one (a socketpair made
+** before csock.workers forked, a socket systemd passed): an entry left
+** behind would hand the poller a pointer to freed memory at the file's
+** next event.  So a socket that was ever registered leaves every live
+** loop's set (one, as a rule; ENOENT from a loop that never had it).
+*/
 void loop_forget_socket(csock_socket *s) {
-  csock_loop *lp = running;
-  /* close(2) drops the registration by itself unless another descriptor
-     shares the open file (a listener inherited from systemd or shared
-     across fork): only listeners pay for the explicit epoll_ctl */
-  if (lp && s->registered && s->gen == lp->gen && s->listening) backend_del(lp->epfd, s->fd);
+  if (s->registered && s->fd >= 0)
+    for (csock_loop *lp = loops; lp; lp = lp->next_loop) backend_del(lp->epfd, s->fd);
   s->registered = 0;
   /* the waiters may belong to an embedded loop that is not running now:
      waking only touches that loop's queue, no Lua runs */
@@ -925,6 +947,7 @@ static void cancel_all(csock_loop *lp) {
 }
 
 static void loop_free(csock_loop *lp) {
+  loops_remove(lp);
   if (lp->epfd >= 0) close(lp->epfd);
   free(lp->heap);
   free(lp);
@@ -968,6 +991,7 @@ int loop_run(lua_State *L) {
     return luaL_error(L, "csock.run: epoll_create1: %s", strerror(e));
   }
   lp->gen = ++generation;
+  loops_add(lp);
   running = lp;
   watch_signals(lp);
   /* the main task is made under lua_pcall too: running must be reset and lp
@@ -1237,6 +1261,7 @@ int loop_new_embedded(lua_State *L) {
   }
   lp->L = L;
   lp->gen = ++generation;
+  loops_add(lp);
   watch_signals(lp);
   box->lp = lp;
   return 1;
