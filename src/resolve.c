@@ -21,6 +21,7 @@
 ** poller never reports an event for freed memory.  A lookup given up
 ** while still queued is marked abandoned and skipped, not looked up.
 */
+#include <dlfcn.h>
 #include <errno.h>
 #include <netdb.h>
 #include <pthread.h>
@@ -119,14 +120,29 @@ static void fork_child(void) {
   pthread_mutex_unlock(&queue_lock);
 }
 
+/*
+** A helper may still be in getaddrinfo when lua_close unloads this library
+** (os.exit while a task connects to a name): its code must stay mapped, so
+** the library pins itself before the first helper starts.
+*/
+static void pin_library(void) {
+  Dl_info info;
+  if (dladdr((void *)helper_main, &info) != 0 && info.dli_fname != NULL)
+    dlopen(info.dli_fname, RTLD_NOW | RTLD_NOLOAD | RTLD_NODELETE);
+}
+
 static pthread_once_t fork_handlers_once = PTHREAD_ONCE_INIT;
-static void install_fork_handlers(void) { pthread_atfork(fork_prepare, fork_parent, fork_child); }
+static void install_fork_handlers(void) {
+  pthread_atfork(fork_prepare, fork_parent, fork_child);
+  pin_library();
+}
 
 static int lookup_done(lookup *lk) {
   return atomic_load_explicit(&lk->finished, memory_order_acquire);
 }
 
 static void lookup_free(lookup *lk) {
+  loop_forget_socket(&lk->sock); /* no waiter or poller may keep pointing here */
   if (lk->sock.fd >= 0) close(lk->sock.fd);
   if (lk->res) freeaddrinfo(lk->res);
   free(lk->host);
@@ -147,11 +163,17 @@ static void sweep_orphans(void) {
   }
 }
 
-/* The Lua side lets go: free now if the thread is done, else later. */
+/*
+** The Lua side lets go: free now if the thread is done, else later.  A
+** task may still wait on the eventfd (the box is collected at lua_close,
+** newest first, before the loop that runs the task): it is woken, with
+** -EBADF, and the eventfd leaves the pollers, before the lookup can go.
+*/
 static void box_release(lookup_box *box) {
   lookup *lk = box->lk;
   if (lk == NULL) return;
   box->lk = NULL;
+  loop_forget_socket(&lk->sock);
   if (lookup_done(lk)) {
     lookup_free(lk);
   } else {
