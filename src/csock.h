@@ -114,7 +114,7 @@ int addr_pusherror(lua_State *L, int gai);
 struct addrinfo;
 void addr_push_list(lua_State *L, const struct addrinfo *res);
 void addr_name_hints(struct addrinfo *hints, int family, int socktype);
-void addr_hand_over(const char *host, int family, const struct sockaddr *sa, socklen_t len);
+void addr_push_resolved(lua_State *L, const struct sockaddr *sa, socklen_t len);
 
 /* opt.c */
 int opt_set(lua_State *L);

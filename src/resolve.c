@@ -343,20 +343,32 @@ static int again_k(lua_State *L, int status, lua_KContext ctx) {
   lookup *lk = lookup_result(L, top, &nres);
   if (lk == NULL) return nres;
   lua_CFunction again = lk->again;
-  int idx = lk->idx;
-  addr_hand_over(lua_tostring(L, idx), lk->hints.ai_family, lk->res->ai_addr, lk->res->ai_addrlen);
+  addr_push_resolved(L, lk->res->ai_addr, lk->res->ai_addrlen);
+  lua_replace(L, lk->idx); /* in place of the name: for this call only */
   box_release((lookup_box *)lua_touserdata(L, top + 1));
   lua_settop(L, top);
   /* closed by another task meanwhile (the wait ends then, see lookup_wait) */
   if (((const csock_socket *)lua_touserdata(L, 1))->fd < 0)
     return csock_failmsg(L, "socket closed", EBADF);
-  return again(L); /* its addr_from_args takes the address handed over */
+  return again(L); /* its addr_from_args takes the address at idx */
+}
+
+/* No helper could start: the name is resolved here, blocking, and the
+   method called again with the address in its place. */
+static int resolve_here(lua_State *L, int idx, const struct addrinfo *hints, lua_CFunction again) {
+  struct addrinfo *res = NULL;
+  int r = getaddrinfo(lua_tostring(L, idx), NULL, hints, &res);
+  if (r != 0) return addr_pusherror(L, r == EAI_SYSTEM ? errno : r);
+  addr_push_resolved(L, res->ai_addr, res->ai_addrlen);
+  freeaddrinfo(res);
+  lua_replace(L, idx);
+  return again(L);
 }
 
 /*
 ** The host argument at idx of the running method (bind, connect, sendto)
-** is a name: look it up while the task waits, then call again(L), which
-** finds the address handed over.  Where no thread can be started, the
+** is a name: look it up while the task waits, then call again(L) with the
+** address in the name's place (addr_push_resolved).  Where no thread can be started, the
 ** method is told to resolve the name in place.
 */
 int resolve_then(lua_State *L, int idx, int family, int socktype, double deadline,
@@ -367,10 +379,7 @@ int resolve_then(lua_State *L, int idx, int family, int socktype, double deadlin
   int err;
   lookup *lk = lookup_start(L, lua_tostring(L, idx), NULL, &hints, &err);
   if (lk == NULL && err != 0) return csock_failure(L, err);
-  if (lk == NULL) {
-    addr_hand_over(lua_tostring(L, idx), family, NULL, 0);
-    return again(L);
-  }
+  if (lk == NULL) return resolve_here(L, idx, &hints, again);
   lk->again = again;
   lk->idx = idx;
   return lookup_wait(L, lk, top, deadline, again_k, (csock_socket *)lua_touserdata(L, 1));
