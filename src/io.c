@@ -43,6 +43,15 @@ static int io_error(lua_State *L, int err) {
 }
 
 /*
+** A read() holds a cursor into s's buffer (loop_read_begin): a second
+** reader -- another task, or a finalizer that the read's own allocations
+** ran -- would move the bytes under it.
+*/
+static void check_not_busy(lua_State *L, const csock_socket *s) {
+  if (s->rbusy) luaL_error(L, "socket is busy: another task is reading from it");
+}
+
+/*
 ** After a call failed with errno e: 0 to try the call again (EINTR, or a
 ** wait for dir that ended ready), else the error to report.  EAGAIN marks
 ** the direction drained and waits; in a task the wait yields and k runs
@@ -328,6 +337,7 @@ static int recv_k(lua_State *L, int status, lua_KContext ctx) {
 int io_recv(lua_State *L) {
   csock_socket *s = sock_checkopen(L, 1);
   lua_Integer n = check_size(L, 2, 65536);
+  check_not_busy(L, s);
   lua_settop(L, 1);
   s->rdeadline = sock_deadline(s);
   return recv_k(L, LUA_OK, (lua_KContext)(n > INT_MAX ? INT_MAX : n));
@@ -377,6 +387,7 @@ static int recvfrom_k(lua_State *L, int status, lua_KContext ctx) {
 int io_recvfrom(lua_State *L) {
   csock_socket *s = sock_checkopen(L, 1);
   lua_Integer n = check_size(L, 2, 65536);
+  check_not_busy(L, s);
   lua_settop(L, 1);
   s->rdeadline = sock_deadline(s);
   return recvfrom_k(L, LUA_OK, (lua_KContext)(n > INT_MAX ? INT_MAX : n));
@@ -645,6 +656,7 @@ static int read_formats(lua_State *L, int status, lua_KContext ctx, int *err, lu
     if (done >= nfmt || r == FMT_EOF || r == FMT_FAIL) {
       if (r == FMT_EOF || r == FMT_FAIL) lua_pushnil(L);
       read_commit(s);
+      loop_read_end(s);
       return READ_DONE;
     }
     if (r == FMT_PUSHED) continue;
@@ -656,10 +668,16 @@ static int read_formats(lua_State *L, int status, lua_KContext ctx, int *err, lu
     if (e > 0 || (e == 0 && s->eof)) {
       e = 0;
     } else if (e == -EAGAIN) {
+      /* another task waits in recv: csock_wait raises, so let go first */
+      if (s->reader != NULL && csock_in_task(L)) {
+        read_begin(s);
+        loop_read_end(s);
+      }
       e = csock_wait(L, s, CSOCK_READ, s->rdeadline, ctx, k);
     }
   }
   read_begin(s);
+  loop_read_end(s);
   *err = e < 0 ? -e : e;
   return READ_ERROR;
 }
@@ -748,6 +766,7 @@ static int read_count_direct(lua_State *L, csock_socket *s) {
 int io_read(lua_State *L) {
   csock_socket *s = sock_checkopen(L, 1);
   int nfmt = lua_gettop(L) - 1;
+  check_not_busy(L, s);
   if (nfmt <= 1 && read_buffered_line(L, s, nfmt)) return 1;
   if (nfmt == 0) {
     lua_pushliteral(L, "l");
@@ -762,6 +781,7 @@ int io_read(lua_State *L) {
     int direct = read_count_direct(L, s);
     if (direct != 0) return direct > 0 ? 1 : read_error(L, -direct);
   }
+  loop_read_begin(L, s);
   return read_k(L, LUA_OK, read_context(L, nfmt));
 }
 
@@ -783,10 +803,12 @@ static int lines_iter(lua_State *L) {
   lua_pushvalue(L, lua_upvalueindex(1));
   csock_socket *s = (csock_socket *)lua_touserdata(L, 1);
   if (s->fd < 0) return luaL_error(L, "socket is already closed");
+  check_not_busy(L, s);
   for (int i = 1; i <= nfmt; i++) lua_pushvalue(L, lua_upvalueindex(2 + i));
   if (nfmt == 1 && read_buffered_line(L, s, 1)) return 1;
   s->rdeadline = sock_deadline(s);
   read_begin(s);
+  loop_read_begin(L, s);
   return lines_k(L, LUA_OK, read_context(L, nfmt));
 }
 

@@ -64,6 +64,7 @@ typedef struct csock_task {
   unsigned long long seq;  /* breaks ties between equal deadlines */
   csock_socket *wait_sock; /* socket waited on, if any */
   csock_socket *also_sock; /* a socket whose close ends the wait too (loop_wait_also) */
+  csock_socket *read_sock; /* a socket whose read() this task has under way (rbusy) */
   int wait_dir;
   struct csock_task *next;                /* ready queue */
   struct csock_task *prev_all, *next_all; /* every live task */
@@ -412,6 +413,36 @@ void loop_after_fork(void) {
 }
 
 /*
+** A read() that takes bytes at a cursor into s's buffer (io.c) begins:
+** until loop_read_end, any other read of s -- another task's, or one that
+** a finalizer run by the read's own allocations makes -- must fail as
+** busy, or it would move the bytes under the cursor.  When a task reads,
+** the flag is the task's: a task that ends part-way (cancelled while it
+** waits, failed) gives it back.  Outside a task only a memory error raised
+** part-way could leave it set; the socket then stays busy, which is safe.
+*/
+void loop_read_begin(lua_State *L, csock_socket *s) {
+  s->rbusy = 1;
+  csock_task *t = current_task(L);
+  if (t != NULL && t->read_sock == NULL) {
+    s->rowner = t;
+    t->read_sock = s;
+  }
+}
+
+void loop_read_end(csock_socket *s) {
+  s->rbusy = 0;
+  if (s->rowner != NULL && s->rowner->read_sock == s) s->rowner->read_sock = NULL;
+  s->rowner = NULL;
+  s->rpos = 0;
+}
+
+/* t ends with a read under way: the socket is free for others again. */
+static void drop_read(csock_task *t) {
+  if (t->read_sock != NULL) loop_read_end(t->read_sock);
+}
+
+/*
 ** Called when s closes: leave the pollers and wake whoever waits on it.
 ** close(2) drops a registration by itself only when no other descriptor
 ** shares the open file, and any socket may share one (a socketpair made
@@ -424,6 +455,7 @@ void loop_forget_socket(csock_socket *s) {
   if (s->registered && s->fd >= 0)
     for (csock_loop *lp = loops; lp; lp = lp->next_loop) backend_del(lp->epfd, s->fd);
   s->registered = 0;
+  loop_read_end(s); /* a read under way fails at its next step (fd < 0) */
   /* the waiters may belong to an embedded loop that is not running now:
      waking only touches that loop's queue, no Lua runs */
   if (s->reader) wake(s->reader, -EBADF);
@@ -565,6 +597,7 @@ static csock_task *task_new(lua_State *L, csock_loop *lp, int fidx) {
 /* Ends t (done, failed or cancelled): wake its joiners, drop its anchor. */
 static void task_end(csock_loop *lp, csock_task *t, task_state how) {
   t->state = how;
+  drop_read(t);
   while (t->joiners) {
     csock_task *j = t->joiners;
     t->joiners = j->next_joiner;
@@ -785,12 +818,14 @@ static void task_failed(csock_loop *lp, csock_task *t) {
     task_report(lp, t, lua_tostring(L, -1));
   lua_settop(L, err);
   task_keep_result(L, t);
+  drop_read(t);        /* before its stack goes, and the socket with it */
   close_thread(co, L); /* runs its to-be-closed variables */
   task_end(lp, t, T_FAILED);
 }
 
 static void task_cancelled(csock_loop *lp, csock_task *t) {
   unlink_also(t); /* before its stack goes, and the socket with it */
+  drop_read(t);
   close_nest(lp, t);
   if (close_thread(t->co, lp->L) != LUA_OK) {
     const char *msg = lua_tostring(t->co, -1);
