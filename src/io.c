@@ -454,7 +454,7 @@ static void read_begin(csock_socket *s) {
 
 /* The read succeeded: the bytes its formats took leave the buffer. */
 static void read_commit(csock_socket *s) {
-  buf_consume(&s->rbuf, s->rpos);
+  if (s->fd >= 0) buf_consume(&s->rbuf, s->rpos);
   read_begin(s);
 }
 
@@ -653,6 +653,10 @@ static int read_formats(lua_State *L, int status, lua_KContext ctx, int *err, lu
     int r = done >= nfmt ? FMT_PUSHED
             : letter     ? read_letter(L, s, letter)
                          : read_one(L, s, 2 + done);
+    if (s->fd < 0) { /* a finalizer the result's allocation ran closed s */
+      e = -EBADF;
+      break;
+    }
     if (done >= nfmt || r == FMT_EOF || r == FMT_FAIL) {
       if (r == FMT_EOF || r == FMT_FAIL) lua_pushnil(L);
       read_commit(s);
@@ -710,7 +714,10 @@ static int read_buffered_line(lua_State *L, csock_socket *s, int nfmt) {
     chop = f == 'l';
   }
   read_begin(s);
-  if (read_line(L, s, chop) != FMT_PUSHED) return 0;
+  s->rbusy = 1; /* for the finalizers the string's allocation may run */
+  int r = read_line(L, s, chop);
+  s->rbusy = 0;
+  if (r != FMT_PUSHED) return 0;
   read_commit(s);
   return 1;
 }
