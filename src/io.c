@@ -550,12 +550,20 @@ static size_t numeral_end(const char *d, size_t len, size_t i) {
   return i;
 }
 
-/* read("n"): blanks, then a numeral as a number; FMT_FAIL (a nil) if it is not one. */
+/*
+** read("n"): blanks, then a numeral as a number; FMT_FAIL (a nil) if it is
+** not one.  The blanks seen so far are kept in rbuf.scanned, so a peer
+** that trickles them is not rescanned from the start at every fill, and
+** more of them than maxline fail as an over-long line would: they are
+** buffered until the read ends, and the buffer must not grow unbounded.
+*/
 static int read_number(lua_State *L, csock_socket *s) {
   size_t len;
   const char *data = unread(s, &len);
-  size_t start = 0;
+  size_t start = s->rbuf.scanned < len ? s->rbuf.scanned : len;
   while (start < len && isspace((unsigned char)data[start])) start++;
+  if (start > s->maxline) return FMT_TOOLONG;
+  s->rbuf.scanned = start;
   size_t end = numeral_end(data, len, start);
   if (end == len && !s->eof && end - start <= MAXNUMERAL) return FMT_NEED; /* may go on */
   if (end == start && start == len) return FMT_EOF;
