@@ -137,9 +137,17 @@ static void install_fork_handlers(void) {
   pin_library();
 }
 
-static int lookup_done(lookup *lk) {
+/*
+** Whether no helper will touch lk any more: it finished, or it is a copy
+** that a fork made of a lookup under way in the parent, whose helper
+** finishes the parent's copy only (the child has no helpers of its own
+** for it), so it would wait, and stay on the orphan list, for good.
+*/
+static int lookup_finished(lookup *lk) {
   return atomic_load_explicit(&lk->finished, memory_order_acquire);
 }
+
+static int lookup_done(lookup *lk) { return lookup_finished(lk) || lk->pid != getpid(); }
 
 static void lookup_free(lookup *lk) {
   loop_forget_socket(&lk->sock); /* no waiter or poller may keep pointing here */
@@ -321,7 +329,7 @@ static lookup *lookup_result(lua_State *L, int top, int *nres) {
   /* woken by the thread's write, its last step but one -- unless this is a
      child forked meanwhile, where no thread will ever finish it */
   int lost = 0;
-  while (!lookup_done(lk) && !lost) {
+  while (!lookup_finished(lk) && !lost) {
     lost = lk->pid != getpid();
     if (!lost) sched_yield();
   }
