@@ -51,6 +51,22 @@ describe("a second reader of a socket being read", function()
     ]])
     assert.are.equal("hello\n", out)
   end)
+
+  it("lets go of the socket when its read finds another task waiting in recv", function()
+    local out = child([[
+      local a, b = csock.socketpair()
+      csock.run(function()
+        local t = csock.spawn(function() return a:recv(2) end)
+        csock.sleep(0)
+        print(pcall(a.read, a, "l"))
+        b:write("one\n")
+        print(t:join())
+        print(a:read("l"))
+      end)
+    ]])
+    assert.are.equal("false\tsocket is busy: another task is reading from it\n"
+      .. "true\ton\ne\n", out)
+  end)
 end)
 
 describe("a read whose allocations run finalizers", function()
