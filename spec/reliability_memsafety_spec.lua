@@ -225,8 +225,8 @@ describe("a task's own coroutine", function()
   end)
 end)
 
-describe("a join across two embedded loops", function()
-  it("wakes the joiner into its own loop", function()
+describe("a waiter linked to another embedded loop", function()
+  it("is woken into its own loop when the task it joins ends", function()
     local out = child([[
       local A, B = csock.loop(), csock.loop()
       local tb = B:spawn(function() csock.sleep(0.01) return "b" end)
@@ -237,6 +237,24 @@ describe("a join across two embedded loops", function()
       A:close(); B:close()
     ]])
     assert.are.equal("1\t0\t0\n0\ttrue\ttrue\tb\n", out)
+  end)
+
+  it("is woken into its own loop when another loop polls its socket's event", function()
+    local out = child([[
+      local A, B = csock.loop(), csock.loop()
+      local a, b = csock.socketpair()
+      A:spawn(function() return a:read(1) end)
+      A:step(0)                    -- a is in A's poller now
+      b:write("1")
+      print(A:step(0.05))
+      local tb = B:spawn(function() return a:read(1) end)
+      B:step(0)                    -- and in B's, with B's task waiting
+      b:write("2")
+      print(A:step(0.05))          -- A's poller sees the byte first
+      print(B:step(0.05), tb:join())
+      A:close(); B:close()
+    ]])
+    assert.are.equal("0\n0\n0\ttrue\t2\n", out)
   end)
 end)
 
