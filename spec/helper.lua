@@ -86,8 +86,11 @@ local q = helper.shell_quote
 The pipe of the popen that reads the listing is counted too, the same way
 on every call, so differences between two calls are exact. ]]
 function helper.fds()
+  -- The listing leaves out the pipe it is read through: popen's child end may
+  -- still be open in this process while find runs, which made counts flaky.
   local p = assert(io.popen(string.format(
-    "find /proc/%d/fd -mindepth 1 -maxdepth 1 -printf '%%f %%l\\n' 2>/dev/null",
+    "me=$(readlink /proc/$$/fd/1); find /proc/%d/fd -mindepth 1 -maxdepth 1 -printf '%%f %%l\\n' 2>/dev/null"
+      .. " | grep -v -F \" $me\"",
     helper.pid())))
   local t = {}
   for line in p:lines() do
