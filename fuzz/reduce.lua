@@ -4,7 +4,8 @@ fuzz/reduce.lua PROGRAM PATTERN [OUT] - shrinks a crashing program of fuzz/lua_a
 Runs PROGRAM the way lua_api.sh does (lua5.4, the ASan+UBSan build preloaded,
 timeout 10 s) and keeps removing pieces of it -- whole lines first, then the
 "; "-separated statements of a line -- as long as its stderr still contains
-PATTERN (a plain string, e.g. "resolve.c:329" or "heap-use-after-free").  A piece
+PATTERN (a plain string, e.g. "resolve.c:329" or "heap-use-after-free"; "HANG": it must
+still run past a 5 s timeout).  A piece
 whose removal breaks the syntax is kept, since the program then fails to load.
 Writes the smallest program to OUT (default PROGRAM.min.lua).
 ]]
@@ -15,6 +16,8 @@ if not (prog and pattern) then
   os.exit(2)
 end
 outpath = outpath or prog:gsub("%.lua$", "") .. ".min.lua"
+-- PATTERN "HANG": the program must still be killed by the timeout (5 s then)
+local limit = pattern == "HANG" and 5 or 10
 
 local function slurp(path)
   local f = assert(io.open(path, "rb"))
@@ -40,7 +43,9 @@ local function interesting(lines)
   os.execute(string.format(
     "LD_PRELOAD='%s' ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1 "
       .. "LUA_PATH='./lua/?.lua;./lua/?/init.lua;;' LUA_CPATH='./build-asan/?.so;;' "
-      .. "timeout -k 2 10 lua5.4 %s >/dev/null 2>%s </dev/null", rt, trial, errfile))
+      .. "timeout -k 2 %d lua5.4 %s >/dev/null 2>%s </dev/null; echo $? >%s.rc", rt, limit, trial, errfile, errfile))
+  local _, _, code = os.execute(string.format("exit $(cat %s.rc)", errfile))
+  if pattern == "HANG" then return code == 124 or code == 137 end
   return slurp(errfile):find(pattern, 1, true) ~= nil
 end
 
@@ -88,4 +93,5 @@ until #table.concat(lines, "\n") >= before
 spit(outpath, table.concat(lines, "\n") .. "\n")
 os.remove(trial)
 os.remove(errfile)
+os.remove(errfile .. ".rc")
 print(string.format("%s: %d lines, %d bytes", outpath, #lines, #table.concat(lines, "\n")))
