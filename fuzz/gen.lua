@@ -87,13 +87,14 @@ local MAXLINES = { "1", "3", "10", "65536", "0", "-5" }
 local SHUTDOWNS = { "'r'", "'w'", "'rw'", "nil", "'q'" }
 local ANY_METHOD = { "'read'", "'recv'", "'write'", "'settimeout'", "'connect'", "'bind'", "'setsockopt'", "'send'" }
 local ANY_FUNCTION = {
-  "csock.socketpair", "csock.socket", "csock.getaddrinfo", "csock.sleep", "csock.spawn", "csock.run",
+  "csock.socketpair", "csock.socket", "csock.getaddrinfo", "csock.spawn", "csock.run",
   "csock.loop", "csock.cond", "csock.signal",
 }
 local HOSTS = { "'localhost'", "'127.0.0.1'", "'::1'", "'nosuchcaa.invalid'", "nil" }
 local SERVICES = { "PORT", "'http'", "nil", "0" }
 local CONNECT_HOSTS = { "'localhost'", "'localhost'", "'127.0.0.1'", "'nosuchcaa.invalid'" }
-local SLEEPS = { "0", "0", "0.001", "0.01", "0.03" }
+-- (no huge ones: outside the loop a sleep blocks the thread, and nothing ends it)
+local SLEEPS = { "0", "0", "0.001", "0.01", "0.03", "-1", "0/0", "'x'", "{}", "nil", "-0.0" }
 
 -- Statements on the socket pool. Each returns one line of Lua.
 local socket_ops = {
@@ -214,7 +215,18 @@ local function NEWSOCK(i, kind)
     if kind == 2 then return csock.socket("inet", "stream") end
     local u = csock.socket("inet", "dgram"); u:bind("127.0.0.1", 0); return u
   end)
-  if ok and a then S[i] = a; if b then S[(i %% #S) + 1] = b end end
+  if ok and a then
+    S[i] = a; a:settimeout(0.05)
+    if b then S[(i %% #S) + 1] = b; b:settimeout(0.05) end
+  end
+end
+-- Run as a task of csock.run: whatever still waits after 2 s is woken and cancelled,
+-- so that a program whose main task waits for nothing (a read with no timeout, a
+-- condition nobody signals) still ends; a program that hangs past it is a finding.
+local function REAPER()
+  csock.sleep(2)
+  for i = 1, #S do local s = S[i]; if s then pcall(s.close, s) end end
+  for _, t in ipairs(csock.tasks()) do if t ~= csock.current() then t:cancel() end end
 end
 local function CONNECT(i, host)
   local s = S[i]
@@ -316,6 +328,7 @@ local NRESULTS = on("manyresults") and 200 or 3
 local function run_driver()
   emit("local main_result = table.pack(pcall(csock.run, function(...)")
   emit("  CO_SELF()")
+  emit("  csock.spawn(REAPER)")
   for _ = 1, random(2, 10) do emit("  %s", stmt(0)) end
   -- The end of main: nothing may stay blocked forever.
   emit([[
