@@ -113,6 +113,9 @@ local socket_ops = {
   function() return fmt("NEWSOCK(%d, %d)", sock(), random(3)) end,
 }
 if on("mixread") then
+  socket_ops[#socket_ops + 1] = function()
+    return fmt("SCENE_RECV(%d, %d, %d, %s)", random(7), random(1, 9), random(1, 9), pick { "'recv'", "'recvfrom'" })
+  end
   socket_ops[#socket_ops + 1] = function() return fmt("M(%d, 'recv', %s)", sock(), pick(RECV_SIZES)) end
   socket_ops[#socket_ops + 1] = function() return fmt("M(%d, 'recvfrom', %s)", sock(), pick(RECV_SIZES)) end
   socket_ops[#socket_ops + 1] = function() return fmt("M(%d, 'lines_once'%s)", sock(), formats()) end
@@ -133,6 +136,9 @@ local gc_ops = {
 }
 if on("finalizers") then
   gc_ops[#gc_ops + 1] = function() return fmt("FINALIZERS(%d, %d)", sock(), random(1, 30)) end
+  gc_ops[#gc_ops + 1] = function()
+    return fmt("SCENE_GC(%d, %d, {%s})", random(7), random(1, 30), formats():sub(3))
+  end
 end
 
 local resolve_ops = {
@@ -242,6 +248,27 @@ local function FINALIZERS(i, n)
   for _ = 1, n do
     setmetatable({}, {__gc = function() local s = S[i]; if s then pcall(s.close, s) end end})
   end
+end
+-- Scenes: the shapes of issue 15's first two bugs, with random sizes, so that the
+-- fuzzer meets them and their neighbours more often than by chance.
+local PEER = {2, 1, 4, 3, nil, 7, 6}
+local function SCENE_RECV(i, n, k, how) -- a read under way, a recv beside it, then more bytes
+  local s, p = S[i], S[PEER[i] or 0]
+  if not (s and p) then return end
+  pcall(csock.spawn, function() pcall(s.read, s, n, "l") end)
+  pcall(p.write, p, ("h"):rep(n))
+  pcall(csock.sleep, 0.002)
+  pcall(s[how], s, k)
+  pcall(p.write, p, "x\n")
+  pcall(csock.sleep, 0.002)
+end
+local function SCENE_GC(i, n, fmts) -- finalizers close the socket while a read allocates
+  local s, p = S[i], S[PEER[i] or 0]
+  if not (s and p) then return end
+  pcall(p.write, p, "one\ntwo\nthree\n4 5\n")
+  collectgarbage("incremental", 100, 100, 0)
+  FINALIZERS(i, n)
+  pcall(s.read, s, table.unpack(fmts))
 end
 local nco = 0
 local function CO_SELF() -- each task notes its coroutine, for others to close or resume
