@@ -30,7 +30,7 @@ SAN_REPORT='ERROR: AddressSanitizer|ERROR: LeakSanitizer|runtime error:|Undefine
 # What a crash is, in one line: the sanitizer's error kind and the first frame in
 # src/ (else the first frame), or the status.
 signature() {
-  what=$(grep -a -o -E 'ERROR: AddressSanitizer: [A-Za-z-]+( [a-z-]+)?|runtime error: .*|ERROR: LeakSanitizer' "$1" | head -1)
+  what=$(grep -a -o -E 'ERROR: AddressSanitizer: [A-Za-z-]+( [a-z-]+)?|runtime error: .*|ERROR: LeakSanitizer' "$1" | head -1 | sed 's/ on$//')
   where=$(grep -a -E '^ *#[0-9]+ 0x[0-9a-f]+ in [^ ]+ [^ ]*src/' "$1" | grep -v libsanitizer | head -1 |
     sed -E 's/.* in ([^ ]+) [^ ]*(src\/[^ ]+).*/\1 \2/')
   [ -n "$where" ] || where=$(grep -a -E '^ *#0 ' "$1" | head -1 | sed -E 's/^ *#0 0x[0-9a-f]+ //')
