@@ -262,6 +262,19 @@ local function SCENE_RECV(i, n, k, how) -- a read under way, a recv beside it, t
   pcall(p.write, p, "x\n")
   pcall(csock.sleep, 0.002)
 end
+local function SCENE_SHARED(i) -- a socket shared with another process, closed after a wait
+  local s, p = S[i], S[PEER[i] or 0]
+  if not (s and p) then return end
+  pcall(csock.spawn, function() pcall(s.read, s, 1) end)
+  pcall(csock.sleep, 0.002) -- the reader waits: the socket is in the epoll set
+  pcall(p.write, p, "a")
+  pcall(csock.sleep, 0.002) -- the reader has its byte and has ended
+  pcall(s.close, s)
+  S[i], s = nil, nil
+  collectgarbage(); collectgarbage()
+  pcall(p.write, p, "wake\n")
+  pcall(csock.sleep, 0.002)
+end
 local function SCENE_GC(i, n, fmts) -- finalizers close the socket while a read allocates
   local s, p = S[i], S[PEER[i] or 0]
   if not (s and p) then return end
@@ -343,13 +356,17 @@ local function top_stmts(n)
   end
 end
 
-local workers = on("workers") and chance(0.05)
+local workers = on("workers") and chance(0.1)
 if workers then
   emit([[
 do
   local id = csock.workers(1)
   if not id then return end
 end]])
+  -- In the worker every socket of the pool is shared with the master: a close
+  -- does not take the file out of epoll (issue 15's bug 5), so close some that a
+  -- task waited on, collect them, and make them readable.
+  socket_ops[#socket_ops + 1] = function() return fmt("SCENE_SHARED(%d)", random(4)) end
 end
 
 top_stmts(random(0, 3))
