@@ -188,4 +188,20 @@ function helper.has_python3()
   return os.execute("env -u LD_PRELOAD python3 -c 'import socket' >/dev/null 2>&1") == true
 end
 
+--[[ `make gcstress` runs the suite with CSOCK_GCSTRESS set and LUA_INIT_5_4
+pointing at spec/support/gcstress.lua.  busted loads this file once, before
+the specs: it sets the aggressive collector again as each spec file starts,
+so a spec that switched collector modes cannot turn it off for the rest. ]]
+local registry = debug.getregistry()
+if os.getenv("CSOCK_GCSTRESS") and not registry.csock_gcstress_hook then
+  local ok, busted = pcall(require, "busted")
+  if ok and type(busted) == "table" then
+    registry.csock_gcstress_hook = true -- specs require this file again: subscribe once
+    busted.subscribe({"file", "start"}, function()
+      dofile(helper.ROOT .. "/spec/support/gcstress.lua")
+      return nil, true
+    end)
+  end
+end
+
 return helper
