@@ -31,7 +31,7 @@ HOST_SRC = src/main.c src/alloc.c
 HDRS     = $(wildcard src/*.h)
 ALL_CFLAGS = $(CFLAGS) $(WARN) -fPIC -pthread -std=gnu11 -D_GNU_SOURCE $(LUA_CFLAGS)
 
-.PHONY: all test asan gcstress valgrind install uninstall clean bench deps run
+.PHONY: all test asan valgrind install uninstall clean bench deps run
 
 all: csock/core.so bin/csock
 
@@ -74,12 +74,6 @@ asan: deps build/init_lua.h
 	$(RAISE_NOFILE) CSOCK_BUILD=build-asan LD_PRELOAD="$(ASAN_RT)" ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
 	  LSAN_OPTIONS=suppressions=$(CURDIR)/tools/lsan.supp:print_suppressions=0 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	  $(BUSTED) --cpath='./build-asan/?.so' $(BUSTED_ARGS)
-
-# The specs under ASan with a collection step at every allocation, so that
-# finalizers (which may close sockets) run inside csock's own calls.
-# LUA_INIT_5_4 reaches busted and every lua5.4 child the specs start.
-gcstress:
-	LUA_INIT_5_4='collectgarbage("incremental", 100, 100, 1)' $(MAKE) --no-print-directory asan
 
 # The specs under valgrind: fail on memory errors and on definite leaks.
 valgrind: deps all
