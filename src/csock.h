@@ -47,6 +47,8 @@ typedef struct csock_socket {
   unsigned wwatch : 1;      /* the registration includes write interest */
   unsigned nodelay_due : 2; /* TCP_NODELAY still to be set: see sock_before_send */
   unsigned rbusy : 1;       /* a read() holds a cursor (rpos) into rbuf: see loop_read_begin */
+  unsigned inherited : 1;   /* the descriptor came from elsewhere (systemd): maybe shared */
+  unsigned born;            /* workers_forks() when the socket was made */
   unsigned gen;             /* loop generation the registration belongs to */
   double timeout;           /* seconds per operation; < 0 waits forever */
   double rdeadline;         /* deadline of the read-side operation under way */
@@ -153,7 +155,7 @@ int csock_pause(lua_State *L, double secs, lua_KContext ctx, lua_KFunction k);
 int csock_ready(const csock_socket *s, int dir);
 void csock_drained(csock_socket *s);
 int csock_in_task(lua_State *L);
-void loop_forget_socket(csock_socket *s);
+void loop_forget_socket(csock_socket *s, int shared);
 void loop_read_begin(lua_State *L, csock_socket *s);
 void loop_read_end(csock_socket *s);
 void loop_wait_also(lua_State *L, csock_socket *s);
@@ -223,6 +225,7 @@ extern void (*csock_turn_hook)(lua_State *L);
 
 /* workers.c */
 int csock_worker_id(void);
+unsigned workers_forks(void);
 int workers_supervise(int n);
 int workers_lua(lua_State *L);
 int workers_id_lua(lua_State *L);

@@ -453,8 +453,15 @@ static void drop_read(csock_task *t) {
 ** next event.  So a socket that was ever registered leaves every live
 ** loop's set (one, as a rule; ENOENT from a loop that never had it).
 */
-void loop_forget_socket(csock_socket *s) {
-  if (s->registered && s->fd >= 0)
+/*
+** shared: another process may hold the socket's open file (it was made
+** before a fork, or inherited), so close(2) would not take it out of the
+** pollers; the entry must go by hand or epoll would report the freed socket.
+** A socket of this process alone leaves with its last descriptor, and a
+** short connection is spared the epoll_ctl.
+*/
+void loop_forget_socket(csock_socket *s, int shared) {
+  if (s->registered && s->fd >= 0 && shared)
     for (csock_loop *lp = loops; lp; lp = lp->next_loop) backend_del(lp->epfd, s->fd);
   s->registered = 0;
   loop_read_end(s); /* a read under way fails at its next step (fd < 0) */

@@ -150,7 +150,7 @@ static int lookup_finished(lookup *lk) {
 static int lookup_done(lookup *lk) { return lookup_finished(lk) || lk->pid != getpid(); }
 
 static void lookup_free(lookup *lk) {
-  loop_forget_socket(&lk->sock); /* no waiter or poller may keep pointing here */
+  loop_forget_socket(&lk->sock, 1); /* no waiter or poller may keep pointing here */
   if (lk->sock.fd >= 0) close(lk->sock.fd);
   if (lk->res) freeaddrinfo(lk->res);
   free(lk->host);
@@ -181,7 +181,7 @@ static void box_release(lookup_box *box) {
   lookup *lk = box->lk;
   if (lk == NULL) return;
   box->lk = NULL;
-  loop_forget_socket(&lk->sock);
+  loop_forget_socket(&lk->sock, 1);
   if (lookup_done(lk)) {
     lookup_free(lk);
   } else {

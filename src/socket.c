@@ -50,6 +50,7 @@ static csock_socket *sock_alloc(lua_State *L, int family, int type) {
   s->timeout = -1;
   s->maxline = CSOCK_MAXLINE_DEFAULT;
   s->rready = s->wready = 1;
+  s->born = workers_forks();
   return s;
 }
 
@@ -110,7 +111,7 @@ double sock_deadline(const csock_socket *s) {
 int sock_close(lua_State *L, csock_socket *s) {
   (void)L;
   if (s->fd < 0) return 0;
-  loop_forget_socket(s);
+  loop_forget_socket(s, s->inherited || s->born != workers_forks());
   int fd = s->fd;
   s->fd = -1;
   buf_free(&s->rbuf);

@@ -32,6 +32,7 @@ static int push_inherited(lua_State *L, int fd) {
     return 0;
   csock_socket *s = sock_push(L, family, type);
   s->fd = fd;
+  s->inherited = 1;
   s->listening = fd_option(fd, SO_ACCEPTCONN) == 1;
   return 1;
 }

@@ -44,9 +44,15 @@ static void handle_saving(int sig, void (*fn)(int), struct sigaction *old) {
 
 static void handle(int sig, void (*fn)(int)) { handle_saving(sig, fn, NULL); }
 
+static unsigned forks; /* fork()s of this process and its ancestors */
+
+/* Sockets made before the last fork share their open files with another process. */
+unsigned workers_forks(void) { return forks; }
+
 /* Forks worker i: returns its pid in the master, 0 in the worker. */
 static pid_t spawn_worker(int i) {
   pid_t pid = fork();
+  if (pid >= 0) forks++;
   if (pid != 0) return pid;
   handle(SIGINT, SIG_DFL);
   handle(SIGTERM, SIG_DFL);
