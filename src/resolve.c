@@ -298,6 +298,18 @@ static lookup *lookup_start(lua_State *L, const char *host, const char *service,
 }
 
 /*
+** Drops the lookup's to-be-closed box at top + 1 and what lies above it.
+** lua_closeslot first: Lua 5.4.4's lua_settop keeps a pointer into the
+** stack across the __close it calls, which may reallocate the stack
+** (upstream bug "'lua_settop' may use a pointer to stack invalidated by
+** 'luaF_close'"; Debian 12 ships 5.4.4).
+*/
+static void drop_box(lua_State *L, int top) {
+  lua_closeslot(L, top + 1);
+  lua_settop(L, top);
+}
+
+/*
 ** Waits for the lookup whose userdata is at top + 1; k goes on when it is
 ** done or the deadline passed.  Returns only on a failure to wait.
 */
@@ -307,7 +319,7 @@ static int lookup_wait(lua_State *L, lookup *lk, int top, double deadline, lua_K
   int e = csock_wait(L, &lk->sock, CSOCK_READ, deadline, (lua_KContext)top, k);
   loop_wait_also(L, NULL);
   box_release((lookup_box *)lua_touserdata(L, top + 1));
-  lua_settop(L, top);
+  drop_box(L, top);
   return csock_failure(L, e);
 }
 
@@ -322,7 +334,7 @@ static lookup *lookup_result(lua_State *L, int top, int *nres) {
   int woken = csock_woken(L);
   if (woken < 0) { /* the deadline passed, or the socket was closed */
     box_release(box);
-    lua_settop(L, top);
+    drop_box(L, top);
     *nres = woken == -EBADF ? csock_failmsg(L, "socket closed", EBADF) : csock_failure(L, woken);
     return NULL;
   }
@@ -336,7 +348,7 @@ static lookup *lookup_result(lua_State *L, int top, int *nres) {
   if (lost || lk->rc != 0) {
     int gai = lost ? EAI_AGAIN : lk->rc == EAI_SYSTEM ? lk->err : lk->rc;
     box_release(box);
-    lua_settop(L, top);
+    drop_box(L, top);
     *nres = addr_pusherror(L, gai);
     return NULL;
   }
@@ -354,7 +366,7 @@ static int again_k(lua_State *L, int status, lua_KContext ctx) {
   addr_push_resolved(L, lk->res->ai_addr, lk->res->ai_addrlen);
   lua_replace(L, lk->idx); /* in place of the name: for this call only */
   box_release((lookup_box *)lua_touserdata(L, top + 1));
-  lua_settop(L, top);
+  drop_box(L, top);
   /* closed by another task meanwhile (the wait ends then, see lookup_wait) */
   if (((const csock_socket *)lua_touserdata(L, 1))->fd < 0)
     return csock_failmsg(L, "socket closed", EBADF);
