@@ -390,6 +390,7 @@ end
 local function start(res, ...)
   res._started = true
   local code, req = res._code, res._req
+  if req._failed then res._keep = false end -- the framing is lost: no next request
   local head = req.method == "HEAD"
   if res._length == nil and not res._te and not bodiless(code, false) then
     if req.version == "1.1" then
