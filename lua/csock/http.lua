@@ -852,6 +852,7 @@ local function header_lines(u, method, opts, body)
 end
 
 local function send_body(c, body, chunked)
+  if body == nil then return true end
   if type(body) == "string" then
     if body == "" then return true end
     return c:write(body)
@@ -963,7 +964,7 @@ function http.request(url, opts)
   opts = check_request_opts(url, opts)
   local u, err = parse_url(url)
   if not u then argerror(1, "request", err) end
-  local method = opts.method and opts.method:upper() or "GET"
+  local method = opts.method and opts.method:upper() or (opts.body ~= nil and "POST" or "GET")
   local body = opts.body
   local left = opts.redirects or 5
   while true do
