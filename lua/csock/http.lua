@@ -53,6 +53,13 @@ local status_lines = setmetatable({}, {__index = function(t, code)
   return line
 end})
 
+-- "Content-Length: n\r\n" lines, made once per length (numbers print through snprintf).
+local content_length = setmetatable({}, {__index = function(t, n)
+  local line = "Content-Length: " .. n .. "\r\n"
+  if n < 4096 then t[n] = line end
+  return line
+end})
+
 local function argerror(n, fname, msg, level)
   error(format("bad argument #%d to '%s' (%s)", n, fname, msg), (level or 2) + 1)
 end
@@ -67,10 +74,11 @@ local HEADERS = {__index = function(t, k)
 end}
 http.HEADERS = HEADERS
 
--- rawheaders, built when first asked for from the flat {name1, value1, ...} array of C.
-local function rawheaders(flat)
+-- rawheaders, built when first asked for from the header lines as they came (C has
+-- checked them: a token, a colon, the value between optional blanks, CRLF).
+local function rawheaders(lines)
   local t = {}
-  for i = 1, #flat, 2 do t[#t + 1] = {flat[i], flat[i + 1]} end
+  for name, value in lines:gmatch("([^:]+):[ \t]*(.-)[ \t]*\r\n") do t[#t + 1] = {name, value} end
   return t
 end
 
@@ -87,13 +95,14 @@ end
 
 -------------------------------------------------------------------------------- bodies
 -- A message with a body (a server's request, a client's response) carries the fields:
---   _sock      the connection
+--   socket     the connection
 --   _mode      "len", "chunked", "close" (to end of stream) or false once the body has ended
 --   _left      bytes left of the body ("len") or of the current chunk ("chunked")
 --   _after     chunked: a chunk's data was read, so its CRLF comes before the next size line
 --   _pending   bytes read ahead by read("l") and friends
---   _max       the most the body may hold (nil: no limit), _total what came so far
---   _limits    {max_line, max_header_bytes, max_headers} for the trailer section
+--   _total     what came so far
+--   _cfg       {timeout =, max = (the most the body may hold, false: no limit), limits =
+--              {max_line, max_header_bytes, max_headers} for the trailer section}
 --   _failed    the status a failed body read calls for (400, 413), or true
 -- and may set _before (called before the first read: 100-continue) and _after_end (called
 -- once the body has ended: the client's pool).
@@ -125,10 +134,10 @@ local function piece(m, want)
     local ok, err, code = before(m)
     if not ok then return body_fail(m, true, err, code) end
   end
-  local sock = m._sock
+  local sock, cfg = m.socket, m._cfg
   if mode == "chunked" and m._left == 0 then
-    local lim = m._limits
-    local size, err, code = sock:_httpchunk(m._timeout, m._after, CHUNK_LINE, lim[2], lim[3])
+    local lim = cfg.limits
+    local size, err, code = sock:_httpchunk(cfg.timeout, m._after, CHUNK_LINE, lim[2], lim[3])
     if not size then
       if size == false then return body_fail(m, err, code, EPROTO) end
       return body_fail(m, nil, err, code)
@@ -138,7 +147,7 @@ local function piece(m, want)
       body_end(m)
       return nil
     end
-    if m._max and m._total + size > m._max then
+    if cfg.max and m._total + size > cfg.max then
       return body_fail(m, 413, "body too large", EPROTO)
     end
     m._left = size
@@ -169,7 +178,7 @@ local function read_all(m)
     parts[1], n, m._pending = m._pending, 1, ""
   end
   if m._mode == "len" and n == 0 and m._left > 0 and not m._before then
-    local data, err, code = m._sock:read(m._left) -- the common case: one read, no table
+    local data, err, code = m.socket:read(m._left) -- the common case: one read, no table
     if not data or #data < m._left then
       return body_fail(m, data and 400, data and "connection closed in the body" or err,
         data and EPROTO or code)
@@ -293,7 +302,8 @@ end
 
 -------------------------------------------------------------------------------- server
 
-local Request = {}
+-- A request without a body has only the first of the body fields: defaults for the rest.
+local Request = {_pending = "", _total = 0, _left = 0, _after = false, _before = false}
 Request.read, Request.body = Body.read, Body.body
 Request.__index = function(req, k)
   if k == "rawheaders" then
@@ -326,6 +336,7 @@ end
 
 -- Field names checked once: a server sends the same few names again and again.
 local good_names, n_good = {}, 0
+local good_values, n_values = {}, 0
 local function good_name(name)
   if good_names[name] then return true end
   if not token(name) then return false end
@@ -347,18 +358,29 @@ local function special_field(res, name, value)
   end
 end
 
-function Response:header(name, value)
-  checkres(self, "header")
+-- The checks of header() for a name or value not seen before (seen ones are known good).
+local function check_field(res, name, value)
+  checkres(res, "header")
   if type(name) ~= "string" or not good_name(name) then
-    argerror(2, "header", "invalid header name")
+    argerror(2, "header", "invalid header name", 3)
   end
   if type(value) == "number" then value = tostring(value) end
-  if type(value) ~= "string" then argerror(3, "header", "string expected, got " .. type(value)) end
-  if value:find("[%z\r\n]") then argerror(3, "header", "invalid header value") end
+  if type(value) ~= "string" then
+    argerror(3, "header", "string expected, got " .. type(value), 3)
+  end
+  if not good_values[value] then
+    if value:find("[%z\r\n]") then argerror(3, "header", "invalid header value", 3) end
+    if n_values < 1000 then good_values[value], n_values = true, n_values + 1 end
+  end
+  return value
+end
+
+function Response:header(name, value)
+  if not (good_names[name] and good_values[value]) then value = check_field(self, name, value) end
   if self._started then error("header: response already started", 2) end
   self._hs = self._hs .. name .. ": " .. value .. "\r\n"
-  local b = name:byte(1) | 0x20
-  if b == 99 or b == 116 then special_field(self, name, value) end -- 'c', 't'
+  local n = #name
+  if n == 14 or n == 10 or n == 17 then special_field(self, name, value) end
   return self
 end
 
@@ -382,12 +404,12 @@ local function res_fail(res, err, code)
 end
 
 -- Sends the head (with the first data, in one write); decides chunked or close-delimited.
-local function start(res, ...)
+local function start(res, sized, ...)
   res._started = true
   local code, req = res._code, res._req
   if req._failed then res._keep = false end -- the framing is lost: no next request
   local head = req.method == "HEAD"
-  if not res._length and not res._te and not bodiless(code, false) then
+  if not sized and not res._length and not res._te and not bodiless(code, false) then
     if req.version == "1.1" then
       res._chunked = true
     else
@@ -407,6 +429,11 @@ end
 -- Writes pieces of the body (framed when chunked) after the prefix text.
 function Response:_send(prefix, ...)
   local n, size = select("#", ...), 0
+  if n == 1 and not self._chunked and type(...) == "string" then -- one write, no table
+    local ok, err, code = self._sock:write(prefix, ...)
+    if not ok then return res_fail(self, err, code) end
+    return self
+  end
   local parts = {prefix}
   for i = 1, n do
     local v = select(i, ...)
@@ -428,13 +455,12 @@ function Response:write(...)
   checkres(self, "write")
   if self._finished then error("write: response already finished", 2) end
   if self._detached then error("write: response detached", 2) end
-  if not self._started then return start(self, ...) end
+  if not self._started then return start(self, false, ...) end
   if self._nobody or self._broken then return self end
   return self:_send("", ...)
 end
 
 function Response:finish(body)
-  checkres(self, "finish")
   if body ~= nil and type(body) ~= "string" then
     if type(body) == "number" then
       body = tostring(body)
@@ -446,11 +472,20 @@ function Response:finish(body)
   self._finished = true
   if not self._started then
     body = body or ""
-    if not self._length and not self._te and not bodiless(self._code, false) then
-      self._hs = self._hs .. "Content-Length: " .. #body .. "\r\n"
-      self._length = #body
+    local code, req = self._code, self._req
+    if self._length or self._te or bodiless(code, req.method == "HEAD") or req._failed then
+      if not self._length and not self._te and not bodiless(code, false) then
+        self._hs = self._hs .. content_length[#body]
+      end
+      return start(self, true, body)
     end
-    return start(self, body)
+    -- the common case: status line, fields and body in one write, nothing concatenated
+    self._started = true
+    local ok, err, ecode = self._sock:write(status_lines[code], http_date(), self._hs,
+      content_length[#body], not self._keep and "Connection: close\r\n\r\n"
+      or self._keep10 and "Connection: keep-alive\r\n\r\n" or "\r\n", body)
+    if not ok then return res_fail(self, err, ecode) end
+    return self
   end
   if self._nobody or self._broken then return self end
   if self._chunked then
@@ -498,13 +533,14 @@ local function check_opts(opts, fname)
     argerror(3, fname, "tls must be a TLS context", 3)
   end
   o.limits = {o.max_line, o.max_header_bytes, o.max_headers}
+  o.cfg = {timeout = o.body_timeout, max = o.max_body, limits = o.limits}
   return o
 end
 
 local function send_continue(req)
   local res = req._res
   if res._started then return true end
-  return req._sock:write("HTTP/1.1 100 Continue\r\n\r\n")
+  return req.socket:write("HTTP/1.1 100 Continue\r\n\r\n")
 end
 
 -- The body left unread after the handler: read it to keep the connection, or give up on it.
@@ -571,17 +607,24 @@ local function next_request(srv, c, first)
     return nil
   end
   setmetatable(headers, HEADERS)
-  local mode, left = body_mode(bodylen)
-  -- every field in the constructors: a table that grows later is rehashed, per request
-  local req = setmetatable({method = method, path = path, query = query,
-    version = minor == 1 and "1.1" or "1.0", headers = headers, _raw = raw, socket = c,
-    _sock = c, _mode = mode, _left = left, _pending = "", _total = 0, _after = false,
-    _timeout = o.body_timeout, _limits = o.limits, _max = o.max_body, _before = false,
-    _failed = false, _res = false}, Request)
+  local version = minor == 1 and "1.1" or "1.0"
+  -- Every field the request's life sets is in the constructor, and at most 16 of them (a
+  -- hash part of 16 slots): a table that grows later is rehashed, per request.
+  local req
+  if bodylen == 0 then
+    req = setmetatable({method = method, path = path, query = query, version = version,
+      headers = headers, _raw = raw, socket = c, _mode = false, _failed = false, _res = false},
+      Request)
+  else
+    local mode, left = body_mode(bodylen)
+    req = setmetatable({method = method, path = path, query = query, version = version,
+      headers = headers, _raw = raw, socket = c, _mode = mode, _left = left, _pending = "",
+      _total = 0, _after = false, _cfg = o.cfg, _before = false, _failed = false, _res = false},
+      Request)
+  end
   local keep = flags & F_CLOSE == 0 and (minor == 1 or flags & F_KEEPALIVE ~= 0)
   local res = setmetatable({_sock = c, _req = req, _code = 200, _hs = "", _keep = keep,
-    _keep10 = keep and minor == 0, _started = false, _finished = false, _length = false,
-    _te = false, _chunked = false, _nobody = false, _broken = false, _detached = false}, Response)
+    _keep10 = keep and minor == 0, _started = false, _finished = false}, Response)
   req._res = res
   if flags & F_CONTINUE ~= 0 and minor == 1 and req._mode then req._before = send_continue end
   return req, res
@@ -735,7 +778,7 @@ Reply.__index = function(res, k)
 end
 
 function Reply.close(res)
-  if res._sock then res._sock:close() end
+  if res.socket then res.socket:close() end
   res._mode = false
 end
 
@@ -906,14 +949,13 @@ local function exchange(u, method, opts, body)
   if bodiless(status, method == "HEAD") and status ~= 101 then bodylen = 0 end
   local mode, left = body_mode(bodylen)
   local res = setmetatable({status = status, reason = reason,
-    version = minor == 1 and "1.1" or "1.0", headers = headers, _raw = raw, _sock = c,
+    version = minor == 1 and "1.1" or "1.0", headers = headers, _raw = raw, socket = c,
     _mode = mode, _left = left, _pending = "", _total = 0, _after = false,
-    _timeout = opts.timeout, _limits = CLIENT_LIMITS, _max = false, _before = false,
+    _cfg = {timeout = opts.timeout, max = false, limits = CLIENT_LIMITS}, _before = false,
     _failed = false, _after_end = false}, Reply)
   local keep = flags & F_CLOSE == 0 and (minor == 1 or flags & F_KEEPALIVE ~= 0)
   if status == 101 then
     res._mode = false
-    res.socket = c
     return res
   end
   if bodylen == BODY_TO_CLOSE then keep = false end
@@ -923,7 +965,7 @@ local function exchange(u, method, opts, body)
     else
       c:close()
     end
-    m._sock = nil
+    m.socket = nil
   end
   if not res._mode then body_end(res) end
   return res
