@@ -586,13 +586,13 @@ static int http_k(lua_State *L, int status, lua_KContext ctx) {
     }
     if (s->eof) return at_eof(L, s, kind);
     int r = fill(s, buf_len(&s->rbuf));
-    if (r > 0 || r == 0) continue;
-    if (r != -EAGAIN) {
+    if (r >= 0) continue;
+    if (r != -EAGAIN && r != -XPORT_WANT_WRITE) { /* a TLS read may have to write first */
       e = r;
       break;
     }
     sc = scan_save(L, sc);
-    e = csock_wait(L, s, CSOCK_READ, s->rdeadline, ctx, http_k);
+    e = csock_wait(L, s, r == -EAGAIN ? CSOCK_READ : CSOCK_WRITE, s->rdeadline, ctx, http_k);
   }
   return io_failure(L, e, buf_len(&s->rbuf) > 0);
 }
