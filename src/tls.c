@@ -430,7 +430,21 @@ static long bio_ctrl(BIO *b, int cmd, long num, void *ptr) {
   }
 }
 
+/*
+** One BIO_METHOD for the process, freed when the last Lua state that
+** loaded csock closes (the library may be unloaded then).
+*/
 static BIO_METHOD *bio_method;
+static int bio_users;
+
+static int bio_release(lua_State *L) {
+  (void)L;
+  if (--bio_users == 0 && bio_method != NULL) {
+    BIO_meth_free(bio_method);
+    bio_method = NULL;
+  }
+  return 0;
+}
 
 static BIO_METHOD *csock_bio(void) {
   if (bio_method != NULL) return bio_method;
@@ -766,6 +780,13 @@ void tls_open(lua_State *L) {
   static const luaL_Reg metameth[] = {
       {"__gc", ctx_gc}, {"__close", ctx_gc}, {"__tostring", ctx_tostring}, {NULL, NULL}};
   if (conf_index < 0) conf_index = SSL_CTX_get_ex_new_index(0, NULL, NULL, NULL, conf_free);
+  lua_newuserdatauv(L, 0, 0); /* its __gc runs when the state closes */
+  lua_createtable(L, 0, 1);
+  lua_pushcfunction(L, bio_release);
+  lua_setfield(L, -2, "__gc");
+  lua_setmetatable(L, -2);
+  lua_setfield(L, LUA_REGISTRYINDEX, "csock.tls_bio");
+  bio_users++;
   luaL_newmetatable(L, CSOCK_TLS_CONTEXT);
   luaL_setfuncs(L, metameth, 0);
   lua_pushliteral(L, "__index");
