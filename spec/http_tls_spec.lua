@@ -41,7 +41,6 @@ describe("csock.http over TLS", function()
   end)
 
   it("serves curl over https, keep-alive and a chunked upload", function()
-    local l, port = rt.listener()
     local script = rt.script(([[
       local csock = require "csock"
       local http = require "csock.http"
@@ -51,9 +50,8 @@ describe("csock.http over TLS", function()
       local ctx = csock.tls_context({mode = "server", certificate = %q, key = %q})
       http.serve(l, function(req, res) res:finish(req.method .. " " .. req:body()) end, {tls = ctx})
     ]]):format(c.server, c.key))
-    l:close()
     local proc = rt.start({rt.BIN, script})
-    port = proc.port
+    local port = proc.port
     local r = rt.exec({"curl", "-sS", "-v", "--max-time", "10", "--cacert", c.ca,
       "-H", "Transfer-Encoding: chunked", "--data-binary", "secret",
       "https://localhost:" .. port .. "/", "https://localhost:" .. port .. "/"})

@@ -58,41 +58,41 @@ describe("csock.tls_context", function()
 
   it("raises on an unknown option, naming it", function()
     assert.has_error(function() csock.tls_context {mode = "server", sertificate = "x"} end,
-      "tls_context: unknown option 'sertificate'")
+      "bad argument #1 to 'tls_context' (unknown option 'sertificate')")
   end)
 
   it("raises on an unreadable certificate, naming the option and the file", function()
     assert.has_error(function()
       csock.tls_context {mode = "server", certificate = C.dir .. "/none.pem", key = C.key}
-    end, "tls_context: option 'certificate': cannot read '" .. C.dir
-      .. "/none.pem' (No such file or directory)")
+    end, "bad argument #1 to 'tls_context' (option 'certificate': cannot read '" .. C.dir
+      .. "/none.pem' (No such file or directory))")
   end)
 
   it("raises when the key does not match the certificate, naming both files", function()
     assert.has_error(function()
       csock.tls_context {mode = "server", certificate = C.client, key = C.key}
-    end, "tls_context: option 'key': '" .. C.key .. "' does not match the certificate '"
-      .. C.client .. "'")
+    end, "bad argument #1 to 'tls_context' (option 'key': '" .. C.key
+      .. "' does not match the certificate '" .. C.client .. "')")
   end)
 
   it("raises when a file is not PEM, naming the option and the file", function()
     assert.has_error(function()
       csock.tls_context {mode = "server", certificate = C.dir .. "/server.ext", key = C.key}
-    end, "tls_context: option 'certificate': cannot use '" .. C.dir
-      .. "/server.ext' (no start line)")
+    end, "bad argument #1 to 'tls_context' (option 'certificate': cannot use '" .. C.dir
+      .. "/server.ext' (no start line))")
   end)
 
   it("raises for a server without a key, a bad mode, a bad min_version", function()
     assert.has_error(function() csock.tls_context {mode = "server", certificate = C.server} end,
-      "tls_context: a server needs options 'certificate' and 'key'")
+      "bad argument #1 to 'tls_context' (a server needs options 'certificate' and 'key')")
     assert.has_error(function() csock.tls_context {mode = "peer"} end,
-      "tls_context: option 'mode' must be \"client\" or \"server\", not 'peer'")
+      "bad argument #1 to 'tls_context' (option 'mode' must be \"client\" or \"server\", not 'peer')")
     assert.has_error(function() csock.tls_context {min_version = "ssl3"} end,
-      "tls_context: option 'min_version' must be \"tls1.2\" or \"tls1.3\", not 'ssl3'")
+      "bad argument #1 to 'tls_context' (option 'min_version' must be \"tls1.2\" or \"tls1.3\", not 'ssl3')")
     assert.has_error(function() csock.tls_context {ciphers = "NOPE"} end,
-      "tls_context: option 'ciphers': no cipher matches 'NOPE'")
-    assert.has_error(function() server_ctx {insecure = true} end,
-      "tls_context: option 'insecure' is for clients")
+      "bad argument #1 to 'tls_context' (option 'ciphers': no cipher matches 'NOPE')")
+    assert.has_error(function() csock.tls_context {mode = "server", insecure = true} end,
+      "bad argument #1 to 'tls_context' (option 'insecure' is for clients)")
   end)
 
   it("makes client and server contexts", function()

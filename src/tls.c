@@ -12,6 +12,7 @@
 */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -93,11 +94,20 @@ static const char *ssl_reason(const char *dflt) {
   return r != NULL ? r : dflt;
 }
 
-/* Raises "tls_context: option 'name': what 'file' (why)". */
+/* A bad option is a programming error: "bad argument #1 to 'tls_context' (...)". */
+static int ctx_error(lua_State *L, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  const char *msg = lua_pushvfstring(L, fmt, ap);
+  va_end(ap);
+  ERR_clear_error();
+  return luaL_argerror(L, 1, msg);
+}
+
+/* Raises "... (option 'name': what 'file' (why))". */
 static int opt_error(lua_State *L, const char *name, const char *what, const char *file,
                      const char *why) {
-  ERR_clear_error();
-  return luaL_error(L, "tls_context: option '%s': %s '%s' (%s)", name, what, file, why);
+  return ctx_error(L, "option '%s': %s '%s' (%s)", name, what, file, why);
 }
 
 /* Argument 1's field name, as a string or NULL when absent. */
@@ -106,7 +116,7 @@ static const char *opt_string(lua_State *L, const char *name) {
   lua_pop(L, 1);
   if (t == LUA_TNIL) return NULL;
   if (t != LUA_TSTRING)
-    luaL_error(L, "tls_context: option '%s' must be a string, got %s", name, lua_typename(L, t));
+    ctx_error(L, "option '%s' must be a string, got %s", name, lua_typename(L, t));
   lua_getfield(L, 1, name);
   const char *v = lua_tostring(L, -1); /* the table keeps it alive */
   lua_pop(L, 1);
@@ -119,7 +129,7 @@ static int opt_bool(lua_State *L, const char *name, int dflt) {
   lua_pop(L, 1);
   if (t == LUA_TNIL) return dflt;
   if (t != LUA_TBOOLEAN)
-    luaL_error(L, "tls_context: option '%s' must be a boolean, got %s", name, lua_typename(L, t));
+    ctx_error(L, "option '%s' must be a boolean, got %s", name, lua_typename(L, t));
   return v;
 }
 
@@ -142,18 +152,18 @@ static void check_known(lua_State *L) {
     int i = 0;
     while (k != NULL && known_opts[i] != NULL && strcmp(known_opts[i], k) != 0) i++;
     if (k == NULL || known_opts[i] == NULL)
-      luaL_error(L, "tls_context: unknown option '%s'", k ? k : luaL_typename(L, -1));
+      ctx_error(L, "unknown option '%s'", k ? k : luaL_typename(L, -1));
   }
 }
 
 static void ctx_certificates(lua_State *L, tls_ctx *c) {
   const char *cert = opt_string(L, "certificate"), *key = opt_string(L, "key");
   if (c->conf->server && (cert == NULL || key == NULL))
-    luaL_error(L, "tls_context: a server needs options 'certificate' and 'key'");
+    ctx_error(L, "a server needs options 'certificate' and 'key'");
   if (cert == NULL && key == NULL) return;
   if (cert == NULL || key == NULL)
-    luaL_error(L, "tls_context: option '%s' needs option '%s'", cert ? "certificate" : "key",
-               cert ? "key" : "certificate");
+    ctx_error(L, "option '%s' needs option '%s'", cert ? "certificate" : "key",
+              cert ? "key" : "certificate");
   check_readable(L, "certificate", cert);
   check_readable(L, "key", key);
   if (SSL_CTX_use_certificate_chain_file(c->ctx, cert) != 1)
@@ -162,8 +172,7 @@ static void ctx_certificates(lua_State *L, tls_ctx *c) {
       SSL_CTX_check_private_key(c->ctx) != 1) {
     if (ERR_GET_REASON(ERR_peek_error()) == X509_R_KEY_VALUES_MISMATCH || ERR_peek_error() == 0) {
       ERR_clear_error();
-      luaL_error(L, "tls_context: option 'key': '%s' does not match the certificate '%s'", key,
-                 cert);
+      ctx_error(L, "option 'key': '%s' does not match the certificate '%s'", key, cert);
     }
     opt_error(L, "key", "cannot use", key, ssl_reason("no key"));
   }
@@ -193,7 +202,7 @@ static void ctx_alpn(lua_State *L, tls_ctx *c) {
     lua_pop(L, 1);
     return;
   }
-  if (t != LUA_TTABLE) luaL_error(L, "tls_context: option 'alpn' must be a list of strings");
+  if (t != LUA_TTABLE) ctx_error(L, "option 'alpn' must be a list of strings");
   luaL_Buffer b;
   luaL_buffinit(L, &b);
   lua_Integer n = luaL_len(L, -2);
@@ -202,8 +211,7 @@ static void ctx_alpn(lua_State *L, tls_ctx *c) {
     size_t len;
     const char *p = lua_type(L, -1) == LUA_TSTRING ? lua_tolstring(L, -1, &len) : NULL;
     if (p == NULL || len == 0 || len > 255)
-      luaL_error(L, "tls_context: option 'alpn': entry %d must be a name of 1 to 255 bytes",
-                 (int)i);
+      ctx_error(L, "option 'alpn': entry %d must be a name of 1 to 255 bytes", (int)i);
     lua_pop(L, 1);
     luaL_addchar(&b, (char)len);
     luaL_addlstring(&b, p, len);
@@ -217,7 +225,7 @@ static void ctx_alpn(lua_State *L, tls_ctx *c) {
     memcpy(c->conf->alpn, wire, len);
     c->conf->alpn_len = (unsigned)len;
     if (!c->conf->server && SSL_CTX_set_alpn_protos(c->ctx, c->conf->alpn, (unsigned)len) != 0)
-      luaL_error(L, "tls_context: option 'alpn': %s", ssl_reason("rejected"));
+      ctx_error(L, "option 'alpn': %s", ssl_reason("rejected"));
   }
   lua_pop(L, 2);
 }
@@ -256,14 +264,13 @@ static void ctx_servers(lua_State *L, tls_ctx *c) {
     lua_pop(L, 1);
     return;
   }
-  if (!c->conf->server) luaL_error(L, "tls_context: option 'servers' is for servers");
-  if (t != LUA_TTABLE)
-    luaL_error(L, "tls_context: option 'servers' must be a table of name = context");
+  if (!c->conf->server) ctx_error(L, "option 'servers' is for servers");
+  if (t != LUA_TTABLE) ctx_error(L, "option 'servers' must be a table of name = context");
   lua_pushnil(L);
   while (lua_next(L, -2)) {
     tls_ctx *sc = (tls_ctx *)luaL_testudata(L, -1, CSOCK_TLS_CONTEXT);
     if (lua_type(L, -2) != LUA_TSTRING || sc == NULL || sc->ctx == NULL || !sc->conf->server)
-      luaL_error(L, "tls_context: option 'servers' must map names to server contexts");
+      ctx_error(L, "option 'servers' must map names to server contexts");
     tls_server *grown =
         (tls_server *)realloc(c->conf->servers, (c->conf->nservers + 1) * sizeof *grown);
     if (grown == NULL) luaL_error(L, "not enough memory");
@@ -287,27 +294,25 @@ static void ctx_protocol(lua_State *L, tls_ctx *c) {
   if (v != NULL && strcmp(v, "tls1.3") == 0)
     min = TLS1_3_VERSION;
   else if (v != NULL && strcmp(v, "tls1.2") != 0)
-    luaL_error(L, "tls_context: option 'min_version' must be \"tls1.2\" or \"tls1.3\", not '%s'",
-               v);
+    ctx_error(L, "option 'min_version' must be \"tls1.2\" or \"tls1.3\", not '%s'", v);
   SSL_CTX_set_min_proto_version(c->ctx, min);
   const char *ciphers = opt_string(L, "ciphers");
   if (ciphers && SSL_CTX_set_cipher_list(c->ctx, ciphers) != 1)
-    luaL_error(L, "tls_context: option 'ciphers': no cipher matches '%s'", ciphers);
+    ctx_error(L, "option 'ciphers': no cipher matches '%s'", ciphers);
   const char *suites = opt_string(L, "ciphersuites");
   if (suites && SSL_CTX_set_ciphersuites(c->ctx, suites) != 1)
-    luaL_error(L, "tls_context: option 'ciphersuites': no cipher suite matches '%s'", suites);
+    ctx_error(L, "option 'ciphersuites': no cipher suite matches '%s'", suites);
   ERR_clear_error();
 }
 
 static void ctx_mode(lua_State *L, tls_ctx *c) {
   const char *mode = opt_string(L, "mode");
   if (mode != NULL && strcmp(mode, "server") != 0 && strcmp(mode, "client") != 0)
-    luaL_error(L, "tls_context: option 'mode' must be \"client\" or \"server\", not '%s'", mode);
+    ctx_error(L, "option 'mode' must be \"client\" or \"server\", not '%s'", mode);
   c->conf->server = mode != NULL && strcmp(mode, "server") == 0;
   c->conf->verify = opt_bool(L, "verify", !c->conf->server);
   c->conf->insecure = opt_bool(L, "insecure", 0);
-  if (c->conf->server && c->conf->insecure)
-    luaL_error(L, "tls_context: option 'insecure' is for clients");
+  if (c->conf->server && c->conf->insecure) ctx_error(L, "option 'insecure' is for clients");
 }
 
 /* csock.tls_context(opts) */
@@ -327,7 +332,7 @@ int tls_context(lua_State *L) {
   tls_conf *conf = (tls_conf *)calloc(1, sizeof *conf);
   if (c->ctx == NULL || conf == NULL || SSL_CTX_set_ex_data(c->ctx, conf_index, conf) != 1) {
     free(conf);
-    return luaL_error(L, "tls_context: %s", ssl_reason("not enough memory"));
+    return ctx_error(L, "%s", ssl_reason("not enough memory"));
   }
   c->conf = conf;
   ctx_mode(L, c);
@@ -425,7 +430,21 @@ static long bio_ctrl(BIO *b, int cmd, long num, void *ptr) {
   }
 }
 
+/*
+** One BIO_METHOD for the process, freed when the last Lua state that
+** loaded csock closes (the library may be unloaded then).
+*/
 static BIO_METHOD *bio_method;
+static int bio_users;
+
+static int bio_release(lua_State *L) {
+  (void)L;
+  if (--bio_users == 0 && bio_method != NULL) {
+    BIO_meth_free(bio_method);
+    bio_method = NULL;
+  }
+  return 0;
+}
 
 static BIO_METHOD *csock_bio(void) {
   if (bio_method != NULL) return bio_method;
@@ -678,7 +697,8 @@ static int starttls_k(lua_State *L, int status, lua_KContext ctx) {
 int tls_starttls(lua_State *L) {
   csock_socket *s = sock_checkopen(L, 1);
   tls_ctx *c = ctx_check(L, 2);
-  const char *host = lua_isnoneornil(L, 3) ? NULL : csock_checkstring(L, 3);
+  if (!lua_isnoneornil(L, 3) && lua_type(L, 3) != LUA_TSTRING) csock_typeerror(L, 3, "string");
+  const char *host = lua_isnoneornil(L, 3) ? NULL : lua_tostring(L, 3);
   csock_argcheck(L, s->type == SOCK_STREAM && !s->listening, 1, "TLS needs a connected stream");
   csock_argcheck(L, c->ctx != NULL, 2, "context is closed");
   csock_argcheck(L, host == NULL || strlen(host) == lua_rawlen(L, 3), 3,
@@ -725,7 +745,7 @@ static void push_peer(lua_State *L, SSL *ssl) {
 
 /* s:tlsinfo(): the session's facts, or nil on a plain socket. */
 int tls_info(lua_State *L) {
-  csock_socket *s = sock_check(L, 1);
+  csock_socket *s = sock_checkopen(L, 1);
   struct csock_tls *t = s->tls;
   if (t == NULL || !t->done) {
     lua_pushnil(L);
@@ -760,6 +780,13 @@ void tls_open(lua_State *L) {
   static const luaL_Reg metameth[] = {
       {"__gc", ctx_gc}, {"__close", ctx_gc}, {"__tostring", ctx_tostring}, {NULL, NULL}};
   if (conf_index < 0) conf_index = SSL_CTX_get_ex_new_index(0, NULL, NULL, NULL, conf_free);
+  lua_newuserdatauv(L, 0, 0); /* its __gc runs when the state closes */
+  lua_createtable(L, 0, 1);
+  lua_pushcfunction(L, bio_release);
+  lua_setfield(L, -2, "__gc");
+  lua_setmetatable(L, -2);
+  lua_setfield(L, LUA_REGISTRYINDEX, "csock.tls_bio");
+  bio_users++;
   luaL_newmetatable(L, CSOCK_TLS_CONTEXT);
   luaL_setfuncs(L, metameth, 0);
   lua_pushliteral(L, "__index");
