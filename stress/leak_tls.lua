@@ -12,8 +12,8 @@ local MSG = "hello, tls\n"
 
 local sctx = csock.tls_context {mode = "server", certificate = C.server, key = C.key}
 local cctx = csock.tls_context {cafile = C.ca}
-local srv, port = assert(csock.tcp_listen("127.0.0.1", 0, 128))
-port = srv:getsockname().port
+local srv = assert(csock.tcp_listen("127.0.0.1", 0, 128))
+local port = srv:getsockname().port
 
 local served, errors = 0, 0
 local server = csock.spawn(function()
