@@ -705,7 +705,8 @@ int tls_starttls(lua_State *L) {
                  "host contains a zero byte");
   lua_settop(L, 3);
   if (s->tls != NULL) { /* a handshake that timed out goes on; a done one is an error */
-    csock_argcheck(L, !s->tls->done && !s->tls->dead, 1, "TLS already started");
+    csock_argcheck(L, !s->tls->done, 1, "TLS already started");
+    if (s->tls->dead) return csock_failmsg(L, "TLS failed on this socket", EPROTO);
   } else {
     csock_argcheck(L, c->conf->server || host != NULL || !c->conf->verify || c->conf->insecure, 3,
                    "host name expected: the context verifies the server");
