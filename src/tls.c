@@ -529,6 +529,8 @@ static long tls_flush(csock_socket *s) {
 static long tls_send(csock_socket *s, const char *p, size_t n) {
   struct csock_tls *t = s->tls;
   if (t->dead) return -EPROTO;
+  /* after shutdown("w"), as on a plain socket; SSL_write would fail the session */
+  if (t->done && (SSL_get_shutdown(t->ssl) & SSL_SENT_SHUTDOWN)) return -EPIPE;
   if (t->pend_len > 0) {
     long r = tls_flush(s);
     if (r < 0) return r;
