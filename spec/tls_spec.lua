@@ -273,6 +273,35 @@ describe("TLS between csock tasks", function()
     end)
   end)
 
+  it("keeps the maximum line over TLS", function()
+    local sctx, cctx = server_ctx(), client_ctx()
+    rt.loop(function(go)
+      local port = serve(go, sctx, function(c)
+        c:write(string.rep("x", 100), "\nshort\n")
+        c:read("l")
+      end)
+      local s = assert(csock.tls_connect("localhost", port, {context = cctx, timeout = 5}))
+      s:setmaxline(50)
+      assert.same({nil, "line too long", csock.EMSGSIZE}, {s:read("l")})
+      s:setmaxline(200)
+      assert.equal(string.rep("x", 100), s:read("l"))
+      assert.equal("short", s:read("l"))
+      s:write("bye\n")
+      s:close()
+    end)
+  end)
+
+  it("tls_connect's alpn option offers the protocols", function()
+    local sctx = server_ctx {alpn = {"x-csock"}}
+    rt.loop(function(go)
+      local port = serve(go, sctx, function() end)
+      local s = assert(csock.tls_connect("localhost", port, {alpn = {"x-csock"}, insecure = true,
+        timeout = 5}))
+      assert.equal("x-csock", s:tlsinfo().alpn)
+      s:close()
+    end)
+  end)
+
   it("negotiates ALPN", function()
     local sctx = server_ctx {alpn = {"h2", "http/1.1"}}
     local cctx = client_ctx {alpn = {"x-csock", "http/1.1"}}
@@ -618,6 +647,58 @@ with socket.create_connection(("127.0.0.1", int(sys.argv[2]))) as raw:
     local ok, _, out, err = child:wait()
     assert.is_true(ok, err)
     assert.equal("back TLSv1.3\n", out)
+  end)
+
+  it("moves 4 MiB each way with a python3 ssl echo server, blocking", function()
+    if not helper.has_python3() then pending("python3 missing") return end
+    local child = helper.spawn_python([[
+import socket, ssl, sys, threading
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+ctx.load_cert_chain(sys.argv[1], sys.argv[2])
+ls = socket.socket(); ls.bind(("127.0.0.1", 0)); ls.listen(1)
+print(ls.getsockname()[1], flush=True)
+c, _ = ls.accept()
+t = ctx.wrap_socket(c, server_side=True)
+while True:
+    d = t.recv(65536)
+    if not d: break
+    t.sendall(d)
+t.close()
+]], C.server, C.key)
+    local port = assert(tonumber(child:line()))
+    local s = assert(csock.tls_connect("localhost", port, {context = client_ctx(), timeout = 10}))
+    local chunk = string.rep("0123456789abcdef", 4096) -- 64 KiB
+    local got = {}
+    local n = 0
+    for _ = 1, 64 do -- write a chunk, read what came back so far: neither side's buffers fill
+      assert(s:write(chunk))
+      local d = assert(s:read(#chunk))
+      n = n + #d
+      got[#got + 1] = d
+    end
+    assert.equal(4 * 1024 * 1024, n)
+    assert.is_true(table.concat(got) == string.rep(chunk, 64))
+    s:close()
+    assert.is_true((child:wait()))
+  end)
+
+  it("negotiates TLS 1.2 with a peer that speaks no more; min_version = 'tls1.3' refuses it", function()
+    local proc = rt.start({"openssl", "s_server", "-accept", "0", "-cert", C.server, "-key", C.key,
+      "-rev", "-tls1_2"})
+    finally(function() rt.stop(proc) end)
+    local line = proc.line
+    while line and not line:match("^ACCEPT") do line = proc.pipe:read("l") end
+    local port = assert(tonumber(line:match(":(%d+)$")))
+    local s = assert(csock.tls_connect("localhost", port, {context = client_ctx(), timeout = 5}))
+    assert.equal("TLSv1.2", s:tlsinfo().version)
+    s:write("tls12\n")
+    assert.equal("21slt", s:read("l"))
+    s:close()
+    local strict = client_ctx {min_version = "tls1.3"}
+    local t, msg, code = csock.tls_connect("localhost", port, {context = strict, timeout = 5})
+    assert.is_nil(t)
+    assert.equal("tlsv1 alert protocol version", msg)
+    assert.equal(csock.EPROTO, code)
   end)
 
   it("a blocking handshake honours the timeout against a silent peer", function()
