@@ -521,6 +521,39 @@ describe("TLS against hostile and slow peers", function()
     end)
   end)
 
+  it("a peer gone away: write fails with EPIPE or ECONNRESET, close sends no SIGPIPE", function()
+    -- in a child, so that a SIGPIPE would kill only it
+    local ok, out, err = helper.run_lua([[
+      local csock = require "csock"
+      local C = {server = arg[1], key = arg[2], ca = arg[3]}
+      local sctx = csock.tls_context {mode = "server", certificate = C.server, key = C.key}
+      local cctx = csock.tls_context {cafile = C.ca}
+      csock.run(function()
+        local srv = assert(csock.tcp_listen("127.0.0.1", 0))
+        local port = srv:getsockname().port
+        csock.spawn(function()
+          local c = srv:accept()
+          c:settimeout(5)
+          assert(c:starttls(sctx))
+          c:close()
+        end)
+        local s = assert(csock.tls_connect("localhost", port, {context = cctx, timeout = 5}))
+        csock.sleep(0.1)
+        local codes = {}
+        for _ = 1, 20 do
+          local r, _, code = s:write(string.rep("x", 65536))
+          if not r then codes[#codes + 1] = code break end
+          csock.sleep(0.01)
+        end
+        s:close()
+        print(codes[1] == csock.EPIPE or codes[1] == csock.ECONNRESET)
+      end)
+      print("alive")
+    ]], C.server, C.key, C.ca)
+    assert.is_true(ok, err)
+    assert.equal("true\nalive\n", out)
+  end)
+
   it("serves 1,000 concurrent TLS connections in one loop (fewer under a low fd limit)", function()
     local sctx, cctx = server_ctx(), client_ctx()
     local n = math.min(1000, math.floor((rt.fd_limit() - 40) / 2))
