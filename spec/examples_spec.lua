@@ -593,6 +593,7 @@ end)
 
 describe("tls_echo.lua", function()
   local C = require("support.certs").make()
+  teardown(require("support.certs").remove)
 
   it("echoes lines to openssl s_client, which verifies it", function()
     local p = start("tls_echo", C.server, C.key, 0)
@@ -607,6 +608,7 @@ end)
 
 describe("https_get.lua", function()
   local C = require("support.certs").make()
+  teardown(require("support.certs").remove)
   local helper = require "helper"
 
   -- A blocking csock HTTPS server for one request; returns the port and a function that serves it.
