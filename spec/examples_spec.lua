@@ -562,6 +562,8 @@ describe("static.lua", function()
 end)
 
 describe("https_client.lua", function()
+  teardown(require("support.certs").remove)
+
   it("fetches from an https server it trusts through cafile, and refuses one it does not", function()
     local certs = require("support.certs").make()
     local script = rt.script(([[

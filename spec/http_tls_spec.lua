@@ -17,6 +17,7 @@ end
 describe("csock.http over TLS", function()
   local c
   setup(function() c = certs.make() end)
+  teardown(certs.remove)
 
   it("serves https to csock's client with a context that trusts the test CA", function()
     H.serve(echo, {tls = server_ctx(c)}, function(port)
