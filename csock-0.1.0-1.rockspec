@@ -39,6 +39,8 @@ build = {
     LIBDIR = "$(LIBDIR)",
     BINDIR = "$(BINDIR)",
   },
+  -- `make install` puts csock/core.so in LIBDIR and lua/csock/*.lua (init.lua, http.lua) in
+  -- LUADIR; LuaRocks installs the executable from here
   install = {
     bin = { csock = "bin/csock" },
   },
