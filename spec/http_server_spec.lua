@@ -260,6 +260,18 @@ describe("csock.http server objects", function()
     assert.same({"GET", "/p/a%20th", "a=1&b", "1.1", "1", "1", "h", 3}, seen)
   end)
 
+  it("joins repeated fields with \", \", leaving out empty values", function()
+    local seen
+    H.serve(function(req, res)
+      seen = {req.headers.a, req.headers.b, req.headers.c, #req.rawheaders}
+      res:finish()
+    end, nil, function(port)
+      H.raw(port, "GET / HTTP/1.1\r\nHost: h\r\nA: 1\r\nA:\r\nB:\r\nB:  2 \r\nA: 3\r\n"
+        .. "C:\r\nConnection: close\r\n\r\n")
+    end)
+    assert.same({"1, 3", "2", "", 8}, seen)
+  end)
+
   it("reads the body with read formats", function()
     local got
     H.serve(function(req, res)

@@ -234,10 +234,18 @@ static const char *framing_field(framing *f, const char *name, size_t nn, const 
   }
 }
 
-/* Sets headers[lname] = value, joining a repeated field with ", ". */
+/*
+** Sets headers[lname] = value, joining a repeated field with ", ".  An
+** empty value adds nothing to a list (RFC 9110 5.6.1: empty elements are
+** ignored), so no joined value starts or ends with a separator.
+*/
 static void set_header(lua_State *L, int headers, const char *v, size_t vn) {
   lua_pushvalue(L, -1); /* the lowercase name */
-  if (lua_rawget(L, headers) == LUA_TSTRING) {
+  if (lua_rawget(L, headers) == LUA_TSTRING && lua_rawlen(L, -1) > 0) {
+    if (vn == 0) {
+      lua_pop(L, 2); /* keep what is there */
+      return;
+    }
     lua_pushliteral(L, ", ");
     lua_pushlstring(L, v, vn);
     lua_concat(L, 3);
