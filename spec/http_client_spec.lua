@@ -267,3 +267,72 @@ describe("http.request against csock's server", function()
       "bad argument #2 to 'request' (redirects must be a non-negative integer)")
   end)
 end)
+
+describe("http.request, response framing", function()
+  -- A one-shot raw server: answers the first request on the first connection with `text`.
+  local function raw_server(text)
+    local l, port = rt.listener()
+    local task = csock.spawn(function()
+      local c <close> = assert(l:accept())
+      repeat local line = c:read("l") until line == "\r" or line == nil
+      c:write(text)
+      c:shutdown("w")
+      c:read("a")
+      l:close()
+    end)
+    return port, task
+  end
+
+  it("reads a chunked body with extensions and trailers", function()
+    rt.loop(function()
+      local port = raw_server("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+        .. "4;ext=1\r\nWiki\r\n5\r\npedia\r\n0\r\nX-Trailer: t\r\n\r\n")
+      local res = assert(http.request("http://127.0.0.1:" .. port .. "/", {timeout = 3}))
+      assert.equal("Wikipedia", res:body())
+      http.close_idle()
+    end)
+  end)
+
+  it("reads a body that ends with the connection (no length, no chunking)", function()
+    rt.loop(function()
+      local port = raw_server("HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nuntil the end")
+      local res = assert(http.request("http://127.0.0.1:" .. port .. "/", {timeout = 3}))
+      assert.equal("1.1", res.version)
+      assert.equal("until the end", res:body())
+    end)
+  end)
+
+  it("returns nil, message, EPROTO for a malformed status line", function()
+    rt.loop(function()
+      local port = raw_server("HTTP/1.1 2xx OK\r\n\r\n")
+      local res, err, code = http.request("http://127.0.0.1:" .. port .. "/", {timeout = 3})
+      assert.is_nil(res)
+      assert.equal("bad response: bad status code", err)
+      assert.equal(csock.EPROTO, code)
+    end)
+  end)
+
+  it("returns nil, message, EPROTO for Content-Length with Transfer-Encoding", function()
+    rt.loop(function()
+      local port = raw_server("HTTP/1.1 200 OK\r\nContent-Length: 3\r\n"
+        .. "Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n")
+      local res, err, code = http.request("http://127.0.0.1:" .. port .. "/", {timeout = 3})
+      assert.is_nil(res)
+      assert.equal("bad response: Transfer-Encoding with Content-Length", err)
+      assert.equal(csock.EPROTO, code)
+    end)
+  end)
+
+  it("reaches an IPv6 literal in brackets", function()
+    if not rt.has_ipv6() then return pending("no ipv6") end
+    rt.loop(function()
+      local l = assert(csock.tcp_listen("::1", 0))
+      local port = l:getsockname().port
+      local srv = http.server(l, function(req, res) res:finish(req.headers.host) end)
+      local res = assert(http.request("http://[::1]:" .. port .. "/", {timeout = 3}))
+      assert.equal("[::1]:" .. port, res:body())
+      srv:close(0)
+      http.close_idle()
+    end)
+  end)
+end)

@@ -378,3 +378,70 @@ print(" ".join(sorted(seen)))
     assert.equal("worker 1 worker 2\n", r.out)
   end)
 end)
+
+describe("csock.http server, edge cases of RFC 9112", function()
+  it("answers without 100 Continue when the handler refuses the body, and closes", function()
+    H.serve(function(_, res) res:status(413):finish("no") end, nil, function(port)
+      local c = assert(csock.tcp_connect("127.0.0.1", port, 3))
+      c:write("POST / HTTP/1.1\r\nHost: h\r\nExpect: 100-continue\r\nContent-Length: 10\r\n\r\n")
+      local text = c:read("a")
+      c:close()
+      assert.equal(413, H.status(text))
+      assert.falsy(text:find("100 Continue", 1, true))
+      assert.truthy(text:find("\r\nConnection: close\r\n", 1, true))
+      assert.truthy(text:find("\r\n\r\nno$"))
+    end)
+  end)
+
+  it("sends no body for HEAD even when the handler streams one", function()
+    H.serve(function(_, res)
+      res:write("streamed ")
+      res:write("body")
+    end, nil, function(port)
+      local text = H.raw(port, "HEAD / HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n")
+      assert.truthy(text:find("^HTTP/1.1 200 OK\r\n"))
+      assert.truthy(text:find("\r\nTransfer%-Encoding: chunked\r\n"))
+      assert.truthy(text:find("\r\n\r\n$"))
+    end)
+  end)
+
+  it("keeps an HTTP/1.0 connection that asks for keep-alive", function()
+    H.serve(function(req, res) res:finish(req.version) end, nil, function(port)
+      local c = assert(csock.tcp_connect("127.0.0.1", port, 3))
+      for _ = 1, 2 do
+        c:write("GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
+        local head = {}
+        repeat
+          local line = assert(c:read("l"))
+          head[#head + 1] = line
+        until line == "\r"
+        assert.equal("HTTP/1.1 200 OK\r", head[1])
+        assert.truthy(table.concat(head, "\n"):find("Connection: keep-alive\r", 1, true))
+        assert.equal("1.0", c:read(3))
+      end
+      c:write("GET / HTTP/1.0\r\n\r\n") -- no keep-alive: the server closes after it
+      local text = c:read("a")
+      assert.truthy(text:find("\r\nConnection: close\r\n\r\n1.0$"))
+      c:close()
+    end)
+  end)
+
+  it("takes an absolute-form target and OPTIONS *", function()
+    local seen = {}
+    H.serve(function(req, res)
+      seen[#seen + 1] = req.method .. " " .. req.path .. " " .. tostring(req.query)
+      res:finish()
+    end, nil, function(port)
+      H.raw(port, "GET http://h/a/b?x=1 HTTP/1.1\r\nHost: h\r\n\r\n"
+        .. "OPTIONS * HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n")
+    end)
+    assert.same({"GET /a/b x=1", "OPTIONS * nil"}, seen)
+  end)
+
+  it("ignores empty lines before a request line", function()
+    local text = H.serve(function(_, res) res:finish("ok") end, nil, function(port)
+      return H.raw(port, "\r\n\r\nGET / HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n")
+    end)
+    assert.equal(200, H.status(text))
+  end)
+end)

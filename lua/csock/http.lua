@@ -421,6 +421,13 @@ local function head_text(res, chunked)
     .. (chunked and "Transfer-Encoding: chunked\r\n" or "") .. connection
 end
 
+-- Whether a body the handler leaves unread will be read to its end after the response (a
+-- small Content-Length body), keeping the connection; else the response says close.
+local DRAIN_MAX = 256 * 1024
+local function drainable(req)
+  return req[M_MODE] == "len" and not req[M_BEFORE] and req[M_LEFT] <= DRAIN_MAX
+end
+
 local function res_fail(res, err, code)
   res[R_KEEP] = false
   res[R_BROKEN] = true
@@ -432,6 +439,9 @@ local function start(res, sized, ...)
   res[R_STARTED] = true
   local code, req = res[R_CODE], res[R_REQ]
   if req[M_FAILED] then res[R_KEEP] = false end -- the framing is lost: no next request
+  if req[M_MODE] and not drainable(req) then
+    res[R_KEEP] = false -- a body left unread that will not be drained either
+  end
   local head = req[M_METHOD] == "HEAD"
   if not sized and not res[R_LENGTH] and not res[R_TE] and not bodiless(code, false) then
     if req[M_VERSION] == "1.1" then
@@ -498,7 +508,7 @@ function Response:finish(body)
     body = body or ""
     local code, req = self[R_CODE], self[R_REQ]
     if self[R_LENGTH] or self[R_TE] or code < 200 or code == 204 or code == 304
-        or req[M_METHOD] == "HEAD" or req[M_FAILED] then
+        or req[M_METHOD] == "HEAD" or req[M_FAILED] or req[M_MODE] then
       if not self[R_LENGTH] and not self[R_TE] and not bodiless(code, false) then
         self[R_HS] = self[R_HS] .. content_length[#body]
       end
@@ -571,7 +581,6 @@ local function send_continue(req)
 end
 
 -- The body left unread after the handler: read it to keep the connection, or give up on it.
-local DRAIN_MAX = 256 * 1024
 local function drain(req)
   if req[M_MODE] == false then return not req[M_FAILED] end
   if req[M_BEFORE] then return false end -- never asked for: the client may not send it
@@ -600,13 +609,7 @@ local function handle(srv, c, req, res)
     send_error(c, type(st) == "number" and st or 400)
     return false
   end
-  if not res[R_FINISHED] then
-    if not (req[M_MODE] == false or (not req[M_BEFORE] and req[M_MODE] == "len"
-        and req[M_LEFT] <= DRAIN_MAX)) then
-      res[R_KEEP] = false -- the body will not be read: the connection cannot go on
-    end
-    res:finish()
-  end
+  if not res[R_FINISHED] then res:finish() end
   if res[R_BROKEN] or not res[R_KEEP] then return false end
   if req[M_MODE] == false then return not req[M_FAILED] end
   return drain(req)
