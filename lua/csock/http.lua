@@ -211,7 +211,7 @@ local function read_all(m)
   end
 end
 
--- Reads until _pending holds at least n bytes or the body ends: nil, message, code on failure.
+-- Reads until m[M_PENDING] holds at least n bytes or the body ends: nil, message, code on failure.
 local function gather(m, n)
   local have = m[M_PENDING]
   if #have >= n then return true end
@@ -305,7 +305,7 @@ function Body.body(m)
   return read_all(m)
 end
 
--- The _mode and _left of a body of length bodylen (C's encoding).
+-- The M_MODE and M_LEFT of a body of length bodylen (C's encoding).
 local function body_mode(bodylen)
   if bodylen == BODY_CHUNKED then return "chunked", 0 end
   if bodylen == BODY_TO_CLOSE then return "close", 0 end
@@ -615,7 +615,8 @@ local function handle(srv, c, req, res)
   return drain(req)
 end
 
--- One request off the connection: the request, or nil and whether to go on.
+-- One request off the connection: the request and its response, or nil (the connection is
+-- done: closed by the client, timed out, or answered with an error status).
 local function next_request(srv, c, first)
   local o = srv.opts
   local method, path, query, minor, headers, raw, bodylen, flags =
@@ -694,13 +695,19 @@ local function conn_task(srv, c)
   if not (ok and r) then c:close() end
 end
 
+-- accept failures that pass (accept has paused 50 ms before reporting them); any other
+-- (the listener closed, a socket that does not listen) ends the server.
+local ACCEPT_PASSING = {[csock.EMFILE] = true, [csock.ENFILE] = true, [csock.ENOBUFS] = true,
+  [csock.ENOMEM] = true}
+
 local function accept_loop(srv)
   local l = srv.listener
   while not srv.closing do
-    local c, err = l:accept()
+    local c, err, code = l:accept()
     if c then
       spawn(conn_task, srv, c)
-    elseif srv.closing or err == "socket closed" then
+    elseif srv.closing or not ACCEPT_PASSING[code] then
+      if not srv.closing then io.stderr:write("csock.http: accept: ", tostring(err), "\n") end
       break
     end
   end
