@@ -284,6 +284,18 @@ describe("csock.http server objects", function()
     assert.same({"one", "two\n", "thr", "est!"}, got)
   end)
 
+  it("reads numbers from the body with \"n\", as file:read does", function()
+    local got
+    H.serve(function(req, res)
+      got = {req:read("n", "n", "n", "l")}
+      res:finish()
+    end, nil, function(port)
+      H.raw(port, "POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 20\r\nConnection: close\r\n\r\n"
+        .. "12 -3.5e2 0x10 rest\n")
+    end)
+    assert.same({12, -350.0, 16, " rest"}, got)
+  end)
+
   it("sets status and headers, and sends the head and body in one response", function()
     local text = H.serve(function(_, res)
       res:status(201):header("X-Thing", "yes"):header("Content-Type", "text/plain")
@@ -335,13 +347,17 @@ describe("csock.http server objects", function()
     assert.has_error(function() http.server(l, print, {max_body = -1}) end,
       "bad argument #3 to 'server' (max_body must be a non-negative number)")
     l:close()
-    H.serve(function(_, res)
+    H.serve(function(req, res)
       assert.has_error(function() res:header("Bad Name", "x") end,
         "bad argument #2 to 'header' (invalid header name)")
       assert.has_error(function() res:header("X-A", "a\r\nb") end,
         "bad argument #3 to 'header' (invalid header value)")
       assert.has_error(function() res:status(42) end,
         "bad argument #2 to 'status' (status code expected)")
+      assert.has_error(function() req:read("x") end,
+        "bad argument #2 to 'read' (invalid format)")
+      assert.has_error(function() req:read("l", -1) end,
+        "bad argument #3 to 'read' (invalid format)")
       res:finish("ok")
     end, nil, function(port) assert.equal(200, H.status(get(port, "/"))) end)
   end)

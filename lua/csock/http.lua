@@ -268,23 +268,44 @@ local function read_line(m, keep)
   end
 end
 
+-- The numeral shapes file:read("n") reads, longest first.
+local NUMERALS = {"^%s*[%+%-]?0[xX][%x%.]+[pP][%+%-]?%d+", "^%s*[%+%-]?0[xX][%x%.]+",
+  "^%s*[%+%-]?[%d%.]+[eE][%+%-]?%d+", "^%s*[%+%-]?[%d%.]+"}
+local MAXNUMERAL = 200
+
+-- read("n"): blanks and a numeral as a number; nil when none (its bytes are consumed).
+local function read_number(m)
+  local ok, err, code = gather(m, MAXNUMERAL)
+  if not ok then return nil, err, code end
+  local p = m[M_PENDING]
+  for _, shape in ipairs(NUMERALS) do
+    local text = p:match(shape)
+    if text then
+      m[M_PENDING] = p:sub(#text + 1)
+      return tonumber(text)
+    end
+  end
+  m[M_PENDING] = p:gsub("^%s*", "")
+  return nil
+end
+
 local function read_format(m, fmt)
   if type(fmt) == "number" then return read_count(m, fmt) end
   fmt = fmt:gsub("^%*", "")
   if fmt == "a" then return read_all(m) end
-  if fmt == "l" or fmt == "L" then return read_line(m, fmt == "L") end
-  return nil, "invalid format"
+  if fmt == "n" then return read_number(m) end
+  return read_line(m, fmt == "L")
 end
 
--- m:read(...): formats as s:read takes them ("l", "L", "a", a count).
+-- m:read(...): formats as s:read takes them ("l", "L", "a", "n", a count).
 function Body.read(m, ...)
   local n = select("#", ...)
   if n == 0 then return read_line(m, false) end
   for i = 1, n do
     local fmt = select(i, ...)
     local ok = (type(fmt) == "number" and tointeger(fmt) and fmt >= 0)
-      or (type(fmt) == "string" and (fmt:match("^%*?[lLa]$") ~= nil))
-    if not ok then argerror(i, "read", "invalid format") end
+      or (type(fmt) == "string" and (fmt:match("^%*?[lLan]$") ~= nil))
+    if not ok then argerror(i + 1, "read", "invalid format") end
   end
   if n == 1 then return read_format(m, (...)) end
   local out = {}
