@@ -35,8 +35,7 @@
 
 #include "csock.h"
 
-#define CHUNK_LINE_MAX 4096 /* a chunk-size line with its extensions */
-#define SCAN 7              /* stack slot of the saved scan state */
+#define SCAN 7 /* stack slot of the saved scan state */
 
 enum { K_REQ, K_RES, K_CHUNK };
 
@@ -426,10 +425,12 @@ static int parse_response(lua_State *L, const char *d, const scan *sc, failure *
 
 /*
 ** The chunk-size line at d (after the CRLF that ends the previous chunk's
-** data when crlf is set): its size, with *used the bytes up to and including
-** its CRLF; -2 to wait for more; -1 with x set when malformed.
+** data when crlf is set; at most max bytes with its extensions): its size,
+** with *used the bytes up to and including its CRLF; -2 to wait for more;
+** -1 with x set when malformed.
 */
-static int64_t chunk_line(const char *d, size_t len, int crlf, size_t *used, failure *x) {
+static int64_t chunk_line(const char *d, size_t len, int crlf, size_t max, size_t *used,
+                          failure *x) {
   size_t p = 0;
   if (crlf) {
     if (len < 2) return -2;
@@ -437,9 +438,9 @@ static int64_t chunk_line(const char *d, size_t len, int crlf, size_t *used, fai
     p = 2;
   }
   const char *nl = memchr(d + p, '\n', len - p);
-  if (nl == NULL) return len - p > CHUNK_LINE_MAX ? fail(x, 400, "chunk line too long") : -2;
+  if (nl == NULL) return len - p > max ? fail(x, 400, "chunk line too long") : -2;
   size_t end = (size_t)(nl - d);
-  if (end - p > CHUNK_LINE_MAX) return fail(x, 400, "chunk line too long");
+  if (end - p > max) return fail(x, 400, "chunk line too long");
   if (end == p || d[end - 1] != '\r') return fail(x, 400, "bad chunk line");
   int64_t size = 0;
   size_t i = p;
@@ -517,7 +518,7 @@ static int attempt(lua_State *L, csock_socket *s, int kind, scan *sc, const limi
   if (kind == K_CHUNK) {
     if (sc->first == 0) { /* the chunk-size line */
       size_t used = 0;
-      int64_t size = chunk_line(d, len, lua_toboolean(L, 3), &used, &x);
+      int64_t size = chunk_line(d, len, lua_toboolean(L, 3), lim->max_line, &used, &x);
       if (size == -2) return 0;
       if (size < 0) return protocol_error(L, x.status, x.msg);
       if (size > 0) {
