@@ -14,6 +14,7 @@
 ** server answers with: 400, 414, 431, 501, 505); on a network failure or a
 ** timeout nil, message, errno, partial (partial: bytes of the message had
 ** come); at a clean end of stream before the first byte nil, "closed".
+** A timeout of nil is the socket's own (s:settimeout), as for s:read.
 **
 ** The parse is in two passes, as picohttpparser's is: a scan for the empty
 ** line that ends the head, enforcing the size limits as the bytes come (so
@@ -468,8 +469,9 @@ static void limits_from(lua_State *L, limits *lim) {
   lim->max_lines = (size_t)lua_tointeger(L, 6);
 }
 
-static double deadline_in(lua_State *L, int idx) {
-  return lua_isnil(L, idx) ? -1 : csock_now() + lua_tonumber(L, idx);
+/* The deadline of the timeout at idx; nil: the socket's own (settimeout). */
+static double deadline_in(lua_State *L, csock_socket *s, int idx) {
+  return lua_isnil(L, idx) ? sock_deadline(s) : csock_now() + lua_tonumber(L, idx);
 }
 
 /* The scan state: the saved one after a wait, else a fresh one in *local. */
@@ -588,7 +590,7 @@ static int http_k(lua_State *L, int status, lua_KContext ctx) {
     if (buf_len(&s->rbuf) > 0) {
       if (ctx & CTX_IDLE) { /* the first byte came: the head has its own time from now on */
         ctx &= ~(lua_KContext)CTX_IDLE;
-        s->rdeadline = deadline_in(L, 3);
+        s->rdeadline = deadline_in(L, s, 3);
       }
       int n = attempt(L, s, kind, sc, &lim);
       if (n > 0) return n;
@@ -622,7 +624,7 @@ static int http_start(lua_State *L, int kind) {
   check_timeout(L, 3);
   for (int i = 4; i <= 6; i++) check_limit(L, i);
   int idle = kind == K_REQ && buf_len(&s->rbuf) == 0;
-  s->rdeadline = deadline_in(L, idle ? 2 : 3);
+  s->rdeadline = deadline_in(L, s, idle ? 2 : 3);
   return http_k(L, LUA_OK, kind | (idle ? CTX_IDLE : 0));
 }
 
@@ -635,7 +637,7 @@ static int http_chunk(lua_State *L) {
   lua_settop(L, 6);
   check_timeout(L, 2);
   for (int i = 4; i <= 6; i++) check_limit(L, i);
-  s->rdeadline = deadline_in(L, 2);
+  s->rdeadline = deadline_in(L, s, 2);
   return http_k(L, LUA_OK, K_CHUNK);
 }
 
