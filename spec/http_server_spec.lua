@@ -472,3 +472,36 @@ describe("csock.http server, a listener that fails", function()
     end, 5)
   end)
 end)
+
+describe("csock.http server, order and shutdown from a handler", function()
+  it("answers pipelined requests in order even when the first is slow", function()
+    local text = H.serve(function(req, res)
+      if req.path == "/slow" then csock.sleep(0.2) end
+      res:finish(req.path)
+    end, nil, function(port)
+      return H.raw(port, "GET /slow HTTP/1.1\r\nHost: h\r\n\r\nGET /fast HTTP/1.1\r\nHost: h\r\n"
+        .. "Connection: close\r\n\r\n")
+    end)
+    local bodies = {}
+    for body in text:gmatch("\r\n\r\n(/%l+)") do bodies[#bodies + 1] = body end
+    assert.same({"/slow", "/fast"}, bodies)
+  end)
+
+  it("lets a handler close its own server: its response still goes out", function()
+    rt.loop(function(go)
+      local l, port = rt.listener()
+      local srv
+      srv = http.server(l, function(_, res)
+        srv:close(1)
+        res:finish("bye")
+      end)
+      local client = go(function()
+        return H.raw(port, "GET / HTTP/1.1\r\nHost: h\r\n\r\n")
+      end)
+      assert.is_true(srv:join())
+      local _, text = client:join()
+      assert.truthy(text:find("\r\nConnection: close\r\n", 1, true), text)
+      assert.truthy(text:find("\r\n\r\nbye$"))
+    end)
+  end)
+end)

@@ -684,7 +684,7 @@ local function serve_conn(srv, c, st)
     local req, res = next_request(srv, c, first)
     if not req then return end
     first = false
-    st.busy = true
+    st.busy = res
     if srv.closing then res[R_KEEP] = false end
     local keep, detached = handle(srv, c, req, res)
     st.busy = false
@@ -778,7 +778,11 @@ function Server:close(grace)
     self.closing = true
     self.listener:close()
     for c, st in pairs(self.conns) do
-      if not st.busy then c:close() end
+      if st.busy then
+        st.busy[R_KEEP] = false -- its response (if not begun) says Connection: close
+      else
+        c:close()
+      end
     end
   end
   local me = csock.current()
