@@ -205,3 +205,36 @@ build-fuzz/fuzz_tls: fuzz/fuzz_tls.c $(FUZZ_SRC) $(HDRS)
 
 fuzz: build-fuzz/fuzz_read build-fuzz/fuzz_addr build-fuzz/fuzz_http build-fuzz/fuzz_tls
 	sh fuzz/run.sh $(FUZZ_SECONDS)
+
+# ---------------------------------------------------------------- issue 15's regime
+# The ASan+UBSan build alone (what `make asan` builds before running the specs).
+ASAN_ENV = CSOCK_BUILD=build-asan LD_PRELOAD="$(ASAN_RT)" ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
+  LSAN_OPTIONS=suppressions=$(CURDIR)/tools/lsan.supp:print_suppressions=0 \
+  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+
+build-asan/csock/core.so: $(CORE_SRC) $(HDRS)
+	@mkdir -p build-asan/csock
+	$(CC) $(ASAN_FLAGS) $(WARN) -fPIC -pthread -std=gnu11 -D_GNU_SOURCE $(LUA_CFLAGS) $(LIBFLAG) -o $@ $(CORE_SRC)
+
+build-asan/bin/csock: $(HOST_SRC) $(CORE_SRC) $(HDRS) build/init_lua.h
+	@mkdir -p build-asan/bin
+	$(CC) $(ASAN_FLAGS) $(WARN) -pthread -std=gnu11 -D_GNU_SOURCE $(LUA_CFLAGS) -Ibuild -o $@ $(HOST_SRC) $(CORE_SRC) $(LUA_LIBS) -lm -Wl,-E
+
+.PHONY: asan-build fuzz-lua gcstress
+asan-build: build-asan/csock/core.so build-asan/bin/csock
+
+# The Lua-API fuzzer (fuzz/lua_api.sh): random csock programs from
+# fuzz/gen.lua under the ASan+UBSan build for FUZZ_SECONDS; fails on a
+# sanitizer report or a death by signal.  FUZZ_SEED=n replays a run.
+FUZZ_SEED ?=
+fuzz-lua: deps asan-build
+	sh fuzz/lua_api.sh $(FUZZ_SECONDS) $(FUZZ_SEED)
+
+# The whole spec suite once under an aggressive collector (a collection
+# step at every allocation, spec/support/gcstress.lua), against the
+# ASan+UBSan build; child lua5.4 processes get the same collector through
+# LUA_INIT.
+GCSTRESS_INIT = @$(CURDIR)/spec/support/gcstress.lua
+gcstress: deps all asan-build
+	$(RAISE_NOFILE) $(ASAN_ENV) LUA_INIT_5_4="$(GCSTRESS_INIT)" CSOCK_GCSTRESS=1 \
+	  $(BUSTED) --cpath='./build-asan/?.so' $(BUSTED_ARGS)

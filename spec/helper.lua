@@ -86,8 +86,11 @@ local q = helper.shell_quote
 The pipe of the popen that reads the listing is counted too, the same way
 on every call, so differences between two calls are exact. ]]
 function helper.fds()
+  -- The listing leaves out the pipe it is read through: popen's child end may
+  -- still be open in this process while find runs, which made counts flaky.
   local p = assert(io.popen(string.format(
-    "find /proc/%d/fd -mindepth 1 -maxdepth 1 -printf '%%f %%l\\n' 2>/dev/null",
+    "me=$(readlink /proc/$$/fd/1); find /proc/%d/fd -mindepth 1 -maxdepth 1 -printf '%%f %%l\\n' 2>/dev/null"
+      .. " | grep -v -F \" $me\"",
     helper.pid())))
   local t = {}
   for line in p:lines() do
@@ -183,6 +186,22 @@ end
 
 function helper.has_python3()
   return os.execute("env -u LD_PRELOAD python3 -c 'import socket' >/dev/null 2>&1") == true
+end
+
+--[[ `make gcstress` runs the suite with CSOCK_GCSTRESS set and LUA_INIT_5_4
+pointing at spec/support/gcstress.lua.  busted loads this file once, before
+the specs: it sets the aggressive collector again as each spec file starts,
+so a spec that switched collector modes cannot turn it off for the rest. ]]
+local registry = debug.getregistry()
+if os.getenv("CSOCK_GCSTRESS") and not registry.csock_gcstress_hook then
+  local ok, busted = pcall(require, "busted")
+  if ok and type(busted) == "table" then
+    registry.csock_gcstress_hook = true -- specs require this file again: subscribe once
+    busted.subscribe({"file", "start"}, function()
+      dofile(helper.ROOT .. "/spec/support/gcstress.lua")
+      return nil, true
+    end)
+  end
 end
 
 return helper

@@ -85,9 +85,7 @@ describe("csock.run", function()
   end)
 
   it("refuses a non-function", function()
-    local ok, err = pcall(csock.run, 42)
-    assert.is_false(ok)
-    assert.matches("bad argument #1 to '[%w.]-run'", err)
+    assert.has_error(function() csock.run(42) end, "bad argument #1 to 'run' (function expected, got number)")
   end)
 end)
 
@@ -100,9 +98,9 @@ describe("csock.spawn", function()
   end)
 
   it("refuses a non-function", function()
-    local ok, err = csock.run(function() return pcall(csock.spawn, "nope") end)
+    local ok, err = csock.run(function() return pcall(function() csock.spawn("nope") end) end)
     assert.is_false(ok)
-    assert.matches("bad argument #1 to '[%w.]-spawn'", err)
+    assert.equal("bad argument #1 to 'spawn' (function expected, got string)", (err:gsub("^[^:]+:%d+: ", "")))
   end)
 
   it("passes its extra arguments to the task", function()

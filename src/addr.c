@@ -66,32 +66,41 @@ void addr_name_hints(struct addrinfo *hints, int family, int socktype) {
 }
 
 /*
-** What resolve.c found for the name of the method it is about to call again
-** (addr_hand_over), taken by the addr_resolve of that very call: the host
-** is the same Lua string, still on the method's stack, so its address
-** identifies it.  len 0 means "resolve it here" (no thread could start).
+** What resolve.c found for the host name of a method it calls again: a
+** userdata that takes the name's place among the method's arguments, so
+** the address goes to that call and to no other (it used to wait in a
+** thread-local slot matched by the name's string address, which a later,
+** different name could land at).  It carries the address of a static of
+** this file at its start, as a socket does (socket.c), so a script cannot
+** forge one.
 */
-static _Thread_local const char *handed_host; /* NULL: nothing handed over */
-static _Thread_local int handed_family;
-static _Thread_local struct sockaddr_storage handed_ss;
-static _Thread_local socklen_t handed_len;
+static char resolved_token;
 
-void addr_hand_over(const char *host, int family, const struct sockaddr *sa, socklen_t len) {
-  handed_host = host;
-  handed_family = family;
-  handed_len = sa != NULL ? len : 0;
-  if (sa != NULL) memcpy(&handed_ss, sa, (size_t)len);
+typedef struct addr_resolved {
+  const void *token;
+  socklen_t len;
+  struct sockaddr_storage ss;
+} addr_resolved;
+
+void addr_push_resolved(lua_State *L, const struct sockaddr *sa, socklen_t len) {
+  addr_resolved *r = (addr_resolved *)lua_newuserdatauv(L, sizeof *r, 0);
+  r->token = &resolved_token;
+  r->len = len <= sizeof r->ss ? len : (socklen_t)sizeof r->ss;
+  memcpy(&r->ss, sa, r->len);
 }
 
-/* 1: the address resolve.c found for host is in ss; -1: resolve it here; 0: neither. */
-static int take_handed(const char *host, int family, struct sockaddr_storage *ss, socklen_t *len) {
-  int mine = handed_host == host && handed_family == family;
-  handed_host = NULL; /* the next name resolved is the method's: nothing outlives it */
-  if (!mine) return 0;
-  if (handed_len == 0) return -1;
-  memcpy(ss, &handed_ss, handed_len);
-  *len = handed_len;
-  return 1;
+/* The address at idx if resolve.c put one there for family, else NULL. */
+static const addr_resolved *resolved_at(lua_State *L, int idx, int family) {
+  const addr_resolved *r = (const addr_resolved *)lua_touserdata(L, idx);
+  if (r == NULL || lua_rawlen(L, idx) != sizeof *r || r->token != &resolved_token) return NULL;
+  return r->ss.ss_family == family ? r : NULL;
+}
+
+static void set_port(struct sockaddr_storage *ss, int family, unsigned short port) {
+  if (family == AF_INET6)
+    ((struct sockaddr_in6 *)ss)->sin6_port = htons(port);
+  else
+    ((struct sockaddr_in *)ss)->sin_port = htons(port);
 }
 
 /*
@@ -105,21 +114,15 @@ static int addr_resolve(lua_State *L, const char *host, unsigned short port, int
   (void)L, (void)host, (void)port, (void)family, (void)socktype, (void)ss, (void)len;
   return EAI_NONAME;
 #endif
-  int handed_over = take_handed(host, family, ss, len);
-  if (handed_over == 0 && csock_in_task(L)) return ADDR_LOOKUP;
-  if (handed_over <= 0) {
-    struct addrinfo hints, *res = NULL;
-    addr_name_hints(&hints, family, socktype);
-    int r = getaddrinfo(host, NULL, &hints, &res);
-    if (r != 0) return r == EAI_SYSTEM ? errno : r;
-    memcpy(ss, res->ai_addr, res->ai_addrlen);
-    *len = res->ai_addrlen;
-    freeaddrinfo(res);
-  }
-  if (family == AF_INET6)
-    ((struct sockaddr_in6 *)ss)->sin6_port = htons(port);
-  else
-    ((struct sockaddr_in *)ss)->sin_port = htons(port);
+  if (csock_in_task(L)) return ADDR_LOOKUP;
+  struct addrinfo hints, *res = NULL;
+  addr_name_hints(&hints, family, socktype);
+  int r = getaddrinfo(host, NULL, &hints, &res);
+  if (r != 0) return r == EAI_SYSTEM ? errno : r;
+  memcpy(ss, res->ai_addr, res->ai_addrlen);
+  *len = res->ai_addrlen;
+  freeaddrinfo(res);
+  set_port(ss, family, port);
   return 0;
 }
 
@@ -131,6 +134,14 @@ static int addr_resolve(lua_State *L, const char *host, unsigned short port, int
 int addr_from_args(lua_State *L, int idx, int family, int socktype, struct sockaddr_storage *ss,
                    socklen_t *len) {
   if (family == AF_UNIX) return addr_unix(L, idx, ss, len);
+  const addr_resolved *found = resolved_at(L, idx, family);
+  if (found != NULL) {
+    unsigned short port = addr_checkport(L, idx + 1);
+    memcpy(ss, &found->ss, found->len);
+    *len = found->len;
+    set_port(ss, family, port);
+    return 0;
+  }
   const char *host = addr_checkstring(L, idx, "host");
   unsigned short port = addr_checkport(L, idx + 1);
   memset(ss, 0, sizeof *ss);

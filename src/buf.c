@@ -67,6 +67,7 @@ static void buf_release(csock_buf *b) {
 }
 
 void buf_consume(csock_buf *b, size_t n) {
+  if (b->data == NULL) return; /* freed meanwhile (the socket closed): nothing to take */
   b->head += n;
   b->scanned = b->scanned > n ? b->scanned - n : 0;
   if (b->head >= b->tail) buf_release(b);

@@ -12,6 +12,8 @@
 ** "Nested coroutines").  Anything else -- arguments, results, errors, a
 ** plain coroutine.yield -- behaves as with lcorolib's functions.
 ** coroutine.close is wrapped only to refuse a coroutine parked that way.
+** A task's own coroutine counts as parked while the task lives: only the
+** loop may resume or close it.
 */
 #include "csock.h"
 

@@ -46,6 +46,7 @@ typedef struct csock_socket {
   unsigned rdhup : 1;       /* the poller saw the peer's FIN: a short read is not the end */
   unsigned wwatch : 1;      /* the registration includes write interest */
   unsigned nodelay_due : 2; /* TCP_NODELAY still to be set: see sock_before_send */
+  unsigned rbusy : 1;       /* a read() holds a cursor (rpos) into rbuf: see loop_read_begin */
   unsigned gen;             /* loop generation the registration belongs to */
   double timeout;           /* seconds per operation; < 0 waits forever */
   double rdeadline;         /* deadline of the read-side operation under way */
@@ -55,6 +56,7 @@ typedef struct csock_socket {
   size_t rpos;                         /* bytes the read under way has taken from rbuf */
   struct csock_task *reader;           /* task waiting to read, if any */
   struct csock_task *writer;           /* task waiting to write, if any */
+  struct csock_task *rowner;           /* task whose read() set rbusy, if any */
   const struct csock_transport *xport; /* NULL: plain recv/send (tls.c sets one) */
   struct csock_tls *tls;               /* the transport's state */
 } csock_socket;
@@ -146,7 +148,7 @@ int addr_pusherror(lua_State *L, int gai);
 struct addrinfo;
 void addr_push_list(lua_State *L, const struct addrinfo *res);
 void addr_name_hints(struct addrinfo *hints, int family, int socktype);
-void addr_hand_over(const char *host, int family, const struct sockaddr *sa, socklen_t len);
+void addr_push_resolved(lua_State *L, const struct sockaddr *sa, socklen_t len);
 
 /* opt.c */
 extern const luaL_Reg opt_methods[];
@@ -182,6 +184,8 @@ int csock_ready(const csock_socket *s, int dir);
 void csock_drained(csock_socket *s);
 int csock_in_task(lua_State *L);
 void loop_forget_socket(csock_socket *s);
+void loop_read_begin(lua_State *L, csock_socket *s);
+void loop_read_end(csock_socket *s);
 void loop_wait_also(lua_State *L, csock_socket *s);
 void loop_after_fork(void);
 int loop_run(lua_State *L);
@@ -224,6 +228,7 @@ void signal_mark_passive(lua_State *L, int signo);
 int signal_active(void);
 int signal_collect(lua_State *L);
 void loop_watch_signals(void);
+void signal_after_fork(void);
 
 /* systemd.c */
 int systemd_listeners(lua_State *L);

@@ -573,12 +573,13 @@ static int at_eof(lua_State *L, csock_socket *s, int kind) {
 }
 
 /*
-** Stack: socket, 5 arguments, [scan state].  ctx: the kind.  Tries to parse
-** what is buffered; fills and waits (through io.c's fill, so any transport
-** under it works) until it can, or the deadline passes.
+** ctx: the kind (and CTX_IDLE).  Tries to parse what is buffered; fills and
+** waits (through io.c's fill, so any transport under it works) until it
+** can, or the deadline passes.
 */
-static int http_k(lua_State *L, int status, lua_KContext ctx) {
-  csock_socket *s = (csock_socket *)lua_touserdata(L, 1);
+static int http_k(lua_State *L, int status, lua_KContext ctx);
+
+static int http_step(lua_State *L, csock_socket *s, int status, lua_KContext ctx) {
   int kind = CTX_KIND(ctx), e = 0;
   limits lim;
   scan local;
@@ -603,9 +604,29 @@ static int http_k(lua_State *L, int status, lua_KContext ctx) {
       break;
     }
     sc = scan_save(L, sc);
+    if (s->reader != NULL && csock_in_task(L)) loop_read_end(s); /* csock_wait raises busy */
     e = csock_wait(L, s, r == -EAGAIN ? CSOCK_READ : CSOCK_WRITE, s->rdeadline, ctx, http_k);
   }
   return io_failure(L, e, buf_len(&s->rbuf) > 0);
+}
+
+/*
+** Stack: socket, 5 arguments, [scan state].  The parse holds the socket's
+** read flag (loop_read_begin in begin_read) from its start to its result,
+** waits included: the scan keeps offsets into the buffer and the parse
+** pointers into it while it allocates, so no other read -- another task's,
+** or a finalizer's -- may move the bytes meanwhile.
+*/
+static int http_k(lua_State *L, int status, lua_KContext ctx) {
+  csock_socket *s = (csock_socket *)lua_touserdata(L, 1);
+  int n = http_step(L, s, status, ctx);
+  loop_read_end(s);
+  return n;
+}
+
+static void begin_read(lua_State *L, csock_socket *s) {
+  if (s->rbusy) luaL_error(L, "socket is busy: another task is reading from it");
+  loop_read_begin(L, s);
 }
 
 static void check_timeout(lua_State *L, int arg) {
@@ -625,6 +646,7 @@ static int http_start(lua_State *L, int kind) {
   for (int i = 4; i <= 6; i++) check_limit(L, i);
   int idle = kind == K_REQ && buf_len(&s->rbuf) == 0;
   s->rdeadline = deadline_in(L, s, idle ? 2 : 3);
+  begin_read(L, s);
   return http_k(L, LUA_OK, kind | (idle ? CTX_IDLE : 0));
 }
 
@@ -638,6 +660,7 @@ static int http_chunk(lua_State *L) {
   check_timeout(L, 2);
   for (int i = 4; i <= 6; i++) check_limit(L, i);
   s->rdeadline = deadline_in(L, s, 2);
+  begin_read(L, s);
   return http_k(L, LUA_OK, K_CHUNK);
 }
 

@@ -43,6 +43,15 @@ static int io_error(lua_State *L, int err) {
 }
 
 /*
+** A read() holds a cursor into s's buffer (loop_read_begin): a second
+** reader -- another task, or a finalizer that the read's own allocations
+** ran -- would move the bytes under it.
+*/
+static void check_not_busy(lua_State *L, const csock_socket *s) {
+  if (s->rbusy) luaL_error(L, "socket is busy: another task is reading from it");
+}
+
+/*
 ** After a call failed with errno e: 0 to try the call again (EINTR, or a
 ** wait for dir that ended ready), else the error to report.  EAGAIN marks
 ** the direction drained and waits; in a task the wait yields and k runs
@@ -367,6 +376,7 @@ static int recv_k(lua_State *L, int status, lua_KContext ctx) {
 int io_recv(lua_State *L) {
   csock_socket *s = sock_checkopen(L, 1);
   lua_Integer n = check_size(L, 2, 65536);
+  check_not_busy(L, s);
   lua_settop(L, 1);
   s->rdeadline = sock_deadline(s);
   return recv_k(L, LUA_OK, (lua_KContext)(n > INT_MAX ? INT_MAX : n));
@@ -427,6 +437,7 @@ static int recvfrom_k(lua_State *L, int status, lua_KContext ctx) {
 int io_recvfrom(lua_State *L) {
   csock_socket *s = sock_checkopen(L, 1);
   lua_Integer n = check_size(L, 2, 65536);
+  check_not_busy(L, s);
   lua_settop(L, 1);
   s->rdeadline = sock_deadline(s);
   return recvfrom_k(L, LUA_OK, (lua_KContext)(n > INT_MAX ? INT_MAX : n));
@@ -506,7 +517,7 @@ static void read_begin(csock_socket *s) {
 
 /* The read succeeded: the bytes its formats took leave the buffer. */
 static void read_commit(csock_socket *s) {
-  buf_consume(&s->rbuf, s->rpos);
+  if (s->fd >= 0) buf_consume(&s->rbuf, s->rpos);
   read_begin(s);
 }
 
@@ -602,12 +613,20 @@ static size_t numeral_end(const char *d, size_t len, size_t i) {
   return i;
 }
 
-/* read("n"): blanks, then a numeral as a number; FMT_FAIL (a nil) if it is not one. */
+/*
+** read("n"): blanks, then a numeral as a number; FMT_FAIL (a nil) if it is
+** not one.  The blanks seen so far are kept in rbuf.scanned, so a peer
+** that trickles them is not rescanned from the start at every fill, and
+** more of them than maxline fail as an over-long line would: they are
+** buffered until the read ends, and the buffer must not grow unbounded.
+*/
 static int read_number(lua_State *L, csock_socket *s) {
   size_t len;
   const char *data = unread(s, &len);
-  size_t start = 0;
+  size_t start = s->rbuf.scanned < len ? s->rbuf.scanned : len;
   while (start < len && isspace((unsigned char)data[start])) start++;
+  if (start > s->maxline) return FMT_TOOLONG;
+  s->rbuf.scanned = start;
   size_t end = numeral_end(data, len, start);
   if (end == len && !s->eof && end - start <= MAXNUMERAL) return FMT_NEED; /* may go on */
   if (end == start && start == len) return FMT_EOF;
@@ -705,9 +724,14 @@ static int read_formats(lua_State *L, int status, lua_KContext ctx, int *err, lu
     int r = done >= nfmt ? FMT_PUSHED
             : letter     ? read_letter(L, s, letter)
                          : read_one(L, s, 2 + done);
+    if (s->fd < 0) { /* a finalizer the result's allocation ran closed s */
+      e = -EBADF;
+      break;
+    }
     if (done >= nfmt || r == FMT_EOF || r == FMT_FAIL) {
       if (r == FMT_EOF || r == FMT_FAIL) lua_pushnil(L);
       read_commit(s);
+      loop_read_end(s);
       return READ_DONE;
     }
     if (r == FMT_PUSHED) continue;
@@ -719,10 +743,16 @@ static int read_formats(lua_State *L, int status, lua_KContext ctx, int *err, lu
     if (e > 0 || (e == 0 && s->eof)) {
       e = 0;
     } else if (e == -EAGAIN || e == -XPORT_WANT_WRITE) {
+      /* another task waits in recv: csock_wait raises, so let go first */
+      if (s->reader != NULL && csock_in_task(L)) {
+        read_begin(s);
+        loop_read_end(s);
+      }
       e = csock_wait(L, s, e == -EAGAIN ? CSOCK_READ : CSOCK_WRITE, s->rdeadline, ctx, k);
     }
   }
   read_begin(s);
+  loop_read_end(s);
   *err = e < 0 ? -e : e;
   return READ_ERROR;
 }
@@ -755,7 +785,10 @@ static int read_buffered_line(lua_State *L, csock_socket *s, int nfmt) {
     chop = f == 'l';
   }
   read_begin(s);
-  if (read_line(L, s, chop) != FMT_PUSHED) return 0;
+  s->rbusy = 1; /* for the finalizers the string's allocation may run */
+  int r = read_line(L, s, chop);
+  s->rbusy = 0;
+  if (r != FMT_PUSHED) return 0;
   read_commit(s);
   return 1;
 }
@@ -811,6 +844,7 @@ static int read_count_direct(lua_State *L, csock_socket *s) {
 int io_read(lua_State *L) {
   csock_socket *s = sock_checkopen(L, 1);
   int nfmt = lua_gettop(L) - 1;
+  check_not_busy(L, s);
   if (nfmt <= 1 && read_buffered_line(L, s, nfmt)) return 1;
   if (nfmt == 0) {
     lua_pushliteral(L, "l");
@@ -825,6 +859,7 @@ int io_read(lua_State *L) {
     int direct = read_count_direct(L, s);
     if (direct != 0) return direct > 0 ? 1 : read_error(L, -direct);
   }
+  loop_read_begin(L, s);
   return read_k(L, LUA_OK, read_context(L, nfmt));
 }
 
@@ -846,10 +881,12 @@ static int lines_iter(lua_State *L) {
   lua_pushvalue(L, lua_upvalueindex(1));
   csock_socket *s = (csock_socket *)lua_touserdata(L, 1);
   if (s->fd < 0) return luaL_error(L, "socket is already closed");
+  check_not_busy(L, s);
   for (int i = 1; i <= nfmt; i++) lua_pushvalue(L, lua_upvalueindex(2 + i));
   if (nfmt == 1 && read_buffered_line(L, s, 1)) return 1;
   s->rdeadline = sock_deadline(s);
   read_begin(s);
+  loop_read_begin(L, s);
   return lines_k(L, LUA_OK, read_context(L, nfmt));
 }
 

@@ -65,6 +65,7 @@ typedef struct csock_task {
   unsigned long long seq;  /* breaks ties between equal deadlines */
   csock_socket *wait_sock; /* socket waited on, if any */
   csock_socket *also_sock; /* a socket whose close ends the wait too (loop_wait_also) */
+  csock_socket *read_sock; /* a socket whose read() this task has under way (rbusy) */
   int wait_dir;
   struct csock_task *next;                /* ready queue */
   struct csock_task *prev_all, *next_all; /* every live task */
@@ -94,14 +95,31 @@ typedef struct csock_loop {
   int signals_watched; /* the signal pipe is in this loop's epoll set */
   int closing;         /* loop:close() was called from one of its own tasks */
   int signal_pending;  /* the signal pipe became readable */
-  int timer_fd;        /* csock.loop(): a timerfd, readable when a step is due; else -1 */
+  int timer_fd;        /* csock.loop(): a timerfd, readable when a step is due */
+  struct csock_loop *prev_loop, *next_loop; /* the thread's live loops */
 } csock_loop;
 
 /* Mark the signal pipe and an embedded loop's timerfd among the pointers epoll hands back. */
 static char signal_marker, timer_marker;
 
 static _Thread_local csock_loop *running;
+static _Thread_local csock_loop *loops; /* every live loop of this thread */
 static unsigned generation;
+
+static void loops_add(csock_loop *lp) {
+  lp->prev_loop = NULL;
+  lp->next_loop = loops;
+  if (loops) loops->prev_loop = lp;
+  loops = lp;
+}
+
+static void loops_remove(csock_loop *lp) {
+  if (lp->prev_loop)
+    lp->prev_loop->next_loop = lp->next_loop;
+  else
+    loops = lp->next_loop;
+  if (lp->next_loop) lp->next_loop->prev_loop = lp->prev_loop;
+}
 
 /* ---------------------------------------------------------------- heap */
 
@@ -206,10 +224,15 @@ static void unlink_also(csock_task *t) {
   t->also_sock = NULL;
 }
 
-/* Makes a waiting task ready; reason is what its continuation will see. */
-static void wake(csock_loop *lp, csock_task *t, int reason) {
+/*
+** Makes a waiting task ready; reason is what its continuation will see.
+** The task goes to its own loop's queue, whichever loop noticed the event:
+** a join or a socket may link tasks of two embedded loops.
+*/
+static void wake(csock_task *t, int reason) {
   unlink_also(t); /* also for a task a cancel queued without a wait */
   if (t->state != T_WAITING) return;
+  csock_loop *lp = t->loop;
   csock_socket *s = t->wait_sock;
   if (s) {
     if (s->reader == t) s->reader = NULL;
@@ -391,18 +414,54 @@ void loop_after_fork(void) {
   }
 }
 
-/* Called when s closes: leave the poller and wake whoever waits on it. */
+/*
+** A read() that takes bytes at a cursor into s's buffer (io.c) begins:
+** until loop_read_end, any other read of s -- another task's, or one that
+** a finalizer run by the read's own allocations makes -- must fail as
+** busy, or it would move the bytes under the cursor.  When a task reads,
+** the flag is the task's: a task that ends part-way (cancelled while it
+** waits, failed) gives it back.  Outside a task only a memory error raised
+** part-way could leave it set; the socket then stays busy, which is safe.
+*/
+void loop_read_begin(lua_State *L, csock_socket *s) {
+  s->rbusy = 1;
+  csock_task *t = current_task(L);
+  if (t != NULL && t->read_sock == NULL) {
+    s->rowner = t;
+    t->read_sock = s;
+  }
+}
+
+void loop_read_end(csock_socket *s) {
+  s->rbusy = 0;
+  if (s->rowner != NULL && s->rowner->read_sock == s) s->rowner->read_sock = NULL;
+  s->rowner = NULL;
+  s->rpos = 0;
+}
+
+/* t ends with a read under way: the socket is free for others again. */
+static void drop_read(csock_task *t) {
+  if (t->read_sock != NULL) loop_read_end(t->read_sock);
+}
+
+/*
+** Called when s closes: leave the pollers and wake whoever waits on it.
+** close(2) drops a registration by itself only when no other descriptor
+** shares the open file, and any socket may share one (a socketpair made
+** before csock.workers forked, a socket systemd passed): an entry left
+** behind would hand the poller a pointer to freed memory at the file's
+** next event.  So a socket that was ever registered leaves every live
+** loop's set (one, as a rule; ENOENT from a loop that never had it).
+*/
 void loop_forget_socket(csock_socket *s) {
-  csock_loop *lp = running;
-  /* close(2) drops the registration by itself unless another descriptor
-     shares the open file (a listener inherited from systemd or shared
-     across fork): only listeners pay for the explicit epoll_ctl */
-  if (lp && s->registered && s->gen == lp->gen && s->listening) backend_del(lp->epfd, s->fd);
+  if (s->registered && s->fd >= 0)
+    for (csock_loop *lp = loops; lp; lp = lp->next_loop) backend_del(lp->epfd, s->fd);
   s->registered = 0;
+  loop_read_end(s); /* a read under way fails at its next step (fd < 0) */
   /* the waiters may belong to an embedded loop that is not running now:
      waking only touches that loop's queue, no Lua runs */
-  if (s->reader) wake(s->reader->loop, s->reader, -EBADF);
-  if (s->writer) wake(s->writer->loop, s->writer, -EBADF);
+  if (s->reader) wake(s->reader, -EBADF);
+  if (s->writer) wake(s->writer, -EBADF);
   s->reader = s->writer = NULL;
 }
 
@@ -469,7 +528,7 @@ const csock_task *loop_next_waiter(const csock_task *t) { return t->next_waiter;
 int loop_wake_first(csock_waitlist *wl) {
   csock_task *t = wl->head;
   if (t == NULL) return 0;
-  wake(t->loop, t, 0);
+  wake(t, 0);
   return 1;
 }
 
@@ -491,6 +550,8 @@ int loop_sleep(lua_State *L) {
 }
 
 /* ---------------------------------------------------------------- tasks */
+
+static void set_parked(lua_State *L, int on);
 
 static csock_task *task_check(lua_State *L, int idx) {
   return (csock_task *)csock_checkudata(L, idx, CSOCK_TASK);
@@ -514,7 +575,11 @@ static csock_task *task_new(lua_State *L, csock_loop *lp, int fidx) {
   t->state = T_DONE; /* until it is queued below */
   luaL_setmetatable(L, CSOCK_TASK);
   lua_State *co = lua_newthread(L);
+  lua_pushvalue(L, -1);
+  set_parked(L, 1); /* the loop's alone to resume or close (coro.c) */
   lua_setiuservalue(L, -2, UV_THREAD);
+  /* a new thread has room for LUA_MINSTACK values; spawn(f, table.unpack(t)) may bring more */
+  if (!lua_checkstack(co, nargs + 1)) luaL_error(L, "too many arguments");
   lua_insert(L, fidx); /* handle below the function and its arguments */
   lua_xmove(L, co, nargs + 1);
   t->co = co;
@@ -534,12 +599,13 @@ static csock_task *task_new(lua_State *L, csock_loop *lp, int fidx) {
 /* Ends t (done, failed or cancelled): wake its joiners, drop its anchor. */
 static void task_end(csock_loop *lp, csock_task *t, task_state how) {
   t->state = how;
+  drop_read(t);
   while (t->joiners) {
     csock_task *j = t->joiners;
     t->joiners = j->next_joiner;
     j->next_joiner = NULL;
     j->joining = NULL;
-    wake(lp, j, 0);
+    wake(j, 0);
   }
   if (t->prev_all)
     t->prev_all->next_all = t->next_all;
@@ -548,6 +614,10 @@ static void task_end(csock_loop *lp, csock_task *t, task_state how) {
   if (t->next_all) t->next_all->prev_all = t->prev_all;
   t->prev_all = t->next_all = NULL;
   lp->alive--;
+  task_pushhandle(lp->L, t);
+  lua_getiuservalue(lp->L, -1, UV_THREAD);
+  set_parked(lp->L, 0); /* a coroutine like any other from now on */
+  lua_pop(lp->L, 1);
   luaL_unref(lp->L, LUA_REGISTRYINDEX, t->ref);
   t->ref = LUA_NOREF;
 }
@@ -577,6 +647,10 @@ static void task_report(csock_loop *lp, csock_task *t, const char *trace) {
 ** registry set that keeps anyone else from resuming it.  When the loop
 ** resumes the task they unpark it and resume it where it waited.
 ** Cancelling the task closes its parked coroutines, innermost first.
+** A task's own coroutine is in the set from its start to its end: a
+** coroutine.close or resume of it by someone else would free, or run
+** outside the loop, what the loop still points at (the condition or
+** socket it waits on).
 */
 static char parked_key; /* registry: weak-keyed set of the parked coroutines */
 
@@ -704,12 +778,21 @@ static void task_keep_result(lua_State *L, csock_task *t) {
   lua_pop(L, 1);
 }
 
+/*
+** The results are gathered into their table in the task's own coroutine,
+** where they already are: the loop's thread L may not have room for
+** hundreds of them (return table.unpack(t)).  Without memory for the one
+** slot the table needs, the results are dropped rather than overflow.
+*/
 static void task_done(csock_loop *lp, csock_task *t, int nres) {
-  lua_State *L = lp->L;
+  lua_State *L = lp->L, *co = t->co;
+  if (nres > 0 && !lua_checkstack(co, 1)) nres = 0;
   if (nres > 0) {
-    lua_createtable(L, nres, 0);
-    lua_xmove(t->co, L, nres);
-    for (int i = nres; i >= 1; i--) lua_rawseti(L, -1 - i, i);
+    lua_createtable(co, nres, 0);
+    lua_insert(co, -1 - nres);
+    int tbl = lua_gettop(co) - nres;
+    for (int i = nres; i >= 1; i--) lua_rawseti(co, tbl, i);
+    lua_xmove(co, L, 1);
     task_keep_result(L, t);
   }
   lua_settop(t->co, 0);
@@ -737,12 +820,14 @@ static void task_failed(csock_loop *lp, csock_task *t) {
     task_report(lp, t, lua_tostring(L, -1));
   lua_settop(L, err);
   task_keep_result(L, t);
+  drop_read(t);        /* before its stack goes, and the socket with it */
   close_thread(co, L); /* runs its to-be-closed variables */
   task_end(lp, t, T_FAILED);
 }
 
 static void task_cancelled(csock_loop *lp, csock_task *t) {
   unlink_also(t); /* before its stack goes, and the socket with it */
+  drop_read(t);
   close_nest(lp, t);
   if (close_thread(t->co, lp->L) != LUA_OK) {
     const char *msg = lua_tostring(t->co, -1);
@@ -810,7 +895,7 @@ static void expire_timers(csock_loop *lp) {
   double now = csock_now();
   while (lp->heap_len && lp->heap[0]->deadline <= now) {
     csock_task *t = lp->heap[0];
-    wake(lp, t, t->wait_sock || t->waitlist ? -ETIMEDOUT : 0);
+    wake(t, t->wait_sock || t->waitlist ? -ETIMEDOUT : 0);
   }
 }
 
@@ -830,11 +915,11 @@ static int poll_and_wake(csock_loop *lp, long long timeout) {
     if (evs[i].events & CSOCK_HUP) s->rdhup = 1;
     if (evs[i].events & CSOCK_READ) {
       s->rready = 1;
-      if (s->reader) wake(lp, s->reader, 0);
+      if (s->reader) wake(s->reader, 0);
     }
     if (evs[i].events & CSOCK_WRITE) {
       s->wready = 1;
-      if (s->writer) wake(lp, s->writer, 0);
+      if (s->writer) wake(s->writer, 0);
     }
   }
   return 0;
@@ -895,11 +980,12 @@ static void cancel_all(csock_loop *lp) {
   for (csock_task *t = lp->all; t; t = t->next_all) {
     if (t == lp->main) continue;
     t->cancel = 1;
-    wake(lp, t, -ECANCELED);
+    wake(t, -ECANCELED);
   }
 }
 
 static void loop_free(csock_loop *lp) {
+  loops_remove(lp);
   if (lp->epfd >= 0) close(lp->epfd);
   if (lp->timer_fd >= 0) close(lp->timer_fd);
   free(lp->heap);
@@ -920,6 +1006,16 @@ static int loop_drive(lua_State *L, csock_loop *lp) {
   return status;
 }
 
+/* Under lua_pcall: lp, fn, args... -> the handle of the main task fn(args...). */
+static int loop_start(lua_State *L) {
+  csock_loop *lp = (csock_loop *)lua_touserdata(L, 1);
+  lp->main = task_new(L, lp, 2);
+  lua_pushnil(L);
+  lua_setfield(L, LUA_REGISTRYINDEX, LAST_TRACEBACK);
+  lua_settop(L, 2);
+  return 1;
+}
+
 /* csock.run(fn, ...): fn(...) as the first task; returns its results. */
 int loop_run(lua_State *L) {
   csock_checktype(L, 1, LUA_TFUNCTION);
@@ -935,18 +1031,24 @@ int loop_run(lua_State *L) {
   }
   lp->timer_fd = -1;
   lp->gen = ++generation;
+  loops_add(lp);
   running = lp;
   watch_signals(lp);
-  lp->main = task_new(L, lp, 1);
-  lua_pushnil(L);
-  lua_setfield(L, LUA_REGISTRYINDEX, LAST_TRACEBACK);
-  lua_settop(L, 1); /* the main task's handle */
+  /* the main task is made under lua_pcall too: running must be reset and lp
+     freed even when memory runs out there (or fn has too many arguments) */
+  lua_pushcfunction(L, loop_start);
+  lua_insert(L, 1);
+  lua_pushlightuserdata(L, lp);
+  lua_insert(L, 2);
+  int status = lua_pcall(L, lua_gettop(L) - 1, 1, 0);
+  lua_replace(L, 1); /* the main task's handle, or the error */
+  lua_settop(L, 1);
   csock_task *main = lp->main;
-  int status = loop_drive(L, lp);
+  if (status == LUA_OK) status = loop_drive(L, lp);
   /* tasks still alive after an internal error are cancelled, not leaked */
   if (status != LUA_OK) {
     for (csock_task *t = lp->all; t; t = lp->all) {
-      wake(lp, t, -ECANCELED); /* out of the sockets' waiter slots first */
+      wake(t, -ECANCELED); /* out of the sockets' waiter slots first */
       task_end(lp, t, T_CANCELLED);
     }
   }
@@ -1036,7 +1138,7 @@ static int task_cancel(lua_State *L) {
     return 1;
   }
   t->cancel = 1;
-  wake(t->loop, t, -ECANCELED); /* a waiting task ends now, others at their next wait */
+  wake(t, -ECANCELED); /* a waiting task ends now, others at their next wait */
   lua_pushboolean(L, 1);
   return 1;
 }
@@ -1200,6 +1302,7 @@ int loop_new_embedded(lua_State *L) {
   lp->timer_fd = -1;
   lp->L = L;
   lp->gen = ++generation;
+  loops_add(lp);
   lp->timer_fd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
   int e =
       lp->timer_fd < 0 ? errno : -backend_add(lp->epfd, lp->timer_fd, &timer_marker, CSOCK_READ, 0);
@@ -1243,6 +1346,12 @@ static void box_arm(csock_loop *lp) {
   timerfd_settime(lp->timer_fd, flags, &its, NULL);
 }
 
+/* A disarmed timerfd is not readable, so epoll reports no expiry queued before. */
+static void box_disarm(csock_loop *lp) {
+  struct itimerspec off = {0};
+  timerfd_settime(lp->timer_fd, 0, &off, NULL);
+}
+
 static int box_spawn(lua_State *L) {
   csock_loop *lp = box_check(L);
   csock_checktype(L, 2, LUA_TFUNCTION);
@@ -1270,7 +1379,7 @@ static void box_free(lua_State *L, csock_loop *lp) {
   while (lp->all) {
     csock_task *t = lp->all;
     t->cancel = 1;
-    wake(lp, t, -ECANCELED);
+    wake(t, -ECANCELED);
     task_cancelled(lp, t);
   }
   loop_free(lp);
@@ -1283,6 +1392,7 @@ static int box_drive(lua_State *L, csock_loop *lp, lua_CFunction f, lua_Integer 
   lp->L = L;
   running = lp;
   watch_signals(lp); /* csock.signal may have come after csock.loop() */
+  box_disarm(lp);    /* the step itself keeps time now; a stale expiry must not end its wait */
   lua_pushcfunction(L, f);
   lua_pushlightuserdata(L, lp);
   lua_pushinteger(L, arg);

@@ -21,6 +21,7 @@
 ** poller never reports an event for freed memory.  A lookup given up
 ** while still queued is marked abandoned and skipped, not looked up.
 */
+#include <dlfcn.h>
 #include <errno.h>
 #include <netdb.h>
 #include <pthread.h>
@@ -119,14 +120,37 @@ static void fork_child(void) {
   pthread_mutex_unlock(&queue_lock);
 }
 
-static pthread_once_t fork_handlers_once = PTHREAD_ONCE_INIT;
-static void install_fork_handlers(void) { pthread_atfork(fork_prepare, fork_parent, fork_child); }
+/*
+** A helper may still be in getaddrinfo when lua_close unloads this library
+** (os.exit while a task connects to a name): its code must stay mapped, so
+** the library pins itself before the first helper starts.
+*/
+static void pin_library(void) {
+  Dl_info info;
+  if (dladdr((void *)helper_main, &info) != 0 && info.dli_fname != NULL)
+    dlopen(info.dli_fname, RTLD_NOW | RTLD_NOLOAD | RTLD_NODELETE);
+}
 
-static int lookup_done(lookup *lk) {
+static pthread_once_t fork_handlers_once = PTHREAD_ONCE_INIT;
+static void install_fork_handlers(void) {
+  pthread_atfork(fork_prepare, fork_parent, fork_child);
+  pin_library();
+}
+
+/*
+** Whether no helper will touch lk any more: it finished, or it is a copy
+** that a fork made of a lookup under way in the parent, whose helper
+** finishes the parent's copy only (the child has no helpers of its own
+** for it), so it would wait, and stay on the orphan list, for good.
+*/
+static int lookup_finished(lookup *lk) {
   return atomic_load_explicit(&lk->finished, memory_order_acquire);
 }
 
+static int lookup_done(lookup *lk) { return lookup_finished(lk) || lk->pid != getpid(); }
+
 static void lookup_free(lookup *lk) {
+  loop_forget_socket(&lk->sock); /* no waiter or poller may keep pointing here */
   if (lk->sock.fd >= 0) close(lk->sock.fd);
   if (lk->res) freeaddrinfo(lk->res);
   free(lk->host);
@@ -147,11 +171,17 @@ static void sweep_orphans(void) {
   }
 }
 
-/* The Lua side lets go: free now if the thread is done, else later. */
+/*
+** The Lua side lets go: free now if the thread is done, else later.  A
+** task may still wait on the eventfd (the box is collected at lua_close,
+** newest first, before the loop that runs the task): it is woken, with
+** -EBADF, and the eventfd leaves the pollers, before the lookup can go.
+*/
 static void box_release(lookup_box *box) {
   lookup *lk = box->lk;
   if (lk == NULL) return;
   box->lk = NULL;
+  loop_forget_socket(&lk->sock);
   if (lookup_done(lk)) {
     lookup_free(lk);
   } else {
@@ -299,7 +329,7 @@ static lookup *lookup_result(lua_State *L, int top, int *nres) {
   /* woken by the thread's write, its last step but one -- unless this is a
      child forked meanwhile, where no thread will ever finish it */
   int lost = 0;
-  while (!lookup_done(lk) && !lost) {
+  while (!lookup_finished(lk) && !lost) {
     lost = lk->pid != getpid();
     if (!lost) sched_yield();
   }
@@ -321,20 +351,32 @@ static int again_k(lua_State *L, int status, lua_KContext ctx) {
   lookup *lk = lookup_result(L, top, &nres);
   if (lk == NULL) return nres;
   lua_CFunction again = lk->again;
-  int idx = lk->idx;
-  addr_hand_over(lua_tostring(L, idx), lk->hints.ai_family, lk->res->ai_addr, lk->res->ai_addrlen);
+  addr_push_resolved(L, lk->res->ai_addr, lk->res->ai_addrlen);
+  lua_replace(L, lk->idx); /* in place of the name: for this call only */
   box_release((lookup_box *)lua_touserdata(L, top + 1));
   lua_settop(L, top);
   /* closed by another task meanwhile (the wait ends then, see lookup_wait) */
   if (((const csock_socket *)lua_touserdata(L, 1))->fd < 0)
     return csock_failmsg(L, "socket closed", EBADF);
-  return again(L); /* its addr_from_args takes the address handed over */
+  return again(L); /* its addr_from_args takes the address at idx */
+}
+
+/* No helper could start: the name is resolved here, blocking, and the
+   method called again with the address in its place. */
+static int resolve_here(lua_State *L, int idx, const struct addrinfo *hints, lua_CFunction again) {
+  struct addrinfo *res = NULL;
+  int r = getaddrinfo(lua_tostring(L, idx), NULL, hints, &res);
+  if (r != 0) return addr_pusherror(L, r == EAI_SYSTEM ? errno : r);
+  addr_push_resolved(L, res->ai_addr, res->ai_addrlen);
+  freeaddrinfo(res);
+  lua_replace(L, idx);
+  return again(L);
 }
 
 /*
 ** The host argument at idx of the running method (bind, connect, sendto)
-** is a name: look it up while the task waits, then call again(L), which
-** finds the address handed over.  Where no thread can be started, the
+** is a name: look it up while the task waits, then call again(L) with the
+** address in the name's place (addr_push_resolved).  Where no thread can be started, the
 ** method is told to resolve the name in place.
 */
 int resolve_then(lua_State *L, int idx, int family, int socktype, double deadline,
@@ -345,10 +387,7 @@ int resolve_then(lua_State *L, int idx, int family, int socktype, double deadlin
   int err;
   lookup *lk = lookup_start(L, lua_tostring(L, idx), NULL, &hints, &err);
   if (lk == NULL && err != 0) return csock_failure(L, err);
-  if (lk == NULL) {
-    addr_hand_over(lua_tostring(L, idx), family, NULL, 0);
-    return again(L);
-  }
+  if (lk == NULL) return resolve_here(L, idx, &hints, again);
   lk->again = again;
   lk->idx = idx;
   return lookup_wait(L, lk, top, deadline, again_k, (csock_socket *)lua_touserdata(L, 1));

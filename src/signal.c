@@ -40,10 +40,35 @@ static int valid_signal(lua_Integer signo) {
   return signo > 0 && signo < SIGNO_LIMIT && signo != SIGKILL && signo != SIGSTOP;
 }
 
+/*
+** A fault (a bad access, a bad instruction, a division by zero) is raised
+** again by the very instruction that caused it: a handler that only notes
+** it would return into that instruction forever.
+*/
+static int fault_signal(lua_Integer signo) {
+  return signo == SIGSEGV || signo == SIGBUS || signo == SIGFPE || signo == SIGILL;
+}
+
+/*
+** In a process just forked (csock.workers): the pipe came along shared with
+** the parent and every sibling, so a signal sent to one process could be
+** read, and handled, by another.  The child gets a pipe of its own under
+** the same descriptor numbers (what the loops watch stays right).
+*/
+void signal_after_fork(void) {
+  int fresh[2];
+  if (pipe_fds[0] < 0 || pipe2(fresh, O_NONBLOCK | O_CLOEXEC) < 0) return;
+  dup3(fresh[0], pipe_fds[0], O_CLOEXEC);
+  dup3(fresh[1], pipe_fds[1], O_CLOEXEC);
+  close(fresh[0]);
+  close(fresh[1]);
+}
+
 /* csock.signal(signo, fn): fn(signo) runs as a task; nil restores the default. */
 int signal_lua(lua_State *L) {
   lua_Integer signo = csock_checkinteger(L, 1);
   csock_argcheck(L, valid_signal(signo), 1, "invalid signal number");
+  csock_argcheck(L, !fault_signal(signo), 1, "cannot handle a fault signal");
   if (!lua_isnil(L, 2)) csock_checktype(L, 2, LUA_TFUNCTION);
   if (pipe_fds[0] < 0 && pipe2(pipe_fds, O_NONBLOCK | O_CLOEXEC) < 0)
     return csock_failure(L, errno);

@@ -52,7 +52,8 @@ static pid_t spawn_worker(int i) {
   handle(SIGTERM, SIG_DFL);
   handle(SIGHUP, SIG_DFL);
   prctl(PR_SET_PDEATHSIG, SIGTERM); /* never outlive the master */
-  loop_after_fork();                /* a poller of its own */
+  signal_after_fork();              /* a signal pipe of its own, */
+  loop_after_fork();                /* and a poller */
   char num[16];
   snprintf(num, sizeof num, "%d", i);
   setenv(WORKER_ENV, num, 1);

@@ -17,7 +17,9 @@ spec/support/rt.lua - helpers of the runtime, host and example specs.
   rt.loop(fn [, limit])        csock.run(fn, go) under a watchdog: fn runs as a task and gets
                                go(f, ...), a spawn whose tasks are cancelled when fn ends; if fn
                                takes longer than limit seconds (10) it is cancelled and rt.loop
-                               raises "loop timed out"; fn's error is raised as is
+                               raises "loop timed out"; fn's error is raised as is; and if a
+                               task started by go() or csock.spawn while fn ran failed,
+                               raises "rt.loop: task N failed: <its error>"
   rt.fd_limit()                the soft limit on descriptors (`ulimit -n`), a number
   rt.has_ipv6()                true when ::1 can be bound
   rt.listener([backlog])       a TCP socket listening on 127.0.0.1 (SO_REUSEADDR, backlog 16
@@ -148,30 +150,59 @@ function rt.stop(proc)
   return rest, err
 end
 
+-- The error of the first task in `tasks` that failed, or nil.
+local function first_failure(tasks)
+  for _, t in ipairs(tasks) do
+    if t:status() == "failed" then
+      local _, err = t:join() -- an ended task answers at once
+      return string.format("rt.loop: task %d failed: %s", t:id(), tostring(err))
+    end
+  end
+end
+
+--[[ A task that fails only writes its traceback to stderr; the loop goes on.  So that an
+assert in a helper task fails the spec, rt.loop keeps the handle of every task started
+while fn runs -- by go() and by csock.spawn, which it wraps for that time -- and raises
+the error of the first one that failed.  The wrapper calls the original through an
+upvalue named `spawn`, so a bad argument still reads "bad argument #1 to 'spawn'". ]]
 function rt.loop(fn, limit)
   local csock = require "csock"
   limit = limit or 10
-  return csock.run(function()
+  local started = {}
+  local spawn = csock.spawn
+  local function recording_spawn(f, ...)
+    local t = spawn(f, ...)
+    started[#started + 1] = t
+    return t
+  end
+  csock.spawn = recording_spawn
+  local res = table.pack(pcall(csock.run, function()
     local tasks = {}
     local function go(f, ...)
-      local t = csock.spawn(f, ...)
+      local t = spawn(f, ...)
       tasks[#tasks + 1] = t
+      started[#started + 1] = t
       return t
     end
-    local main = csock.spawn(fn, go)
+    local main = spawn(fn, go)
     local timed_out = false
-    local dog = csock.spawn(function()
+    local dog = spawn(function()
       csock.sleep(limit)
       timed_out = true
       main:cancel()
     end)
-    local res = table.pack(main:join())
+    local r = table.pack(main:join())
     dog:cancel()
     for _, t in ipairs(tasks) do t:cancel() end
     if timed_out then error("loop timed out after " .. limit .. " s", 0) end
-    if not res[1] then error(res[2], 0) end
-    return table.unpack(res, 2, res.n)
-  end)
+    if not r[1] then error(r[2], 0) end
+    return table.unpack(r, 2, r.n)
+  end))
+  if csock.spawn == recording_spawn then csock.spawn = spawn end
+  if not res[1] then error(res[2], 0) end
+  local failure = first_failure(started)
+  if failure then error(failure, 0) end
+  return table.unpack(res, 2, res.n)
 end
 
 function rt.fd_limit()
