@@ -3,6 +3,7 @@
 -- handler; the server serves the next client normally.
 local csock = require "csock"
 local H = require "support.http"
+local rt = require "support.rt"
 
 -- Sockets this file leaves behind (the client's pool, responses dropped unread) are closed
 -- here, not by a collection in the middle of a later file that counts descriptors.
@@ -256,5 +257,25 @@ describe("csock.http server, slow clients", function()
       return t
     end)
     assert.equal("nil timeout true", text:match("\r\n\r\n(.*)$"))
+  end)
+end)
+
+describe("csock.http's parser and other readers of the socket", function()
+  it("makes a second reader fail as busy while it waits for a head", function()
+    rt.loop(function(go)
+      local a, b = assert(csock.socketpair())
+      a:write("GET / HT") -- part of a head: the parser waits for the rest
+      local parser = go(function() return b:_httpreq(2, 2, 8192, 65536, 100) end)
+      csock.sleep(0.05)
+      local ok, err = pcall(b.read, b, "l")
+      assert.is_false(ok)
+      assert.equal("socket is busy: another task is reading from it", err)
+      a:write("TP/1.1\r\nHost: x\r\n\r\n")
+      local _, method, path = parser:join()
+      assert.equal("GET", method)
+      assert.equal("/", path)
+      a:write("after\n")
+      assert.equal("after", b:read("l")) -- the flag is given back with the result
+    end)
   end)
 end)
