@@ -629,6 +629,10 @@ static int tls_attach(csock_socket *s, const tls_ctx *c, const char *host) {
   }
   s->tls = t;
   s->xport = &tls_transport;
+  /* a handshake is several small writes in a row (a server's session
+     tickets after its Finished): Nagle would hold the second back for the
+     peer's delayed ACK, 40 ms a connection */
+  sock_nodelay_now(s);
   return 0;
 fail:
   BIO_free(b);
