@@ -274,8 +274,10 @@ describe("addresses and options", function()
     assert.same({on = true, timeout = 3}, c:getoption("linger"))
     assert.is_true(server:getoption("reuseaddr"))
     assert.is_true(c:getoption("send-buffer-size") > 0)
-    assert.has_error(function() c:setoption("bogus", 1) end, "bad argument #1 to 'setoption' (unsupported option `bogus')")
-    assert.has_error(function() c:getoption("broadcast") end, "bad argument #1 to 'getoption' (unsupported option `broadcast')")
+    assert.has_error(function() c:setoption("bogus", 1) end,
+      "bad argument #1 to 'setoption' (unsupported option `bogus')")
+    assert.has_error(function() c:getoption("broadcast") end,
+      "bad argument #1 to 'getoption' (unsupported option `broadcast')")
     closeall(c, a, server)
   end)
 

@@ -599,7 +599,7 @@ function tcp.receive(self, pattern, prefix)
     which = p and byte(p)
     if which ~= 108 and which ~= 97 then argerror(1, "receive", "invalid receive pattern") end
   end
-  if n and not (n >= 0) then argerror(1, "receive", "invalid receive pattern") end
+  if n and (n ~= n or n < 0) then argerror(1, "receive", "invalid receive pattern") end
   local s = self.sock
   if not s then return nil, "closed", prefix end
   arm(self, s)
