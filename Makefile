@@ -82,9 +82,10 @@ valgrind: deps all
 	  $(BUSTED) $(BUSTED_ARGS)
 
 install: all install-man
-	install -d $(DESTDIR)$(LIBDIR)/csock $(DESTDIR)$(LUADIR)/csock $(DESTDIR)$(BINDIR)
+	install -d $(DESTDIR)$(LIBDIR)/csock $(DESTDIR)$(LUADIR)/csock $(DESTDIR)$(LUADIR)/csock/socket $(DESTDIR)$(BINDIR)
 	install -m 755 csock/core.so $(DESTDIR)$(LIBDIR)/csock/core.so
 	install -m 644 lua/csock/*.lua $(DESTDIR)$(LUADIR)/csock/
+	install -m 644 lua/csock/socket/*.lua $(DESTDIR)$(LUADIR)/csock/socket/
 	install -m 755 bin/csock $(DESTDIR)$(BINDIR)/csock
 
 uninstall: uninstall-man
