@@ -1008,9 +1008,11 @@ local function wait_tasks(entries, timeout)
   local fired = false
   local watchers = {}
   local function watch(s, dir)
-    pcall(ready, s, dir)
-    fired = true
-    c:signal()
+    -- raising (another task is reading s) is no readiness: that task will see it
+    if pcall(ready, s, dir) then
+      fired = true
+      c:signal()
+    end
   end
   for i, x in ipairs(entries) do watchers[i] = csock.spawn(watch, x.s, x.dir) end
   if not fired then c:wait(timeout) end
@@ -1033,6 +1035,17 @@ local function wait_poll(entries, timeout)
   until deadline and now() >= deadline
 end
 
+-- Waits until an entry may be ready or timeout (nil: none) passes.
+local function wait(entries, timeout)
+  if in_task() then return wait_tasks(entries, timeout) end
+  if csock.current() == nil then
+    local ok, err = pcall(csock.run, wait_tasks, entries, timeout)
+    if ok then return end
+    if not find(tostring(err), "already running", 1, true) then error(err, 0) end
+  end
+  wait_poll(entries, timeout)
+end
+
 function socket.select(recvt, sendt, timeout)
   local t = timeout
   if t ~= nil then t = checknumber(3, "select", t) end
@@ -1047,20 +1060,15 @@ function socket.select(recvt, sendt, timeout)
     socket.sleep(t or 0)
     return r, w, "timeout"
   end
-  if in_task() then
-    wait_tasks(entries, t)
-  elseif csock.current() == nil then
-    local ok, err = pcall(csock.run, wait_tasks, entries, t)
-    if not ok then
-      if not find(tostring(err), "already running", 1, true) then error(err, 0) end
-      wait_poll(entries, t)
-    end
-  else
-    wait_poll(entries, t)
-  end
-  r, w = collect(entries)
-  if #r == 0 and #w == 0 then return r, w, "timeout" end
-  return r, w, nil
+  local deadline = t and now() + t
+  repeat
+    wait(entries, t)
+    r, w = collect(entries)
+    if #r > 0 or #w > 0 then return r, w, nil end
+    -- woken with nothing ready (a socket closed meanwhile): wait out the rest
+    t = deadline and deadline - now()
+  until t and t <= 0
+  return r, w, "timeout"
 end
 
 -- ---------------------------------------------------------------- dns
