@@ -40,7 +40,7 @@ HOST_SRC = src/main.c src/alloc.c
 HDRS     = $(wildcard src/*.h)
 ALL_CFLAGS = $(CFLAGS) $(WARN) -fPIC -pthread -std=gnu11 -D_GNU_SOURCE $(LUA_CFLAGS) $(SSL_CFLAGS)
 
-.PHONY: all test asan valgrind install uninstall clean bench deps run
+.PHONY: all test asan valgrind install uninstall clean bench bench-redis deps run
 
 all: csock/core.so bin/csock
 
@@ -107,6 +107,11 @@ clean:
 # Benchmark csock beside its peers (bench/README.md); e.g. make bench BENCH_ARGS="--quick"
 bench: all
 	bash bench/run.sh $(BENCH_ARGS)
+
+# The client-side row (issue 19): redis-lua GETs from LuaSocket, copas, csock.socket and
+# native csock; e.g. make bench-redis BENCH_REDIS_ARGS="100000 50"
+bench-redis: all
+	bash bench/redis_clients.sh $(BENCH_REDIS_ARGS)
 
 # Reliability stress cases (issue 6): leaks, EMFILE, slow and broken peers, loopback only.
 # e.g. make stress STRESS_CYCLES=20000

@@ -561,7 +561,7 @@ local function receive_line(self, s, prefix)
   end
   self.rx = self.rx + #line
   local whole = byte(line, -1) == 10
-  if whole then line = sub(line, 1, -2) end
+  if whole then line = sub(line, 1, byte(line, -2) == 13 and -3 or -2) end -- CRLF without a gsub
   if find(line, "\r", 1, true) then line = gsub(line, "\r", "") end
   if whole then return prefix .. line, nil, nil end
   return nil, "closed", prefix .. line
@@ -590,14 +590,21 @@ local function receive_count(self, s, n, prefix)
   return prefix .. data, nil, nil
 end
 
+-- Patterns by name; anything else must be a count (a number or a numeral).
+local PATTERNS = {["*l"] = 108, l = 108, ["*a"] = 97, a = 97}
+
 function tcp.receive(self, pattern, prefix)
-  if prefix == nil then prefix = "" else prefix = checkstring(2, "receive", prefix) end
-  local n = type(pattern) == "number" and pattern or (type(pattern) == "string" and tonumber(pattern))
-  local which
-  if not n then
-    local p = pattern == nil and "l" or type(pattern) == "string" and gsub(pattern, "^%*", "", 1)
-    which = p and byte(p)
-    if which ~= 108 and which ~= 97 then argerror(1, "receive", "invalid receive pattern") end
+  if prefix == nil then prefix = "" elseif type(prefix) ~= "string" then prefix = checkstring(2, "receive", prefix) end
+  local which = PATTERNS[pattern or "l"]
+  local n
+  if not which then
+    n = tonumber(pattern)
+    if not n then
+      -- LuaSocket looks at the first letter after an optional "*" ("*line" is "*l")
+      local p = type(pattern) == "string" and gsub(pattern, "^%*", "", 1)
+      which = p and byte(p)
+      if which ~= 108 and which ~= 97 then argerror(1, "receive", "invalid receive pattern") end
+    end
   end
   if n and (n ~= n or n < 0) then argerror(1, "receive", "invalid receive pattern") end
   local s = self.sock
@@ -753,13 +760,20 @@ end
 
 -- Each method checks its class first, then runs; the tables are shared
 -- by the classes of a kind, as LuaSocket's are.
+-- No method takes more than three arguments, so the wrapper passes three
+-- instead of a vararg, and the common case is one lookup in a set of the
+-- metatables that may call the method (what redis-lua's hot loop pays).
 local function guarded(kind, list, default)
   local t = methods[kind]
   for name, f in pairs(t) do
     local want = list[name] or default
-    t[name] = function(self, ...)
-      check(self, name, want)
-      return f(self, ...)
+    local may = {}
+    for _, mt in pairs(classes) do
+      if mt[want] then may[mt] = true end
+    end
+    t[name] = function(self, a, b, c)
+      if not may[getmetatable(self)] then check(self, name, want) end
+      return f(self, a, b, c)
     end
   end
 end
