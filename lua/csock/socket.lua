@@ -196,8 +196,8 @@ local setopt -- below
 
 -- A flexible object whose socket must have family: a new socket with the
 -- options set so far replaces the old one.
-local function refamily(self, family)
-  if self.family == family then return true end
+local function refamily(self, family, fresh)
+  if self.family == family and not fresh then return true end
   local kind = getmetatable(self).kind
   local s, err = makesock(kind, family)
   if not s then return nil, err end
@@ -239,15 +239,18 @@ end
 
 -- Runs op(s, addr, port) on each address of host until one works; a
 -- flexible object takes each address's family.
-local function each_address(self, host, port, passive, op)
+local function each_address(self, host, port, passive, op, fresh)
   local list, err = resolve(host, port, not self.flex and self.family or nil,
     getmetatable(self).kind, passive)
   if not list then return nil, err end
+  local tried = false
   for _, a in ipairs(list) do
     local fam = FAMILY[a.family]
     local ok
-    if self.flex then
-      ok, err = refamily(self, fam)
+    if self.flex or (fresh and tried and fam == self.family) then
+      -- after a failed connect the socket may be in any state: the next
+      -- address gets a new one (with the options set so far)
+      ok, err = refamily(self, fam, fresh and tried)
     else
       ok = fam == self.family
       if not ok then err = "ai_family not supported" end
@@ -257,6 +260,7 @@ local function each_address(self, host, port, passive, op)
       ok, err, code = op(self.sock, a.addr, a.port)
       if ok then return true end
       err = errstr(err, code)
+      tried = true
     end
   end
   return nil, err or "host or service not provided, or not known"
@@ -436,7 +440,7 @@ function setopt(self, s, name, value)
   local o = options[name]
   local ok, err, code = s:setsockopt(o[1], o[2], value)
   if not ok then return nil, errstr(err, code) end
-  if self.flex and o[3] ~= "group" then
+  if o[3] ~= "group" then -- set again on a socket that replaces this one
     self.opts = self.opts or {}
     self.opts[name] = value
   end
@@ -510,7 +514,7 @@ function tcp.connect(self, host, port)
   local ok, err = each_address(self, host, port, false, function(s, a, p)
     arm(self, s)
     return s:connect(a, p)
-  end)
+  end, true)
   if not ok then return nil, err end
   -- a name lookup counts against the timeout, as in LuaSocket
   if self.total and now() - start > self.total then return nil, "timeout" end
