@@ -72,6 +72,7 @@ describe("csock.socket classes", function()
     assert.matches("^tcp{client}: ", tostring(c))
     local a = assert(m:accept())
     assert.equal("tcp{client}", a.class)
+    assert.same({nil, "already connected"}, {c:connect("127.0.0.1", port)})
     closeall(a, c, m)
   end)
 

@@ -510,14 +510,12 @@ function tcp.connect(self, host, port)
   host = checkstring(1, "connect", host)
   port = checkport(2, "connect", port)
   if not self.sock then return nil, "closed" end
-  local start = now()
+  local master = getmetatable(self) == classes["tcp{master}"]
   local ok, err = each_address(self, host, port, false, function(s, a, p)
     arm(self, s)
     return s:connect(a, p)
-  end, true)
+  end, master)
   if not ok then return nil, err end
-  -- a name lookup counts against the timeout, as in LuaSocket
-  if self.total and now() - start > self.total then return nil, "timeout" end
   setclass(self, "tcp{client}")
   return 1
 end
