@@ -511,6 +511,8 @@ function tcp.connect(self, host, port)
   port = checkport(2, "connect", port)
   if not self.sock then return nil, "closed" end
   local master = getmetatable(self) == classes["tcp{master}"]
+  -- csock's connect takes EISCONN as the end of a connect under way
+  if getmetatable(self) == classes["tcp{client}"] then return nil, "already connected" end
   local ok, err = each_address(self, host, port, false, function(s, a, p)
     arm(self, s)
     return s:connect(a, p)
