@@ -260,6 +260,9 @@ local function each_address(self, host, port, passive, op, fresh)
       ok, err, code = op(self.sock, a.addr, a.port)
       if ok then return true end
       err = errstr(err, code)
+      -- a timeout ends the list, as in LuaSocket: with timeout 0 the
+      -- caller comes back to the same socket once it is writable
+      if err == "timeout" then return nil, err end
       tried = true
     end
   end
