@@ -493,6 +493,7 @@ end)
 
 describe("tls_echo.lua", function()
   local C = require("support.certs").make()
+  teardown(require("support.certs").remove)
 
   it("echoes lines to openssl s_client, which verifies it", function()
     local p = start("tls_echo", C.server, C.key, 0)
@@ -505,8 +506,33 @@ describe("tls_echo.lua", function()
   end)
 end)
 
+describe("tls_echo.lua, timing", function()
+  local C = require("support.certs").make()
+  teardown(require("support.certs").remove)
+
+  it("answers 20 python3 clients in turn in well under 40 ms each (no Nagle stall)", function()
+    local p = start("tls_echo", C.server, C.key, 0)
+    local r = rt.python([[
+import socket, ssl, sys, time
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+ctx.check_hostname = False
+ctx.verify_mode = ssl.CERT_NONE
+t0 = time.time()
+for _ in range(20):
+    t = ctx.wrap_socket(socket.create_connection(("127.0.0.1", int(sys.argv[1]))))
+    t.sendall(b"hi\n")
+    assert t.recv(100) == b"hi\n"
+print("%.3f" % (time.time() - t0))
+]], {p.port})
+    assert.equal(0, r.status, r.err)
+    -- Nagle held each answer behind the session tickets for the client's delayed ACK: 20 x 45 ms
+    assert.is_true(tonumber(r.out) < 0.5, "took " .. r.out)
+  end)
+end)
+
 describe("https_get.lua", function()
   local C = require("support.certs").make()
+  teardown(require("support.certs").remove)
   local helper = require "helper"
 
   -- A blocking csock HTTPS server for one request; returns the port and a function that serves it.
