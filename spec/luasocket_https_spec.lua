@@ -48,6 +48,7 @@ describe("csock.socket.https", function()
 
   teardown(function()
     if server then rt.stop(server) end
+    if certs then require("support.certs").remove() end
   end)
 
   local function skip()
