@@ -35,12 +35,12 @@ LIBDIR     ?= $(PREFIX)/lib/lua/$(LUA_VERSION)
 BINDIR     ?= $(PREFIX)/bin
 MANDIR     ?= $(PREFIX)/share/man/man1
 
-CORE_SRC = src/csock.c src/check.c src/socket.c src/io.c src/addr.c src/opt.c src/buf.c src/loop.c src/cond.c src/coro.c src/resolve.c src/backend_epoll.c src/workers.c src/signal.c src/systemd.c src/tls.c src/http.c
+CORE_SRC = src/csock.c src/check.c src/socket.c src/io.c src/addr.c src/opt.c src/buf.c src/loop.c src/cond.c src/coro.c src/resolve.c src/backend_epoll.c src/workers.c src/signal.c src/systemd.c src/tls.c src/http.c src/ready.c
 HOST_SRC = src/main.c src/alloc.c
 HDRS     = $(wildcard src/*.h)
 ALL_CFLAGS = $(CFLAGS) $(WARN) -fPIC -pthread -std=gnu11 -D_GNU_SOURCE $(LUA_CFLAGS) $(SSL_CFLAGS)
 
-.PHONY: all test asan valgrind install uninstall clean bench deps run
+.PHONY: all test asan valgrind install uninstall clean bench bench-redis deps run
 
 all: csock/core.so bin/csock
 
@@ -91,9 +91,10 @@ valgrind: deps all
 	  $(BUSTED) $(BUSTED_ARGS)
 
 install: all install-man
-	install -d $(DESTDIR)$(LIBDIR)/csock $(DESTDIR)$(LUADIR)/csock $(DESTDIR)$(BINDIR)
+	install -d $(DESTDIR)$(LIBDIR)/csock $(DESTDIR)$(LUADIR)/csock $(DESTDIR)$(LUADIR)/csock/socket $(DESTDIR)$(BINDIR)
 	install -m 755 csock/core.so $(DESTDIR)$(LIBDIR)/csock/core.so
 	install -m 644 lua/csock/*.lua $(DESTDIR)$(LUADIR)/csock/
+	install -m 644 lua/csock/socket/*.lua $(DESTDIR)$(LUADIR)/csock/socket/
 	install -m 755 bin/csock $(DESTDIR)$(BINDIR)/csock
 
 uninstall: uninstall-man
@@ -106,6 +107,11 @@ clean:
 # Benchmark csock beside its peers (bench/README.md); e.g. make bench BENCH_ARGS="--quick"
 bench: all
 	bash bench/run.sh $(BENCH_ARGS)
+
+# The client-side row (issue 19): redis-lua GETs from LuaSocket, copas, csock.socket and
+# native csock; e.g. make bench-redis BENCH_REDIS_ARGS="100000 50"
+bench-redis: all
+	bash bench/redis_clients.sh $(BENCH_REDIS_ARGS)
 
 # Reliability stress cases (issue 6): leaks, EMFILE, slow and broken peers, loopback only.
 # e.g. make stress STRESS_CYCLES=20000

@@ -195,10 +195,16 @@ local functions = {
   {"tls_context", "{mode = 'server', certificate = '/x', key = '/y', servers = {a = 1}}"},
   {"tls_connect", "{}, 443"}, {"tls_connect", "'127.0.0.1', -1"},
   {"tls_connect", "'127.0.0.1', 443, 5"},
+  {"ready", ""}, {"ready", "5, 'r'"}, {"ready", "{}, 'r'"}, {"ready", "(csock.socketpair())"},
+  {"ready", "(csock.socketpair()), 'x'"}, {"ready", "(csock.socketpair()), 1"},
+  {"ready", "(csock.socketpair()), 'r', -1"}, {"ready", "(csock.socketpair()), 'w', 0/0"},
+  {"ready", "(csock.socketpair()), 'r', 'x'"},
+  {"ready", "(function() local a = csock.socketpair() a:close() return a end)(), 'r'"},
+  {"pending", ""}, {"pending", "5"}, {"pending", "{}"}, {"pending", "io.stdout"},
 }
 -- Module functions that take no argument worth breaking (every call is valid).
 local no_arguments = {now = true, current = true, tasks = true, dump = true, listeners = true, worker = true,
-  loop = true, cond = true}
+  loop = true, cond = true, time = true}
 
 local cases = {}
 local function add(label, fname, src, kind)

@@ -20,6 +20,15 @@ static int mod_now(lua_State *L) {
   return 1;
 }
 
+/* The time of day in seconds since the epoch, with a fraction: what
+   LuaSocket's gettime gives (csock.now is monotonic, for intervals). */
+static int mod_time(lua_State *L) {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  lua_pushnumber(L, (lua_Number)ts.tv_sec + (lua_Number)ts.tv_nsec / 1e9);
+  return 1;
+}
+
 typedef struct named_int {
   const char *name;
   int value;
@@ -61,6 +70,9 @@ static const luaL_Reg modfuncs[] = {
     {"spawn", loop_spawn},
     {"sleep", loop_sleep},
     {"now", mod_now},
+    {"time", mod_time},
+    {"ready", ready_wait},
+    {"pending", ready_pending},
     {"current", loop_current},
     {"tasks", loop_tasks},
     {"workers", workers_lua},

@@ -232,6 +232,10 @@ int signal_collect(lua_State *L);
 void loop_watch_signals(void);
 void signal_after_fork(void);
 
+/* ready.c: readiness without I/O (LuaSocket's select and dirty) */
+int ready_wait(lua_State *L);
+int ready_pending(lua_State *L);
+
 /* systemd.c */
 int systemd_listeners(lua_State *L);
 
