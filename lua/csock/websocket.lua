@@ -404,8 +404,7 @@ receiving: that task sees the peer's close and ends the connection. ]==]
 function WebSocket:close(code, reason)
   if code ~= nil then
     local c = tointeger(code)
-    if not c or not valid_code(c) or (c > 1003 and c < 3000 and c ~= 1007 and c ~= 1008
-        and c ~= 1009 and c ~= 1010 and c ~= 1011) then
+    if not c or not valid_code(c) then
       argerror(2, "close", "invalid close code " .. tostring(code))
     end
     code = c
