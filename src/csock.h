@@ -103,6 +103,13 @@ int io_write(lua_State *L);
 int io_lines(lua_State *L);
 int io_accept(lua_State *L);
 int io_connect(lua_State *L);
+/* io.c: reads more bytes into s's buffer (> 0 read, 0 end of stream, -errno) */
+int fill(csock_socket *s, size_t want);
+
+/* http.c: the HTTP/1.1 parser, registered by socket.c */
+int http_request_head(lua_State *L);
+int http_response_head(lua_State *L);
+int http_chunk(lua_State *L);
 
 /* addr.c */
 int addr_parse_family(lua_State *L, int idx);

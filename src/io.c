@@ -390,7 +390,7 @@ int io_recvfrom(lua_State *L) {
 ** so that read(65536) takes one recv(2) where the buffer's own growth took
 ** three or four.
 */
-static int fill(csock_socket *s, size_t want) {
+int fill(csock_socket *s, size_t want) {
   if (!csock_ready(s, CSOCK_READ)) return -EAGAIN;
   if (want < READ_CHUNK) want = READ_CHUNK;
   if (want > FILL_MAX) want = FILL_MAX;

@@ -308,6 +308,9 @@ static const luaL_Reg meth[] = {
     {"gettimeout", sock_gettimeout},
     {"setmaxline", sock_setmaxline},
     {"fileno", sock_fileno},
+    {"_httpreq", http_request_head},
+    {"_httpres", http_response_head},
+    {"_httpchunk", http_chunk},
     {NULL, NULL},
 };
 

@@ -1,0 +1,1001 @@
+-- csock.http: an HTTP/1.1 server and client on csock's sockets and tasks.
+--
+-- The heads of messages and the chunk-size lines are parsed in C, in the socket's read buffer
+-- (src/http.c, the socket methods _httpreq, _httpres and _httpchunk); this file does the rest:
+-- request and response objects, bodies (Content-Length, chunked, to end of stream), limits and
+-- timeouts, keep-alive and pipelining, graceful close, and the client's connection pool.
+-- docs/http.md is the guide, docs/reference.md the reference.
+local csock = require "csock"
+
+local type, tostring, tointeger, error, pcall = type, tostring, math.tointeger, error, pcall
+local setmetatable, rawget, select, pairs, ipairs = setmetatable, rawget, select, pairs, ipairs
+local format, concat, min = string.format, table.concat, math.min
+local spawn, ETIMEDOUT = csock.spawn, csock.ETIMEDOUT
+local EPROTO = csock.EPROTO or 71 -- Linux's value, for a core built without TLS
+
+local http = {}
+
+local BODY_CHUNKED, BODY_TO_CLOSE = -1, -2
+local F_CLOSE, F_KEEPALIVE, F_CONTINUE, F_EXPECT_OTHER = 1, 2, 4, 16 -- 8: Connection: upgrade
+local PIECE = 65536 -- the most one body read takes from the socket
+local CHUNK_LINE = 4096
+
+local DEFAULTS = {
+  max_line = 8 * 1024,
+  max_header_bytes = 64 * 1024,
+  max_headers = 100,
+  max_body = 8 * 1024 * 1024,
+  header_timeout = 10,
+  idle_timeout = 60,
+  body_timeout = 30,
+}
+
+local REASONS = {
+  [100] = "Continue", [101] = "Switching Protocols", [200] = "OK", [201] = "Created",
+  [202] = "Accepted", [204] = "No Content", [206] = "Partial Content",
+  [301] = "Moved Permanently", [302] = "Found", [303] = "See Other", [304] = "Not Modified",
+  [307] = "Temporary Redirect", [308] = "Permanent Redirect", [400] = "Bad Request",
+  [401] = "Unauthorized", [403] = "Forbidden", [404] = "Not Found",
+  [405] = "Method Not Allowed", [408] = "Request Timeout", [409] = "Conflict",
+  [411] = "Length Required", [413] = "Content Too Large", [414] = "URI Too Long",
+  [415] = "Unsupported Media Type", [417] = "Expectation Failed", [426] = "Upgrade Required",
+  [429] = "Too Many Requests", [431] = "Request Header Fields Too Large",
+  [500] = "Internal Server Error", [501] = "Not Implemented", [502] = "Bad Gateway",
+  [503] = "Service Unavailable", [504] = "Gateway Timeout",
+  [505] = "HTTP Version Not Supported",
+}
+http.reasons = REASONS
+
+-- Status lines, made once per code.
+local status_lines = setmetatable({}, {__index = function(t, code)
+  local line = format("HTTP/1.1 %d %s\r\n", code, REASONS[code] or "Unknown")
+  t[code] = line
+  return line
+end})
+
+local function argerror(n, fname, msg, level)
+  error(format("bad argument #%d to '%s' (%s)", n, fname, msg), (level or 2) + 1)
+end
+
+-- headers[name] in any letter case: the C parser stores lowercase names; a miss lowercases.
+local HEADERS = {__index = function(t, k)
+  if type(k) == "string" then
+    local l = k:lower()
+    if l ~= k then return rawget(t, l) end
+  end
+  return nil
+end}
+http.HEADERS = HEADERS
+
+-- rawheaders, built when first asked for from the flat {name1, value1, ...} array of C.
+local function rawheaders(flat)
+  local t = {}
+  for i = 1, #flat, 2 do t[#t + 1] = {flat[i], flat[i + 1]} end
+  return t
+end
+
+-- A Date field value, made at most once a second.
+local date_time, date_value = -1, ""
+local function http_date()
+  local now = os.time()
+  if now ~= date_time then
+    date_time, date_value = now, os.date("!%a, %d %b %Y %H:%M:%S GMT", now)
+  end
+  return date_value
+end
+
+-------------------------------------------------------------------------------- bodies
+-- A message with a body (a server's request, a client's response) carries the fields:
+--   _sock      the connection
+--   _mode      "len", "chunked", "close" (to end of stream) or false once the body has ended
+--   _left      bytes left of the body ("len") or of the current chunk ("chunked")
+--   _after     chunked: a chunk's data was read, so its CRLF comes before the next size line
+--   _pending   bytes read ahead by read("l") and friends
+--   _max       the most the body may hold (nil: no limit), _total what came so far
+--   _limits    {max_line, max_header_bytes, max_headers} for the trailer section
+--   _failed    the status a failed body read calls for (400, 413), or true
+-- and may set _before (called before the first read: 100-continue) and _after_end (called
+-- once the body has ended: the client's pool).
+
+local Body = {}
+
+local function body_end(m)
+  m._mode = false
+  local hook = m._after_end
+  if hook then
+    m._after_end = nil
+    hook(m)
+  end
+end
+
+local function body_fail(m, status, msg, code)
+  m._failed = status or true
+  m._mode = false
+  return nil, msg, code
+end
+
+-- The next piece of the body (at most want bytes), nil at its end, or nil, message, code.
+local function piece(m, want)
+  local mode = m._mode
+  if not mode then return nil end
+  if m._before then
+    local before = m._before
+    m._before = nil
+    local ok, err, code = before(m)
+    if not ok then return body_fail(m, true, err, code) end
+  end
+  local sock = m._sock
+  if mode == "chunked" and m._left == 0 then
+    local lim = m._limits
+    local size, err, code = sock:_httpchunk(m._timeout, m._after, CHUNK_LINE, lim[2], lim[3])
+    if not size then
+      if size == false then return body_fail(m, err, code, EPROTO) end
+      return body_fail(m, nil, err, code)
+    end
+    m._after = true
+    if size == 0 then
+      body_end(m)
+      return nil
+    end
+    if m._max and m._total + size > m._max then
+      return body_fail(m, 413, "body too large", EPROTO)
+    end
+    m._left = size
+  elseif mode == "len" and m._left == 0 then
+    body_end(m)
+    return nil
+  end
+  local n = mode == "close" and want or min(m._left, want)
+  local data, err, code = sock:recv(n)
+  if not data then return body_fail(m, nil, err, code) end
+  if data == "" then
+    if mode == "close" then
+      body_end(m)
+      return nil
+    end
+    return body_fail(m, 400, "connection closed in the body", EPROTO)
+  end
+  if mode ~= "close" then m._left = m._left - #data end
+  m._total = m._total + #data
+  if mode == "len" and m._left == 0 then body_end(m) end
+  return data
+end
+
+-- The rest of the body as one string ("" when it has ended).
+local function read_all(m)
+  local parts, n = {}, 0
+  if m._pending ~= "" then
+    parts[1], n, m._pending = m._pending, 1, ""
+  end
+  if m._mode == "len" and n == 0 and m._left > 0 and not m._before then
+    local data, err, code = m._sock:read(m._left) -- the common case: one read, no table
+    if not data or #data < m._left then
+      return body_fail(m, data and 400, data and "connection closed in the body" or err,
+        data and EPROTO or code)
+    end
+    m._total, m._left = m._total + #data, 0
+    body_end(m)
+    return data
+  end
+  while true do
+    local data, err, code = piece(m, PIECE)
+    if not data then
+      if err then return nil, err, code end
+      return concat(parts, "", 1, n)
+    end
+    n = n + 1
+    parts[n] = data
+  end
+end
+
+-- Reads until _pending holds at least n bytes or the body ends: nil, message, code on failure.
+local function gather(m, n)
+  local have = m._pending
+  if #have >= n then return true end
+  local parts, k = {have}, 1
+  local total = #have
+  while total < n do
+    local data, err, code = piece(m, PIECE)
+    if not data then
+      m._pending = concat(parts, "", 1, k)
+      if err then return nil, err, code end
+      return true
+    end
+    k = k + 1
+    parts[k] = data
+    total = total + #data
+  end
+  m._pending = concat(parts, "", 1, k)
+  return true
+end
+
+local function read_count(m, n)
+  local ok, err, code = gather(m, n)
+  if not ok then return nil, err, code end
+  local p = m._pending
+  if p == "" then
+    if n == 0 and m._mode then return "" end
+    return nil
+  end
+  m._pending = p:sub(n + 1)
+  return p:sub(1, n)
+end
+
+local function read_line(m, keep)
+  local p = m._pending
+  local from = 1
+  while true do
+    local nl = p:find("\n", from, true)
+    if nl then
+      m._pending = p:sub(nl + 1)
+      return p:sub(1, keep and nl or nl - 1)
+    end
+    from = #p + 1
+    local data, err, code = piece(m, PIECE)
+    if not data then
+      if err then
+        m._pending = p
+        return nil, err, code
+      end
+      m._pending = ""
+      if p == "" then return nil end
+      return p
+    end
+    p = p .. data
+  end
+end
+
+local function read_format(m, fmt)
+  if type(fmt) == "number" then return read_count(m, fmt) end
+  fmt = fmt:gsub("^%*", "")
+  if fmt == "a" then return read_all(m) end
+  if fmt == "l" or fmt == "L" then return read_line(m, fmt == "L") end
+  return nil, "invalid format"
+end
+
+-- m:read(...): formats as s:read takes them ("l", "L", "a", a count).
+function Body.read(m, ...)
+  local n = select("#", ...)
+  if n == 0 then return read_line(m, false) end
+  for i = 1, n do
+    local fmt = select(i, ...)
+    local ok = (type(fmt) == "number" and tointeger(fmt) and fmt >= 0)
+      or (type(fmt) == "string" and (fmt:match("^%*?[lLa]$") ~= nil))
+    if not ok then argerror(i, "read", "invalid format") end
+  end
+  if n == 1 then return read_format(m, (...)) end
+  local out = {}
+  for i = 1, n do
+    local v, err, code = read_format(m, (select(i, ...)))
+    if v == nil then
+      out[i] = nil
+      if err then return nil, err, code end
+      return table.unpack(out, 1, i)
+    end
+    out[i] = v
+  end
+  return table.unpack(out, 1, n)
+end
+
+-- m:body(): the whole (rest of the) body as a string.
+function Body.body(m)
+  return read_all(m)
+end
+
+-- Sets up the body fields of m for a message of body length bodylen (C's encoding).
+local function body_init(m, sock, bodylen, timeout, limits, max)
+  m._sock, m._pending, m._total, m._timeout, m._limits, m._max = sock, "", 0, timeout, limits, max
+  m._after = false
+  if bodylen == BODY_CHUNKED then
+    m._mode, m._left = "chunked", 0
+  elseif bodylen == BODY_TO_CLOSE then
+    m._mode, m._left = "close", 0
+  elseif bodylen > 0 then
+    m._mode, m._left = "len", bodylen
+  else
+    m._mode, m._left = false, 0
+  end
+end
+
+-------------------------------------------------------------------------------- server
+
+local Request = {}
+Request.read, Request.body = Body.read, Body.body
+Request.__index = function(req, k)
+  if k == "rawheaders" then
+    local t = rawheaders(rawget(req, "_raw"))
+    req.rawheaders = t
+    return t
+  end
+  return Request[k]
+end
+
+local Response = {}
+Response.__index = Response
+
+local function checkres(res, fname)
+  if getmetatable(res) ~= Response then argerror(1, fname, "response expected", 3) end
+end
+
+local function token(s)
+  return type(s) == "string" and s ~= "" and not s:find("[^%w!#$%%&'*+%-.^_`|~]")
+end
+
+function Response:status(code)
+  checkres(self, "status")
+  local c = tointeger(code)
+  if not c or c < 100 or c > 999 then argerror(2, "status", "status code expected") end
+  if self._started then error("status: response already started", 2) end
+  self._code = c
+  return self
+end
+
+function Response:header(name, value)
+  checkres(self, "header")
+  if not token(name) then argerror(2, "header", "invalid header name") end
+  if type(value) == "number" then value = tostring(value) end
+  if type(value) ~= "string" then argerror(3, "header", "string expected, got " .. type(value)) end
+  if value:find("[%z\r\n]") then argerror(3, "header", "invalid header value") end
+  if self._started then error("header: response already started", 2) end
+  local h = self._headers
+  h[#h + 1] = name
+  h[#h + 1] = value
+  local l = name:lower()
+  if l == "content-length" then
+    self._length = tointeger(tonumber(value))
+  elseif l == "connection" and value:lower():find("close", 1, true) then
+    self._keep = false
+  elseif l == "transfer-encoding" then
+    self._te = true
+  end
+  return self
+end
+
+-- Whether a response with this status and method has a body at all (RFC 9112 6.3).
+local function bodiless(code, head)
+  return head or code < 200 or code == 204 or code == 304
+end
+
+-- The head of the response as one string; chunked says whether the body goes chunked.
+local function head_text(res, chunked)
+  local code = res._code
+  local parts = {status_lines[code], "Date: ", http_date(), "\r\n"}
+  local h, n = res._headers, 4
+  for i = 1, #h, 2 do
+    parts[n + 1], parts[n + 2], parts[n + 3], parts[n + 4] = h[i], ": ", h[i + 1], "\r\n"
+    n = n + 4
+  end
+  if chunked then
+    parts[n + 1] = "Transfer-Encoding: chunked\r\n"
+    n = n + 1
+  end
+  if not res._keep then
+    parts[n + 1] = "Connection: close\r\n"
+    n = n + 1
+  elseif res._keep10 then
+    parts[n + 1] = "Connection: keep-alive\r\n"
+    n = n + 1
+  end
+  parts[n + 1] = "\r\n"
+  return concat(parts, "", 1, n + 1)
+end
+
+local function res_fail(res, err, code)
+  res._keep = false
+  res._broken = true
+  return nil, err, code
+end
+
+-- Sends the head (with the first data, in one write); decides chunked or close-delimited.
+local function start(res, ...)
+  res._started = true
+  local code, req = res._code, res._req
+  if req._failed then res._keep = false end -- the framing is lost: no next request
+  local head = req.method == "HEAD"
+  if res._length == nil and not res._te and not bodiless(code, false) then
+    if req.version == "1.1" then
+      res._chunked = true
+    else
+      res._keep = false -- HTTP/1.0: the body ends when the connection does
+    end
+  end
+  local text = head_text(res, res._chunked)
+  if head or bodiless(code, false) then
+    res._nobody = true
+    local ok, err, ecode = res._sock:write(text)
+    if not ok then return res_fail(res, err, ecode) end
+    return res
+  end
+  return res:_send(text, ...)
+end
+
+-- Writes pieces of the body (framed when chunked) after the prefix text.
+function Response:_send(prefix, ...)
+  local n, size = select("#", ...), 0
+  local parts = {prefix}
+  for i = 1, n do
+    local v = select(i, ...)
+    if type(v) == "number" then v = tostring(v) end
+    if type(v) ~= "string" then argerror(i + 1, "write", "string expected, got " .. type(v), 3) end
+    parts[#parts + 1] = v
+    size = size + #v
+  end
+  if self._chunked and size > 0 then
+    parts[1] = prefix .. format("%x\r\n", size)
+    parts[#parts + 1] = "\r\n"
+  end
+  local ok, err, code = self._sock:write(concat(parts))
+  if not ok then return res_fail(self, err, code) end
+  return self
+end
+
+function Response:write(...)
+  checkres(self, "write")
+  if self._finished then error("write: response already finished", 2) end
+  if self._detached then error("write: response detached", 2) end
+  if not self._started then return start(self, ...) end
+  if self._nobody or self._broken then return self end
+  return self:_send("", ...)
+end
+
+function Response:finish(body)
+  checkres(self, "finish")
+  if body ~= nil and type(body) ~= "string" then
+    if type(body) == "number" then
+      body = tostring(body)
+    else
+      argerror(2, "finish", "string expected, got " .. type(body))
+    end
+  end
+  if self._finished or self._detached then return self end
+  self._finished = true
+  if not self._started then
+    body = body or ""
+    if self._length == nil and not self._te and not bodiless(self._code, false) then
+      self:header("Content-Length", #body)
+    end
+    return start(self, body)
+  end
+  if self._nobody or self._broken then return self end
+  if self._chunked then
+    local ok, err, code
+    if body and body ~= "" then
+      ok, err, code = self._sock:write(format("%x\r\n", #body), body, "\r\n0\r\n\r\n")
+    else
+      ok, err, code = self._sock:write("0\r\n\r\n")
+    end
+    if not ok then return res_fail(self, err, code) end
+    return self
+  end
+  if body and body ~= "" then return self:_send("", body) end
+  return self
+end
+
+-- Hands the connection to the caller (a protocol switch): the server writes and reads no more.
+function Response:detach()
+  checkres(self, "detach")
+  self._detached = true
+  self._keep = false
+  return self._sock
+end
+
+local function send_error(sock, code, text)
+  local body = (REASONS[code] or "Error") .. (text and (": " .. text) or "") .. "\n"
+  sock:write(status_lines[code], "Date: ", http_date(), "\r\nContent-Type: text/plain\r\n",
+    "Content-Length: ", tostring(#body), "\r\nConnection: close\r\n\r\n", body)
+end
+
+local function check_opts(opts, fname)
+  if type(opts) ~= "table" then argerror(3, fname, "table expected, got " .. type(opts), 3) end
+  local o = {}
+  for k, v in pairs(DEFAULTS) do
+    local given = opts[k]
+    if given ~= nil and (type(given) ~= "number" or given < 0 or given ~= given) then
+      argerror(3, fname, k .. " must be a non-negative number", 3)
+    end
+    o[k] = given or v
+  end
+  o.max_line, o.max_header_bytes = math.max(1, o.max_line), math.max(1, o.max_header_bytes)
+  o.max_headers = math.max(1, o.max_headers)
+  o.tls = opts.tls
+  if o.tls ~= nil and type(o.tls) ~= "userdata" then
+    argerror(3, fname, "tls must be a TLS context", 3)
+  end
+  o.limits = {o.max_line, o.max_header_bytes, o.max_headers}
+  return o
+end
+
+local function send_continue(req)
+  local res = req._res
+  if res._started then return true end
+  return req._sock:write("HTTP/1.1 100 Continue\r\n\r\n")
+end
+
+-- The body left unread after the handler: read it to keep the connection, or give up on it.
+local DRAIN_MAX = 256 * 1024
+local function drain(req)
+  if req._mode == false then return not req._failed end
+  if req._before then return false end -- never asked for: the client may not send it
+  if req._mode ~= "len" or req._left > DRAIN_MAX then return false end
+  while true do
+    local data, err = piece(req, PIECE)
+    if not data then return err == nil end
+  end
+end
+
+local function log_error(err)
+  io.stderr:write("csock.http: handler error: ", tostring(err), "\n")
+end
+
+-- Runs the handler on one request; false when the connection must close afterwards.
+local function handle(srv, c, req, res)
+  local ok, err = xpcall(srv.handler, debug.traceback, req, res)
+  if res._detached then return false, true end
+  if not ok then
+    log_error(err)
+    if not res._started then send_error(c, 500) end
+    return false
+  end
+  if req._failed and not res._started then
+    local st = req._failed
+    send_error(c, type(st) == "number" and st or 400)
+    return false
+  end
+  if not res._finished then
+    if not (req._mode == false or (not req._before and req._mode == "len"
+        and req._left <= DRAIN_MAX)) then
+      res._keep = false -- the body will not be read: the connection cannot go on
+    end
+    res:finish()
+  end
+  if res._broken or not res._keep then return false end
+  return drain(req)
+end
+
+-- One request off the connection: the request, or nil and whether to go on.
+local function next_request(srv, c, first)
+  local o = srv.opts
+  local method, path, query, minor, headers, raw, bodylen, flags =
+    c:_httpreq(first and o.header_timeout or o.idle_timeout, o.header_timeout, o.max_line,
+      o.max_header_bytes, o.max_headers)
+  if not method then
+    if method == false then
+      send_error(c, path, query) -- false, status, message
+    elseif query == ETIMEDOUT and minor then
+      send_error(c, 408)
+    end
+    return nil
+  end
+  if bodylen > o.max_body then
+    send_error(c, 413)
+    return nil
+  end
+  if flags & F_EXPECT_OTHER ~= 0 then
+    send_error(c, 417)
+    return nil
+  end
+  local version = minor == 1 and "1.1" or "1.0"
+  setmetatable(headers, HEADERS)
+  local req = setmetatable({method = method, path = path, query = query, version = version,
+    headers = headers, _raw = raw, socket = c}, Request)
+  body_init(req, c, bodylen, o.body_timeout, o.limits, o.max_body)
+  local keep = flags & F_CLOSE == 0 and (minor == 1 or flags & F_KEEPALIVE ~= 0)
+  local res = setmetatable({_sock = c, _req = req, _code = 200, _headers = {}, _keep = keep,
+    _keep10 = keep and minor == 0, _started = false, _finished = false}, Response)
+  req._res = res
+  if flags & F_CONTINUE ~= 0 and minor == 1 and req._mode then req._before = send_continue end
+  return req, res
+end
+
+local function serve_conn(srv, c, st)
+  local o = srv.opts
+  if o.tls then
+    c:settimeout(o.header_timeout)
+    if not c:starttls(o.tls) then return end
+  end
+  c:settimeout(o.body_timeout)
+  local first = true
+  while not srv.closing or first do
+    local req, res = next_request(srv, c, first)
+    if not req then return end
+    first = false
+    st.busy = true
+    if srv.closing then res._keep = false end
+    local keep, detached = handle(srv, c, req, res)
+    st.busy = false
+    if srv.closing then srv.cond:broadcast() end
+    if detached then return true end
+    if not keep then return end
+  end
+end
+
+local Server = {}
+Server.__index = Server
+
+-- Takes a connection off the server's books (once, whoever comes first: its task or close).
+local function forget(srv, c, st)
+  if st.gone then return end
+  st.gone = true
+  srv.conns[c] = nil
+  srv.nconns = srv.nconns - 1
+  srv.cond:broadcast()
+end
+
+local function conn_task(srv, c)
+  local st = {sock = c, busy = false, task = csock.current()}
+  srv.conns[c] = st
+  srv.nconns = srv.nconns + 1
+  local ok, r = pcall(serve_conn, srv, c, st)
+  if not ok then log_error(r) end
+  forget(srv, c, st)
+  if not (ok and r) then c:close() end
+end
+
+local function accept_loop(srv)
+  local l = srv.listener
+  while not srv.closing do
+    local c, err = l:accept()
+    if c then
+      spawn(conn_task, srv, c)
+    elseif srv.closing or err == "socket closed" then
+      break
+    end
+  end
+  srv.accepting = false
+  srv.cond:broadcast()
+end
+
+--- http.server(listener, handler [, opts]): serves in a task of its own; returns the server.
+function http.server(listener, handler, opts)
+  if (getmetatable(listener) or {}).__name ~= "csock.socket" then
+    argerror(1, "server", "listening socket expected, got " .. type(listener))
+  end
+  if type(handler) ~= "function" then
+    argerror(2, "server", "function expected, got " .. type(handler))
+  end
+  local o = check_opts(opts == nil and {} or opts, "server")
+  if o.tls and not listener.starttls then argerror(3, "server", "TLS is not available") end
+  local srv = setmetatable({listener = listener, handler = handler, opts = o, conns = {},
+    nconns = 0, closing = false, accepting = true, cond = csock.cond()}, Server)
+  srv.task = spawn(accept_loop, srv)
+  return srv
+end
+
+-- Waits until the server has stopped accepting and every connection has ended.
+function Server:join()
+  while self.accepting or self.nconns > 0 do self.cond:wait() end
+  return true
+end
+
+-- Busy connections other than the one the caller runs in.
+local function busy_others(srv, me)
+  local n = 0
+  for _, st in pairs(srv.conns) do
+    if st.busy and st.task ~= me then n = n + 1 end
+  end
+  return n
+end
+
+--- srv:close([grace]): stops accepting, closes idle connections, lets requests in flight finish
+-- for up to grace seconds (10) and then cuts them off.  Returns once that is done.
+function Server:close(grace)
+  if grace ~= nil and (type(grace) ~= "number" or grace < 0 or grace ~= grace) then
+    argerror(2, "close", "grace must be a non-negative number")
+  end
+  grace = grace or 10
+  if not self.closing then
+    self.closing = true
+    self.listener:close()
+    for c, st in pairs(self.conns) do
+      if not st.busy then c:close() end
+    end
+  end
+  local me = csock.current()
+  local deadline = csock.now() + grace
+  while busy_others(self, me) > 0 do
+    local left = deadline - csock.now()
+    if left <= 0 then break end
+    self.cond:wait(left)
+  end
+  for c, st in pairs(self.conns) do
+    if st.task ~= me then
+      st.task:cancel()
+      c:close()
+      forget(self, c, st)
+    end
+  end
+  return true
+end
+
+--- http.serve(listener, handler [, opts]): http.server(...):join().
+function http.serve(listener, handler, opts)
+  return http.server(listener, handler, opts):join()
+end
+
+http.websocket = function(req, res, opts) return require("csock.websocket").accept(req, res, opts) end
+http.websocket_connect = function(url, opts)
+  return require("csock.websocket").connect(url, opts)
+end
+
+-------------------------------------------------------------------------------- client
+
+local CLIENT_LIMITS = {64 * 1024, 256 * 1024, 500}
+local POOL_MAX = 16 -- idle connections kept per key
+local pool = {}     -- key -> array of idle connections
+
+local Reply = {}
+Reply.read, Reply.body = Body.read, Body.body
+Reply.__index = function(res, k)
+  if k == "rawheaders" then
+    local t = rawheaders(rawget(res, "_raw"))
+    res.rawheaders = t
+    return t
+  end
+  return Reply[k]
+end
+
+function Reply.close(res)
+  if res._sock then res._sock:close() end
+  res._mode = false
+end
+
+local function parse_url(url)
+  local scheme, authority, rest = url:match("^(%a[%w+.-]*)://([^/?#]*)(.*)$")
+  if not scheme then return nil, "invalid URL" end
+  scheme = scheme:lower()
+  if scheme ~= "http" and scheme ~= "https" then return nil, "unsupported scheme: " .. scheme end
+  authority = authority:gsub("^.*@", "")
+  local host, port = authority:match("^%[([%x:.%%%w]+)%]:?(%d*)$")
+  if not host then host, port = authority:match("^([^:]+):?(%d*)$") end
+  if not host or host == "" then return nil, "invalid URL" end
+  port = tointeger(tonumber(port)) or (scheme == "https" and 443 or 80)
+  if port < 1 or port > 65535 then return nil, "invalid port in URL" end
+  rest = rest:gsub("#.*$", "")
+  if rest == "" or rest:sub(1, 1) == "?" then rest = "/" .. rest end
+  if rest:find("[%s%z]") then return nil, "invalid URL" end
+  return {scheme = scheme, host = host, port = port, target = rest,
+    authority = authority:find(":%d+$") and authority or host:find(":", 1, true)
+      and ("[" .. host .. "]") or host}
+end
+
+local default_tls
+local function tls_context(opts)
+  if opts.tls then return opts.tls end
+  if not csock.tls_context then return nil, "https is not available (no TLS in csock)" end
+  default_tls = default_tls or csock.tls_context({mode = "client"})
+  return default_tls
+end
+
+local function pool_key(u, ctx)
+  return u.scheme .. "://" .. u.host .. ":" .. u.port .. (ctx and (" " .. tostring(ctx)) or "")
+end
+
+local function pool_get(key)
+  local list = pool[key]
+  local c = list and list[#list]
+  if c then list[#list] = nil end
+  return c
+end
+
+local function pool_put(key, c)
+  local list = pool[key]
+  if not list then
+    list = {}
+    pool[key] = list
+  end
+  if #list >= POOL_MAX then
+    c:close()
+  else
+    list[#list + 1] = c
+  end
+end
+
+local function connect(u, opts)
+  local ctx
+  if u.scheme == "https" then
+    local err
+    ctx, err = tls_context(opts)
+    if not ctx then return nil, err, EPROTO end
+  end
+  local key = pool_key(u, ctx)
+  local c = pool_get(key)
+  if c then
+    c:settimeout(opts.timeout)
+    return c, key, true
+  end
+  local err, code
+  c, err, code = csock.tcp_connect(u.host, u.port, opts.timeout)
+  if not c then return nil, err, code end
+  if ctx then
+    local ok
+    ok, err, code = c:starttls(ctx, u.host)
+    if not ok then
+      c:close()
+      return nil, err, code
+    end
+  end
+  return c, key, false
+end
+
+local function header_lines(u, method, opts, body)
+  local parts = {method, " ", u.target, " HTTP/1.1\r\n"}
+  local have = {}
+  local h = opts.headers
+  if h ~= nil then
+    if type(h) ~= "table" then argerror(2, "request", "headers must be a table", 4) end
+    for name, value in pairs(h) do
+      if not token(name) then argerror(2, "request", "invalid header name", 4) end
+      local values = type(value) == "table" and value or {value}
+      for _, v in ipairs(values) do
+        v = tostring(v)
+        if v:find("[%z\r\n]") then argerror(2, "request", "invalid header value", 4) end
+        parts[#parts + 1] = name .. ": " .. v .. "\r\n"
+      end
+      have[name:lower()] = true
+    end
+  end
+  if not have.host then parts[#parts + 1] = "Host: " .. u.authority .. "\r\n" end
+  if not have["user-agent"] then parts[#parts + 1] = "User-Agent: csock\r\n" end
+  local chunked = false
+  if type(body) == "string" then
+    if not have["content-length"] then
+      if #body > 0 or (method ~= "GET" and method ~= "HEAD") then
+        parts[#parts + 1] = "Content-Length: " .. #body .. "\r\n"
+      end
+    end
+  elseif body ~= nil and not have["content-length"] then
+    chunked = true
+    if not have["transfer-encoding"] then parts[#parts + 1] = "Transfer-Encoding: chunked\r\n" end
+  end
+  parts[#parts + 1] = "\r\n"
+  return concat(parts), chunked
+end
+
+local function send_body(c, body, chunked)
+  if type(body) == "string" then
+    if body == "" then return true end
+    return c:write(body)
+  end
+  while true do
+    local data = body()
+    if data == nil then break end
+    if type(data) ~= "string" then return nil, "body reader returned " .. type(data), EPROTO end
+    if data ~= "" then
+      local ok, err, code
+      if chunked then
+        ok, err, code = c:write(format("%x\r\n", #data), data, "\r\n")
+      else
+        ok, err, code = c:write(data)
+      end
+      if not ok then return nil, err, code end
+    end
+  end
+  if chunked then return c:write("0\r\n\r\n") end
+  return true
+end
+
+-- One exchange on one connection: the response, or nil, message, code, retry.
+local function exchange(u, method, opts, body)
+  local c, key, reused = connect(u, opts)
+  if not c then return nil, key, reused end
+  local head, chunked = header_lines(u, method, opts, body)
+  local ok, err, code
+  if type(body) == "string" and #body + #head < 65536 then
+    ok, err, code = c:write(head, body)
+  else
+    ok, err, code = c:write(head)
+    if ok then ok, err, code = send_body(c, body, chunked) end
+  end
+  if not ok then
+    c:close()
+    return nil, err, code, reused
+  end
+  local status, reason, minor, headers, raw, bodylen, flags
+  repeat
+    status, reason, minor, headers, raw, bodylen, flags =
+      c:_httpres(opts.timeout, opts.timeout, CLIENT_LIMITS[1], CLIENT_LIMITS[2], CLIENT_LIMITS[3])
+    if not status then
+      c:close()
+      if status == false then return nil, format("bad response: %s", minor), EPROTO end
+      -- a kept-alive connection the server had closed meanwhile: try a fresh one
+      return nil, reason, minor or EPROTO, reused and not headers
+    end
+  until status >= 200 or status == 101
+  setmetatable(headers, HEADERS)
+  local res = setmetatable({status = status, reason = reason, version = minor == 1 and "1.1" or "1.0",
+    headers = headers, _raw = raw}, Reply)
+  local keep = flags & F_CLOSE == 0 and (minor == 1 or flags & F_KEEPALIVE ~= 0)
+  if status == 101 then
+    res.socket = c
+    return res
+  end
+  if bodiless(status, method == "HEAD") then bodylen = 0 end
+  body_init(res, c, bodylen, opts.timeout, CLIENT_LIMITS, nil)
+  if bodylen == BODY_TO_CLOSE then keep = false end
+  res._after_end = function(m)
+    if keep and not m._failed then
+      pool_put(key, c)
+    else
+      c:close()
+    end
+    m._sock = nil
+  end
+  if not res._mode then body_end(res) end
+  return res
+end
+
+local REDIRECTS = {[301] = true, [302] = true, [303] = true, [307] = true, [308] = true}
+
+-- The URL a Location value names, relative to the URL u it came from.
+local function resolve(u, loc)
+  if loc:match("^%a[%w+.-]*://") then return loc end
+  local base = u.scheme .. "://" .. u.authority
+  if loc:sub(1, 2) == "//" then return u.scheme .. ":" .. loc end
+  if loc:sub(1, 1) == "/" then return base .. loc end
+  local dir = u.target:gsub("[?#].*$", ""):match("^(.*/)") or "/"
+  return base .. dir .. loc
+end
+
+local function check_request_opts(url, opts)
+  if type(url) ~= "string" then argerror(1, "request", "string expected, got " .. type(url), 3) end
+  if opts == nil then return {} end
+  if type(opts) ~= "table" then argerror(2, "request", "table expected, got " .. type(opts), 3) end
+  if opts.method ~= nil and not token(opts.method) then
+    argerror(2, "request", "method must be a token", 3)
+  end
+  local b = opts.body
+  if b ~= nil and type(b) ~= "string" and type(b) ~= "function" then
+    argerror(2, "request", "body must be a string or a function", 3)
+  end
+  local t = opts.timeout
+  if t ~= nil and (type(t) ~= "number" or t < 0 or t ~= t) then
+    argerror(2, "request", "timeout must be a non-negative number", 3)
+  end
+  local r = opts.redirects
+  if r ~= nil and (not tointeger(r) or r < 0) then
+    argerror(2, "request", "redirects must be a non-negative integer", 3)
+  end
+  return opts
+end
+
+--- http.request(url [, opts]): res, or nil, message, code.
+function http.request(url, opts)
+  opts = check_request_opts(url, opts)
+  local u, err = parse_url(url)
+  if not u then argerror(1, "request", err) end
+  local method = opts.method and opts.method:upper() or "GET"
+  local body = opts.body
+  local left = opts.redirects or 5
+  while true do
+    local res, code, retry
+    res, err, code, retry = exchange(u, method, opts, body)
+    if not res and retry and type(body) ~= "function" then
+      res, err, code = exchange(u, method, opts, body)
+    end
+    if not res then return nil, err, code end
+    local loc = res.headers.location
+    if not (REDIRECTS[res.status] and loc and left > 0) then return res end
+    if res.status == 303 or ((res.status == 301 or res.status == 302) and method == "POST") then
+      if method ~= "HEAD" then method = "GET" end
+      body = nil
+    elseif type(body) == "function" then
+      return res -- a reader cannot be read twice
+    end
+    if res._mode then
+      if res._mode == "len" and res._left <= 65536 then res:body() else res:close() end
+    end
+    left = left - 1
+    u, err = parse_url(resolve(u, loc))
+    if not u then return nil, "bad redirect: " .. err, EPROTO end
+  end
+end
+
+--- Closes the idle connections of the client's pool.
+function http.close_idle()
+  for key, list in pairs(pool) do
+    for _, c in ipairs(list) do c:close() end
+    pool[key] = nil
+  end
+end
+
+return http

@@ -1,0 +1,632 @@
+/*
+** http.c - the HTTP/1.1 message parser of csock.http (RFC 9112), working in
+** place in a socket's read buffer.
+**
+** Three socket methods, all internal to lua/csock/http.lua:
+**   s:_httpreq(idle, timeout, max_line, max_header_bytes, max_headers)
+**     -> method, path, query|nil, minor, headers, raw, bodylen, flags
+**   s:_httpres(timeout, timeout, max_line, max_header_bytes, max_headers)
+**     -> status, reason, minor, headers, raw, bodylen, flags
+**   s:_httpchunk(timeout, crlf_first, max_line, max_trailer_bytes, max_trailers)
+**     -> size of the next chunk (0: the last; its trailer section is consumed)
+** On a malformed message they return false, status, message (the status a
+** server answers with: 400, 414, 431, 501, 505); on a network failure or a
+** timeout nil, message, errno, partial (partial: bytes of the message had
+** come); at a clean end of stream before the first byte nil, "closed".
+**
+** The parse is in two passes, as picohttpparser's is: a scan for the empty
+** line that ends the head, enforcing the size limits as the bytes come (so
+** a flood costs at most the limits), then one pass over the complete head
+** that checks every byte and builds the Lua values.  The scan remembers how
+** far it got when it has to wait (in a userdata at stack slot SCAN), so a
+** head that trickles in is not scanned again from its start.  Nothing is
+** consumed until the head parses: a timeout keeps every byte.
+**
+** Strictness, each a request-smuggling vector elsewhere: every line ends
+** in CRLF (a bare LF or CR is 400), no obs-fold, no space before a colon,
+** token characters in names and methods, exactly one Content-Length of
+** digits only, Transfer-Encoding together with Content-Length is 400, and
+** Transfer-Encoding must be exactly "chunked" (another coding is 501).
+*/
+#include <errno.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "csock.h"
+
+#define CHUNK_LINE_MAX 4096 /* a chunk-size line with its extensions */
+#define SCAN 7              /* stack slot of the saved scan state */
+
+enum { K_REQ, K_RES, K_CHUNK };
+
+/* Flags returned with a head: what Connection and Expect said. */
+enum { F_CLOSE = 1, F_KEEPALIVE = 2, F_CONTINUE = 4, F_UPGRADE = 8, F_EXPECT_OTHER = 16 };
+
+#define BODY_CHUNKED (-1)
+#define BODY_TO_CLOSE (-2) /* a response with neither length nor chunking */
+#define LENGTH_HUGE (INT64_MAX / 4)
+
+/* Where a scan of the head stands; saved in a userdata while waiting. */
+typedef struct scan {
+  size_t pos;   /* offset (from the buffer's head) of the next line to scan */
+  size_t first; /* length of the first line with its CRLF; 0 while unknown */
+  size_t lines; /* lines after the first */
+} scan;
+
+/* The continuation context: the kind, and whether the idle deadline still runs. */
+#define CTX_IDLE 16
+#define CTX_KIND(ctx) ((int)((ctx)&15))
+
+typedef struct limits {
+  size_t max_line, max_bytes, max_lines;
+} limits;
+
+/* ---------------------------------------------------------------- bytes */
+
+/* tchar of RFC 9110 5.6.2: 1 for a token character. */
+static const unsigned char tchar[256] = {
+    ['!'] = 1, ['#'] = 1, ['$'] = 1, ['%'] = 1, ['&'] = 1, ['\''] = 1, ['*'] = 1, ['+'] = 1,
+    ['-'] = 1, ['.'] = 1, ['^'] = 1, ['_'] = 1, ['`'] = 1, ['|'] = 1,  ['~'] = 1, ['0'] = 1,
+    ['1'] = 1, ['2'] = 1, ['3'] = 1, ['4'] = 1, ['5'] = 1, ['6'] = 1,  ['7'] = 1, ['8'] = 1,
+    ['9'] = 1, ['A'] = 1, ['B'] = 1, ['C'] = 1, ['D'] = 1, ['E'] = 1,  ['F'] = 1, ['G'] = 1,
+    ['H'] = 1, ['I'] = 1, ['J'] = 1, ['K'] = 1, ['L'] = 1, ['M'] = 1,  ['N'] = 1, ['O'] = 1,
+    ['P'] = 1, ['Q'] = 1, ['R'] = 1, ['S'] = 1, ['T'] = 1, ['U'] = 1,  ['V'] = 1, ['W'] = 1,
+    ['X'] = 1, ['Y'] = 1, ['Z'] = 1, ['a'] = 1, ['b'] = 1, ['c'] = 1,  ['d'] = 1, ['e'] = 1,
+    ['f'] = 1, ['g'] = 1, ['h'] = 1, ['i'] = 1, ['j'] = 1, ['k'] = 1,  ['l'] = 1, ['m'] = 1,
+    ['n'] = 1, ['o'] = 1, ['p'] = 1, ['q'] = 1, ['r'] = 1, ['s'] = 1,  ['t'] = 1, ['u'] = 1,
+    ['v'] = 1, ['w'] = 1, ['x'] = 1, ['y'] = 1, ['z'] = 1,
+};
+
+/* field-vchar, SP and HTAB: what a field value may hold (obs-text included). */
+static int value_char(unsigned char c) { return c == '\t' || (c >= 0x20 && c != 0x7f); }
+
+static int lower(unsigned char c) { return c >= 'A' && c <= 'Z' ? c + 32 : c; }
+
+/* Whether d[0..n) equals the lowercase word w, in any letter case. */
+static int word_is(const char *d, size_t n, const char *w) {
+  size_t i = 0;
+  for (; i < n && w[i] != '\0'; i++)
+    if (lower((unsigned char)d[i]) != w[i]) return 0;
+  return i == n && w[i] == '\0';
+}
+
+static size_t skip_ows(const char *d, size_t i, size_t end) {
+  while (i < end && (d[i] == ' ' || d[i] == '\t')) i++;
+  return i;
+}
+
+/* ---------------------------------------------------------------- scan */
+
+/*
+** Scans lines from sc->pos for the empty line that ends a head: its total
+** length, 0 to wait for more bytes, or -status when a limit is broken or a
+** line does not end in CRLF.  The first line counts against max_line, the
+** rest against max_bytes and max_lines.
+*/
+static long scan_head(const char *d, size_t len, scan *sc, const limits *lim) {
+  size_t p = sc->pos;
+  for (;;) {
+    const char *nl = p < len ? memchr(d + p, '\n', len - p) : NULL;
+    size_t end = nl != NULL ? (size_t)(nl - d) : len;
+    if (sc->first == 0 && end - p > lim->max_line + 1) return -414;
+    if (sc->first != 0 && end - sc->first > lim->max_bytes) return -431;
+    if (nl == NULL) return 0;
+    if (end == p || d[end - 1] != '\r') return -400;
+    if (memchr(d + p, '\r', end - 1 - p) != NULL) return -400; /* a bare CR */
+    p = end + 1;
+    if (sc->first == 0) {
+      sc->first = p;
+    } else if (end - 1 == sc->pos) {
+      return (long)p; /* the empty line */
+    } else if (++sc->lines > lim->max_lines) {
+      return -431;
+    }
+    sc->pos = p;
+  }
+}
+
+/* ---------------------------------------------------------------- fields */
+
+/* Pushes the field name d[0..n) lowercased. */
+static void push_lower(lua_State *L, const char *d, size_t n) {
+  char small[64];
+  size_t i = 0;
+  while (i < n && !(d[i] >= 'A' && d[i] <= 'Z')) i++;
+  if (i == n) { /* already lowercase: the common case of modern clients */
+    lua_pushlstring(L, d, n);
+    return;
+  }
+  luaL_Buffer b;
+  char *p = n <= sizeof small ? small : luaL_buffinitsize(L, &b, n);
+  for (i = 0; i < n; i++) p[i] = (char)lower((unsigned char)d[i]);
+  if (n <= sizeof small)
+    lua_pushlstring(L, p, n);
+  else
+    luaL_pushresultsize(&b, n);
+}
+
+/* What the framing fields said, gathered while the head is parsed. */
+typedef struct framing {
+  int64_t length; /* Content-Length, -1 when absent */
+  int lengths;    /* Content-Length fields seen */
+  int te;         /* Transfer-Encoding fields seen */
+  int chunked;    /* the codings are exactly "chunked" */
+  int unknown;    /* a coding other than chunked */
+  int hosts;      /* Host fields seen */
+  int flags;      /* F_* */
+} framing;
+
+static const char *parse_length(framing *f, const char *v, size_t n) {
+  if (++f->lengths > 1) return "more than one Content-Length";
+  if (n == 0) return "bad Content-Length";
+  int64_t x = 0;
+  for (size_t i = 0; i < n; i++) {
+    if (v[i] < '0' || v[i] > '9') return "bad Content-Length";
+    x = x >= LENGTH_HUGE / 10 ? LENGTH_HUGE : x * 10 + (v[i] - '0');
+  }
+  f->length = x;
+  return NULL;
+}
+
+/*
+** Calls fn on each element of the comma-separated list v[0..n), with
+** blanks trimmed; an element that is not a token is an error.
+*/
+static const char *each_token(framing *f, const char *v, size_t n,
+                              const char *(*fn)(framing *, const char *, size_t)) {
+  size_t i = 0;
+  while (i < n) {
+    i = skip_ows(v, i, n);
+    size_t s = i;
+    while (i < n && tchar[(unsigned char)v[i]]) i++;
+    size_t e = i;
+    i = skip_ows(v, i, n);
+    if (i < n && v[i] != ',') return "bad list in a field";
+    i++;
+    if (e > s) {
+      const char *err = fn(f, v + s, e - s);
+      if (err != NULL) return err;
+    }
+  }
+  return NULL;
+}
+
+static const char *coding(framing *f, const char *t, size_t n) {
+  if (!word_is(t, n, "chunked")) {
+    f->unknown = 1;
+  } else if (f->chunked) {
+    return "chunked applied twice";
+  } else {
+    f->chunked = 1;
+    return NULL;
+  }
+  f->chunked = 0; /* chunked must be the last coding */
+  return NULL;
+}
+
+static const char *connection_option(framing *f, const char *t, size_t n) {
+  if (word_is(t, n, "close")) f->flags |= F_CLOSE;
+  if (word_is(t, n, "keep-alive")) f->flags |= F_KEEPALIVE;
+  if (word_is(t, n, "upgrade")) f->flags |= F_UPGRADE;
+  return NULL;
+}
+
+/* Notes what a field means for framing; an error message if it is bad. */
+static const char *framing_field(framing *f, const char *name, size_t nn, const char *v,
+                                 size_t vn) {
+  switch (nn) {
+    case 4:
+      if (word_is(name, nn, "host")) f->hosts++;
+      return NULL;
+    case 6:
+      if (!word_is(name, nn, "expect")) return NULL;
+      f->flags |= word_is(v, vn, "100-continue") ? F_CONTINUE : F_EXPECT_OTHER;
+      return NULL;
+    case 10:
+      return word_is(name, nn, "connection") ? each_token(f, v, vn, connection_option) : NULL;
+    case 14: return word_is(name, nn, "content-length") ? parse_length(f, v, vn) : NULL;
+    case 17:
+      if (!word_is(name, nn, "transfer-encoding")) return NULL;
+      f->te++;
+      return each_token(f, v, vn, coding);
+    default: return NULL;
+  }
+}
+
+/* Sets headers[lname] = value, joining a repeated field with ", ". */
+static void set_header(lua_State *L, int headers, const char *v, size_t vn) {
+  lua_pushvalue(L, -1); /* the lowercase name */
+  if (lua_rawget(L, headers) == LUA_TSTRING) {
+    lua_pushliteral(L, ", ");
+    lua_pushlstring(L, v, vn);
+    lua_concat(L, 3);
+  } else {
+    lua_pop(L, 1);
+    lua_pushlstring(L, v, vn);
+  }
+  lua_rawset(L, headers);
+}
+
+/*
+** Parses the header lines of d[0..n) (each ending in CRLF, checked by the
+** scan) into a headers table and a flat raw array {name1, value1, ...},
+** pushed in that order.  NULL, or the message of a malformed field.
+*/
+static const char *parse_fields(lua_State *L, const char *d, size_t n, size_t lines, framing *f) {
+  lua_createtable(L, 0, (int)(lines < 64 ? lines : 64));
+  lua_createtable(L, (int)(lines < 128 ? 2 * lines : 256), 0);
+  int headers = lua_gettop(L) - 1, raw = headers + 1, k = 0;
+  size_t p = 0;
+  while (p < n) {
+    size_t end = (size_t)((const char *)memchr(d + p, '\n', n - p) - d) - 1; /* the CR */
+    size_t i = p;
+    while (i < end && tchar[(unsigned char)d[i]]) i++;
+    if (i == p) return d[p] == ' ' || d[p] == '\t' ? "obsolete line folding" : "bad field name";
+    if (i == end || d[i] != ':') return "bad field name";
+    size_t nn = i - p, vs = skip_ows(d, i + 1, end), ve = end;
+    while (ve > vs && (d[ve - 1] == ' ' || d[ve - 1] == '\t')) ve--;
+    for (size_t j = vs; j < ve; j++)
+      if (!value_char((unsigned char)d[j])) return "bad character in a field value";
+    const char *err = framing_field(f, d + p, nn, d + vs, ve - vs);
+    if (err != NULL) return err;
+    lua_pushlstring(L, d + p, nn);
+    lua_rawseti(L, raw, ++k);
+    lua_pushlstring(L, d + vs, ve - vs);
+    lua_rawseti(L, raw, ++k);
+    push_lower(L, d + p, nn);
+    set_header(L, headers, d + vs, ve - vs);
+    p = end + 2;
+  }
+  return NULL;
+}
+
+/* "HTTP/1.x" at d: its minor version, -1 when malformed, -2 for another major. */
+static int parse_version(const char *d, size_t n) {
+  if (n != 8 || memcmp(d, "HTTP/", 5) != 0 || d[6] != '.') return -1;
+  if (d[5] < '0' || d[5] > '9' || d[7] < '0' || d[7] > '9') return -1;
+  if (d[5] != '1') return -2;
+  return d[7] == '0' ? 0 : 1;
+}
+
+/* ---------------------------------------------------------------- request */
+
+static const char *const methods[] = {"GET",     "HEAD",    "POST",  "PUT",   "DELETE",
+                                      "OPTIONS", "CONNECT", "TRACE", "PATCH", NULL};
+
+static int known_method(const char *m, size_t n) {
+  for (int i = 0; methods[i] != NULL; i++)
+    if (strlen(methods[i]) == n && memcmp(methods[i], m, n) == 0) return 1;
+  return 0;
+}
+
+typedef struct failure {
+  int status;
+  const char *msg;
+} failure;
+
+static int fail(failure *x, int status, const char *msg) {
+  x->status = status;
+  x->msg = msg;
+  return -1;
+}
+
+/*
+** The path of a request target: origin-form as is, absolute-form from its
+** path on, "*" for OPTIONS.  Sets *q to the '?' or to the end.
+*/
+static int target_path(const char *t, size_t n, size_t *start, size_t *q) {
+  size_t s = 0;
+  if (n == 1 && t[0] == '*') {
+    *start = 0;
+    *q = 1;
+    return 0;
+  }
+  if (t[0] != '/') {
+    const char *sep = n > 3 ? memchr(t, ':', n) : NULL;
+    if (sep == NULL || (size_t)(sep - t) + 3 > n || sep[1] != '/' || sep[2] != '/') return -1;
+    const char *slash = memchr(sep + 3, '/', n - (size_t)(sep + 3 - t));
+    s = slash != NULL ? (size_t)(slash - t) : n;
+  }
+  const char *qm = memchr(t + s, '?', n - s);
+  *start = s;
+  *q = qm != NULL ? (size_t)(qm - t) : n;
+  return 0;
+}
+
+/* Pushes method, path, query and minor from the request line d[0..n) (CRLF excluded). */
+static int request_line(lua_State *L, const char *d, size_t n, failure *x) {
+  size_t m = 0;
+  while (m < n && tchar[(unsigned char)d[m]]) m++;
+  if (m == 0 || m == n || d[m] != ' ') return fail(x, 400, "bad request line");
+  size_t t = m + 1, te = t;
+  while (te < n && (unsigned char)d[te] > 0x20 && (unsigned char)d[te] < 0x7f) te++;
+  if (te == t || te == n || d[te] != ' ') return fail(x, 400, "bad request target");
+  int minor = parse_version(d + te + 1, n - te - 1);
+  if (minor == -1) return fail(x, 400, "bad HTTP version");
+  if (minor == -2) return fail(x, 505, "HTTP version not supported");
+  if (!known_method(d, m)) return fail(x, 501, "method not implemented");
+  size_t ps, q;
+  if (target_path(d + t, te - t, &ps, &q) < 0) return fail(x, 400, "bad request target");
+  lua_pushlstring(L, d, m);
+  if (q == ps)
+    lua_pushliteral(L, "/");
+  else
+    lua_pushlstring(L, d + t + ps, q - ps);
+  if (t + q < te)
+    lua_pushlstring(L, d + t + q + 1, te - t - q - 1);
+  else
+    lua_pushnil(L);
+  lua_pushinteger(L, minor);
+  return 0;
+}
+
+/* Sets *body to the body length of a request (BODY_CHUNKED), or -1 with x set. */
+static int request_body(const framing *f, int minor, int64_t *body, failure *x) {
+  if (minor == 1 && f->hosts != 1) return fail(x, 400, "missing or repeated Host");
+  if (minor == 0 && f->hosts > 1) return fail(x, 400, "repeated Host");
+  *body = f->length < 0 ? 0 : f->length;
+  if (f->te == 0) return 0;
+  if (f->lengths > 0) return fail(x, 400, "Transfer-Encoding with Content-Length");
+  if (f->unknown) return fail(x, 501, "transfer coding not implemented");
+  if (!f->chunked) return fail(x, 400, "bad Transfer-Encoding");
+  *body = BODY_CHUNKED;
+  return 0;
+}
+
+/* Parses a complete request head d[0..n): 8 results pushed, or -1 with x set. */
+static int parse_request(lua_State *L, const char *d, const scan *sc, failure *x) {
+  framing f = {-1, 0, 0, 0, 0, 0, 0};
+  if (request_line(L, d, sc->first - 2, x) < 0) return -1;
+  int minor = (int)lua_tointeger(L, -1);
+  const char *err = parse_fields(L, d + sc->first, sc->pos - sc->first, sc->lines, &f);
+  if (err != NULL) return fail(x, 400, err);
+  int64_t body;
+  if (request_body(&f, minor, &body, x) < 0) return -1;
+  lua_pushinteger(L, body);
+  lua_pushinteger(L, f.flags);
+  return 8;
+}
+
+/* ---------------------------------------------------------------- response */
+
+static int parse_response(lua_State *L, const char *d, const scan *sc, failure *x) {
+  framing f = {-1, 0, 0, 0, 0, 0, 0};
+  size_t n = sc->first - 2;
+  int minor = n >= 12 ? parse_version(d, 8) : -1;
+  if (minor < 0 || d[8] != ' ') return fail(x, 400, "bad status line");
+  int status = 0;
+  for (int i = 9; i < 12; i++) {
+    if (d[i] < '0' || d[i] > '9') return fail(x, 400, "bad status code");
+    status = status * 10 + (d[i] - '0');
+  }
+  if (status < 100 || (n > 12 && d[12] != ' ')) return fail(x, 400, "bad status line");
+  for (size_t i = 13; i < n; i++)
+    if (!value_char((unsigned char)d[i])) return fail(x, 400, "bad reason phrase");
+  lua_pushinteger(L, status);
+  lua_pushlstring(L, n > 13 ? d + 13 : "", n > 13 ? n - 13 : 0);
+  lua_pushinteger(L, minor);
+  const char *err = parse_fields(L, d + sc->first, sc->pos - sc->first, sc->lines, &f);
+  if (err != NULL) return fail(x, 400, err);
+  if (f.te > 0 && f.lengths > 0) return fail(x, 400, "Transfer-Encoding with Content-Length");
+  lua_pushinteger(L, f.te > 0        ? (f.chunked && !f.unknown ? BODY_CHUNKED : BODY_TO_CLOSE)
+                     : f.lengths > 0 ? f.length
+                                     : BODY_TO_CLOSE);
+  lua_pushinteger(L, f.flags);
+  return 7;
+}
+
+/* ---------------------------------------------------------------- chunk */
+
+/*
+** The chunk-size line at d (after the CRLF that ends the previous chunk's
+** data when crlf is set): its size, with *used the bytes up to and including
+** its CRLF; -2 to wait for more; -1 with x set when malformed.
+*/
+static int64_t chunk_line(const char *d, size_t len, int crlf, size_t *used, failure *x) {
+  size_t p = 0;
+  if (crlf) {
+    if (len < 2) return -2;
+    if (d[0] != '\r' || d[1] != '\n') return fail(x, 400, "bad chunk end");
+    p = 2;
+  }
+  const char *nl = memchr(d + p, '\n', len - p);
+  if (nl == NULL) return len - p > CHUNK_LINE_MAX ? fail(x, 400, "chunk line too long") : -2;
+  size_t end = (size_t)(nl - d);
+  if (end - p > CHUNK_LINE_MAX) return fail(x, 400, "chunk line too long");
+  if (end == p || d[end - 1] != '\r') return fail(x, 400, "bad chunk line");
+  int64_t size = 0;
+  size_t i = p;
+  for (; i < end - 1; i++) {
+    int c = lower((unsigned char)d[i]);
+    int v = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+    if (v < 0) break;
+    if (i - p >= 15) return fail(x, 400, "chunk too large");
+    size = size * 16 + v;
+  }
+  if (i == p) return fail(x, 400, "bad chunk size");
+  i = skip_ows(d, i, end - 1);
+  if (i < end - 1 && d[i] != ';') return fail(x, 400, "bad chunk size");
+  for (; i < end - 1; i++)
+    if (!value_char((unsigned char)d[i])) return fail(x, 400, "bad chunk extension");
+  *used = end + 1;
+  return size;
+}
+
+/* ---------------------------------------------------------------- driver */
+
+static void limits_from(lua_State *L, limits *lim) {
+  lim->max_line = (size_t)lua_tointeger(L, 4);
+  lim->max_bytes = (size_t)lua_tointeger(L, 5);
+  lim->max_lines = (size_t)lua_tointeger(L, 6);
+}
+
+static double deadline_in(lua_State *L, int idx) {
+  return lua_isnil(L, idx) ? -1 : csock_now() + lua_tonumber(L, idx);
+}
+
+/* The scan state: the saved one after a wait, else a fresh one in *local. */
+static scan *scan_state(lua_State *L, scan *local) {
+  if (lua_gettop(L) >= SCAN) return (scan *)lua_touserdata(L, SCAN);
+  memset(local, 0, sizeof *local);
+  return local;
+}
+
+/*
+** Keeps the scan state on the stack before a wait (C locals do not survive
+** one); a scan that has not started needs none, which spares the idle wait
+** of every keep-alive request an allocation.
+*/
+static scan *scan_save(lua_State *L, scan *sc) {
+  if (lua_gettop(L) >= SCAN || (sc->pos == 0 && sc->first == 0)) return sc;
+  scan *saved = (scan *)lua_newuserdatauv(L, sizeof *saved, 0);
+  *saved = *sc;
+  return saved;
+}
+
+static int protocol_error(lua_State *L, int status, const char *msg) {
+  lua_settop(L, 0);
+  lua_pushboolean(L, 0);
+  lua_pushinteger(L, status);
+  lua_pushstring(L, msg);
+  return 3;
+}
+
+static int io_failure(lua_State *L, int e, int partial) {
+  if (e < 0) e = -e;
+  lua_settop(L, 0);
+  if (e == EBADF)
+    csock_failmsg(L, "socket closed", EBADF);
+  else
+    csock_failure(L, e);
+  lua_pushboolean(L, partial);
+  return 4;
+}
+
+/* One attempt at the head or chunk on what is buffered: results, 0 to wait. */
+static int attempt(lua_State *L, csock_socket *s, int kind, scan *sc, const limits *lim) {
+  size_t len = buf_len(&s->rbuf);
+  const char *d = buf_data(&s->rbuf);
+  failure x = {0, NULL};
+  if (kind == K_CHUNK) {
+    if (sc->first == 0) { /* the chunk-size line */
+      size_t used = 0;
+      int64_t size = chunk_line(d, len, lua_toboolean(L, 3), &used, &x);
+      if (size == -2) return 0;
+      if (size < 0) return protocol_error(L, x.status, x.msg);
+      if (size > 0) {
+        buf_consume(&s->rbuf, used);
+        lua_settop(L, 0);
+        lua_pushinteger(L, size);
+        return 1;
+      }
+      sc->first = sc->pos = used; /* the last chunk: a trailer section follows */
+    }
+    long end = scan_head(d, len, sc, lim);
+    if (end == 0) return 0;
+    if (end < 0) return protocol_error(L, 400, "bad trailer section");
+    buf_consume(&s->rbuf, (size_t)end);
+    lua_settop(L, 0);
+    lua_pushinteger(L, 0);
+    return 1;
+  }
+  if (kind == K_REQ) /* empty lines before a request are ignored (RFC 9112 2.2) */
+    while (sc->pos == 0 && len >= 2 && d[0] == '\r' && d[1] == '\n') {
+      buf_consume(&s->rbuf, 2);
+      len -= 2;
+      d = buf_data(&s->rbuf);
+    }
+  long end = scan_head(d, len, sc, lim);
+  if (end == 0) return 0;
+  if (end < 0) {
+    long st = -end;
+    return protocol_error(L, (int)st,
+                          st == 414   ? "request line too long"
+                          : st == 431 ? "header section too large"
+                                      : "bad line ending");
+  }
+  int base = lua_gettop(L);
+  int n = kind == K_REQ ? parse_request(L, d, sc, &x) : parse_response(L, d, sc, &x);
+  if (n < 0) return protocol_error(L, x.status, x.msg);
+  buf_consume(&s->rbuf, (size_t)end);
+  return lua_gettop(L) - base;
+}
+
+/* At end of stream: nothing buffered is a clean close, else a cut message. */
+static int at_eof(lua_State *L, csock_socket *s, int kind) {
+  if (buf_len(&s->rbuf) == 0 && kind != K_CHUNK) {
+    lua_settop(L, 0);
+    lua_pushnil(L);
+    lua_pushliteral(L, "closed");
+    return 2;
+  }
+  return protocol_error(L, 400, "incomplete message");
+}
+
+/*
+** Stack: socket, 5 arguments, [scan state].  ctx: the kind.  Tries to parse
+** what is buffered; fills and waits (through io.c's fill, so any transport
+** under it works) until it can, or the deadline passes.
+*/
+static int http_k(lua_State *L, int status, lua_KContext ctx) {
+  csock_socket *s = (csock_socket *)lua_touserdata(L, 1);
+  int kind = CTX_KIND(ctx), e = 0;
+  limits lim;
+  scan local;
+  scan *sc = scan_state(L, &local);
+  limits_from(L, &lim);
+  if (status == LUA_YIELD) e = csock_woken(L);
+  if (e == 0 && s->fd < 0) e = EBADF;
+  while (e == 0) {
+    if (buf_len(&s->rbuf) > 0) {
+      if (ctx & CTX_IDLE) { /* the first byte came: the head has its own time from now on */
+        ctx &= ~(lua_KContext)CTX_IDLE;
+        s->rdeadline = deadline_in(L, 3);
+      }
+      int n = attempt(L, s, kind, sc, &lim);
+      if (n > 0) return n;
+    }
+    if (s->eof) return at_eof(L, s, kind);
+    int r = fill(s, buf_len(&s->rbuf));
+    if (r > 0 || r == 0) continue;
+    if (r != -EAGAIN) {
+      e = r;
+      break;
+    }
+    sc = scan_save(L, sc);
+    e = csock_wait(L, s, CSOCK_READ, s->rdeadline, ctx, http_k);
+  }
+  return io_failure(L, e, buf_len(&s->rbuf) > 0);
+}
+
+static void check_timeout(lua_State *L, int arg) {
+  if (lua_isnil(L, arg)) return;
+  csock_checkduration(L, arg, csock_checknumber(L, arg), "timeout");
+}
+
+static void check_limit(lua_State *L, int arg) {
+  csock_argcheck(L, csock_checkinteger(L, arg) > 0, arg, "limit must be positive");
+}
+
+static int http_start(lua_State *L, int kind) {
+  csock_socket *s = sock_checkopen(L, 1);
+  lua_settop(L, 6);
+  check_timeout(L, 2);
+  check_timeout(L, 3);
+  for (int i = 4; i <= 6; i++) check_limit(L, i);
+  int idle = kind == K_REQ && buf_len(&s->rbuf) == 0;
+  s->rdeadline = deadline_in(L, idle ? 2 : 3);
+  return http_k(L, LUA_OK, kind | (idle ? CTX_IDLE : 0));
+}
+
+int http_request_head(lua_State *L) { return http_start(L, K_REQ); }
+
+int http_response_head(lua_State *L) { return http_start(L, K_RES); }
+
+int http_chunk(lua_State *L) {
+  csock_socket *s = sock_checkopen(L, 1);
+  lua_settop(L, 6);
+  check_timeout(L, 2);
+  for (int i = 4; i <= 6; i++) check_limit(L, i);
+  s->rdeadline = deadline_in(L, 2);
+  return http_k(L, LUA_OK, K_CHUNK);
+}
