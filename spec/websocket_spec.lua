@@ -482,3 +482,52 @@ describe("websocket bad arguments", function()
       "bad argument #2 to 'websocket_connect' (max_message must be a non-negative integer)")
   end)
 end)
+
+describe("websocket through csock.http", function()
+  local http = require "csock.http"
+
+  it("upgrades a request of http.server and talks to http.websocket_connect and node", function()
+    local l, port = rt.listener()
+    local child = W.node_client("ws://127.0.0.1:" .. port .. "/node", { { "text", "from node" }, { "wait", 1 },
+      { "close", 1000, "" } })
+    local got = rt.loop(function()
+      local seen = {}
+      local srv = http.server(l, function(req, res)
+        local ws = assert(http.websocket(req, res))
+        local data, kind = ws:receive()
+        seen[#seen + 1] = req.path .. " " .. kind .. " " .. data
+        ws:send(req.path .. ": " .. data)
+        ws:receive()
+      end)
+      local ws = assert(http.websocket_connect("ws://127.0.0.1:" .. port .. "/lua"))
+      assert(ws:send("from lua"))
+      local answer = ws:receive()
+      ws:close()
+      repeat csock.sleep(0.01) until #seen == 2
+      srv:close(1)
+      table.sort(seen)
+      return { answer, seen }
+    end)
+    local _, _, out = child:wait()
+    assert.same({ "/lua: from lua", { "/lua text from lua", "/node text from node" } }, got)
+    assert.same({ "open ", "message text 16 /node: from node", "close 1000 " }, lines_of(out))
+  end)
+
+  it("answers 426 through http.server to a GET that is no upgrade (curl)", function()
+    local l, port = rt.listener()
+    local child = require("helper").spawn("curl -s -i --max-time 5 http://127.0.0.1:" .. port .. "/",
+      { foreign = true })
+    local got = rt.loop(function()
+      local result
+      local srv = http.server(l, function(req, res) result = { http.websocket(req, res) } end)
+      repeat csock.sleep(0.01) until result
+      srv:close(1)
+      return result
+    end)
+    local _, _, out = child:wait()
+    assert.same({ nil, "websocket upgrade refused: no Upgrade: websocket" }, got)
+    assert.matches("^HTTP/1.1 426 ", out)
+    assert.matches("\r\nSec%-WebSocket%-Version: 13\r\n", out)
+    assert.matches("\r\n\r\nWebSocket upgrade refused: no Upgrade: websocket\n$", out)
+  end)
+end)
