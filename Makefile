@@ -181,5 +181,9 @@ build-fuzz/fuzz_addr: fuzz/fuzz_addr.c $(FUZZ_SRC) $(HDRS)
 	@mkdir -p build-fuzz
 	$(FUZZ_CC) $(FUZZ_ALL_CFLAGS) -o $@ fuzz/fuzz_addr.c $(FUZZ_SRC) $(LUA_LIBS) -lm $(FUZZ_ADDR_WRAP)
 
-fuzz: build-fuzz/fuzz_read build-fuzz/fuzz_addr
+build-fuzz/fuzz_ws: fuzz/fuzz_ws.c $(FUZZ_SRC) $(HDRS)
+	@mkdir -p build-fuzz
+	$(FUZZ_CC) $(FUZZ_ALL_CFLAGS) -o $@ fuzz/fuzz_ws.c $(FUZZ_SRC) $(LUA_LIBS) -lm
+
+fuzz: build-fuzz/fuzz_read build-fuzz/fuzz_addr build-fuzz/fuzz_ws
 	sh fuzz/run.sh $(FUZZ_SECONDS)

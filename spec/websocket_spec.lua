@@ -452,7 +452,7 @@ describe("websocket bad arguments", function()
   local ws
   before_each(function()
     local a = csock.socketpair()
-    ws = setmetatable({ sock = a, state = "open", writing = false, wwait = 0 }, websocket.WebSocket)
+    ws = websocket._wrap(a, false)
   end)
 
   it("send", function()

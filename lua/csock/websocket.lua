@@ -215,10 +215,11 @@ end
 
 -- The close code and reason a payload of len bytes deserves, or nil.
 local function length_problem(self, len, data)
+  if not data then return nil end -- a control frame: 125 bytes at most, checked already
   if len > self.max_frame then
     return 1009, format("frame of %d bytes exceeds max_frame (%d)", len, self.max_frame)
   end
-  if data and len + (self.flen or 0) > self.max_message then
+  if len + (self.flen or 0) > self.max_message then
     return 1009, format("message exceeds max_message (%d bytes)", self.max_message)
   end
   return nil
@@ -434,6 +435,12 @@ function WebSocket:__close()
   self:close()
 end
 M.WebSocket = WebSocket
+
+-- A websocket over a socket that already did its handshake (the specs and
+-- fuzz/fuzz_ws.c use it; client: whether this end is the client).
+function M._wrap(sock, client, opts)
+  return new(sock, client, check_opts(opts, "_wrap"))
+end
 
 -- ---------------------------------------------------------------- handshake helpers
 
