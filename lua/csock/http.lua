@@ -74,14 +74,15 @@ local function rawheaders(flat)
   return t
 end
 
--- A Date field value, made at most once a second.
-local date_time, date_value = -1, ""
+-- The Date field line, made at most once a second.
+local date_time, date_line = -1, ""
+local time, date = os.time, os.date
 local function http_date()
-  local now = os.time()
+  local now = time()
   if now ~= date_time then
-    date_time, date_value = now, os.date("!%a, %d %b %Y %H:%M:%S GMT", now)
+    date_time, date_line = now, date("!Date: %a, %d %b %Y %H:%M:%S GMT\r\n", now)
   end
-  return date_value
+  return date_line
 end
 
 -------------------------------------------------------------------------------- bodies
@@ -282,19 +283,12 @@ function Body.body(m)
   return read_all(m)
 end
 
--- Sets up the body fields of m for a message of body length bodylen (C's encoding).
-local function body_init(m, sock, bodylen, timeout, limits, max)
-  m._sock, m._pending, m._total, m._timeout, m._limits, m._max = sock, "", 0, timeout, limits, max
-  m._after = false
-  if bodylen == BODY_CHUNKED then
-    m._mode, m._left = "chunked", 0
-  elseif bodylen == BODY_TO_CLOSE then
-    m._mode, m._left = "close", 0
-  elseif bodylen > 0 then
-    m._mode, m._left = "len", bodylen
-  else
-    m._mode, m._left = false, 0
-  end
+-- The _mode and _left of a body of length bodylen (C's encoding).
+local function body_mode(bodylen)
+  if bodylen == BODY_CHUNKED then return "chunked", 0 end
+  if bodylen == BODY_TO_CLOSE then return "close", 0 end
+  if bodylen > 0 then return "len", bodylen end
+  return false, 0
 end
 
 -------------------------------------------------------------------------------- server
@@ -330,24 +324,41 @@ function Response:status(code)
   return self
 end
 
+-- Field names checked once: a server sends the same few names again and again.
+local good_names, n_good = {}, 0
+local function good_name(name)
+  if good_names[name] then return true end
+  if not token(name) then return false end
+  if n_good < 1000 then
+    good_names[name], n_good = true, n_good + 1
+  end
+  return true
+end
+
+-- The fields the server itself acts on: Content-Length, Connection, Transfer-Encoding.
+local function special_field(res, name, value)
+  local l = name:lower()
+  if l == "content-length" then
+    res._length = tointeger(tonumber(value)) or false
+  elseif l == "connection" and value:lower():find("close", 1, true) then
+    res._keep = false
+  elseif l == "transfer-encoding" then
+    res._te = true
+  end
+end
+
 function Response:header(name, value)
   checkres(self, "header")
-  if not token(name) then argerror(2, "header", "invalid header name") end
+  if type(name) ~= "string" or not good_name(name) then
+    argerror(2, "header", "invalid header name")
+  end
   if type(value) == "number" then value = tostring(value) end
   if type(value) ~= "string" then argerror(3, "header", "string expected, got " .. type(value)) end
   if value:find("[%z\r\n]") then argerror(3, "header", "invalid header value") end
   if self._started then error("header: response already started", 2) end
-  local h = self._headers
-  h[#h + 1] = name
-  h[#h + 1] = value
-  local l = name:lower()
-  if l == "content-length" then
-    self._length = tointeger(tonumber(value))
-  elseif l == "connection" and value:lower():find("close", 1, true) then
-    self._keep = false
-  elseif l == "transfer-encoding" then
-    self._te = true
-  end
+  self._hs = self._hs .. name .. ": " .. value .. "\r\n"
+  local b = name:byte(1) | 0x20
+  if b == 99 or b == 116 then special_field(self, name, value) end -- 'c', 't'
   return self
 end
 
@@ -358,26 +369,10 @@ end
 
 -- The head of the response as one string; chunked says whether the body goes chunked.
 local function head_text(res, chunked)
-  local code = res._code
-  local parts = {status_lines[code], "Date: ", http_date(), "\r\n"}
-  local h, n = res._headers, 4
-  for i = 1, #h, 2 do
-    parts[n + 1], parts[n + 2], parts[n + 3], parts[n + 4] = h[i], ": ", h[i + 1], "\r\n"
-    n = n + 4
-  end
-  if chunked then
-    parts[n + 1] = "Transfer-Encoding: chunked\r\n"
-    n = n + 1
-  end
-  if not res._keep then
-    parts[n + 1] = "Connection: close\r\n"
-    n = n + 1
-  elseif res._keep10 then
-    parts[n + 1] = "Connection: keep-alive\r\n"
-    n = n + 1
-  end
-  parts[n + 1] = "\r\n"
-  return concat(parts, "", 1, n + 1)
+  local connection = not res._keep and "Connection: close\r\n\r\n"
+    or res._keep10 and "Connection: keep-alive\r\n\r\n" or "\r\n"
+  return status_lines[res._code] .. http_date() .. res._hs
+    .. (chunked and "Transfer-Encoding: chunked\r\n" or "") .. connection
 end
 
 local function res_fail(res, err, code)
@@ -392,7 +387,7 @@ local function start(res, ...)
   local code, req = res._code, res._req
   if req._failed then res._keep = false end -- the framing is lost: no next request
   local head = req.method == "HEAD"
-  if res._length == nil and not res._te and not bodiless(code, false) then
+  if not res._length and not res._te and not bodiless(code, false) then
     if req.version == "1.1" then
       res._chunked = true
     else
@@ -451,8 +446,9 @@ function Response:finish(body)
   self._finished = true
   if not self._started then
     body = body or ""
-    if self._length == nil and not self._te and not bodiless(self._code, false) then
-      self:header("Content-Length", #body)
+    if not self._length and not self._te and not bodiless(self._code, false) then
+      self._hs = self._hs .. "Content-Length: " .. #body .. "\r\n"
+      self._length = #body
     end
     return start(self, body)
   end
@@ -481,7 +477,7 @@ end
 
 local function send_error(sock, code, text)
   local body = (REASONS[code] or "Error") .. (text and (": " .. text) or "") .. "\n"
-  sock:write(status_lines[code], "Date: ", http_date(), "\r\nContent-Type: text/plain\r\n",
+  sock:write(status_lines[code], http_date(), "Content-Type: text/plain\r\n",
     "Content-Length: ", tostring(#body), "\r\nConnection: close\r\n\r\n", body)
 end
 
@@ -574,14 +570,18 @@ local function next_request(srv, c, first)
     send_error(c, 417)
     return nil
   end
-  local version = minor == 1 and "1.1" or "1.0"
   setmetatable(headers, HEADERS)
-  local req = setmetatable({method = method, path = path, query = query, version = version,
-    headers = headers, _raw = raw, socket = c}, Request)
-  body_init(req, c, bodylen, o.body_timeout, o.limits, o.max_body)
+  local mode, left = body_mode(bodylen)
+  -- every field in the constructors: a table that grows later is rehashed, per request
+  local req = setmetatable({method = method, path = path, query = query,
+    version = minor == 1 and "1.1" or "1.0", headers = headers, _raw = raw, socket = c,
+    _sock = c, _mode = mode, _left = left, _pending = "", _total = 0, _after = false,
+    _timeout = o.body_timeout, _limits = o.limits, _max = o.max_body, _before = false,
+    _failed = false, _res = false}, Request)
   local keep = flags & F_CLOSE == 0 and (minor == 1 or flags & F_KEEPALIVE ~= 0)
-  local res = setmetatable({_sock = c, _req = req, _code = 200, _headers = {}, _keep = keep,
-    _keep10 = keep and minor == 0, _started = false, _finished = false}, Response)
+  local res = setmetatable({_sock = c, _req = req, _code = 200, _hs = "", _keep = keep,
+    _keep10 = keep and minor == 0, _started = false, _finished = false, _length = false,
+    _te = false, _chunked = false, _nobody = false, _broken = false, _detached = false}, Response)
   req._res = res
   if flags & F_CONTINUE ~= 0 and minor == 1 and req._mode then req._before = send_continue end
   return req, res
@@ -852,6 +852,7 @@ local function header_lines(u, method, opts, body)
 end
 
 local function send_body(c, body, chunked)
+  if body == nil then return true end
   if type(body) == "string" then
     if body == "" then return true end
     return c:write(body)
@@ -902,15 +903,19 @@ local function exchange(u, method, opts, body)
     end
   until status >= 200 or status == 101
   setmetatable(headers, HEADERS)
-  local res = setmetatable({status = status, reason = reason, version = minor == 1 and "1.1" or "1.0",
-    headers = headers, _raw = raw}, Reply)
+  if bodiless(status, method == "HEAD") and status ~= 101 then bodylen = 0 end
+  local mode, left = body_mode(bodylen)
+  local res = setmetatable({status = status, reason = reason,
+    version = minor == 1 and "1.1" or "1.0", headers = headers, _raw = raw, _sock = c,
+    _mode = mode, _left = left, _pending = "", _total = 0, _after = false,
+    _timeout = opts.timeout, _limits = CLIENT_LIMITS, _max = false, _before = false,
+    _failed = false, _after_end = false}, Reply)
   local keep = flags & F_CLOSE == 0 and (minor == 1 or flags & F_KEEPALIVE ~= 0)
   if status == 101 then
+    res._mode = false
     res.socket = c
     return res
   end
-  if bodiless(status, method == "HEAD") then bodylen = 0 end
-  body_init(res, c, bodylen, opts.timeout, CLIENT_LIMITS, nil)
   if bodylen == BODY_TO_CLOSE then keep = false end
   res._after_end = function(m)
     if keep and not m._failed then
@@ -963,7 +968,7 @@ function http.request(url, opts)
   opts = check_request_opts(url, opts)
   local u, err = parse_url(url)
   if not u then argerror(1, "request", err) end
-  local method = opts.method and opts.method:upper() or "GET"
+  local method = opts.method and opts.method:upper() or (opts.body ~= nil and "POST" or "GET")
   local body = opts.body
   local left = opts.redirects or 5
   while true do

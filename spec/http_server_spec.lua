@@ -1,0 +1,328 @@
+-- csock.http's server: request and response objects, keep-alive, pipelining, chunked bodies
+-- both ways, Expect: 100-continue, HEAD, HTTP/1.0, graceful close, detach; talked to by curl,
+-- python3 (http.client, urllib, a raw pipelining socket), node's http module and csock's client.
+local csock = require "csock"
+local http = require "csock.http"
+local rt = require "support.rt"
+local H = require "support.http"
+
+local function curl(args)
+  local argv = {"curl", "-sS", "--max-time", "10"}
+  for _, a in ipairs(args) do argv[#argv + 1] = a end
+  return rt.exec(argv)
+end
+
+describe("csock.http server with curl", function()
+  local srv, base
+  setup(function()
+    srv = H.start_server({})
+    base = "http://127.0.0.1:" .. srv.port
+  end)
+  teardown(function() rt.stop(srv) end)
+
+  it("answers GET with the handler's body", function()
+    local r = curl({base .. "/"})
+    assert.equal(0, r.status)
+    assert.equal("Hello, World!", r.out)
+  end)
+
+  it("keeps the connection alive between requests", function()
+    local r = curl({"-v", base .. "/", base .. "/"})
+    assert.equal("Hello, World!Hello, World!", r.out)
+    assert.truthy(r.err:find("Re%-using existing connection"), r.err)
+  end)
+
+  it("reads a Content-Length body", function()
+    local r = curl({"--data-binary", "hello world", base .. "/echo?x=1"})
+    assert.equal("POST /echo x=1 1.1 11\nhello world", r.out)
+  end)
+
+  it("reads a chunked upload", function()
+    local r = curl({"-H", "Transfer-Encoding: chunked", "--data-binary", "chunky body",
+      base .. "/echo"})
+    assert.equal("POST /echo nil 1.1 11\nchunky body", r.out)
+  end)
+
+  it("sends 100 Continue before reading a body the client holds back", function()
+    local file = rt.tmppath(".bin")
+    local f = assert(io.open(file, "wb"))
+    f:write(("x"):rep(200000))
+    f:close()
+    local r = curl({"-v", "-H", "Expect: 100-continue", "--data-binary", "@" .. file,
+      base .. "/echo"})
+    os.remove(file)
+    assert.equal("POST /echo nil 1.1 200000\n" .. ("x"):rep(200000), r.out)
+    assert.truthy(r.err:find("< HTTP/1.1 100 Continue", 1, true), r.err)
+  end)
+
+  it("streams a chunked response from res:write", function()
+    local r = curl({"--raw", base .. "/chunked"})
+    assert.equal("4\r\none,\r\n4\r\ntwo,\r\n5\r\nthree\r\n0\r\n\r\n", r.out)
+    assert.equal("one,two,three", curl({base .. "/chunked"}).out)
+  end)
+
+  it("answers HEAD with the headers of GET and no body", function()
+    local r = curl({"-I", base .. "/"})
+    assert.truthy(r.out:find("^HTTP/1.1 200 OK\r\n"))
+    assert.truthy(r.out:find("\r\nContent-Length: 13\r\n", 1, true))
+    assert.truthy(r.out:find("\r\n\r\n$"))
+  end)
+
+  it("speaks HTTP/1.0 and closes after the response", function()
+    local r = curl({"-i", "--http1.0", base .. "/echo"})
+    assert.truthy(r.out:find("^HTTP/1.1 200 OK\r\n"))
+    assert.truthy(r.out:find("\r\nConnection: close\r\n", 1, true))
+    assert.truthy(r.out:find("GET /echo nil 1.0 0\n", 1, true))
+  end)
+
+  it("joins repeated fields with \", \" and keeps rawheaders in order", function()
+    local r = curl({"-H", "X-Multi: a", "-H", "x-multi: b", "-H", "User-Agent: t",
+      base .. "/headers"})
+    assert.equal("Host: 127.0.0.1:" .. srv.port .. "\nAccept: */*\n"
+      .. "X-Multi: a\nx-multi: b\nUser-Agent: t\nx-multi: a, b\n", r.out)
+  end)
+
+  it("answers 404 from the handler's status", function()
+    local r = curl({"-i", base .. "/nowhere"})
+    assert.truthy(r.out:find("^HTTP/1.1 404 Not Found\r\n"))
+  end)
+end)
+
+describe("csock.http server with python3", function()
+  local srv
+  setup(function() srv = H.start_server({}) end)
+  teardown(function() rt.stop(srv) end)
+
+  it("answers pipelined requests on one socket in order", function()
+    local r = rt.python([[
+import socket, sys
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
+reqs = b""
+for i in range(5):
+    body = ("body%d" % i).encode()
+    reqs += b"POST /echo?%d HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % (i, len(body)) + body
+reqs += b"GET /echo?last HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+s.sendall(reqs)
+data = b""
+while True:
+    d = s.recv(65536)
+    if not d: break
+    data += d
+for part in data.split(b"HTTP/1.1 ")[1:]:
+    print(part.split(b"\r\n\r\n", 1)[1].split(b"\n")[0].decode())
+]], {srv.port})
+    assert.equal(0, r.status, r.err)
+    assert.equal("POST /echo 0 1.1 5\nPOST /echo 1 1.1 5\nPOST /echo 2 1.1 5\n"
+      .. "POST /echo 3 1.1 5\nPOST /echo 4 1.1 5\nGET /echo last 1.1 0\n", r.out)
+  end)
+
+  it("serves http.client with a chunked upload and keep-alive", function()
+    local r = rt.python([[
+import http.client, sys
+c = http.client.HTTPConnection("127.0.0.1", int(sys.argv[1]), timeout=10)
+c.request("POST", "/echo", body=iter([b"ab", b"cd", b"ef"]), encode_chunked=True,
+          headers={"Transfer-Encoding": "chunked"})
+r = c.getresponse()
+print(r.status, r.read().decode().replace("\n", "|"))
+c.request("GET", "/")
+r = c.getresponse()
+print(r.status, r.read().decode())
+]], {srv.port})
+    assert.equal(0, r.status, r.err)
+    assert.equal("200 POST /echo nil 1.1 6|abcdef\n200 Hello, World!\n", r.out)
+  end)
+
+  it("serves urllib", function()
+    local r = rt.python([[
+import urllib.request, sys
+with urllib.request.urlopen("http://127.0.0.1:%s/echo?q" % sys.argv[1], data=b"x=1") as f:
+    print(f.status, f.read().decode().replace("\n", "|"))
+]], {srv.port})
+    assert.equal(0, r.status, r.err)
+    assert.equal("200 POST /echo q 1.1 3|x=1\n", r.out)
+  end)
+end)
+
+describe("csock.http server with node", function()
+  it("serves node's http client on a keep-alive agent", function()
+    if rt.exec({"node", "--version"}).status ~= 0 then return pending("no node") end
+    local srv = H.start_server({})
+    local r = rt.exec({"node", "-e", [[
+const http = require("http");
+const agent = new http.Agent({keepAlive: true, maxSockets: 1});
+const port = process.argv[1];
+let ports = new Set();
+function get(path) {
+  return new Promise((ok, fail) => {
+    const req = http.request({port, path, agent, method: "PUT", host: "127.0.0.1"}, (res) => {
+      let body = "";
+      ports.add(res.socket.localPort);
+      res.on("data", (d) => body += d);
+      res.on("end", () => ok(res.statusCode + " " + body.replace("\n", "|")));
+    });
+    req.on("error", fail);
+    req.write("from node");
+    req.end();
+  });
+}
+(async () => {
+  console.log(await get("/echo?1"));
+  console.log(await get("/echo?2"));
+  console.log("connections " + ports.size);
+  agent.destroy();
+})();
+]], srv.port})
+    rt.stop(srv)
+    assert.equal(0, r.status, r.err)
+    assert.equal("200 PUT /echo 1 1.1 9|from node\n200 PUT /echo 2 1.1 9|from node\n"
+      .. "connections 1\n", r.out)
+  end)
+end)
+
+describe("csock.http server, graceful close", function()
+  it("lets a request in flight finish, then the process ends", function()
+    local srv = H.start_server({})
+    local base = "http://127.0.0.1:" .. srv.port
+    local slow = require("helper").spawn("curl -sS --max-time 10 " .. base .. "/slow?0.5",
+      {foreign = true})
+    csock.sleep(0.2) -- the slow request is in the handler
+    assert.equal("closing", curl({base .. "/shutdown?5"}).out)
+    local ok, _, out = slow:wait()
+    assert.is_true(ok)
+    assert.equal("slow done", out)
+    assert.equal("closed", srv.pipe:read("l"))
+    assert.equal(7, curl({base .. "/"}).status) -- curl: could not connect
+    rt.stop(srv)
+  end)
+
+  it("cuts off a request that outlives the grace period", function()
+    local handled = false
+    rt.loop(function(go)
+      local l, port = rt.listener()
+      local srv = http.server(l, function(_, res)
+        csock.sleep(5)
+        handled = true
+        res:finish("late")
+      end)
+      local client = go(function()
+        return H.raw(port, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+      end)
+      csock.sleep(0.1)
+      local t0 = csock.now()
+      assert.is_true(srv:close(0.2))
+      assert.is_true(csock.now() - t0 < 1)
+      assert.is_true(srv:join())
+      local _, text = client:join()
+      assert.equal("", text)
+    end)
+    assert.is_false(handled)
+  end)
+
+  it("closes idle keep-alive connections at once", function()
+    rt.loop(function()
+      local l, port = rt.listener()
+      local srv = http.server(l, function(_, res) res:finish("x") end)
+      local c = assert(csock.tcp_connect("127.0.0.1", port, 3))
+      c:write("GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+      assert.equal("HTTP/1.1 200 OK\r", c:read("l"))
+      repeat local line = c:read("l") until line == "\r"
+      assert.equal("x", c:read(1))
+      local t0 = csock.now()
+      srv:close()
+      srv:join()
+      assert.equal("", c:read("a"))
+      assert.is_true(csock.now() - t0 < 1)
+    end)
+  end)
+end)
+
+describe("csock.http server objects", function()
+  local function get(port, path, extra)
+    return H.raw(port, "GET " .. path .. " HTTP/1.1\r\nHost: h\r\n" .. (extra or "")
+      .. "Connection: close\r\n\r\n")
+  end
+
+  it("gives method, path, query, version and headers in any case", function()
+    local seen
+    H.serve(function(req, res)
+      seen = {req.method, req.path, req.query, req.version, req.headers["X-ONE"],
+        req.headers["x-one"], req.headers.host, #req.rawheaders}
+      res:finish()
+    end, nil, function(port) get(port, "/p/a%20th?a=1&b", "X-One: 1\r\n") end)
+    assert.same({"GET", "/p/a%20th", "a=1&b", "1.1", "1", "1", "h", 3}, seen)
+  end)
+
+  it("reads the body with read formats", function()
+    local got
+    H.serve(function(req, res)
+      got = {req:read("l"), req:read("L"), req:read(3), req:read("a"), req:read("l")}
+      res:finish()
+    end, nil, function(port)
+      H.raw(port, "POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 15\r\nConnection: close\r\n\r\n"
+        .. "one\ntwo\nthrest!")
+    end)
+    assert.same({"one", "two\n", "thr", "est!"}, got)
+  end)
+
+  it("sets status and headers, and sends the head and body in one response", function()
+    local text = H.serve(function(_, res)
+      res:status(201):header("X-Thing", "yes"):header("Content-Type", "text/plain")
+      res:finish("made")
+    end, nil, function(port) return get(port, "/") end)
+    assert.truthy(text:find("^HTTP/1.1 201 Created\r\n"))
+    assert.truthy(text:find("\r\nX%-Thing: yes\r\nContent%-Type: text/plain\r\n"))
+    assert.truthy(text:find("\r\nContent%-Length: 4\r\n"))
+    assert.truthy(text:find("\r\n\r\nmade$"))
+  end)
+
+  it("finishes a response the handler left open", function()
+    local text = H.serve(function(_, res) res:write("part") end, nil,
+      function(port) return get(port, "/") end)
+    assert.truthy(text:find("\r\n\r\n4\r\npart\r\n0\r\n\r\n$"))
+  end)
+
+  it("answers 500 when the handler raises before sending, and closes", function()
+    local text = H.serve(function() error("oops") end, nil, function(port)
+      return H.raw(port, "GET / HTTP/1.1\r\nHost: h\r\n\r\n")
+    end)
+    assert.equal(500, H.status(text))
+  end)
+
+  it("sends no body for 204 and 304", function()
+    local text = H.serve(function(_, res) res:status(204):finish("ignored") end, nil,
+      function(port) return get(port, "/") end)
+    assert.truthy(text:find("^HTTP/1.1 204 No Content\r\n"))
+    assert.truthy(text:find("\r\n\r\n$"))
+    assert.falsy(text:find("Content-Length", 1, true))
+  end)
+
+  it("hands the connection over on res:detach()", function()
+    local text = H.serve(function(req, res)
+      local s = res:detach()
+      assert.equal(req.socket, s)
+      s:write("HTTP/1.1 101 Switching Protocols\r\n\r\nraw bytes")
+      s:close()
+    end, nil, function(port) return get(port, "/") end)
+    assert.equal("HTTP/1.1 101 Switching Protocols\r\n\r\nraw bytes", text)
+  end)
+
+  it("raises on bad arguments", function()
+    assert.has_error(function() http.server(42, print) end,
+      "bad argument #1 to 'server' (listening socket expected, got number)")
+    local l = rt.listener()
+    assert.has_error(function() http.server(l, 42) end,
+      "bad argument #2 to 'server' (function expected, got number)")
+    assert.has_error(function() http.server(l, print, {max_body = -1}) end,
+      "bad argument #3 to 'server' (max_body must be a non-negative number)")
+    l:close()
+    H.serve(function(_, res)
+      assert.has_error(function() res:header("Bad Name", "x") end,
+        "bad argument #2 to 'header' (invalid header name)")
+      assert.has_error(function() res:header("X-A", "a\r\nb") end,
+        "bad argument #3 to 'header' (invalid header value)")
+      assert.has_error(function() res:status(42) end,
+        "bad argument #2 to 'status' (status code expected)")
+      res:finish("ok")
+    end, nil, function(port) assert.equal(200, H.status(get(port, "/"))) end)
+  end)
+end)
