@@ -98,11 +98,6 @@ local Unlock = {
   end,
 }
 
--- Marks the end of a receive, however it ends (close frame, error, cancel).
-local Received = {
-  __close = function(r) r.ws.receiving = false end,
-}
-
 local function new(sock, client, o, protocol)
   sock:settimeout(o.timeout)
   local ws = setmetatable({
@@ -117,7 +112,9 @@ local function new(sock, client, o, protocol)
     wwait = 0,
   }, WebSocket)
   ws.unlock = setmetatable({ ws = ws }, Unlock)
-  ws.received = setmetatable({ ws = ws }, Received)
+  -- the longest payload of the common frame receive's fast path takes
+  ws.small = math.min(125, o.max_frame, o.max_message)
+  ws.maskbit = client and 0 or 0x80
   return ws
 end
 
@@ -318,6 +315,43 @@ local function got_close(self, payload)
   return finish(self, code, reason)
 end
 
+-- receive's results when a frame's first two bytes did not come (h: what did).
+local function no_header(self, h, err, code)
+  if h then return finish(self, 1006, "connection closed inside a frame") end
+  return read_failed(self, err, code)
+end
+
+--[[ The common frame, a whole text or binary message of up to 125 bytes
+(self.small), read with its masking key in one read.  A timeout leaves
+the state read_frame resumes from. ]]
+local function fast_message(self, h1, len)
+  local sock, payload = self.sock, ""
+  if self.client then
+    if len > 0 then
+      local err, code
+      payload, err, code = sock:read(len)
+      if not payload then
+        self.h1, self.h2, self.len, self.key = h1, len, len, false
+        return read_failed(self, err, code)
+      end
+    end
+  else
+    local chunk, err, code = sock:read(4 + len)
+    if not chunk then
+      self.h1, self.h2, self.len, self.key = h1, len | 0x80, len, nil
+      return read_failed(self, err, code)
+    end
+    if #chunk < 4 + len then return finish(self, 1006, "connection closed inside a frame") end
+    payload = unmask(chunk, unpack(">I4", chunk), 5)
+  end
+  if #payload < len then return finish(self, 1006, "connection closed inside a frame") end
+  if h1 == 0x81 then
+    if not utf8ok(payload) then return fail(self, 1007, "invalid UTF-8 in a text message") end
+    return payload, "text"
+  end
+  return payload, "binary"
+end
+
 -- A whole message from its last frame (op: the first frame's opcode).
 local function message(self, op, data)
   if op == OP_TEXT and not utf8ok(data) then
@@ -333,8 +367,18 @@ was lost without one).  A timeout returns nil, "timeout", ETIMEDOUT and
 loses nothing. ]]
 function WebSocket:receive()
   if self.state == "closed" then return nil, "closed", self.code, self.reason end
-  self.receiving = true
-  local _ <close> = self.received
+  if not self.h1 and not self.frags then
+    local h, err, code = self.sock:read(2)
+    if not h or #h < 2 then return no_header(self, h, err, code) end
+    local h1, h2 = byte(h, 1, 2)
+    local len = h2 - self.maskbit
+    if (h1 == 0x81 or h1 == 0x82) and len >= 0 and len <= self.small then
+      return fast_message(self, h1, len)
+    end
+    local bad, why = header_problem(self, h1, h2)
+    if bad then return fail(self, bad, why) end
+    self.h1, self.h2 = h1, h2
+  end
   while true do
     local b1, payload, c3, c4 = read_frame(self)
     if not b1 then return nil, payload, c3, c4 end
@@ -420,11 +464,14 @@ function WebSocket:close(code, reason)
     local ok = send_close(self, code or 1000, reason)
     if not ok then return true end
   end
-  if self.receiving then return true end
   self.sock:settimeout(self.close_timeout)
   local deadline = csock.now() + self.close_timeout
   while self.state ~= "closed" and csock.now() < deadline do
-    local data, err = self:receive()
+    local ok, data, err = pcall(self.receive, self)
+    if not ok then
+      if tostring(data):find("socket is busy", 1, true) then return true end -- its reader ends it
+      error(data, 0)
+    end
     if not data and err ~= "closed" then break end
   end
   finish(self, 1006, "no close frame from the peer")
