@@ -21,15 +21,24 @@ else
 LUA_LIBS   ?= $(shell pkg-config --libs lua$(LUA_VERSION) 2>/dev/null || echo -llua$(LUA_VERSION))
 endif
 
+# OpenSSL 3 (libssl-dev); a rockspec passes OPENSSL_INCDIR/OPENSSL_LIBDIR
+ifneq ($(OPENSSL_INCDIR),)
+SSL_CFLAGS ?= -I$(OPENSSL_INCDIR)
+SSL_LIBS   ?= -L$(OPENSSL_LIBDIR) -lssl -lcrypto
+else
+SSL_CFLAGS ?= $(shell pkg-config --cflags openssl 2>/dev/null)
+SSL_LIBS   ?= $(shell pkg-config --libs openssl 2>/dev/null || echo -lssl -lcrypto)
+endif
+
 LUADIR     ?= $(PREFIX)/share/lua/$(LUA_VERSION)
 LIBDIR     ?= $(PREFIX)/lib/lua/$(LUA_VERSION)
 BINDIR     ?= $(PREFIX)/bin
 MANDIR     ?= $(PREFIX)/share/man/man1
 
-CORE_SRC = src/csock.c src/socket.c src/io.c src/addr.c src/opt.c src/buf.c src/loop.c src/cond.c src/coro.c src/resolve.c src/backend_epoll.c src/workers.c src/signal.c src/systemd.c src/http.c src/ws.c
+CORE_SRC = src/csock.c src/socket.c src/io.c src/addr.c src/opt.c src/buf.c src/loop.c src/cond.c src/coro.c src/resolve.c src/backend_epoll.c src/workers.c src/signal.c src/systemd.c src/http.c src/tls.c src/ws.c
 HOST_SRC = src/main.c src/alloc.c
 HDRS     = $(wildcard src/*.h)
-ALL_CFLAGS = $(CFLAGS) $(WARN) -fPIC -pthread -std=gnu11 -D_GNU_SOURCE $(LUA_CFLAGS)
+ALL_CFLAGS = $(CFLAGS) $(WARN) -fPIC -pthread -std=gnu11 -D_GNU_SOURCE $(LUA_CFLAGS) $(SSL_CFLAGS)
 
 .PHONY: all test asan valgrind install uninstall clean bench deps run
 
@@ -37,7 +46,7 @@ all: csock/core.so bin/csock
 
 csock/core.so: $(CORE_SRC) $(HDRS)
 	@mkdir -p csock
-	$(CC) $(ALL_CFLAGS) $(LIBFLAG) -o $@ $(CORE_SRC) $(LDFLAGS)
+	$(CC) $(ALL_CFLAGS) $(LIBFLAG) -o $@ $(CORE_SRC) $(LDFLAGS) $(SSL_LIBS)
 
 # The host links the core statically and preloads it as csock.core.
 build/init_lua.h: lua/csock/init.lua
@@ -48,7 +57,7 @@ build/init_lua.h: lua/csock/init.lua
 
 bin/csock: $(HOST_SRC) $(CORE_SRC) $(HDRS) build/init_lua.h
 	@mkdir -p bin
-	$(CC) $(ALL_CFLAGS) -Ibuild -o $@ $(HOST_SRC) $(CORE_SRC) $(LDFLAGS) $(LUA_LIBS) -lm -Wl,-E
+	$(CC) $(ALL_CFLAGS) -Ibuild -o $@ $(HOST_SRC) $(CORE_SRC) $(LDFLAGS) $(LUA_LIBS) $(SSL_LIBS) -lm -Wl,-E
 
 deps:
 	@sh tools/deps.sh
@@ -69,8 +78,8 @@ ASAN_FLAGS = -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sa
 ASAN_RT = $(shell $(CC) -print-file-name=libasan.so) $(shell $(CC) -print-file-name=libubsan.so)
 asan: deps build/init_lua.h
 	@mkdir -p build-asan/csock build-asan/bin
-	$(CC) $(ASAN_FLAGS) $(WARN) -fPIC -pthread -std=gnu11 -D_GNU_SOURCE $(LUA_CFLAGS) $(LIBFLAG) -o build-asan/csock/core.so $(CORE_SRC)
-	$(CC) $(ASAN_FLAGS) $(WARN) -pthread -std=gnu11 -D_GNU_SOURCE $(LUA_CFLAGS) -Ibuild -o build-asan/bin/csock $(HOST_SRC) $(CORE_SRC) $(LUA_LIBS) -lm -Wl,-E
+	$(CC) $(ASAN_FLAGS) $(WARN) -fPIC -pthread -std=gnu11 -D_GNU_SOURCE $(LUA_CFLAGS) $(SSL_CFLAGS) $(LIBFLAG) -o build-asan/csock/core.so $(CORE_SRC) $(SSL_LIBS)
+	$(CC) $(ASAN_FLAGS) $(WARN) -pthread -std=gnu11 -D_GNU_SOURCE $(LUA_CFLAGS) $(SSL_CFLAGS) -Ibuild -o build-asan/bin/csock $(HOST_SRC) $(CORE_SRC) $(LUA_LIBS) $(SSL_LIBS) -lm -Wl,-E
 	$(RAISE_NOFILE) CSOCK_BUILD=build-asan LD_PRELOAD="$(ASAN_RT)" ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
 	  LSAN_OPTIONS=suppressions=$(CURDIR)/tools/lsan.supp:print_suppressions=0 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	  $(BUSTED) --cpath='./build-asan/?.so' $(BUSTED_ARGS)
@@ -167,7 +176,7 @@ FUZZ_CC      ?= clang
 FUZZ_SRC      = $(filter-out $(HOST_SRC),$(wildcard src/*.c))
 FUZZ_CFLAGS  ?= -g -O1 -fno-omit-frame-pointer
 FUZZ_ALL_CFLAGS = $(FUZZ_CFLAGS) -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
-  -pthread -std=gnu11 -D_GNU_SOURCE -DCSOCK_NO_RESOLVER $(LUA_CFLAGS) -Isrc
+  -pthread -std=gnu11 -D_GNU_SOURCE -DCSOCK_NO_RESOLVER $(LUA_CFLAGS) $(SSL_CFLAGS) -Isrc
 # fuzz_addr wraps the calls that would reach the network or the file system
 FUZZ_ADDR_WRAP = -Wl,--wrap=bind,--wrap=connect,--wrap=sendto,--wrap=getaddrinfo
 
@@ -175,15 +184,15 @@ FUZZ_ADDR_WRAP = -Wl,--wrap=bind,--wrap=connect,--wrap=sendto,--wrap=getaddrinfo
 
 build-fuzz/fuzz_read: fuzz/fuzz_read.c $(FUZZ_SRC) $(HDRS)
 	@mkdir -p build-fuzz
-	$(FUZZ_CC) $(FUZZ_ALL_CFLAGS) -o $@ fuzz/fuzz_read.c $(FUZZ_SRC) $(LUA_LIBS) -lm
+	$(FUZZ_CC) $(FUZZ_ALL_CFLAGS) -o $@ fuzz/fuzz_read.c $(FUZZ_SRC) $(LUA_LIBS) $(SSL_LIBS) -lm
 
 build-fuzz/fuzz_addr: fuzz/fuzz_addr.c $(FUZZ_SRC) $(HDRS)
 	@mkdir -p build-fuzz
-	$(FUZZ_CC) $(FUZZ_ALL_CFLAGS) -o $@ fuzz/fuzz_addr.c $(FUZZ_SRC) $(LUA_LIBS) -lm $(FUZZ_ADDR_WRAP)
+	$(FUZZ_CC) $(FUZZ_ALL_CFLAGS) -o $@ fuzz/fuzz_addr.c $(FUZZ_SRC) $(LUA_LIBS) $(SSL_LIBS) -lm $(FUZZ_ADDR_WRAP)
 
 build-fuzz/fuzz_ws: fuzz/fuzz_ws.c $(FUZZ_SRC) $(HDRS)
 	@mkdir -p build-fuzz
-	$(FUZZ_CC) $(FUZZ_ALL_CFLAGS) -o $@ fuzz/fuzz_ws.c $(FUZZ_SRC) $(LUA_LIBS) -lm
+	$(FUZZ_CC) $(FUZZ_ALL_CFLAGS) -o $@ fuzz/fuzz_ws.c $(FUZZ_SRC) $(LUA_LIBS) $(SSL_LIBS) -lm
 
 fuzz: build-fuzz/fuzz_read build-fuzz/fuzz_addr build-fuzz/fuzz_ws
 	sh fuzz/run.sh $(FUZZ_SECONDS)

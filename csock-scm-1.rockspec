@@ -18,9 +18,14 @@ host executable runs scripts as the loop's first task.
 dependencies = {
   "lua >= 5.4, < 5.5",
 }
+external_dependencies = {
+  OPENSSL = { header = "openssl/ssl.h", library = "ssl" }, -- Debian: libssl-dev
+}
 build = {
   type = "make",
   build_variables = {
+    OPENSSL_INCDIR = "$(OPENSSL_INCDIR)",
+    OPENSSL_LIBDIR = "$(OPENSSL_LIBDIR)",
     CFLAGS = "$(CFLAGS)",
     LIBFLAG = "$(LIBFLAG)",
     LUA_INCDIR = "$(LUA_INCDIR)",

@@ -6,7 +6,7 @@ local rt = require "support.rt"
 
 local BIN = rt.BIN
 local EXAMPLES = {"echo_server", "echo_client", "chat", "http_hello", "udp_echo", "unix_echo",
-  "port_scan", "server", "client"}
+  "port_scan", "server", "client", "tls_echo", "https_get"}
 
 local function start(name, ...)
   local proc = rt.start({BIN, "examples/" .. name .. ".lua", ...})
@@ -496,5 +496,71 @@ describe("server.lua and client.lua (Beej's guide)", function()
     local r = rt.exec({"lua5.4", "examples/client.lua"})
     assert.equal(1, r.status)
     assert.matches("usage: client hostname", r.err)
+  end)
+end)
+
+describe("tls_echo.lua", function()
+  local C = require("support.certs").make()
+
+  it("echoes lines to openssl s_client, which verifies it", function()
+    local p = start("tls_echo", C.server, C.key, 0)
+    assert.matches("^listening on 127%.0%.0%.1:%d+$", p.line)
+    local r = rt.exec({"sh", "-c", "(printf 'over tls\\n'; sleep 1) | openssl s_client -connect 127.0.0.1:"
+      .. p.port .. " -servername localhost -verify_return_error -CAfile " .. C.ca
+      .. " -verify_hostname localhost -quiet -no_ign_eof"})
+    assert.equal(0, r.status, r.err)
+    assert.equal("over tls\n", r.out)
+  end)
+end)
+
+describe("https_get.lua", function()
+  local C = require("support.certs").make()
+  local helper = require "helper"
+
+  -- A blocking csock HTTPS server for one request; returns the port and a function that serves it.
+  local function one_request(body)
+    local ctx = csock.tls_context {mode = "server", certificate = C.server, key = C.key}
+    local srv, port = rt.listener()
+    return port, function()
+      local c = assert(srv:accept())
+      srv:close()
+      c:settimeout(10)
+      local ok = c:starttls(ctx)
+      local request
+      if ok then
+        request = c:read("l")
+        repeat local l = c:read("l") until l == "\r" or l == nil
+        c:write("HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\n\r\n", body)
+      end
+      c:close()
+      return request
+    end
+  end
+
+  local function get(url, env)
+    return helper.spawn(string.format("%s %s %s examples/https_get.lua %s", rt.ENV, env or "",
+      rt.BIN, url))
+  end
+
+  it("gets a page, verifying the server against the CA in SSL_CERT_FILE", function()
+    local port, serve = one_request("secure hello\n")
+    local child = get("https://localhost:" .. port .. "/page", "SSL_CERT_FILE=" .. C.ca)
+    assert.equal("GET /page HTTP/1.0\r", serve())
+    local ok, _, out, err = child:wait()
+    assert.is_true(ok, err)
+    assert.equal("secure hello\n", out)
+    assert.equal("HTTP/1.0 200 OK\n", err)
+  end)
+
+  it("refuses a server the system store does not vouch for", function()
+    local port, serve = one_request("never\n")
+    local child = get("https://localhost:" .. port .. "/")
+    assert.is_nil(serve())
+    local ok, code, out, err = child:wait()
+    assert.is_false(ok)
+    assert.equal(1, code)
+    assert.equal("", out)
+    assert.equal("https_get: localhost: certificate verify failed: unable to get local issuer "
+      .. "certificate\n", err)
   end)
 end)

@@ -129,7 +129,13 @@ local methods = {
     {"tcp", ""}, {"tcp", "nil"}, {"tcp", "0"}, {"tcp", "-1"}, {"tcp", "1 << 41"},
     {"tcp", "math.maxinteger"}, {"tcp", "'x'"}, {"tcp", "1.5"}, {"tcp", "{}"},
   },
+  starttls = {
+    {"tcp", ""}, {"tcp", "nil"}, {"tcp", "{}"}, {"tcp", "5"}, {"tcp", "csock.tls_context {}"},
+    {"tcp", "csock.tls_context {}, 5"}, {"tcp", "csock.tls_context {}, 'a\\0b'"},
+    {"udp", "csock.tls_context {insecure = true}"},
+  },
   accept = {}, close = {}, getsockname = {}, getpeername = {}, gettimeout = {}, fileno = {},
+  tlsinfo = {},
 }
 
 -- Valid-looking arguments for the closed-socket cases.
@@ -140,6 +146,7 @@ local closed_args = {
   send = "'x'", recv = "1", sendto = "'x', '127.0.0.1', 9", recvfrom = "1", read = "'l'",
   write = "'x'", lines = "", shutdown = "", getsockname = "", getpeername = "",
   settimeout = "1", gettimeout = "", setmaxline = "10", fileno = "",
+  starttls = "csock.tls_context {insecure = true}", tlsinfo = "",
 }
 
 -- Module functions: {name, "arguments"}; each must raise.
@@ -166,6 +173,15 @@ local functions = {
   {"signal", "1.5, nil"},
   {"tcp_connect", "{}, 80"}, {"tcp_connect", "'127.0.0.1', -1"},
   {"tcp_listen", "'127.0.0.1', -1"}, {"tcp_listen", "'127.0.0.1\\0', 0"},
+  {"tls_context", "5"}, {"tls_context", "{x = 1}"}, {"tls_context", "{[1] = true}"},
+  {"tls_context", "{mode = 5}"}, {"tls_context", "{mode = 'server'}"},
+  {"tls_context", "{verify = 'yes'}"}, {"tls_context", "{alpn = 'h2'}"},
+  {"tls_context", "{alpn = {''}}"}, {"tls_context", "{alpn = {string.rep('x', 256)}}"},
+  {"tls_context", "{servers = {}}"}, {"tls_context", "{min_version = 1.5}"},
+  {"tls_context", "{cafile = '/nonexistent'}"}, {"tls_context", "{ciphersuites = 'x'}"},
+  {"tls_context", "{mode = 'server', certificate = '/x', key = '/y', servers = {a = 1}}"},
+  {"tls_connect", "{}, 443"}, {"tls_connect", "'127.0.0.1', -1"},
+  {"tls_connect", "'127.0.0.1', 443, 5"},
 }
 -- Module functions that take no argument worth breaking (every call is valid).
 local no_arguments = {now = true, current = true, tasks = true, dump = true, listeners = true, worker = true,

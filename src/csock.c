@@ -66,7 +66,7 @@ static const named_int constants[] = {
     C(EADDRNOTAVAIL), C(ENETDOWN), C(ENETUNREACH), C(ECONNABORTED),
     C(ECONNRESET), C(ENOBUFS), C(EISCONN), C(ENOTCONN), C(ETIMEDOUT),
     C(ECONNREFUSED), C(EHOSTDOWN), C(EHOSTUNREACH), C(EALREADY),
-    C(EINPROGRESS), C(ECANCELED), C(ENAMETOOLONG),
+    C(EINPROGRESS), C(ECANCELED), C(ENAMETOOLONG), C(EPROTO),
     C(SIGHUP), C(SIGINT), C(SIGQUIT), C(SIGUSR1), C(SIGUSR2), C(SIGTERM),
     C(SIGCHLD), C(SIGPIPE), C(SIGALRM), C(SIGWINCH),
     {NULL, 0},
@@ -91,6 +91,7 @@ static const luaL_Reg modfuncs[] = {
     {"dump", loop_dump},
     {"loop", loop_new_embedded},
     {"cond", cond_new},
+    {"tls_context", tls_context},
     {NULL, NULL},
 };
 
@@ -106,6 +107,7 @@ int luaopen_csock_core(lua_State *L) {
     lua_setfield(L, -2, c->name);
   }
   opt_push_constants(L);
+  tls_open(L);
   lua_pushliteral(L, CSOCK_VERSION);
   lua_setfield(L, -2, "_VERSION");
   return 1;

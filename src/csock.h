@@ -52,10 +52,27 @@ typedef struct csock_socket {
   double wdeadline;         /* deadline of the write-side operation under way */
   size_t maxline;           /* longest line read("l") accepts */
   csock_buf rbuf;
-  size_t rpos;               /* bytes the read under way has taken from rbuf */
-  struct csock_task *reader; /* task waiting to read, if any */
-  struct csock_task *writer; /* task waiting to write, if any */
+  size_t rpos;                         /* bytes the read under way has taken from rbuf */
+  struct csock_task *reader;           /* task waiting to read, if any */
+  struct csock_task *writer;           /* task waiting to write, if any */
+  const struct csock_transport *xport; /* NULL: plain recv/send (tls.c sets one) */
+  struct csock_tls *tls;               /* the transport's state */
 } csock_socket;
+
+/*
+** A transport under a stream socket's reads and writes, in place of
+** recv(2)/send(2): TLS (tls.c).  Both return bytes moved (> 0; recv: 0 at
+** end of stream) or -errno, and on would-block -XPORT_WANT_READ or
+** -XPORT_WANT_WRITE, having marked that direction drained (rready/wready).
+** A TLS read may need to write and a write to read, hence two codes.
+*/
+#define XPORT_WANT_READ 0x10001
+#define XPORT_WANT_WRITE 0x10002
+#define XPORT_CHUNK (16 * 1024) /* the most one send takes: a TLS record's plaintext */
+typedef struct csock_transport {
+  long (*recv)(csock_socket *s, char *p, size_t n);
+  long (*send)(csock_socket *s, const char *p, size_t n);
+} csock_transport;
 
 /* csock.c */
 double csock_now(void);
@@ -110,6 +127,14 @@ int fill(csock_socket *s, size_t want);
 int http_request_head(lua_State *L);
 int http_response_head(lua_State *L);
 int http_chunk(lua_State *L);
+
+/* tls.c */
+void tls_open(lua_State *L);
+int tls_context(lua_State *L);
+int tls_starttls(lua_State *L);
+int tls_info(lua_State *L);
+void tls_close(csock_socket *s);
+int tls_shutdown(csock_socket *s);
 
 /* addr.c */
 int addr_parse_family(lua_State *L, int idx);

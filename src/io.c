@@ -59,6 +59,17 @@ static int again_or_fail(lua_State *L, csock_socket *s, int dir, int e, lua_KCon
   return csock_wait(L, s, dir, dir == CSOCK_READ ? s->rdeadline : s->wdeadline, ctx, k);
 }
 
+/*
+** After a transport call (s->xport) failed with r: 0 when the wait it
+** asked for ended ready, else the error.  A TLS read may wait to write.
+*/
+static int xport_wait(lua_State *L, csock_socket *s, long r, double deadline, lua_KContext ctx,
+                      lua_KFunction k) {
+  if (r == -XPORT_WANT_READ) return csock_wait(L, s, CSOCK_READ, deadline, ctx, k);
+  if (r == -XPORT_WANT_WRITE) return csock_wait(L, s, CSOCK_WRITE, deadline, ctx, k);
+  return (int)-r;
+}
+
 /* ---------------------------------------------------------------- accept */
 
 #define ACCEPT_BACKOFF 1 /* ctx: paused once after running out of descriptors */
@@ -210,6 +221,15 @@ static int send_k(lua_State *L, int status, lua_KContext ctx) {
       continue;
     }
     sock_before_send(s);
+    if (s->xport != NULL) {
+      long w = s->xport->send(s, data, n);
+      if (w >= 0) {
+        lua_pushinteger(L, w);
+        return 1;
+      }
+      e = xport_wait(L, s, w, s->wdeadline, ctx, send_k);
+      continue;
+    }
     ssize_t w = send(s->fd, data, n, MSG_NOSIGNAL);
     if (w >= 0) {
       if ((size_t)w < n) s->wready = 0;
@@ -313,6 +333,16 @@ static int recv_k(lua_State *L, int status, lua_KContext ctx) {
     size_t room;
     char *p = buf_string_space(want, &room);
     size_t ask = want < room ? want : room;
+    if (s->xport != NULL) {
+      long r = s->xport->recv(s, p, ask);
+      if (r >= 0) {
+        if (r == 0) s->eof = 1;
+        buf_push_string(L, p, (size_t)r);
+        return 1;
+      }
+      e = xport_wait(L, s, r, s->rdeadline, ctx, recv_k);
+      continue;
+    }
     ssize_t r = recv(s->fd, p, ask, 0);
     if (r >= 0) {
       if (r == 0 && s->type == SOCK_STREAM) s->eof = 1;
@@ -384,6 +414,18 @@ int io_recvfrom(lua_State *L) {
 
 /* ---------------------------------------------------------------- read */
 
+/* fill through a transport: -EAGAIN to wait to read, -XPORT_WANT_WRITE to write. */
+static int fill_xport(csock_socket *s, char *p, size_t avail) {
+  long r = s->xport->recv(s, p, avail);
+  if (r > 0) {
+    buf_commit(&s->rbuf, (size_t)r);
+    return (int)r;
+  }
+  if (buf_len(&s->rbuf) == 0) buf_consume(&s->rbuf, 0); /* give the block back */
+  if (r == 0) s->eof = 1;
+  return r == -XPORT_WANT_READ ? -EAGAIN : (int)r;
+}
+
 /*
 ** Reads more bytes into the buffer: > 0 read, 0 end of stream, -errno.
 ** want: the room to make first (fill_hint), from READ_CHUNK up to FILL_MAX,
@@ -397,6 +439,7 @@ int fill(csock_socket *s, size_t want) {
   size_t avail;
   char *p = buf_reserve(&s->rbuf, want, &avail);
   if (p == NULL) return -ENOMEM;
+  if (s->xport != NULL) return fill_xport(s, p, avail);
   for (;;) {
     ssize_t r = recv(s->fd, p, avail, 0);
     if (r > 0) {
@@ -655,8 +698,8 @@ static int read_formats(lua_State *L, int status, lua_KContext ctx, int *err, lu
     e = fill(s, fill_hint(L, s, letter, 2 + done));
     if (e > 0 || (e == 0 && s->eof)) {
       e = 0;
-    } else if (e == -EAGAIN) {
-      e = csock_wait(L, s, CSOCK_READ, s->rdeadline, ctx, k);
+    } else if (e == -EAGAIN || e == -XPORT_WANT_WRITE) {
+      e = csock_wait(L, s, e == -EAGAIN ? CSOCK_READ : CSOCK_WRITE, s->rdeadline, ctx, k);
     }
   }
   read_begin(s);
@@ -709,7 +752,7 @@ static int read_buffered_line(lua_State *L, csock_socket *s, int nfmt) {
 */
 static int read_count_direct(lua_State *L, csock_socket *s) {
   if (lua_type(L, 2) != LUA_TNUMBER || s->type != SOCK_STREAM || s->eof || buf_len(&s->rbuf) > 0 ||
-      !csock_ready(s, CSOCK_READ))
+      s->xport != NULL || !csock_ready(s, CSOCK_READ))
     return 0;
   lua_Integer n = lua_tointeger(L, 2);
   size_t room, got = 0;
@@ -813,6 +856,24 @@ static int write_fail(lua_State *L, int err, size_t sent) {
   return 4;
 }
 
+/*
+** One send of the pieces through s's transport.  Small pieces are gathered
+** into one block first: over TLS each send is a record of its own, and
+** write(head, body) should not cost two records and two system calls.
+*/
+static long write_xport(csock_socket *s, const struct iovec *iov, int n) {
+  size_t room, used = 0;
+  char *block = buf_scratch(&room);
+  if (room > XPORT_CHUNK) room = XPORT_CHUNK;
+  if (n == 1 || iov[0].iov_len >= room) return s->xport->send(s, iov[0].iov_base, iov[0].iov_len);
+  for (int i = 0; i < n && used < room; i++) {
+    size_t k = iov[i].iov_len < room - used ? iov[i].iov_len : room - used;
+    memcpy(block + used, iov[i].iov_base, k);
+    used += k;
+  }
+  return s->xport->send(s, block, used);
+}
+
 /* Stack: socket, strings.  ctx counts the bytes already sent. */
 static int write_k(lua_State *L, int status, lua_KContext ctx) {
   csock_socket *s = (csock_socket *)lua_touserdata(L, 1);
@@ -845,6 +906,15 @@ static int write_k(lua_State *L, int status, lua_KContext ctx) {
     }
     ssize_t w;
     sock_before_send(s);
+    if (s->xport != NULL) {
+      long r = write_xport(s, iov, n);
+      if (r >= 0) {
+        sent += (size_t)r;
+        continue;
+      }
+      e = xport_wait(L, s, r, s->wdeadline, (lua_KContext)sent, write_k);
+      continue;
+    }
     if (n == 1) {
       w = send(s->fd, iov[0].iov_base, iov[0].iov_len, MSG_NOSIGNAL);
     } else {
@@ -873,7 +943,7 @@ static int write_k(lua_State *L, int status, lua_KContext ctx) {
 static int write_one(lua_State *L, csock_socket *s, size_t *sent) {
   size_t len;
   const char *p = lua_tolstring(L, 2, &len);
-  if (len == 0 || !csock_ready(s, CSOCK_WRITE)) return 0;
+  if (len == 0 || s->xport != NULL || !csock_ready(s, CSOCK_WRITE)) return 0;
   sock_before_send(s);
   ssize_t w = send(s->fd, p, len, MSG_NOSIGNAL);
   if (w < 0) {

@@ -111,6 +111,7 @@ int sock_close(lua_State *L, csock_socket *s) {
   (void)L;
   if (s->fd < 0) return 0;
   loop_forget_socket(s);
+  if (s->tls != NULL) tls_close(s); /* its close_notify needs the descriptor */
   int fd = s->fd;
   s->fd = -1;
   buf_free(&s->rbuf);
@@ -195,6 +196,10 @@ static int sock_shutdown(lua_State *L) {
     lua_Integer h = csock_checkinteger(L, 2);
     csock_argcheck(L, h == SHUT_RD || h == SHUT_WR || h == SHUT_RDWR, 2, "invalid shutdown mode");
     how = (int)h;
+  }
+  if (how != SHUT_RD && s->tls != NULL) { /* the peer reads close_notify, then the FIN */
+    int r = tls_shutdown(s);
+    if (r < 0) return csock_failure(L, r);
   }
   if (shutdown(s->fd, how) < 0) return csock_failure(L, errno);
   lua_pushboolean(L, 1);
@@ -311,6 +316,8 @@ static const luaL_Reg meth[] = {
     {"_httpreq", http_request_head},
     {"_httpres", http_response_head},
     {"_httpchunk", http_chunk},
+    {"starttls", tls_starttls},
+    {"tlsinfo", tls_info},
     {NULL, NULL},
 };
 

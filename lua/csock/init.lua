@@ -72,4 +72,35 @@ function csock.tcp_listen(host, port, backlog)
   return s
 end
 
+local default_client -- the shared client context on the system store, made on first use
+
+--- Connects to host:port over TCP and does a TLS handshake as a client,
+-- checking the server's certificate for host unless opts.insecure.
+-- opts: timeout, context, alpn, insecure.  Returns the socket, or nil,
+-- message, code (csock.EPROTO for a failed handshake).
+function csock.tls_connect(host, port, opts)
+  checkhost(host, "tls_connect")
+  port = checkport(port, "tls_connect")
+  if opts ~= nil and type(opts) ~= "table" then
+    argerror(3, "tls_connect", "table expected, got " .. type(opts))
+  end
+  opts = opts or {}
+  local ctx = opts.context
+  if ctx == nil and (opts.alpn ~= nil or opts.insecure ~= nil) then
+    ctx = core.tls_context { alpn = opts.alpn, insecure = opts.insecure }
+  elseif ctx == nil then
+    default_client = default_client or core.tls_context {}
+    ctx = default_client
+  end
+  local s, err, code = csock.tcp_connect(host, port, opts.timeout)
+  if not s then return nil, err, code end
+  local ok
+  ok, err, code = s:starttls(ctx, host)
+  if not ok then
+    s:close()
+    return nil, err, code
+  end
+  return s
+end
+
 return csock
