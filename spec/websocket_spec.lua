@@ -580,3 +580,59 @@ describe("examples/ws_chat.lua", function()
     assert.matches('new WebSocket("ws://" + location.host + "/chat")', r.out, 1, true)
   end)
 end)
+
+describe("websocket over TLS (wss)", function()
+  local http = require "csock.http"
+  local certs = require "support.certs"
+
+  it("serves wss through http.server to node and to http.websocket_connect, verified", function()
+    local c = certs.make()
+    local l, port = rt.listener()
+    local child = W.node_client("wss://localhost:" .. port .. "/n", { { "text", "over tls" }, { "wait", 1 },
+      { "close", 1000, "" } }, nil, c.ca)
+    local got = rt.loop(function()
+      local seen = 0
+      local srv = http.server(l, function(req, res)
+        local ws = assert(http.websocket(req, res))
+        local data = ws:receive()
+        ws:send(req.path .. " " .. data .. " " .. ws.sock:tlsinfo().version)
+        ws:receive()
+        seen = seen + 1
+      end, { tls = csock.tls_context { mode = "server", certificate = c.server, key = c.key } })
+      local ctx = csock.tls_context { cafile = c.ca }
+      local ws = assert(http.websocket_connect("wss://localhost:" .. port .. "/lua", { tls = ctx }))
+      assert(ws:send("from lua"))
+      local answer = ws:receive()
+      local verified = ws.sock:tlsinfo().verified
+      ws:close()
+      repeat csock.sleep(0.01) until seen == 2
+      srv:close(1)
+      return { answer, verified }
+    end, 15)
+    local _, _, out = child:wait()
+    assert.matches("^/lua from lua TLSv1%.[23]$", got[1])
+    assert.is_true(got[2])
+    assert.equal("open ", lines_of(out)[1])
+    assert.matches("^message text %d+ /n over tls TLSv1%.[23]$", lines_of(out)[2])
+    assert.equal("close 1000 ", lines_of(out)[3])
+  end)
+
+  it("connects to node's wss server and refuses a certificate it cannot verify", function()
+    local c = certs.make()
+    local server = W.node_server({ cert = c.server, key = c.key })
+    rt.defer(finally, function() rt.stop(server) end)
+    local got = rt.loop(function()
+      local url = "wss://localhost:" .. server.port .. "/secure"
+      local ws = assert(websocket.connect(url, { tls = csock.tls_context { cafile = c.ca } }))
+      assert(ws:send("whoami"))
+      local who = ws:receive()
+      ws:close()
+      local none, msg, code = websocket.connect(url)
+      return { who, none, msg, code }
+    end, 15)
+    assert.equal("/secure  undefined", got[1]) -- no subprotocol, no X-Test
+    assert.is_nil(got[2])
+    assert.matches("certificate verify failed", got[3], 1, true)
+    assert.equal(csock.EPROTO, got[4])
+  end)
+end)

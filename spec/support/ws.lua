@@ -1,13 +1,14 @@
---[[
+--[==[
 spec/support/ws.lua - WebSocket peers for spec/websocket_spec.lua.
 
   W.node_path()             NODE_PATH of the npm `ws` package, installed once into
                             a cache under /tmp (npm must work: no skip)
-  W.node_client(url, steps) starts node with `ws` as a client running steps (a list
-                            of {op, ...}, see CLIENT below); a helper child whose
-                            stdout has one line per event
-  W.node_server()           starts node with a `ws` echo server (SERVER below):
-                            rt.start's {pid =, port =, ...}; rt.stop returns its events
+  W.node_client(url, steps [, protocols [, ca]]) starts node with `ws` as a client
+                            running steps (a list of {op, ...}, see CLIENT below); a
+                            helper child whose stdout has one line per event
+  W.node_server([tls])      starts node with a `ws` echo server (SERVER below), wss://
+                            with tls = {cert =, key =}: rt.start's {pid =, port =, ...};
+                            rt.stop returns its events
   W.raw_client(port, hex)   python3: the upgrade, then the frames in hex (no checks of
                             ours), then prints each frame it gets: `op len hex` lines,
                             `close code reason`, then `eof`
@@ -17,7 +18,7 @@ spec/support/ws.lua - WebSocket peers for spec/websocket_spec.lua.
                             opts.mask (a 4-byte key string, or false), opts.len (a false length)
   W.hex(s), W.unhex(s)
   W.mini_http(sock)         a stand-in for csock.http's req and res over an accepted socket
-]]
+]==]
 local helper = require "helper"
 local rt = require "support.rt"
 
@@ -101,9 +102,18 @@ ws.on('error', (e) => say('error ' + e.message));
 
 local SERVER = [[
 const { WebSocketServer } = require('ws');
-const wss = new WebSocketServer({ host: '127.0.0.1', port: 0, maxPayload: 64 << 20,
-  handleProtocols: (ps) => ps.has('chat') ? 'chat' : false });
-wss.on('listening', () => console.log('listening on 127.0.0.1:' + wss.address().port));
+const fs = require('fs');
+const opts = { maxPayload: 64 << 20, handleProtocols: (ps) => ps.has('chat') ? 'chat' : false };
+let wss;
+if (process.env.TLS_KEY) {  // wss: an https server of node's carries the upgrades
+  const server = require('https').createServer({ key: fs.readFileSync(process.env.TLS_KEY),
+    cert: fs.readFileSync(process.env.TLS_CERT) });
+  wss = new WebSocketServer({ server, ...opts });
+  server.listen(0, '127.0.0.1', () => console.log('listening on 127.0.0.1:' + server.address().port));
+} else {
+  wss = new WebSocketServer({ host: '127.0.0.1', port: 0, ...opts });
+  wss.on('listening', () => console.log('listening on 127.0.0.1:' + wss.address().port));
+}
 wss.on('connection', (ws, req) => {
   ws.on('message', (d, isBinary) => {
     const s = d.toString();
@@ -144,18 +154,28 @@ local function json(v)
   return tostring(v)
 end
 
-function W.node_client(url, steps, protocols)
+-- ca: a CA certificate file node trusts besides its own (for wss://).
+function W.node_client(url, steps, protocols, ca)
   local path = W.node_path()
   local script = node_script("client.js", CLIENT)
   local arg = '{"list":' .. json(steps) .. (protocols and ',"protocols":' .. json(protocols) or "") .. "}"
-  return helper.spawn(string.format("NODE_PATH=%s node %s %s %s", rt.q(path), rt.q(script),
+  local env = ca and "NODE_EXTRA_CA_CERTS=" .. rt.q(ca) .. " " or ""
+  return helper.spawn(string.format("%sNODE_PATH=%s node %s %s %s", env, rt.q(path), rt.q(script),
     rt.q(url), rt.q(arg)), { foreign = true })
 end
 
-function W.node_server()
+-- tls: {cert =, key =} files to serve wss:// instead of ws://.
+function W.node_server(tls)
   local path = W.node_path()
   local script = node_script("server.js", SERVER)
-  return rt.start({ "env", "-u", "LD_PRELOAD", "NODE_PATH=" .. path, "node", script }, { limit = 30 })
+  local argv = { "env", "-u", "LD_PRELOAD", "NODE_PATH=" .. path }
+  if tls then
+    argv[#argv + 1] = "TLS_CERT=" .. tls.cert
+    argv[#argv + 1] = "TLS_KEY=" .. tls.key
+  end
+  argv[#argv + 1] = "node"
+  argv[#argv + 1] = script
+  return rt.start(argv, { limit = 30 })
 end
 
 local RAW_COMMON = [[
