@@ -42,6 +42,14 @@ local function raw_serve(bytes, handler, opts)
   return serve(function(port) return W.raw_client(port, hex(bytes)) end, handler, opts)
 end
 
+-- The next n lines a peer started by rt.start prints (waiting for them: the peer prints an
+-- event after csock's side is done with it, so stopping it at once could lose the line).
+local function events(proc, n)
+  local t = {}
+  for i = 1, n do t[i] = proc.pipe:read("l") end
+  return t
+end
+
 -- Receives until the close; the messages as "kind:data" and the close results.
 local function drain(ws)
   local got = {}
@@ -233,8 +241,7 @@ describe("websocket client against node's ws server", function()
       return t
     end)
     assert.same({ "hello|text", "\0\1\255|binary", "/x?y=1 chat hi|text", "chat" }, got)
-    local events = lines_of(rt.stop(server))
-    assert.same({ "close 1000 " }, events)
+    assert.same({ "close 1000 " }, events(server, 1))
   end)
 
   it("joins fragments and answers pings", function()
@@ -247,7 +254,7 @@ describe("websocket client against node's ws server", function()
       return { a, b }
     end)
     assert.same({ "abcd", "pinged" }, got)
-    assert.same({ "pong hey", "close 4003 client says" }, lines_of(rt.stop(server)))
+    assert.same({ "pong hey", "close 4003 client says" }, events(server, 2))
   end)
 
   it("ends with the server's close code and reason", function()
@@ -273,10 +280,10 @@ describe("websocket client against node's ws server", function()
     end)
     assert.same({ true, { nil, "closed", 1009, "frame of 1001 bytes exceeds max_frame (1000)" },
       { nil, "closed", 1007, "invalid UTF-8 in a text message" } }, got)
-    local events = lines_of(rt.stop(server))
-    table.sort(events)
+    local seen = events(server, 2)
+    table.sort(seen)
     assert.same({ "close 1007 invalid UTF-8 in a text message",
-      "close 1009 frame of 1001 bytes exceeds max_frame (1000)" }, events)
+      "close 1009 frame of 1001 bytes exceeds max_frame (1000)" }, seen)
   end)
 
   it("returns nil, message, errno when the connection is refused", function()
@@ -305,9 +312,10 @@ describe("websocket client against a raw python3 server", function()
       local ws = assert(websocket.connect("ws://127.0.0.1:" .. srv.port .. "/"))
       return ws:receive()
     end))
-    local out = rt.stop(srv)
+    local out = events(srv, 1)
+    rt.stop(srv)
     assert.same({ nil, "closed", 1002, "masked frame from the server", n = 4 }, got)
-    assert.matches("close 1002 masked frame from the server", out, 1, true)
+    assert.same({ "close 1002 masked frame from the server" }, out)
   end)
 
   it("reads messages that came with the handshake's answer", function()
