@@ -113,8 +113,8 @@ static size_t base64(const unsigned char *in, size_t n, char *out) {
     if (i + 2 < n) v |= in[i + 2];
     out[o++] = digits[v >> 18 & 63];
     out[o++] = digits[v >> 12 & 63];
-    out[o++] = i + 1 < n ? digits[v >> 6 & 63] : '=';
-    out[o++] = i + 2 < n ? digits[v & 63] : '=';
+    out[o++] = (char)(i + 1 < n ? digits[v >> 6 & 63] : '=');
+    out[o++] = (char)(i + 2 < n ? digits[v & 63] : '=');
   }
   return o;
 }
