@@ -360,6 +360,19 @@ describe("websocket server against protocol violations (raw python3 client)", fu
     end)
   end
 
+  for _, c in ipairs {
+    { "after a whole frame", frame(0x81, "hi"), { "text:hi" }, "connection closed without a close frame" },
+    { "inside a frame's header", frame(0x81, "hi"):sub(1, 1), {}, "connection closed inside a frame" },
+    { "inside a frame's payload", frame(0x82, string.rep("p", 300)):sub(1, 100), {},
+      "connection closed inside a frame" },
+  } do
+    it("reports 1006 when the client's stream ends " .. c[1], function()
+      local res, out = serve(function(port) return W.raw_client(port, hex(c[2]), true) end, drain)
+      assert.same({ c[3], "closed", 1006, c[4], n = 4 }, res)
+      assert.same({ "HTTP/1.1 101 Switching Protocols", "eof" }, out)
+    end)
+  end
+
   it("takes a ping between fragments, a character split across them, and a close with no code", function()
     local bytes = frame(0x01, "caf\xc3") .. frame(0x89, "p1") .. frame(0x80, "\xa9!") .. frame(0x8A, "x")
       .. frame(0x82, "", { len = 0 }) .. frame(0x88, "")

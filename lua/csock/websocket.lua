@@ -385,8 +385,9 @@ function WebSocket:receive()
     local op = b1 & 0x0F
     if op == OP_PING then
       if self.state == "open" then
-        local ok, err, code = send_frame(self, FIN | OP_PONG, payload)
-        if not ok then return nil, err == "closed" and "closed" or err, code end
+        if not send_frame(self, FIN | OP_PONG, payload) then -- the connection is lost
+          return nil, "closed", self.code, self.reason
+        end
       end
     elseif op == OP_CLOSE then
       return got_close(self, payload)

@@ -9,9 +9,10 @@ spec/support/ws.lua - WebSocket peers for spec/websocket_spec.lua.
   W.node_server([tls])      starts node with a `ws` echo server (SERVER below), wss://
                             with tls = {cert =, key =}: rt.start's {pid =, port =, ...};
                             rt.stop returns its events
-  W.raw_client(port, hex)   python3: the upgrade, then the frames in hex (no checks of
-                            ours), then prints each frame it gets: `op len hex` lines,
-                            `close code reason`, then `eof`
+  W.raw_client(port, hex [, shut]) python3: the upgrade, then the frames in hex (no
+                            checks of ours; with shut, then the end of its stream), then
+                            prints each frame it gets: `op len hex` lines, `close code
+                            reason`, then `eof`
   W.raw_server(hex [, accept]) python3: a server that answers one upgrade (with accept as
                             Sec-WebSocket-Accept if given) and sends hex; rt.start's record
   W.frame(b1, payload, opts) a frame built byte by byte in Lua, independent of csock's C:
@@ -217,6 +218,8 @@ while not head.endswith(b'\r\n\r\n'):
     head += c
 print(head.split(b'\r\n')[0].decode(), flush=True)
 s.sendall(bytes.fromhex(sys.argv[2]))
+if len(sys.argv) > 3:
+    s.shutdown(socket.SHUT_WR)
 frames(s)
 ]]
 
@@ -236,7 +239,9 @@ s.sendall(('HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection
 frames(s)
 ]]
 
-function W.raw_client(port, hex)
+-- shut: shut down the sending side after hex (an end of stream without a close frame).
+function W.raw_client(port, hex, shut)
+  if shut then return helper.spawn_python(RAW_CLIENT, port, hex, "shut") end
   return helper.spawn_python(RAW_CLIENT, port, hex)
 end
 
