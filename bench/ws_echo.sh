@@ -2,24 +2,26 @@
 # ws_echo.sh - WebSocket echo of small messages: csock.http's websocket against node with the
 # npm `ws` package, in messages per server CPU-second (issue 20's target: csock >= 1.5x node).
 #
-# Usage: bash bench/ws_echo.sh [--seconds S] [--conns N] [--size BYTES] [--rounds R]
-#   defaults: 3 s of traffic, 100 connections, 64-byte messages, 1 round
+# Usage: bash bench/ws_echo.sh [--seconds S] [--conns N] [--size BYTES] [--rounds R] [--load c|node]
+#   defaults: 3 s of traffic, 100 connections, 64-byte messages, 1 round, the C load
 #
-# The server runs on CPU 0 and the load (bench/clients/ws_load.js, node + ws: each connection
-# sends a message and waits for its echo) on CPU 1.  The server's CPU time (utime + stime from
+# The server runs on CPU 0 and the load on CPU 1: bench/clients/ws_client.c (C, epoll; the
+# default, light enough to keep the server busy) or bench/clients/ws_load.js (node + ws).
+# Each connection sends a message and waits for its echo.  The server's CPU time (utime + stime from
 # /proc) is read when the load starts measuring and when it stops.  npm installs `ws` into
 # bench/build/ (or a temporary folder) the first time.
 set -uo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(cd "$HERE/.." && pwd)
 CSOCK_BIN=${CSOCK_BIN:-$ROOT/bin/csock}
-SECS=3 CONNS=100 SIZE=64 ROUNDS=1
+SECS=3 CONNS=100 SIZE=64 ROUNDS=1 LOAD=c
 while [ $# -gt 0 ]; do
   case $1 in
     --seconds) SECS=$2; shift 2 ;;
     --conns) CONNS=$2; shift 2 ;;
     --size) SIZE=$2; shift 2 ;;
     --rounds) ROUNDS=$2; shift 2 ;;
+    --load) LOAD=$2; shift 2 ;;
     *) echo "ws_echo.sh: unknown option $1" >&2; exit 2 ;;
   esac
 done
@@ -31,6 +33,16 @@ if [ ! -f "$BUILD/node_modules/ws/package.json" ]; then
   (cd "$BUILD" && npm install --no-audit --no-fund --no-save ws >/dev/null) || { echo "ws_echo.sh: npm install ws failed" >&2; exit 1; }
 fi
 export NODE_PATH="$BUILD/node_modules"
+if [ "$LOAD" = c ]; then
+  cc -O2 -Wall -o "$BUILD/ws_client" "$HERE/clients/ws_client.c" || exit 1
+fi
+load() { # port
+  if [ "$LOAD" = c ]; then
+    taskset -c 1 "$BUILD/ws_client" "$1" "$CONNS" "$SECS" "$SIZE"
+  else
+    taskset -c 1 node "$HERE/clients/ws_load.js" "ws://127.0.0.1:$1/" "$CONNS" "$SECS" "$SIZE"
+  fi
+}
 export LUA_PATH="$ROOT/lua/?.lua;$ROOT/lua/?/init.lua;${LUA_PATH:-;}"
 TICK=$(getconf CLK_TCK)
 
@@ -56,7 +68,7 @@ run() {
       started) c0=$(cpu_ticks "$pid") ;;
       messages*) c1=$(cpu_ticks "$pid"); msgs=${out#messages } ;;
     esac
-  done < <(taskset -c 1 node "$HERE/clients/ws_load.js" "ws://127.0.0.1:$port/" "$CONNS" "$SECS" "$SIZE")
+  done < <(load "$port")
   stop_server
   if [ -z "$msgs" ] || [ -z "$c0" ]; then echo "$name failed"; return; fi
   awk -v n="$name" -v m="$msgs" -v t="$((c1 - c0))" -v hz="$TICK" \
