@@ -35,7 +35,7 @@ LIBDIR     ?= $(PREFIX)/lib/lua/$(LUA_VERSION)
 BINDIR     ?= $(PREFIX)/bin
 MANDIR     ?= $(PREFIX)/share/man/man1
 
-CORE_SRC = src/csock.c src/socket.c src/io.c src/addr.c src/opt.c src/buf.c src/loop.c src/cond.c src/coro.c src/resolve.c src/backend_epoll.c src/workers.c src/signal.c src/systemd.c src/http.c src/tls.c src/ws.c
+CORE_SRC = src/csock.c src/socket.c src/io.c src/addr.c src/opt.c src/buf.c src/loop.c src/cond.c src/coro.c src/resolve.c src/backend_epoll.c src/workers.c src/signal.c src/systemd.c src/tls.c src/http.c src/ws.c
 HOST_SRC = src/main.c src/alloc.c
 HDRS     = $(wildcard src/*.h)
 ALL_CFLAGS = $(CFLAGS) $(WARN) -fPIC -pthread -std=gnu11 -D_GNU_SOURCE $(LUA_CFLAGS) $(SSL_CFLAGS)
@@ -190,9 +190,13 @@ build-fuzz/fuzz_addr: fuzz/fuzz_addr.c $(FUZZ_SRC) $(HDRS)
 	@mkdir -p build-fuzz
 	$(FUZZ_CC) $(FUZZ_ALL_CFLAGS) -o $@ fuzz/fuzz_addr.c $(FUZZ_SRC) $(LUA_LIBS) $(SSL_LIBS) -lm $(FUZZ_ADDR_WRAP)
 
+build-fuzz/fuzz_http: fuzz/fuzz_http.c $(FUZZ_SRC) $(HDRS)
+	@mkdir -p build-fuzz
+	$(FUZZ_CC) $(FUZZ_ALL_CFLAGS) -o $@ fuzz/fuzz_http.c $(FUZZ_SRC) $(LUA_LIBS) $(SSL_LIBS) -lm
+
 build-fuzz/fuzz_ws: fuzz/fuzz_ws.c $(FUZZ_SRC) $(HDRS)
 	@mkdir -p build-fuzz
 	$(FUZZ_CC) $(FUZZ_ALL_CFLAGS) -o $@ fuzz/fuzz_ws.c $(FUZZ_SRC) $(LUA_LIBS) $(SSL_LIBS) -lm
 
-fuzz: build-fuzz/fuzz_read build-fuzz/fuzz_addr build-fuzz/fuzz_ws
+fuzz: build-fuzz/fuzz_read build-fuzz/fuzz_addr build-fuzz/fuzz_http build-fuzz/fuzz_ws
 	sh fuzz/run.sh $(FUZZ_SECONDS)

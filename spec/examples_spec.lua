@@ -6,7 +6,7 @@ local rt = require "support.rt"
 
 local BIN = rt.BIN
 local EXAMPLES = {"echo_server", "echo_client", "chat", "http_hello", "udp_echo", "unix_echo",
-  "port_scan", "server", "client", "tls_echo", "https_get"}
+  "port_scan", "server", "client", "rest", "static", "https_client", "tls_echo", "https_get"}
 
 local function start(name, ...)
   local proc = rt.start({BIN, "examples/" .. name .. ".lua", ...})
@@ -166,7 +166,8 @@ sys.stdout.buffer.write(got)
     local r = rt.python([[
 import socket, sys, threading
 port = int(sys.argv[1])
-want = b"HTTP/1.1 200 OK\r\nDate: Sat, 05 Dec 2026 00:00:00 GMT\r\nContent-Type: text/plain\r\nContent-Length: 13\r\n\r\nHello, World!"
+want = (b"HTTP/1.1 200 OK\r\nDate: Sat, 05 Dec 2026 00:00:00 GMT\r\n"
+        b"Content-Type: text/plain\r\nContent-Length: 13\r\n\r\nHello, World!")
 ok = []
 def client():
     s = socket.create_connection(("127.0.0.1", port), timeout=20)
@@ -496,6 +497,97 @@ describe("server.lua and client.lua (Beej's guide)", function()
     local r = rt.exec({"lua5.4", "examples/client.lua"})
     assert.equal(1, r.status)
     assert.matches("usage: client hostname", r.err)
+  end)
+end)
+
+describe("rest.lua", function()
+  local function curl(...)
+    local argv = {"curl", "-sS", "--max-time", "10", ...}
+    return rt.exec(argv)
+  end
+
+  it("creates, lists, reads, replaces and deletes notes", function()
+    local p = start("rest", 0)
+    local base = "http://127.0.0.1:" .. p.port
+    local r = curl("-i", "--data-binary", "first note", base .. "/notes")
+    assert.matches("^HTTP/1.1 201 Created\r\n", r.out)
+    assert.matches("\r\nLocation: /notes/1\r\n", r.out)
+    curl("--data-binary", "second", base .. "/notes")
+    assert.equal("1\n2\n", curl(base .. "/notes").out)
+    assert.equal("first note", curl(base .. "/notes/1").out)
+    assert.equal("updated 1\n", curl("-X", "PUT", "--data-binary", "new", base .. "/notes/1").out)
+    assert.equal("new", curl(base .. "/notes/1").out)
+    r = curl("-i", "-X", "DELETE", base .. "/notes/1")
+    assert.matches("^HTTP/1.1 204 No Content\r\n", r.out)
+    assert.equal("2\n", curl(base .. "/notes").out)
+    r = curl("-i", base .. "/notes/1")
+    assert.matches("^HTTP/1.1 404 Not Found\r\n", r.out)
+    r = curl("-i", "-X", "PATCH", base .. "/notes")
+    assert.matches("^HTTP/1.1 405 Method Not Allowed\r\n", r.out)
+    assert.matches("\r\nAllow: GET, POST\r\n", r.out)
+  end)
+end)
+
+describe("static.lua", function()
+  it("serves files whole, HEAD, index.html, and refuses .. and missing files", function()
+    local dir = rt.tmppath("-static")
+    os.execute("mkdir -p " .. rt.q(dir .. "/sub"))
+    rt.defer(finally, function() os.execute("rm -rf " .. rt.q(dir)) end)
+    local big = {}
+    for i = 1, 40000 do big[i] = ("line %06d of the big file\n"):format(i) end
+    big = table.concat(big)
+    for name, text in pairs({["big.txt"] = big, ["sub/index.html"] = "<p>index</p>",
+      ["empty.txt"] = ""}) do
+      local f = assert(io.open(dir .. "/" .. name, "wb"))
+      f:write(text)
+      f:close()
+    end
+    local p = start("static", dir, 0)
+    local base = "http://127.0.0.1:" .. p.port
+    local r = rt.exec({"curl", "-sS", "--max-time", "10", base .. "/big.txt"})
+    assert.equal(#big, #r.out)
+    assert.is_true(r.out == big)
+    r = rt.exec({"curl", "-sS", "-I", "--max-time", "10", base .. "/big.txt"})
+    assert.matches("\r\nContent%-Length: " .. #big .. "\r\n", r.out)
+    assert.matches("\r\nContent%-Type: text/plain; charset=utf%-8\r\n", r.out)
+    assert.equal("<p>index</p>", rt.exec({"curl", "-sS", base .. "/sub/"}).out)
+    assert.equal("", rt.exec({"curl", "-sS", "-f", base .. "/empty.txt"}).out)
+    r = rt.exec({"curl", "-sS", "-i", "--path-as-is", base .. "/sub/../../etc/passwd"})
+    assert.matches("^HTTP/1.1 400 Bad Request\r\n", r.out)
+    r = rt.exec({"curl", "-sS", "-i", base .. "/nothing"})
+    assert.matches("^HTTP/1.1 404 Not Found\r\n", r.out)
+    r = rt.exec({"curl", "-sS", "-i", base .. "/sub"})
+    assert.matches("^HTTP/1.1 404 Not Found\r\n", r.out)
+  end)
+end)
+
+describe("https_client.lua", function()
+  it("fetches from an https server it trusts through cafile, and refuses one it does not", function()
+    local certs = require("support.certs").make()
+    local script = rt.script(([[
+      local csock = require "csock"
+      local http = require "csock.http"
+      local l = assert(csock.tcp_listen("127.0.0.1", 0))
+      print("listening on 127.0.0.1:" .. l:getsockname().port)
+      io.stdout:flush()
+      local ctx = csock.tls_context({mode = "server", certificate = %q, key = %q})
+      http.serve(l, function(_, res)
+        res:header("X-Test", "yes")
+        res:finish("secure hello\n")
+      end, {tls = ctx})
+    ]]):format(certs.server, certs.key))
+    rt.defer(finally, function() os.remove(script) end)
+    local p = rt.start({BIN, script})
+    rt.defer(finally, function() rt.stop(p) end)
+    local url = "https://localhost:" .. p.port .. "/"
+    local r = rt.exec({BIN, "examples/https_client.lua", url, certs.ca})
+    assert.equal(0, r.status, r.err)
+    assert.matches("^HTTP/1.1 200 OK\n", r.out)
+    assert.matches("\nX%-Test: yes\n", r.out)
+    assert.matches("\n\nsecure hello\n$", r.out)
+    r = rt.exec({BIN, "examples/https_client.lua", url})
+    assert.equal(1, r.status)
+    assert.matches("^https_client: .*certificate verify failed", r.err)
   end)
 end)
 

@@ -326,3 +326,35 @@ describe("csock.http server objects", function()
     end, nil, function(port) assert.equal(200, H.status(get(port, "/"))) end)
   end)
 end)
+
+describe("csock.http server under csock -w 2", function()
+  it("serves from both workers on one port", function()
+    local l, port = rt.listener()
+    l:close()
+    local script = rt.script([[
+      local csock = require "csock"
+      local http = require "csock.http"
+      local l = assert(csock.tcp_listen("127.0.0.1", tonumber(arg[1]), 128))
+      print("listening on 127.0.0.1:" .. arg[1])
+      io.stdout:flush()
+      http.serve(l, function(_, res) res:finish("worker " .. tostring(csock.worker())) end)
+    ]])
+    local proc = rt.start({rt.BIN, "-w", "2", script, tostring(port)})
+    assert.equal("listening on 127.0.0.1:" .. port, proc.pipe:read("l"))
+    local r = rt.python([[
+import http.client, sys
+seen = set()
+for i in range(200):
+    c = http.client.HTTPConnection("127.0.0.1", int(sys.argv[1]), timeout=5)
+    c.request("GET", "/")
+    seen.add(c.getresponse().read().decode())
+    c.close()
+    if len(seen) == 2: break
+print(" ".join(sorted(seen)))
+]], {port})
+    rt.stop(proc)
+    os.remove(script)
+    assert.equal(0, r.status, r.err)
+    assert.equal("worker 1 worker 2\n", r.out)
+  end)
+end)

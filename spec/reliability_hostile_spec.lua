@@ -134,6 +134,18 @@ local methods = {
     {"tcp", "csock.tls_context {}, 5"}, {"tcp", "csock.tls_context {}, 'a\\0b'"},
     {"udp", "csock.tls_context {insecure = true}"},
   },
+  _httpreq = {
+    {"tcp", ""}, {"tcp", "-1, 1, 1, 1, 1"}, {"tcp", "'x', 1, 1, 1, 1"}, {"tcp", "1, 0/0, 1, 1, 1"},
+    {"tcp", "1, 1, 0, 1, 1"}, {"tcp", "1, 1, 1, -1, 1"}, {"tcp", "1, 1, 1, 1, 1.5"},
+    {"tcp", "1, 1, 1, 1"}, {"tcp", "1, 1, {}, 1, 1"}, {"tcp", "nil, nil, math.mininteger, 1, 1"},
+  },
+  _httpres = {
+    {"tcp", ""}, {"tcp", "1, -1, 1, 1, 1"}, {"tcp", "1, 1, 1, 0, 1"}, {"tcp", "1, 1, 1, 1, 'x'"},
+  },
+  _httpchunk = {
+    {"tcp", ""}, {"tcp", "-1, false, 1, 1, 1"}, {"tcp", "1, true, 0, 1, 1"},
+    {"tcp", "1, true, 1, 1, -1"}, {"tcp", "{}, true, 1, 1, 1"},
+  },
   accept = {}, close = {}, getsockname = {}, getpeername = {}, gettimeout = {}, fileno = {},
   tlsinfo = {},
 }
@@ -147,6 +159,7 @@ local closed_args = {
   write = "'x'", lines = "", shutdown = "", getsockname = "", getpeername = "",
   settimeout = "1", gettimeout = "", setmaxline = "10", fileno = "",
   starttls = "csock.tls_context {insecure = true}", tlsinfo = "",
+  _httpreq = "1, 1, 1, 1, 1", _httpres = "1, 1, 1, 1, 1", _httpchunk = "1, false, 1, 1, 1",
 }
 
 -- Module functions: {name, "arguments"}; each must raise.

@@ -4,9 +4,10 @@
 **
 ** Three socket methods, all internal to lua/csock/http.lua:
 **   s:_httpreq(idle, timeout, max_line, max_header_bytes, max_headers)
-**     -> method, path, query|nil, minor, headers, raw, bodylen, flags
+**     -> method, path, query|nil, minor, headers, fields, bodylen, flags
 **   s:_httpres(timeout, timeout, max_line, max_header_bytes, max_headers)
-**     -> status, reason, minor, headers, raw, bodylen, flags
+**     -> status, reason, minor, headers, fields, bodylen, flags
+** (fields: the header lines as they came, CRLFs included)
 **   s:_httpchunk(timeout, crlf_first, max_line, max_trailer_bytes, max_trailers)
 **     -> size of the next chunk (0: the last; its trailer section is consumed)
 ** On a malformed message they return false, status, message (the status a
@@ -249,13 +250,14 @@ static void set_header(lua_State *L, int headers, const char *v, size_t vn) {
 
 /*
 ** Parses the header lines of d[0..n) (each ending in CRLF, checked by the
-** scan) into a headers table and a flat raw array {name1, value1, ...},
-** pushed in that order.  NULL, or the message of a malformed field.
+** scan) into a headers table, and pushes it and the lines themselves as one
+** string, from which csock.http makes rawheaders when it is asked for (a
+** string costs less than a table of names and values that most handlers
+** never look at).  NULL, or the message of a malformed field.
 */
 static const char *parse_fields(lua_State *L, const char *d, size_t n, size_t lines, framing *f) {
   lua_createtable(L, 0, (int)(lines < 64 ? lines : 64));
-  lua_createtable(L, (int)(lines < 128 ? 2 * lines : 256), 0);
-  int headers = lua_gettop(L) - 1, raw = headers + 1, k = 0;
+  int headers = lua_gettop(L);
   size_t p = 0;
   while (p < n) {
     size_t end = (size_t)((const char *)memchr(d + p, '\n', n - p) - d) - 1; /* the CR */
@@ -269,14 +271,11 @@ static const char *parse_fields(lua_State *L, const char *d, size_t n, size_t li
       if (!value_char((unsigned char)d[j])) return "bad character in a field value";
     const char *err = framing_field(f, d + p, nn, d + vs, ve - vs);
     if (err != NULL) return err;
-    lua_pushlstring(L, d + p, nn);
-    lua_rawseti(L, raw, ++k);
-    lua_pushlstring(L, d + vs, ve - vs);
-    lua_rawseti(L, raw, ++k);
     push_lower(L, d + p, nn);
     set_header(L, headers, d + vs, ve - vs);
     p = end + 2;
   }
+  lua_pushlstring(L, d, n);
   return NULL;
 }
 
@@ -587,13 +586,13 @@ static int http_k(lua_State *L, int status, lua_KContext ctx) {
     }
     if (s->eof) return at_eof(L, s, kind);
     int r = fill(s, buf_len(&s->rbuf));
-    if (r > 0 || r == 0) continue;
-    if (r != -EAGAIN) {
+    if (r >= 0) continue;
+    if (r != -EAGAIN && r != -XPORT_WANT_WRITE) { /* a TLS read may have to write first */
       e = r;
       break;
     }
     sc = scan_save(L, sc);
-    e = csock_wait(L, s, CSOCK_READ, s->rdeadline, ctx, http_k);
+    e = csock_wait(L, s, r == -EAGAIN ? CSOCK_READ : CSOCK_WRITE, s->rdeadline, ctx, http_k);
   }
   return io_failure(L, e, buf_len(&s->rbuf) > 0);
 }

@@ -313,11 +313,11 @@ static const luaL_Reg meth[] = {
     {"gettimeout", sock_gettimeout},
     {"setmaxline", sock_setmaxline},
     {"fileno", sock_fileno},
+    {"starttls", tls_starttls},
+    {"tlsinfo", tls_info},
     {"_httpreq", http_request_head},
     {"_httpres", http_response_head},
     {"_httpchunk", http_chunk},
-    {"starttls", tls_starttls},
-    {"tlsinfo", tls_info},
     {NULL, NULL},
 };
 

@@ -5,14 +5,15 @@
 #   MODE     http -> examples/http_hello.lua    echo -> examples/echo_server.lua
 #   WORKERS  if given and > 1: csock -w WORKERS (multi-worker mode)
 # The csock executable is $CSOCK_BIN if set, else bin/csock of this checkout.
-# The in-tree Lua modules (lua/) come first on LUA_PATH.
+# The in-tree Lua modules (lua/) come first on LUA_PATH.  CSOCK_HTTP_SCRIPT replaces the http
+# script (the row csock-raw: servers/csock_raw_http.lua).
 set -euo pipefail
 mode=${1:?http|echo} port=${2:?PORT} workers=${3:-1}
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 CSOCK=${CSOCK_BIN:-$ROOT/bin/csock}
 [ -x "$CSOCK" ] || { echo "csock_server.sh: no executable $CSOCK (run make)" >&2; exit 1; }
 case $mode in
-  http) script=$ROOT/examples/http_hello.lua ;;
+  http) script=${CSOCK_HTTP_SCRIPT:-$ROOT/examples/http_hello.lua} ;;
   echo) script=$ROOT/examples/echo_server.lua ;;
   *) echo "csock_server.sh: mode must be http or echo" >&2; exit 2 ;;
 esac
