@@ -168,9 +168,10 @@ install-man:
 uninstall-man:
 	rm -f $(DESTDIR)$(MANDIR)/csock.1
 
-# libFuzzer harnesses (issue 6) over the read buffer and formats and over
-# address parsing, built by clang with ASan and UBSan and without the
-# resolver; `make fuzz` runs them for FUZZ_SECONDS in all (fuzz/run.sh).
+# libFuzzer harnesses (issues 6, 18) over the read buffer and formats, over
+# address parsing and over the TLS transport, built by clang with ASan and
+# UBSan and without the resolver; `make fuzz` runs them for FUZZ_SECONDS in
+# all (fuzz/run.sh).
 FUZZ_SECONDS ?= 60
 FUZZ_CC      ?= clang
 FUZZ_SRC      = $(filter-out $(HOST_SRC),$(wildcard src/*.c))
@@ -198,5 +199,9 @@ build-fuzz/fuzz_ws: fuzz/fuzz_ws.c $(FUZZ_SRC) $(HDRS)
 	@mkdir -p build-fuzz
 	$(FUZZ_CC) $(FUZZ_ALL_CFLAGS) -o $@ fuzz/fuzz_ws.c $(FUZZ_SRC) $(LUA_LIBS) $(SSL_LIBS) -lm
 
-fuzz: build-fuzz/fuzz_read build-fuzz/fuzz_addr build-fuzz/fuzz_http build-fuzz/fuzz_ws
+build-fuzz/fuzz_tls: fuzz/fuzz_tls.c $(FUZZ_SRC) $(HDRS)
+	@mkdir -p build-fuzz
+	$(FUZZ_CC) $(FUZZ_ALL_CFLAGS) -o $@ fuzz/fuzz_tls.c $(FUZZ_SRC) $(LUA_LIBS) $(SSL_LIBS) -lm
+
+fuzz: build-fuzz/fuzz_read build-fuzz/fuzz_addr build-fuzz/fuzz_http build-fuzz/fuzz_ws build-fuzz/fuzz_tls
 	sh fuzz/run.sh $(FUZZ_SECONDS)

@@ -181,6 +181,23 @@ describe("TLS between csock tasks", function()
     end)
   end)
 
+  it("recvfrom and sendto go through TLS too", function()
+    local sctx, cctx = server_ctx(), client_ctx()
+    rt.loop(function(go)
+      local port = serve(go, sctx, function(c)
+        local d, from = c:recvfrom(100)
+        assert.equal("127.0.0.1", from.addr)
+        c:sendto(d:upper(), from.addr, from.port)
+      end)
+      local s = assert(csock.tls_connect("localhost", port, {context = cctx, timeout = 5}))
+      assert.equal(3, s:sendto("abc", "127.0.0.1", port))
+      local d, from = s:recvfrom(100)
+      assert.equal("ABC", d)
+      assert.equal(port, from.port)
+      s:close()
+    end)
+  end)
+
   it("shutdown('w') sends close_notify: the peer reads to the end, then answers", function()
     local sctx, cctx = server_ctx(), client_ctx()
     rt.loop(function(go)
@@ -191,6 +208,8 @@ describe("TLS between csock tasks", function()
       local s = assert(csock.tls_connect("localhost", port, {context = cctx, timeout = 5}))
       s:write("abc")
       assert.is_true(s:shutdown("w"))
+      local ok, msg, code = s:write("more")
+      assert.same({nil, "Broken pipe", csock.EPIPE}, {ok, msg, code})
       assert.equal("3", s:read("l"))
       s:close()
     end)
@@ -251,6 +270,35 @@ describe("TLS between csock tasks", function()
       end
       if not got then seen:wait() end
       assert.same({"last words"}, got)
+    end)
+  end)
+
+  it("keeps the maximum line over TLS", function()
+    local sctx, cctx = server_ctx(), client_ctx()
+    rt.loop(function(go)
+      local port = serve(go, sctx, function(c)
+        c:write(string.rep("x", 100), "\nshort\n")
+        c:read("l")
+      end)
+      local s = assert(csock.tls_connect("localhost", port, {context = cctx, timeout = 5}))
+      s:setmaxline(50)
+      assert.same({nil, "line too long", csock.EMSGSIZE}, {s:read("l")})
+      s:setmaxline(200)
+      assert.equal(string.rep("x", 100), s:read("l"))
+      assert.equal("short", s:read("l"))
+      s:write("bye\n")
+      s:close()
+    end)
+  end)
+
+  it("tls_connect's alpn option offers the protocols", function()
+    local sctx = server_ctx {alpn = {"x-csock"}}
+    rt.loop(function(go)
+      local port = serve(go, sctx, function() end)
+      local s = assert(csock.tls_connect("localhost", port, {alpn = {"x-csock"}, insecure = true,
+        timeout = 5}))
+      assert.equal("x-csock", s:tlsinfo().alpn)
+      s:close()
     end)
   end)
 
@@ -467,13 +515,48 @@ describe("TLS against hostile and slow peers", function()
       assert.is_nil(ok)
       assert.equal("unexpected eof while reading", msg)
       assert.equal(csock.EPROTO, code)
+      assert.same({nil, "TLS failed on this socket", csock.EPROTO}, {s:starttls(cctx, "localhost")})
+      assert.same({nil, "Protocol error", csock.EPROTO}, {s:read("l")})
       s:close()
     end)
   end)
 
-  it("serves 300 concurrent TLS connections in one loop", function()
+  it("a peer gone away: write fails with EPIPE or ECONNRESET, close sends no SIGPIPE", function()
+    -- in a child, so that a SIGPIPE would kill only it
+    local ok, out, err = helper.run_lua([[
+      local csock = require "csock"
+      local C = {server = arg[1], key = arg[2], ca = arg[3]}
+      local sctx = csock.tls_context {mode = "server", certificate = C.server, key = C.key}
+      local cctx = csock.tls_context {cafile = C.ca}
+      csock.run(function()
+        local srv = assert(csock.tcp_listen("127.0.0.1", 0))
+        local port = srv:getsockname().port
+        csock.spawn(function()
+          local c = srv:accept()
+          c:settimeout(5)
+          assert(c:starttls(sctx))
+          c:close()
+        end)
+        local s = assert(csock.tls_connect("localhost", port, {context = cctx, timeout = 5}))
+        csock.sleep(0.1)
+        local codes = {}
+        for _ = 1, 20 do
+          local r, _, code = s:write(string.rep("x", 65536))
+          if not r then codes[#codes + 1] = code break end
+          csock.sleep(0.01)
+        end
+        s:close()
+        print(codes[1] == csock.EPIPE or codes[1] == csock.ECONNRESET)
+      end)
+      print("alive")
+    ]], C.server, C.key, C.ca)
+    assert.is_true(ok, err)
+    assert.equal("true\nalive\n", out)
+  end)
+
+  it("serves 1,000 concurrent TLS connections in one loop (fewer under a low fd limit)", function()
     local sctx, cctx = server_ctx(), client_ctx()
-    local n = math.min(300, math.floor((rt.fd_limit() - 40) / 2))
+    local n = math.min(1000, math.floor((rt.fd_limit() - 40) / 2))
     rt.loop(function(go)
       local port = serve(go, sctx, echo_lines)
       local conns, tasks = {}, {}
@@ -597,6 +680,58 @@ with socket.create_connection(("127.0.0.1", int(sys.argv[2]))) as raw:
     local ok, _, out, err = child:wait()
     assert.is_true(ok, err)
     assert.equal("back TLSv1.3\n", out)
+  end)
+
+  it("moves 4 MiB each way with a python3 ssl echo server, blocking", function()
+    if not helper.has_python3() then pending("python3 missing") return end
+    local child = helper.spawn_python([[
+import socket, ssl, sys, threading
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+ctx.load_cert_chain(sys.argv[1], sys.argv[2])
+ls = socket.socket(); ls.bind(("127.0.0.1", 0)); ls.listen(1)
+print(ls.getsockname()[1], flush=True)
+c, _ = ls.accept()
+t = ctx.wrap_socket(c, server_side=True)
+while True:
+    d = t.recv(65536)
+    if not d: break
+    t.sendall(d)
+t.close()
+]], C.server, C.key)
+    local port = assert(tonumber(child:line()))
+    local s = assert(csock.tls_connect("localhost", port, {context = client_ctx(), timeout = 10}))
+    local chunk = string.rep("0123456789abcdef", 4096) -- 64 KiB
+    local got = {}
+    local n = 0
+    for _ = 1, 64 do -- write a chunk, read what came back so far: neither side's buffers fill
+      assert(s:write(chunk))
+      local d = assert(s:read(#chunk))
+      n = n + #d
+      got[#got + 1] = d
+    end
+    assert.equal(4 * 1024 * 1024, n)
+    assert.is_true(table.concat(got) == string.rep(chunk, 64))
+    s:close()
+    assert.is_true((child:wait()))
+  end)
+
+  it("negotiates TLS 1.2 with a peer that speaks no more; min_version = 'tls1.3' refuses it", function()
+    local proc = rt.start({"openssl", "s_server", "-accept", "0", "-cert", C.server, "-key", C.key,
+      "-rev", "-tls1_2"})
+    finally(function() rt.stop(proc) end)
+    local line = proc.line
+    while line and not line:match("^ACCEPT") do line = proc.pipe:read("l") end
+    local port = assert(tonumber(line:match(":(%d+)$")))
+    local s = assert(csock.tls_connect("localhost", port, {context = client_ctx(), timeout = 5}))
+    assert.equal("TLSv1.2", s:tlsinfo().version)
+    s:write("tls12\n")
+    assert.equal("21slt", s:read("l"))
+    s:close()
+    local strict = client_ctx {min_version = "tls1.3"}
+    local t, msg, code = csock.tls_connect("localhost", port, {context = strict, timeout = 5})
+    assert.is_nil(t)
+    assert.equal("tlsv1 alert protocol version", msg)
+    assert.equal(csock.EPROTO, code)
   end)
 
   it("a blocking handshake honours the timeout against a silent peer", function()

@@ -263,6 +263,15 @@ static int sendto_k(lua_State *L, int status, lua_KContext ctx) {
   int e = resumed(L, status, s);
   while (e == 0) {
     sock_before_send(s);
+    if (s->xport != NULL) { /* a TLS stream is connected: the address goes unused, as in TCP */
+      long r = s->xport->send(s, data, n);
+      if (r >= 0) {
+        lua_pushinteger(L, r);
+        return 1;
+      }
+      e = xport_wait(L, s, r, s->wdeadline, ctx, sendto_k);
+      continue;
+    }
     ssize_t w = sendto(s->fd, data, n, MSG_NOSIGNAL, sa, *len);
     if (w >= 0) {
       lua_pushinteger(L, w);
@@ -390,6 +399,17 @@ static int recvfrom_k(lua_State *L, int status, lua_KContext ctx) {
     struct sockaddr_storage ss;
     socklen_t len = sizeof ss;
     memset(&ss, 0, sizeof ss);
+    if (s->xport != NULL) { /* plaintext from the connected peer */
+      long x = s->xport->recv(s, p, want < room ? want : room);
+      if (x >= 0) {
+        if (x == 0) s->eof = 1;
+        lua_pushlstring(L, p, (size_t)x);
+        push_peer(L, s);
+        return 2;
+      }
+      e = xport_wait(L, s, x, s->rdeadline, ctx, recvfrom_k);
+      continue;
+    }
     ssize_t r = recvfrom(s->fd, p, want < room ? want : room, 0, (struct sockaddr *)&ss, &len);
     if (r >= 0) {
       lua_pushlstring(L, p, (size_t)r);

@@ -136,7 +136,7 @@ static int opt_bool(lua_State *L, const char *name, int dflt) {
 /* A file the option names must be readable: say so before OpenSSL's vaguer reason. */
 static void check_readable(lua_State *L, const char *name, const char *file) {
   FILE *f = fopen(file, "r");
-  if (f == NULL) opt_error(L, name, "cannot read", file, strerror(errno));
+  if (f == NULL) return (void)opt_error(L, name, "cannot read", file, strerror(errno));
   fclose(f);
 }
 
@@ -152,29 +152,30 @@ static void check_known(lua_State *L) {
     int i = 0;
     while (k != NULL && known_opts[i] != NULL && strcmp(known_opts[i], k) != 0) i++;
     if (k == NULL || known_opts[i] == NULL)
-      ctx_error(L, "unknown option '%s'", k ? k : luaL_typename(L, -1));
+      return (void)ctx_error(L, "unknown option '%s'", k ? k : luaL_typename(L, -1));
   }
 }
 
 static void ctx_certificates(lua_State *L, tls_ctx *c) {
   const char *cert = opt_string(L, "certificate"), *key = opt_string(L, "key");
   if (c->conf->server && (cert == NULL || key == NULL))
-    ctx_error(L, "a server needs options 'certificate' and 'key'");
+    return (void)ctx_error(L, "a server needs options 'certificate' and 'key'");
   if (cert == NULL && key == NULL) return;
   if (cert == NULL || key == NULL)
-    ctx_error(L, "option '%s' needs option '%s'", cert ? "certificate" : "key",
-              cert ? "key" : "certificate");
+    return (void)ctx_error(L, "option '%s' needs option '%s'", cert ? "certificate" : "key",
+                           cert ? "key" : "certificate");
   check_readable(L, "certificate", cert);
   check_readable(L, "key", key);
   if (SSL_CTX_use_certificate_chain_file(c->ctx, cert) != 1)
-    opt_error(L, "certificate", "cannot use", cert, ssl_reason("no certificate"));
+    return (void)opt_error(L, "certificate", "cannot use", cert, ssl_reason("no certificate"));
   if (SSL_CTX_use_PrivateKey_file(c->ctx, key, SSL_FILETYPE_PEM) != 1 ||
       SSL_CTX_check_private_key(c->ctx) != 1) {
     if (ERR_GET_REASON(ERR_peek_error()) == X509_R_KEY_VALUES_MISMATCH || ERR_peek_error() == 0) {
       ERR_clear_error();
-      ctx_error(L, "option 'key': '%s' does not match the certificate '%s'", key, cert);
+      return (void)ctx_error(L, "option 'key': '%s' does not match the certificate '%s'", key,
+                             cert);
     }
-    opt_error(L, "key", "cannot use", key, ssl_reason("no key"));
+    return (void)opt_error(L, "key", "cannot use", key, ssl_reason("no key"));
   }
 }
 
@@ -183,8 +184,8 @@ static void ctx_verify_paths(lua_State *L, tls_ctx *c) {
   if (cafile) check_readable(L, "cafile", cafile);
   if (cafile || capath) {
     if (SSL_CTX_load_verify_locations(c->ctx, cafile, capath) != 1)
-      opt_error(L, cafile ? "cafile" : "capath", "cannot load", cafile ? cafile : capath,
-                ssl_reason("no certificates"));
+      return (void)opt_error(L, cafile ? "cafile" : "capath", "cannot load",
+                             cafile ? cafile : capath, ssl_reason("no certificates"));
   } else if (c->conf->verify && !c->conf->insecure) {
     SSL_CTX_set_default_verify_paths(c->ctx);
   }
@@ -202,7 +203,7 @@ static void ctx_alpn(lua_State *L, tls_ctx *c) {
     lua_pop(L, 1);
     return;
   }
-  if (t != LUA_TTABLE) ctx_error(L, "option 'alpn' must be a list of strings");
+  if (t != LUA_TTABLE) return (void)ctx_error(L, "option 'alpn' must be a list of strings");
   luaL_Buffer b;
   luaL_buffinit(L, &b);
   lua_Integer n = luaL_len(L, -2);
@@ -211,7 +212,7 @@ static void ctx_alpn(lua_State *L, tls_ctx *c) {
     size_t len;
     const char *p = lua_type(L, -1) == LUA_TSTRING ? lua_tolstring(L, -1, &len) : NULL;
     if (p == NULL || len == 0 || len > 255)
-      ctx_error(L, "option 'alpn': entry %d must be a name of 1 to 255 bytes", (int)i);
+      return (void)ctx_error(L, "option 'alpn': entry %d must be a name of 1 to 255 bytes", (int)i);
     lua_pop(L, 1);
     luaL_addchar(&b, (char)len);
     luaL_addlstring(&b, p, len);
@@ -221,11 +222,11 @@ static void ctx_alpn(lua_State *L, tls_ctx *c) {
   const char *wire = lua_tolstring(L, -1, &len);
   if (len > 0) {
     c->conf->alpn = (unsigned char *)malloc(len);
-    if (c->conf->alpn == NULL) luaL_error(L, "not enough memory");
+    if (c->conf->alpn == NULL) return (void)luaL_error(L, "not enough memory");
     memcpy(c->conf->alpn, wire, len);
     c->conf->alpn_len = (unsigned)len;
     if (!c->conf->server && SSL_CTX_set_alpn_protos(c->ctx, c->conf->alpn, (unsigned)len) != 0)
-      ctx_error(L, "option 'alpn': %s", ssl_reason("rejected"));
+      return (void)ctx_error(L, "option 'alpn': %s", ssl_reason("rejected"));
   }
   lua_pop(L, 2);
 }
@@ -264,19 +265,20 @@ static void ctx_servers(lua_State *L, tls_ctx *c) {
     lua_pop(L, 1);
     return;
   }
-  if (!c->conf->server) ctx_error(L, "option 'servers' is for servers");
-  if (t != LUA_TTABLE) ctx_error(L, "option 'servers' must be a table of name = context");
+  if (!c->conf->server) return (void)ctx_error(L, "option 'servers' is for servers");
+  if (t != LUA_TTABLE)
+    return (void)ctx_error(L, "option 'servers' must be a table of name = context");
   lua_pushnil(L);
   while (lua_next(L, -2)) {
     tls_ctx *sc = (tls_ctx *)luaL_testudata(L, -1, CSOCK_TLS_CONTEXT);
     if (lua_type(L, -2) != LUA_TSTRING || sc == NULL || sc->ctx == NULL || !sc->conf->server)
-      ctx_error(L, "option 'servers' must map names to server contexts");
+      return (void)ctx_error(L, "option 'servers' must map names to server contexts");
     tls_server *grown =
         (tls_server *)realloc(c->conf->servers, (c->conf->nservers + 1) * sizeof *grown);
-    if (grown == NULL) luaL_error(L, "not enough memory");
+    if (grown == NULL) return (void)luaL_error(L, "not enough memory");
     c->conf->servers = grown;
     char *name = strdup(lua_tostring(L, -2));
-    if (name == NULL) luaL_error(L, "not enough memory");
+    if (name == NULL) return (void)luaL_error(L, "not enough memory");
     SSL_CTX_up_ref(sc->ctx);
     grown[c->conf->nservers].name = name;
     grown[c->conf->nservers].ctx = sc->ctx;
@@ -294,25 +296,26 @@ static void ctx_protocol(lua_State *L, tls_ctx *c) {
   if (v != NULL && strcmp(v, "tls1.3") == 0)
     min = TLS1_3_VERSION;
   else if (v != NULL && strcmp(v, "tls1.2") != 0)
-    ctx_error(L, "option 'min_version' must be \"tls1.2\" or \"tls1.3\", not '%s'", v);
+    return (void)ctx_error(L, "option 'min_version' must be \"tls1.2\" or \"tls1.3\", not '%s'", v);
   SSL_CTX_set_min_proto_version(c->ctx, min);
   const char *ciphers = opt_string(L, "ciphers");
   if (ciphers && SSL_CTX_set_cipher_list(c->ctx, ciphers) != 1)
-    ctx_error(L, "option 'ciphers': no cipher matches '%s'", ciphers);
+    return (void)ctx_error(L, "option 'ciphers': no cipher matches '%s'", ciphers);
   const char *suites = opt_string(L, "ciphersuites");
   if (suites && SSL_CTX_set_ciphersuites(c->ctx, suites) != 1)
-    ctx_error(L, "option 'ciphersuites': no cipher suite matches '%s'", suites);
+    return (void)ctx_error(L, "option 'ciphersuites': no cipher suite matches '%s'", suites);
   ERR_clear_error();
 }
 
 static void ctx_mode(lua_State *L, tls_ctx *c) {
   const char *mode = opt_string(L, "mode");
   if (mode != NULL && strcmp(mode, "server") != 0 && strcmp(mode, "client") != 0)
-    ctx_error(L, "option 'mode' must be \"client\" or \"server\", not '%s'", mode);
+    return (void)ctx_error(L, "option 'mode' must be \"client\" or \"server\", not '%s'", mode);
   c->conf->server = mode != NULL && strcmp(mode, "server") == 0;
   c->conf->verify = opt_bool(L, "verify", !c->conf->server);
   c->conf->insecure = opt_bool(L, "insecure", 0);
-  if (c->conf->server && c->conf->insecure) ctx_error(L, "option 'insecure' is for clients");
+  if (c->conf->server && c->conf->insecure)
+    return (void)ctx_error(L, "option 'insecure' is for clients");
 }
 
 /* csock.tls_context(opts) */
@@ -526,6 +529,8 @@ static long tls_flush(csock_socket *s) {
 static long tls_send(csock_socket *s, const char *p, size_t n) {
   struct csock_tls *t = s->tls;
   if (t->dead) return -EPROTO;
+  /* after shutdown("w"), as on a plain socket; SSL_write would fail the session */
+  if (t->done && (SSL_get_shutdown(t->ssl) & SSL_SENT_SHUTDOWN)) return -EPIPE;
   if (t->pend_len > 0) {
     long r = tls_flush(s);
     if (r < 0) return r;
@@ -705,7 +710,8 @@ int tls_starttls(lua_State *L) {
                  "host contains a zero byte");
   lua_settop(L, 3);
   if (s->tls != NULL) { /* a handshake that timed out goes on; a done one is an error */
-    csock_argcheck(L, !s->tls->done && !s->tls->dead, 1, "TLS already started");
+    csock_argcheck(L, !s->tls->done, 1, "TLS already started");
+    if (s->tls->dead) return csock_failmsg(L, "TLS failed on this socket", EPROTO);
   } else {
     csock_argcheck(L, c->conf->server || host != NULL || !c->conf->verify || c->conf->insecure, 3,
                    "host name expected: the context verifies the server");

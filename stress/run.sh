@@ -3,10 +3,11 @@
 # bounded in count and time.  Run from the repository root (make stress).
 # Prints one table: case | what was tried | count | result; exits 1 if any
 # case failed.  STRESS_CYCLES sets the leak cycles (default 100000; the
-# blocking run does as many).
+# blocking run does as many); STRESS_TLS_CYCLES the TLS ones (20000).
 set -u
 cd "$(dirname "$0")/.." || exit 2
 CYCLES=${STRESS_CYCLES:-100000}
+TLS_CYCLES=${STRESS_TLS_CYCLES:-20000} # a handshake each: about 1,200 a second
 LIMIT=${STRESS_LIMIT:-300}   # seconds any one script may run
 BIN=./bin/csock
 LUA=${LUA:-lua5.4}
@@ -28,6 +29,7 @@ run() { # name, command...
 
 run "leak (loop)"     "$BIN" stress/leak_loop.lua "$CYCLES"
 run "leak (blocking)" "$LUA" stress/leak_blocking.lua "$CYCLES"
+run "leak (TLS)"      "$BIN" stress/leak_tls.lua "$TLS_CYCLES"
 run "EMFILE"          "$LUA" stress/emfile.lua
 run "slow peers"      "$BIN" stress/slow_peers.lua
 run "broken peers"    "$BIN" stress/broken_peers.lua

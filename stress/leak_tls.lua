@@ -1,0 +1,69 @@
+-- stress/leak_tls.lua [cycles] - run by bin/csock: TLS connect/handshake/
+-- line/close cycles inside the loop, both ends csock; the descriptor count
+-- and RSS must stay flat (no SSL object, BIO or buffer left behind).
+package.path = "./stress/?.lua;./spec/?.lua;" .. package.path
+local csock = require "csock"
+local S = require "lib"
+local C = require("support.certs").make() -- a test CA and certificates (openssl CLI)
+
+local N = math.tointeger(tonumber(arg[1])) or 20000
+local WARM = 500
+local MSG = "hello, tls\n"
+
+local sctx = csock.tls_context {mode = "server", certificate = C.server, key = C.key}
+local cctx = csock.tls_context {cafile = C.ca}
+local srv = assert(csock.tcp_listen("127.0.0.1", 0, 128))
+local port = srv:getsockname().port
+
+local served, errors = 0, 0
+local server = csock.spawn(function()
+  while true do
+    local c, err = srv:accept()
+    if not c then
+      if err == "socket closed" then return end
+      errors = errors + 1
+    else
+      c:settimeout(5)
+      if c:starttls(sctx) and c:read("L") == MSG then c:write("ok\n") else errors = errors + 1 end
+      c:close()
+      served = served + 1
+    end
+  end
+end)
+
+local function cycles(n)
+  for _ = 1, n do
+    local c, err = csock.tls_connect("127.0.0.1", port, {context = cctx, timeout = 5})
+    if c then
+      c:write(MSG)
+      if c:read("l") ~= "ok" then errors = errors + 1 end
+      c:close()
+    else
+      errors = errors + 1
+      S.log("tls_connect: %s", err)
+    end
+  end
+end
+
+local function settle()
+  collectgarbage("collect")
+  collectgarbage("collect")
+end
+
+cycles(WARM)
+settle()
+local fd0, rss0, t0 = S.fds(), S.rss(), csock.now()
+cycles(N)
+settle()
+local fd1, rss1, t1 = S.fds(), S.rss(), csock.now()
+
+srv:close()
+server:join()
+
+-- flat: no descriptor more, RSS within 2 MiB (allocator noise)
+local ok = fd1 <= fd0 and rss1 - rss0 <= 2048 and errors == 0 and served == N + WARM
+S.row("leak (TLS)", "TLS connect/handshake/line/close in csock.run", N, ok,
+  string.format("fds %d->%d, RSS %d->%d KiB, errors %d, %.0f cycles/s", fd0, fd1,
+    rss0, rss1, errors, N / (t1 - t0)))
+os.execute("rm -rf " .. C.dir)
+S.exit()
