@@ -546,6 +546,28 @@ describe("websocket through csock.http", function()
     assert.same({ "open ", "message text 16 /node: from node", "close 1000 " }, lines_of(out))
   end)
 
+  it("connects to an IPv6 literal URL with its Host header bracketed", function()
+    if not rt.has_ipv6() then return pending("no ipv6") end
+    local l = assert(csock.tcp_listen("::1", 0))
+    local port = l:getsockname().port
+    local got = rt.loop(function()
+      local host
+      local srv = http.server(l, function(req, res)
+        host = req.headers.host
+        local ws = assert(http.websocket(req, res))
+        ws:send(ws:receive())
+        ws:receive()
+      end)
+      local ws = assert(http.websocket_connect("ws://[::1]:" .. port))
+      assert(ws:send("six"))
+      local echo = ws:receive()
+      ws:close()
+      srv:close(1)
+      return { echo, host }
+    end)
+    assert.same({ "six", "[::1]:" .. port }, got)
+  end)
+
   it("answers 426 through http.server to a GET that is no upgrade (curl)", function()
     local l, port = rt.listener()
     local child = require("helper").spawn("curl -s -i --max-time 5 http://127.0.0.1:" .. port .. "/",
