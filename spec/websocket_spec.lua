@@ -373,6 +373,15 @@ describe("websocket server against protocol violations (raw python3 client)", fu
     end)
   end
 
+  it("counts each tiny fragment as 64 bytes against max_message (1009)", function()
+    local bytes = frame(0x01, "a")
+    for _ = 1, 40 do bytes = bytes .. frame(0x00, "a") end
+    local res, out = raw_serve(bytes, function(ws) return ws:receive() end, { max_message = 1000 })
+    local why = "message exceeds max_message (1000 bytes)"
+    assert.same({ nil, "closed", 1009, why, n = 4 }, res)
+    assert.same({ "HTTP/1.1 101 Switching Protocols", "close 1009 " .. why, "eof" }, out)
+  end)
+
   it("takes a ping between fragments, a character split across them, and a close with no code", function()
     local bytes = frame(0x01, "caf\xc3") .. frame(0x89, "p1") .. frame(0x80, "\xa9!") .. frame(0x8A, "x")
       .. frame(0x82, "", { len = 0 }) .. frame(0x88, "")

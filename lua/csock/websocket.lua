@@ -165,13 +165,30 @@ local function send_close(self, code, reason)
   return send_frame(self, FIN | OP_CLOSE, close_payload(code, reason))
 end
 
---[[ A protocol violation: close frame with code (best effort), then the
+--[[ After the close frame of a failure: sends nothing more and reads what
+the peer still sends until it closes (or close_timeout, or 1 MiB), as
+nginx's lingering close does: closing with unread bytes would send a
+reset, which can make the peer lose the close frame before reading it. ]]
+local function linger(self)
+  local sock = self.sock
+  sock:shutdown("w")
+  sock:settimeout(self.close_timeout)
+  local deadline, left = csock.now() + self.close_timeout, 1 << 20
+  repeat
+    local data = sock:recv(65536)
+    if not data or data == "" then return end
+    left = left - #data
+  until left <= 0 or csock.now() >= deadline
+end
+
+--[[ A protocol violation: a close frame with code (best effort), then the
 connection.  RFC 6455 7.1.7 lets an endpoint that fails the connection
-drop it without waiting for the peer's close. ]]
+drop it without waiting for the peer's close frame. ]]
 local function fail(self, code, reason)
   if self.state == "open" then
     self.state = "closing"
-    pcall(send_frame, self, FIN | OP_CLOSE, close_payload(code, reason))
+    local ok, sent = pcall(send_frame, self, FIN | OP_CLOSE, close_payload(code, reason))
+    if ok and sent then linger(self) end
   end
   return finish(self, code, reason)
 end
@@ -352,6 +369,15 @@ local function fast_message(self, h1, len)
   return payload, "binary"
 end
 
+--[[ What a fragment counts against max_message: its length, but at least
+FRAG_COST bytes, so that a flood of tiny fragments cannot hold more memory
+(a string and a table slot each) than max_message allows. ]]
+local FRAG_COST = 64
+local function frag_cost(payload)
+  local n = #payload
+  return n < FRAG_COST and FRAG_COST or n
+end
+
 -- A whole message from its last frame (op: the first frame's opcode).
 local function message(self, op, data)
   if op == OP_TEXT and not utf8ok(data) then
@@ -394,11 +420,11 @@ function WebSocket:receive()
     elseif op ~= OP_PONG then
       if b1 >= FIN and op ~= OP_CONT then return message(self, op, payload) end
       if op ~= OP_CONT then
-        self.frags, self.fop, self.flen = { payload }, op, #payload
+        self.frags, self.fop, self.flen = { payload }, op, frag_cost(payload)
       else
         local frags = self.frags
         frags[#frags + 1] = payload
-        self.flen = self.flen + #payload
+        self.flen = self.flen + frag_cost(payload)
         if b1 >= FIN then
           local fop = self.fop
           self.frags, self.fop, self.flen = nil, nil, nil
