@@ -522,6 +522,22 @@ describe("websocket bad arguments", function()
       "bad argument #1 to 'websocket_connect' (invalid WebSocket URL 'http://x/')")
     assert.has_error(function() websocket.connect("ws://x/", { max_message = -1 }) end,
       "bad argument #2 to 'websocket_connect' (max_message must be a non-negative integer)")
+    assert.has_error(function() websocket.connect("ws://x/", { timeout = -1 }) end,
+      "bad argument #2 to 'websocket_connect' (timeout must be a non-negative number)")
+    assert.has_error(function() websocket.connect("ws://x/", { protocols = { "a b" } }) end,
+      "bad argument #2 to 'websocket_connect' (protocols must be a list of tokens)")
+    assert.has_error(function() websocket.connect("ws://x/", 5) end,
+      "bad argument #2 to 'websocket_connect' (table expected, got number)")
+    assert.has_error(function() websocket.connect("ws://x:99999/") end,
+      "bad argument #1 to 'websocket_connect' (invalid WebSocket URL 'ws://x:99999/')")
+  end)
+
+  it("websocket (accept)", function()
+    local req = { method = "GET", version = "1.1", headers = {} }
+    assert.has_error(function() websocket.accept(req, {}, { max_frame = 1.5 }) end,
+      "bad argument #3 to 'websocket' (max_frame must be a non-negative integer)")
+    assert.has_error(function() websocket.accept(nil, {}) end,
+      "bad argument #1 to 'websocket' (request expected, got nil)")
   end)
 end)
 

@@ -41,40 +41,40 @@ end
 
 -- ---------------------------------------------------------------- options
 
-local function check_limit(opts, name, fname)
+local function check_limit(opts, name, fname, argn)
   local v = opts[name]
   if v == nil then return nil end
   local n = tointeger(v)
-  if not n or n < 0 then argerror(2, fname, name .. " must be a non-negative integer", 3) end
+  if not n or n < 0 then argerror(argn, fname, name .. " must be a non-negative integer", 3) end
   return n
 end
 
-local function check_duration(opts, name, fname)
+local function check_duration(opts, name, fname, argn)
   local v = opts[name]
   if v ~= nil and (type(v) ~= "number" or v ~= v or v < 0) then
-    argerror(2, fname, name .. " must be a non-negative number", 3)
+    argerror(argn, fname, name .. " must be a non-negative number", 3)
   end
   return v
 end
 
---[[ The options every websocket takes; fname names the calling function in
-errors.  Unknown fields are left alone: csock.http passes its own tables. ]]
-local function check_opts(opts, fname)
+--[[ The options every websocket takes, argument argn of fname (for the
+errors).  Unknown fields are left alone: csock.http passes its own tables. ]]
+local function check_opts(opts, fname, argn)
   if opts == nil then opts = {} end
-  if type(opts) ~= "table" then argerror(2, fname, "table expected, got " .. type(opts), 2) end
+  if type(opts) ~= "table" then argerror(argn, fname, "table expected, got " .. type(opts), 2) end
   local o = {
-    max_message = check_limit(opts, "max_message", fname) or DEFAULT_MAX,
-    timeout = check_duration(opts, "timeout", fname),
-    close_timeout = check_duration(opts, "close_timeout", fname) or 5,
+    max_message = check_limit(opts, "max_message", fname, argn) or DEFAULT_MAX,
+    timeout = check_duration(opts, "timeout", fname, argn),
+    close_timeout = check_duration(opts, "close_timeout", fname, argn) or 5,
   }
-  o.max_frame = check_limit(opts, "max_frame", fname) or o.max_message
+  o.max_frame = check_limit(opts, "max_frame", fname, argn) or o.max_message
   local protocols = opts.protocols
   if protocols ~= nil then
     if type(protocols) == "string" then protocols = { protocols } end
-    if type(protocols) ~= "table" then argerror(2, fname, "protocols must be a list of strings", 2) end
+    if type(protocols) ~= "table" then argerror(argn, fname, "protocols must be a list of strings", 2) end
     for _, p in ipairs(protocols) do
       if type(p) ~= "string" or not p:find("^[!#$%%&'*+%-.^_`|~%w]+$") then
-        argerror(2, fname, "protocols must be a list of tokens", 2)
+        argerror(argn, fname, "protocols must be a list of tokens", 2)
       end
     end
   end
@@ -513,7 +513,7 @@ M.WebSocket = WebSocket
 -- A websocket over a socket that already did its handshake (the specs and
 -- fuzz/fuzz_ws.c use it; client: whether this end is the client).
 function M._wrap(sock, client, opts)
-  return new(sock, client, check_opts(opts, "_wrap"))
+  return new(sock, client, check_opts(opts, "_wrap", 3))
 end
 
 -- ---------------------------------------------------------------- handshake helpers
@@ -559,7 +559,7 @@ function M.accept(req, res, opts)
   if type(req) ~= "table" and type(req) ~= "userdata" then
     argerror(1, "websocket", "request expected, got " .. type(req))
   end
-  local o = check_opts(opts, "websocket")
+  local o = check_opts(opts, "websocket", 3)
   local why, status = upgrade_problem(req)
   if why then
     res:status(status)
@@ -672,7 +672,7 @@ end
 URL; nil, message, code when the connection or the handshake fails. ]]
 function M.connect(url, opts)
   if type(url) ~= "string" then argerror(1, "websocket_connect", "string expected, got " .. type(url)) end
-  local o = check_opts(opts, "websocket_connect")
+  local o = check_opts(opts, "websocket_connect", 2)
   opts = opts or {}
   local scheme, host, port, resource = parse_url(url)
   if not scheme then argerror(1, "websocket_connect", "invalid WebSocket URL '" .. url .. "'") end
