@@ -530,6 +530,8 @@ describe("websocket bad arguments", function()
       "bad argument #2 to 'websocket_connect' (table expected, got number)")
     assert.has_error(function() websocket.connect("ws://x:99999/") end,
       "bad argument #1 to 'websocket_connect' (invalid WebSocket URL 'ws://x:99999/')")
+    assert.has_error(function() websocket.connect("ws://x/a\r\nX-Evil: 1") end,
+      "bad argument #1 to 'websocket_connect' (invalid WebSocket URL 'ws://x/a\r\nX-Evil: 1')")
   end)
 
   it("websocket (accept)", function()
@@ -569,6 +571,20 @@ describe("websocket through csock.http", function()
     local _, _, out = child:wait()
     assert.same({ "/lua: from lua", { "/lua text from lua", "/node text from node" } }, got)
     assert.same({ "open ", "message text 16 /node: from node", "close 1000 " }, lines_of(out))
+  end)
+
+  it("gives nil, message, EPROTO when the server answers the upgrade with 404", function()
+    local l, port = rt.listener()
+    local got = table.pack(rt.loop(function()
+      local srv = http.server(l, function(_, res)
+        res:status(404)
+        res:finish("no such room\n")
+      end)
+      local ws, msg, code = http.websocket_connect("ws://127.0.0.1:" .. port .. "/room")
+      srv:close(1)
+      return ws, msg, code
+    end))
+    assert.same({ nil, "websocket handshake: the server answered HTTP/1.1 404 Not Found", csock.EPROTO, n = 3 }, got)
   end)
 
   it("connects to an IPv6 literal URL with its Host header bracketed", function()

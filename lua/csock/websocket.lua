@@ -588,7 +588,7 @@ end
 -- scheme, host, port, resource of a ws:// or wss:// URL, or nil.
 local function parse_url(url)
   local scheme, rest = url:match("^(wss?)://(.*)$")
-  if not scheme then return nil end
+  if not scheme or url:find("[%s%c]") then return nil end -- blanks would break the request line
   local authority, resource = rest:match("^([^/?#]*)([^#]*)")
   if resource == "" then resource = "/" elseif resource:sub(1, 1) == "?" then resource = "/" .. resource end
   local host, port = authority:match("^%[([%x:.]+)%]:?(%d*)$")
@@ -657,7 +657,7 @@ end
 -- Why the server's answer does not accept our upgrade, or nil.
 local function response_problem(status, h, key, o)
   if not status:find("^HTTP/1%.1 101[ \r]") and status ~= "HTTP/1.1 101" then
-    return "the server answered " .. status
+    return "the server answered " .. status:sub(1, 80)
   end
   if not has_token(h["upgrade"], "websocket") then return "no Upgrade: websocket in the answer" end
   if not has_token(h["connection"], "upgrade") then return "no Connection: Upgrade in the answer" end
