@@ -49,7 +49,8 @@ static int open_conn(int port) {
   if (write(fd, req, sizeof req - 1) != (ssize_t)(sizeof req - 1)) die("write");
   char head[1024];
   size_t got = 0;
-  while (got < 4 || memcmp(head + got - 4, "\r\n\r\n", 4) != 0) { /* byte by byte: no frame is read */
+  while (got < 4 ||
+         memcmp(head + got - 4, "\r\n\r\n", 4) != 0) { /* byte by byte: no frame is read */
     if (got == sizeof head || read(fd, head + got, 1) != 1) die("upgrade");
     got++;
   }
