@@ -35,7 +35,7 @@ LIBDIR     ?= $(PREFIX)/lib/lua/$(LUA_VERSION)
 BINDIR     ?= $(PREFIX)/bin
 MANDIR     ?= $(PREFIX)/share/man/man1
 
-CORE_SRC = src/csock.c src/socket.c src/io.c src/addr.c src/opt.c src/buf.c src/loop.c src/cond.c src/coro.c src/resolve.c src/backend_epoll.c src/workers.c src/signal.c src/systemd.c src/tls.c src/http.c src/ws.c
+CORE_SRC = src/csock.c src/check.c src/socket.c src/io.c src/addr.c src/opt.c src/buf.c src/loop.c src/cond.c src/coro.c src/resolve.c src/backend_epoll.c src/workers.c src/signal.c src/systemd.c src/tls.c src/http.c src/ws.c
 HOST_SRC = src/main.c src/alloc.c
 HDRS     = $(wildcard src/*.h)
 ALL_CFLAGS = $(CFLAGS) $(WARN) -fPIC -pthread -std=gnu11 -D_GNU_SOURCE $(LUA_CFLAGS) $(SSL_CFLAGS)
@@ -86,7 +86,7 @@ asan: deps build/init_lua.h
 
 # The specs under valgrind: fail on memory errors and on definite leaks.
 valgrind: deps all
-	$(RAISE_NOFILE) valgrind -q --error-exitcode=1 --leak-check=full --show-leak-kinds=definite \
+	$(RAISE_NOFILE) CSOCK_SLOW=1 valgrind -q --error-exitcode=1 --leak-check=full --show-leak-kinds=definite \
 	  --errors-for-leak-kinds=definite --suppressions=$(CURDIR)/tools/valgrind.supp \
 	  $(BUSTED) $(BUSTED_ARGS)
 
@@ -130,7 +130,7 @@ CPPCHECK_FLAGS ?= --quiet --enable=warning,style,performance,portability --std=c
   -D_GNU_SOURCE -Isrc -Ibuild --inline-suppr --suppress=missingIncludeSystem \
   --suppress=constParameter --error-exitcode=1
 
-.PHONY: lint lint-lua lint-cppcheck lint-tidy lint-format dist install-man uninstall-man
+.PHONY: lint lint-lua lint-cppcheck lint-tidy lint-format lint-deps dist install-man uninstall-man
 
 lint:
 	@CSOCK_DEPS="$(LINT_DEPS)" sh tools/deps.sh
@@ -152,6 +152,10 @@ lint-tidy: build/init_lua.h
 
 lint-format:
 	$(CLANG_FORMAT) --style=file --dry-run --Werror $(LINT_C) $(LINT_H)
+
+# which src/ file calls which; fails on a cycle (README "Layout")
+lint-deps: build/init_lua.h
+	sh tools/depgraph.sh $(LUA_CFLAGS)
 
 # `make dist`: the release tarball csock-X.Y.Z.tar.gz of HEAD, laid out as
 # GitHub's archive of the tag vX.Y.Z (csock-X.Y.Z/...), which

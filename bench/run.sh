@@ -54,8 +54,8 @@ LUA_NEEDS() { echo "lua5.4 -e 'package.path=package.path..\";/usr/share/lua/5.2/
 NGX_LUA=/usr/lib/nginx/modules/ngx_http_lua_module.so
 add_server c-epoll      "$BUILD/c_epoll {mode} {port}"
 add_server csock        "$HERE/servers/csock_server.sh {mode} {port}" "test -x '$CSOCK_BIN'"
-# csock.http's hello (the row csock) against the hand-written parser it replaced: http only
-add_server csock-raw    "env CSOCK_HTTP_SCRIPT=$HERE/servers/csock_raw_http.lua $HERE/servers/csock_server.sh http {port}" "test -x '$CSOCK_BIN'"
+# csock.http's hello (examples/http_hello.lua) beside the hand-parsed csock row: http only
+add_server csock-http   "env CSOCK_HTTP_SCRIPT=$ROOT/examples/http_hello.lua $HERE/servers/csock_server.sh http {port}" "test -x '$CSOCK_BIN'"
 add_server luv          "lua5.4 $HERE/servers/luv_server.lua {mode} {port}" "$(LUA_NEEDS '"luv"')"
 add_server cqueues      "lua5.4 $HERE/servers/cqueues_server.lua {mode} {port}" "$(LUA_NEEDS '"cqueues","cqueues.socket"')"
 add_server copas        "lua5.4 $HERE/servers/copas_server.lua {mode} {port}" "$(LUA_NEEDS '"socket","copas"')"

@@ -10,8 +10,9 @@
 -- loop ends when every csock task has ended (step returns 0).
 --
 -- With luv (or any loop that can watch a descriptor), poll loop:fd() for reading and call
--- loop:step() when it is readable, plus on a short timer for sleeps and timeouts: see
--- docs/runtime.md, "Embedding csock in another loop".
+-- loop:step() when it is readable: the descriptor also becomes readable when a sleep or a
+-- timeout is due, so no periodic timer is needed (docs/runtime.md, "Embedding csock in another
+-- loop"). loop:timeout() tells how long the loop can wait.
 
 -- Run from a work tree, find the in-place build (lua/ and csock/core.so next to examples/).
 local root = (arg and arg[0] or ""):match("^(.-)/?examples/[^/]*$")

@@ -85,9 +85,15 @@ static void make_certificate(void) {
   EVP_PKEY_free(k);
 }
 
+static void remove_certificate(void) {
+  unlink(cert_path);
+  unlink(key_path);
+}
+
 int LLVMFuzzerInitialize(int *argc, char ***argv) {
   (void)argc, (void)argv;
   make_certificate();
+  atexit(remove_certificate);
   peer_client = SSL_CTX_new(TLS_client_method());
   if (peer_client == NULL) abort();
   SSL_CTX_set_verify(peer_client, SSL_VERIFY_NONE, NULL);

@@ -562,6 +562,8 @@ describe("static.lua", function()
 end)
 
 describe("https_client.lua", function()
+  teardown(require("support.certs").remove)
+
   it("fetches from an https server it trusts through cafile, and refuses one it does not", function()
     local certs = require("support.certs").make()
     local script = rt.script(([[
@@ -593,6 +595,7 @@ end)
 
 describe("tls_echo.lua", function()
   local C = require("support.certs").make()
+  teardown(require("support.certs").remove)
 
   it("echoes lines to openssl s_client, which verifies it", function()
     local p = start("tls_echo", C.server, C.key, 0)
@@ -607,6 +610,7 @@ end)
 
 describe("https_get.lua", function()
   local C = require("support.certs").make()
+  teardown(require("support.certs").remove)
   local helper = require "helper"
 
   -- A blocking csock HTTPS server for one request; returns the port and a function that serves it.

@@ -23,6 +23,9 @@ csock itself, so a broken build still lets the helpers load.
   helper.run_lua(code, ...)   spawn_lua and wait: ok, stdout, stderr
   helper.lua_cmd(code, ...)   the shell command spawn_lua runs, to prefix or pipe
   helper.has(cmd)             true when the command is on PATH
+  helper.SLOW                 true under `make valgrind` (CSOCK_SLOW=1): every
+                              instruction costs ~50x, so load-shaped specs scale down
+  helper.scaled(n, slow_n)    n, or slow_n under helper.SLOW
   helper.has_python3()        true when python3 can import socket
 
 A child (from spawn*) has:
@@ -37,6 +40,13 @@ local helper = {}
 
 helper.LUA = os.getenv("LUA") or "lua5.4"
 helper.TIMEOUT = 30 -- seconds any child process may live
+helper.SLOW = (os.getenv("CSOCK_SLOW") or "") ~= ""
+
+-- A count for a load-shaped spec (1,000 connections, 20,000 cycles): the same
+-- behaviour is checked under valgrind with fewer of them.
+function helper.scaled(n, slow_n)
+  return helper.SLOW and slow_n or n
+end
 
 do
   local p = assert(io.popen("pwd"))

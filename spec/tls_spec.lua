@@ -9,6 +9,7 @@ local helper = require "helper"
 local certs = require "support.certs"
 
 local C = certs.make()
+teardown(certs.remove)
 
 local function server_ctx(extra)
   local o = {mode = "server", certificate = C.server, key = C.key}

@@ -668,6 +668,7 @@ end)
 describe("websocket over TLS (wss)", function()
   local http = require "csock.http"
   local certs = require "support.certs"
+  teardown(certs.remove)
 
   it("serves wss through http.server to node and to http.websocket_connect, verified", function()
     local c = certs.make()

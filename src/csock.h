@@ -74,12 +74,12 @@ typedef struct csock_transport {
   long (*send)(csock_socket *s, const char *p, size_t n);
 } csock_transport;
 
-/* csock.c */
+/* check.c: the clock and the failure results */
 double csock_now(void);
 int csock_failure(lua_State *L, int err);
 int csock_failmsg(lua_State *L, const char *msg, int err);
 
-/* argument checks that count self as #1 (csock.c) */
+/* check.c: argument checks that count self as #1 */
 int csock_argerror(lua_State *L, int arg, const char *extramsg);
 int csock_typeerror(lua_State *L, int arg, const char *tname);
 void csock_checktype(lua_State *L, int arg, int t);
@@ -101,6 +101,7 @@ csock_socket *sock_push(lua_State *L, int family, int type);
 csock_socket *sock_push_from_method(lua_State *L, int family, int type);
 int sock_close(lua_State *L, csock_socket *s);
 void sock_open_meta(lua_State *L);
+void sock_add_methods(lua_State *L, const luaL_Reg *methods);
 double sock_deadline(const csock_socket *s);
 void sock_nodelay_later(csock_socket *s);
 void sock_nodelay_now(csock_socket *s);
@@ -110,7 +111,8 @@ void sock_nodelay_step(csock_socket *s);
 int sock_new(lua_State *L);
 int sock_pair(lua_State *L);
 
-/* io.c: the I/O methods, registered by socket.c */
+/* io.c: the I/O methods, added to the socket class by csock.c */
+extern const luaL_Reg io_methods[];
 int io_send(lua_State *L);
 int io_recv(lua_State *L);
 int io_sendto(lua_State *L);
@@ -123,10 +125,8 @@ int io_connect(lua_State *L);
 /* io.c: reads more bytes into s's buffer (> 0 read, 0 end of stream, -errno) */
 int fill(csock_socket *s, size_t want);
 
-/* http.c: the HTTP/1.1 parser, registered by socket.c */
-int http_request_head(lua_State *L);
-int http_response_head(lua_State *L);
-int http_chunk(lua_State *L);
+/* http.c: the HTTP/1.1 parser's socket methods (_httpreq, _httpres, _httpchunk) */
+extern const luaL_Reg http_methods[];
 
 /* tls.c */
 void tls_open(lua_State *L);
@@ -149,6 +149,7 @@ void addr_name_hints(struct addrinfo *hints, int family, int socktype);
 void addr_hand_over(const char *host, int family, const struct sockaddr *sa, socklen_t len);
 
 /* opt.c */
+extern const luaL_Reg opt_methods[];
 int opt_set(lua_State *L);
 int opt_get(lua_State *L);
 void opt_push_constants(lua_State *L);

@@ -617,11 +617,11 @@ static int http_start(lua_State *L, int kind) {
   return http_k(L, LUA_OK, kind | (idle ? CTX_IDLE : 0));
 }
 
-int http_request_head(lua_State *L) { return http_start(L, K_REQ); }
+static int http_request_head(lua_State *L) { return http_start(L, K_REQ); }
 
-int http_response_head(lua_State *L) { return http_start(L, K_RES); }
+static int http_response_head(lua_State *L) { return http_start(L, K_RES); }
 
-int http_chunk(lua_State *L) {
+static int http_chunk(lua_State *L) {
   csock_socket *s = sock_checkopen(L, 1);
   lua_settop(L, 6);
   check_timeout(L, 2);
@@ -629,3 +629,10 @@ int http_chunk(lua_State *L) {
   s->rdeadline = deadline_in(L, 2);
   return http_k(L, LUA_OK, K_CHUNK);
 }
+
+const luaL_Reg http_methods[] = {
+    {"_httpreq", http_request_head},
+    {"_httpres", http_response_head},
+    {"_httpchunk", http_chunk},
+    {NULL, NULL},
+};

@@ -1007,3 +1007,10 @@ int io_write(lua_State *L) {
   s->wdeadline = sock_deadline(s);
   return write_k(L, LUA_OK, (lua_KContext)sent);
 }
+
+const luaL_Reg io_methods[] = {
+    {"accept", io_accept}, {"connect", io_connect}, {"send", io_send},
+    {"recv", io_recv},     {"sendto", io_sendto},   {"recvfrom", io_recvfrom},
+    {"read", io_read},     {"write", io_write},     {"lines", io_lines},
+    {NULL, NULL},
+};

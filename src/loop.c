@@ -20,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/timerfd.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -93,10 +94,11 @@ typedef struct csock_loop {
   int signals_watched; /* the signal pipe is in this loop's epoll set */
   int closing;         /* loop:close() was called from one of its own tasks */
   int signal_pending;  /* the signal pipe became readable */
+  int timer_fd;        /* csock.loop(): a timerfd, readable when a step is due; else -1 */
 } csock_loop;
 
-/* Marks the signal pipe among the pointers epoll hands back. */
-static char signal_marker;
+/* Mark the signal pipe and an embedded loop's timerfd among the pointers epoll hands back. */
+static char signal_marker, timer_marker;
 
 static _Thread_local csock_loop *running;
 static unsigned generation;
@@ -823,6 +825,7 @@ static int poll_and_wake(csock_loop *lp, long long timeout) {
       lp->signal_pending = 1;
       continue;
     }
+    if (evs[i].ptr == &timer_marker) continue; /* expire_timers did the work; box_arm re-arms */
     csock_socket *s = (csock_socket *)evs[i].ptr;
     if (evs[i].events & CSOCK_HUP) s->rdhup = 1;
     if (evs[i].events & CSOCK_READ) {
@@ -898,6 +901,7 @@ static void cancel_all(csock_loop *lp) {
 
 static void loop_free(csock_loop *lp) {
   if (lp->epfd >= 0) close(lp->epfd);
+  if (lp->timer_fd >= 0) close(lp->timer_fd);
   free(lp->heap);
   free(lp);
 }
@@ -929,6 +933,7 @@ int loop_run(lua_State *L) {
     free(lp);
     return luaL_error(L, "csock.run: epoll_create1: %s", strerror(e));
   }
+  lp->timer_fd = -1;
   lp->gen = ++generation;
   running = lp;
   watch_signals(lp);
@@ -1192,17 +1197,57 @@ int loop_new_embedded(lua_State *L) {
     free(lp);
     return csock_failure(L, e);
   }
+  lp->timer_fd = -1;
   lp->L = L;
   lp->gen = ++generation;
+  lp->timer_fd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+  int e =
+      lp->timer_fd < 0 ? errno : -backend_add(lp->epfd, lp->timer_fd, &timer_marker, CSOCK_READ, 0);
+  if (e != 0) {
+    loop_free(lp);
+    return csock_failure(L, e);
+  }
   watch_signals(lp);
   box->lp = lp;
   return 1;
+}
+
+/*
+** Seconds until the loop has work: 0 with a task ready, the time to the
+** nearest deadline, or -1 with neither (only I/O can wake it then).
+*/
+static double box_due(const csock_loop *lp) {
+  if (lp->ready_head) return 0;
+  if (lp->heap_len == 0) return -1;
+  double left = lp->heap[0]->deadline - csock_now();
+  return left > 0 ? left : 0;
+}
+
+/*
+** Arms the timerfd for the loop's next deadline, so that loop:fd() becomes
+** readable when a step is due and a host loop needs no periodic timer.
+*/
+static void box_arm(csock_loop *lp) {
+  struct itimerspec its = {0};
+  int flags = 0;
+  if (lp->ready_head) {
+    its.it_value.tv_nsec = 1; /* now: relative, the smallest nonzero value */
+  } else if (lp->heap_len) {
+    double d = lp->heap[0]->deadline; /* CLOCK_MONOTONIC, as csock_now */
+    if (d > 4e9) d = 4e9;
+    its.it_value.tv_sec = (time_t)d;
+    its.it_value.tv_nsec = (long)((d - (double)its.it_value.tv_sec) * 1e9);
+    if (its.it_value.tv_sec == 0 && its.it_value.tv_nsec == 0) its.it_value.tv_nsec = 1;
+    flags = TFD_TIMER_ABSTIME; /* a deadline already past fires at once */
+  }
+  timerfd_settime(lp->timer_fd, flags, &its, NULL);
 }
 
 static int box_spawn(lua_State *L) {
   csock_loop *lp = box_check(L);
   csock_checktype(L, 2, LUA_TFUNCTION);
   task_new(L, lp, 2);
+  box_arm(lp);
   lua_settop(L, 2);
   return 1;
 }
@@ -1244,7 +1289,10 @@ static int box_drive(lua_State *L, csock_loop *lp, lua_CFunction f, lua_Integer 
   int status = lua_pcall(L, 2, 0, 0);
   running = NULL;
   int alive = !lp->closing;
-  if (!alive) box_free(L, lp); /* a task closed its own loop */
+  if (!alive)
+    box_free(L, lp); /* a task closed its own loop */
+  else
+    box_arm(lp);
   if (status != LUA_OK) lua_error(L);
   return alive;
 }
@@ -1261,6 +1309,16 @@ static int box_step(lua_State *L) {
 
 static int box_fd(lua_State *L) {
   lua_pushinteger(L, box_check(L)->epfd);
+  return 1;
+}
+
+/* loop:timeout(): seconds until a step is due (0: now), or nil when only I/O can wake it. */
+static int box_timeout(lua_State *L) {
+  double due = box_due(box_check(L));
+  if (due < 0)
+    lua_pushnil(L);
+  else
+    lua_pushnumber(L, due);
   return 1;
 }
 
@@ -1281,7 +1339,8 @@ static int box_close(lua_State *L) {
 }
 
 static const luaL_Reg box_meth[] = {
-    {"spawn", box_spawn}, {"step", box_step}, {"fd", box_fd}, {"close", box_close}, {NULL, NULL},
+    {"spawn", box_spawn},     {"step", box_step},   {"fd", box_fd},
+    {"timeout", box_timeout}, {"close", box_close}, {NULL, NULL},
 };
 
 void loop_open_meta(lua_State *L) {

@@ -308,3 +308,9 @@ int opt_get(lua_State *L) {
     }
   }
 }
+
+const luaL_Reg opt_methods[] = {
+    {"setsockopt", opt_set},
+    {"getsockopt", opt_get},
+    {NULL, NULL},
+};

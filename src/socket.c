@@ -292,19 +292,8 @@ static int sock_tostring(lua_State *L) {
 }
 
 static const luaL_Reg meth[] = {
-    {"setsockopt", opt_set},
-    {"getsockopt", opt_get},
     {"bind", sock_bind},
     {"listen", sock_listen},
-    {"accept", io_accept},
-    {"connect", io_connect},
-    {"send", io_send},
-    {"recv", io_recv},
-    {"sendto", io_sendto},
-    {"recvfrom", io_recvfrom},
-    {"read", io_read},
-    {"write", io_write},
-    {"lines", io_lines},
     {"shutdown", sock_shutdown},
     {"close", sock_close_m},
     {"getsockname", sock_getsockname},
@@ -315,9 +304,6 @@ static const luaL_Reg meth[] = {
     {"fileno", sock_fileno},
     {"starttls", tls_starttls},
     {"tlsinfo", tls_info},
-    {"_httpreq", http_request_head},
-    {"_httpres", http_response_head},
-    {"_httpchunk", http_chunk},
     {NULL, NULL},
 };
 
@@ -326,7 +312,12 @@ static const luaL_Reg metameth[] = {
     {"__gc", sock_gc}, {"__close", sock_gc}, {"__tostring", sock_tostring}, {NULL, NULL},
 };
 
-/* The metatable, with itself as the upvalue of every method (sock_push_from_method). */
+/*
+** The metatable, with itself as the upvalue of every method
+** (sock_push_from_method).  The methods of other files (io.c, opt.c) are
+** added by the module entry with sock_add_methods, so that those files can
+** call this one without this one calling them.
+*/
 void sock_open_meta(lua_State *L) {
   luaL_newmetatable(L, CSOCK_SOCKET);
   lua_pushvalue(L, -1);
@@ -336,4 +327,12 @@ void sock_open_meta(lua_State *L) {
   luaL_setfuncs(L, meth, 1);
   lua_setfield(L, -2, "__index");
   lua_pop(L, 1);
+}
+
+void sock_add_methods(lua_State *L, const luaL_Reg *methods) {
+  luaL_getmetatable(L, CSOCK_SOCKET);
+  lua_getfield(L, -1, "__index");
+  lua_pushvalue(L, -2);
+  luaL_setfuncs(L, methods, 1);
+  lua_pop(L, 2);
 }

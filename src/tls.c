@@ -327,6 +327,9 @@ int tls_context(lua_State *L) {
   luaL_checktype(L, 1, LUA_TTABLE);
   lua_settop(L, 1);
   check_known(L);
+  /* OpenSSL initialises itself here, on first use, not when csock loads:
+     a process that never makes a context does not pay its memory */
+  if (conf_index < 0) conf_index = SSL_CTX_get_ex_new_index(0, NULL, NULL, NULL, conf_free);
   tls_ctx *c = (tls_ctx *)lua_newuserdatauv(L, sizeof *c, 0);
   c->ctx = NULL;
   luaL_setmetatable(L, CSOCK_TLS_CONTEXT);
@@ -785,7 +788,6 @@ int tls_info(lua_State *L) {
 void tls_open(lua_State *L) {
   static const luaL_Reg metameth[] = {
       {"__gc", ctx_gc}, {"__close", ctx_gc}, {"__tostring", ctx_tostring}, {NULL, NULL}};
-  if (conf_index < 0) conf_index = SSL_CTX_get_ex_new_index(0, NULL, NULL, NULL, conf_free);
   lua_newuserdatauv(L, 0, 0); /* its __gc runs when the state closes */
   lua_createtable(L, 0, 1);
   lua_pushcfunction(L, bio_release);

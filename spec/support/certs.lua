@@ -13,6 +13,7 @@ with the openssl CLI in a temporary directory.
     alt          DNS:alt.test, signed by the CA (uses key): a second server name
     client, client_key  a client certificate (CN=csock client), signed by the CA
     made_at      os.time() when they were made (the expired one needs a second to expire)
+  certs.remove() removes them (call it from the spec file's teardown)
 ]]
 
 local certs = {}
@@ -70,6 +71,12 @@ function certs.make()
     client = p "client.pem", client_key = p "client.key", made_at = os.time(),
   }
   return made
+end
+
+--- Removes the directory (a spec file's teardown); the next make() makes a new one.
+function certs.remove()
+  if made then os.execute("rm -rf '" .. made.dir .. "'") end
+  made = nil
 end
 
 return certs

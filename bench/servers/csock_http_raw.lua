@@ -1,7 +1,10 @@
--- csock_raw_http.lua [port [host]]: the hand-written HTTP hello that examples/http_hello.lua was
--- before csock.http (request lines read with s:read("l"), bodies ignored, one canned answer).
--- bench/run.sh runs it as the row "csock-raw", beside "csock" (examples/http_hello.lua on
--- csock.http), so that the table shows what csock.http costs over a bare parser.
+-- csock_http_raw.lua: the benchmark's hand-parsed HTTP/1.1 "Hello, World!" server on csock's
+-- socket API alone (accept, spawn, read("l"), write), the same per-request work as the other
+-- Lua peers: bench/servers/csock_server.sh runs it as the "csock" row.
+--
+--   csock bench/servers/csock_http_raw.lua [port [host]]      (default 8080 127.0.0.1)
+--
+-- Requests are taken to be bodiless; a connection ends on "Connection: close" or HTTP/1.0.
 local csock = require "csock"
 
 local port = tonumber(arg[1]) or 8080
