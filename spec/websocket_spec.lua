@@ -392,14 +392,11 @@ describe("websocket server against protocol violations (raw python3 client)", fu
 end)
 
 describe("websocket upgrade requests", function()
+  -- curl asking 127.0.0.1:port for /chat with the extra headers, as a child.
   local function curl(port, headers)
-    local argv = { "curl", "-s", "-i", "--max-time", "5" }
-    for _, h in ipairs(headers) do
-      argv[#argv + 1] = "-H"
-      argv[#argv + 1] = h
-    end
-    argv[#argv + 1] = "http://127.0.0.1:" .. port .. "/chat"
-    return argv
+    local cmd = "curl -s -i --max-time 5"
+    for _, h in ipairs(headers) do cmd = cmd .. " -H " .. rt.q(h) end
+    return require("helper").spawn(cmd .. " http://127.0.0.1:" .. port .. "/chat", { foreign = true })
   end
 
   local good = { "Upgrade: websocket", "Connection: Upgrade", "Sec-WebSocket-Version: 13",
@@ -407,11 +404,7 @@ describe("websocket upgrade requests", function()
 
   local function refused(headers)
     local l, port = rt.listener()
-    local child = require("helper").spawn(table.concat((function()
-      local t = {}
-      for i, a in ipairs(curl(port, headers)) do t[i] = rt.q(a) end
-      return t
-    end)(), " "), { foreign = true })
+    local child = curl(port, headers)
     local ws, msg = rt.loop(function()
       return websocket.accept(W.mini_http(assert(l:accept())))
     end)
@@ -422,11 +415,7 @@ describe("websocket upgrade requests", function()
 
   it("answers 101 with the accept key to curl", function()
     local l, port = rt.listener()
-    local child = require("helper").spawn(table.concat((function()
-      local t = {}
-      for i, a in ipairs(curl(port, good)) do t[i] = rt.q(a) end
-      return t
-    end)(), " "), { foreign = true })
+    local child = curl(port, good)
     rt.loop(function()
       local ws = assert(websocket.accept(W.mini_http(assert(l:accept()))))
       ws.sock:close()
