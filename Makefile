@@ -35,7 +35,7 @@ LIBDIR     ?= $(PREFIX)/lib/lua/$(LUA_VERSION)
 BINDIR     ?= $(PREFIX)/bin
 MANDIR     ?= $(PREFIX)/share/man/man1
 
-CORE_SRC = src/csock.c src/check.c src/socket.c src/io.c src/addr.c src/opt.c src/buf.c src/loop.c src/cond.c src/coro.c src/resolve.c src/backend_epoll.c src/workers.c src/signal.c src/systemd.c src/tls.c src/http.c src/ready.c
+CORE_SRC = src/csock.c src/check.c src/socket.c src/io.c src/addr.c src/opt.c src/buf.c src/loop.c src/cond.c src/coro.c src/resolve.c src/backend_epoll.c src/workers.c src/signal.c src/systemd.c src/tls.c src/http.c src/ready.c src/ws.c
 HOST_SRC = src/main.c src/alloc.c
 HDRS     = $(wildcard src/*.h)
 ALL_CFLAGS = $(CFLAGS) $(WARN) -fPIC -pthread -std=gnu11 -D_GNU_SOURCE $(LUA_CFLAGS) $(SSL_CFLAGS)
@@ -76,13 +76,8 @@ test: deps all
 # is not instrumented, so the sanitizer runtimes are preloaded.
 ASAN_FLAGS = -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined
 ASAN_RT = $(shell $(CC) -print-file-name=libasan.so) $(shell $(CC) -print-file-name=libubsan.so)
-asan: deps build/init_lua.h
-	@mkdir -p build-asan/csock build-asan/bin
-	$(CC) $(ASAN_FLAGS) $(WARN) -fPIC -pthread -std=gnu11 -D_GNU_SOURCE $(LUA_CFLAGS) $(SSL_CFLAGS) $(LIBFLAG) -o build-asan/csock/core.so $(CORE_SRC) $(SSL_LIBS)
-	$(CC) $(ASAN_FLAGS) $(WARN) -pthread -std=gnu11 -D_GNU_SOURCE $(LUA_CFLAGS) $(SSL_CFLAGS) -Ibuild -o build-asan/bin/csock $(HOST_SRC) $(CORE_SRC) $(LUA_LIBS) $(SSL_LIBS) -lm -Wl,-E
-	$(RAISE_NOFILE) CSOCK_BUILD=build-asan LD_PRELOAD="$(ASAN_RT)" ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
-	  LSAN_OPTIONS=suppressions=$(CURDIR)/tools/lsan.supp:print_suppressions=0 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-	  $(BUSTED) --cpath='./build-asan/?.so' $(BUSTED_ARGS)
+asan: deps asan-build
+	$(RAISE_NOFILE) $(ASAN_ENV) $(BUSTED) --cpath='./build-asan/?.so' $(BUSTED_ARGS)
 
 # The specs under valgrind: fail on memory errors and on definite leaks.
 valgrind: deps all
@@ -205,26 +200,30 @@ build-fuzz/fuzz_http: fuzz/fuzz_http.c $(FUZZ_SRC) $(HDRS)
 	@mkdir -p build-fuzz
 	$(FUZZ_CC) $(FUZZ_ALL_CFLAGS) -o $@ fuzz/fuzz_http.c $(FUZZ_SRC) $(LUA_LIBS) $(SSL_LIBS) -lm
 
+build-fuzz/fuzz_ws: fuzz/fuzz_ws.c $(FUZZ_SRC) $(HDRS)
+	@mkdir -p build-fuzz
+	$(FUZZ_CC) $(FUZZ_ALL_CFLAGS) -o $@ fuzz/fuzz_ws.c $(FUZZ_SRC) $(LUA_LIBS) $(SSL_LIBS) -lm
+
 build-fuzz/fuzz_tls: fuzz/fuzz_tls.c $(FUZZ_SRC) $(HDRS)
 	@mkdir -p build-fuzz
 	$(FUZZ_CC) $(FUZZ_ALL_CFLAGS) -o $@ fuzz/fuzz_tls.c $(FUZZ_SRC) $(LUA_LIBS) $(SSL_LIBS) -lm
 
-fuzz: build-fuzz/fuzz_read build-fuzz/fuzz_addr build-fuzz/fuzz_http build-fuzz/fuzz_tls
+fuzz: build-fuzz/fuzz_read build-fuzz/fuzz_addr build-fuzz/fuzz_http build-fuzz/fuzz_ws build-fuzz/fuzz_tls
 	sh fuzz/run.sh $(FUZZ_SECONDS)
 
 # ---------------------------------------------------------------- issue 15's regime
-# The ASan+UBSan build alone (what `make asan` builds before running the specs).
+# The ASan+UBSan build (make asan runs the specs against it) and the environment for it.
 ASAN_ENV = CSOCK_BUILD=build-asan LD_PRELOAD="$(ASAN_RT)" ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
   LSAN_OPTIONS=suppressions=$(CURDIR)/tools/lsan.supp:print_suppressions=0 \
   UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 
 build-asan/csock/core.so: $(CORE_SRC) $(HDRS)
 	@mkdir -p build-asan/csock
-	$(CC) $(ASAN_FLAGS) $(WARN) -fPIC -pthread -std=gnu11 -D_GNU_SOURCE $(LUA_CFLAGS) $(LIBFLAG) -o $@ $(CORE_SRC)
+	$(CC) $(ASAN_FLAGS) $(WARN) -fPIC -pthread -std=gnu11 -D_GNU_SOURCE $(LUA_CFLAGS) $(SSL_CFLAGS) $(LIBFLAG) -o $@ $(CORE_SRC) $(SSL_LIBS)
 
 build-asan/bin/csock: $(HOST_SRC) $(CORE_SRC) $(HDRS) build/init_lua.h
 	@mkdir -p build-asan/bin
-	$(CC) $(ASAN_FLAGS) $(WARN) -pthread -std=gnu11 -D_GNU_SOURCE $(LUA_CFLAGS) -Ibuild -o $@ $(HOST_SRC) $(CORE_SRC) $(LUA_LIBS) -lm -Wl,-E
+	$(CC) $(ASAN_FLAGS) $(WARN) -pthread -std=gnu11 -D_GNU_SOURCE $(LUA_CFLAGS) $(SSL_CFLAGS) -Ibuild -o $@ $(HOST_SRC) $(CORE_SRC) $(LUA_LIBS) $(SSL_LIBS) -lm -Wl,-E
 
 .PHONY: asan-build fuzz-lua gcstress
 asan-build: build-asan/csock/core.so build-asan/bin/csock

@@ -7,7 +7,7 @@
 set -u
 cd "$(dirname "$0")/.." || exit 2
 TOTAL=${1:-60}
-HARNESSES="fuzz_read fuzz_addr fuzz_http fuzz_tls"
+HARNESSES="fuzz_read fuzz_addr fuzz_http fuzz_ws fuzz_tls"
 n=$(echo $HARNESSES | wc -w)
 each=$(( TOTAL / n )); [ "$each" -ge 1 ] || each=1
 status=0
@@ -29,7 +29,7 @@ for h in $HARNESSES; do
   else
     status=1
     echo "   FAILED (status $rc): ${runs:-?} runs, ${rate:-?} exec/s; log $log"
-    grep -a -E 'fuzz_(read|addr|http|tls):|runtime error|ERROR: AddressSanitizer|ERROR: libFuzzer|SUMMARY' "$log" | head -5 | sed 's/^/   /'
+    grep -a -E 'fuzz_(read|addr|http|ws|tls):|runtime error|ERROR: AddressSanitizer|ERROR: libFuzzer|SUMMARY' "$log" | head -5 | sed 's/^/   /'
     ls build-fuzz/crash-"$h"-* 2>/dev/null | tail -1 | sed 's/^/   input: /'
   fi
 done

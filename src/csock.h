@@ -264,6 +264,9 @@ int workers_supervise(int n);
 int workers_lua(lua_State *L);
 int workers_id_lua(lua_State *L);
 
+/* ws.c: WebSocket byte work, the table csock.core.ws */
+void ws_open(lua_State *L);
+
 /* backend_epoll.c: the poller, kept apart as redis keeps ae_epoll.c */
 typedef struct backend_event {
   void *ptr;
