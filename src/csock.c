@@ -65,7 +65,7 @@ static const named_int constants[] = {
 static const luaL_Reg modfuncs[] = {
     {"socket", sock_new},
     {"socketpair", sock_pair},
-    {"getaddrinfo", addr_getaddrinfo},
+    {"getaddrinfo", resolve_getaddrinfo},
     {"run", loop_run},
     {"spawn", loop_spawn},
     {"sleep", loop_sleep},
@@ -91,6 +91,7 @@ int luaopen_csock_core(lua_State *L) {
   sock_open_meta(L);
   sock_add_methods(L, io_methods);
   sock_add_methods(L, opt_methods);
+  sock_add_methods(L, tls_methods);
   sock_add_methods(L, http_methods);
   loop_open_meta(L);
   cond_open_meta(L);

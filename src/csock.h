@@ -76,6 +76,8 @@ typedef struct csock_socket {
 typedef struct csock_transport {
   long (*recv)(csock_socket *s, char *p, size_t n);
   long (*send)(csock_socket *s, const char *p, size_t n);
+  int (*shutdown)(csock_socket *s); /* before shutdown(SHUT_WR): 0 or -errno */
+  void (*close)(csock_socket *s);   /* before close(2): frees the state, unsets xport */
 } csock_transport;
 
 /* check.c: the clock and the failure results */
@@ -135,17 +137,14 @@ extern const luaL_Reg http_methods[];
 /* tls.c */
 void tls_open(lua_State *L);
 int tls_context(lua_State *L);
-int tls_starttls(lua_State *L);
-int tls_info(lua_State *L);
-void tls_close(csock_socket *s);
-int tls_shutdown(csock_socket *s);
+extern const luaL_Reg tls_methods[]; /* starttls, tlsinfo: added to the socket class by csock.c */
 
 /* addr.c */
 int addr_parse_family(lua_State *L, int idx);
 int addr_from_args(lua_State *L, int idx, int family, int socktype, struct sockaddr_storage *ss,
                    socklen_t *len);
 void addr_push(lua_State *L, const struct sockaddr *sa, socklen_t len);
-int addr_getaddrinfo(lua_State *L);
+const char *addr_checkstring(lua_State *L, int idx, const char *what);
 int addr_pusherror(lua_State *L, int gai);
 struct addrinfo;
 void addr_push_list(lua_State *L, const struct addrinfo *res);
@@ -218,7 +217,7 @@ int loop_nest_parked(lua_State *L);
 #define ADDR_LOOKUP 0x40000000 /* addr_from_args: a name for resolve_then (above any errno) */
 int resolve_then(lua_State *L, int idx, int family, int socktype, double deadline,
                  lua_CFunction again);
-int resolve_list(lua_State *L, const char *host, const char *service, const struct addrinfo *hints);
+int resolve_getaddrinfo(lua_State *L);
 
 /* coro.c */
 void coro_install(lua_State *L);
@@ -229,7 +228,6 @@ int signal_fd(void);
 void signal_mark_passive(lua_State *L, int signo);
 int signal_active(void);
 int signal_collect(lua_State *L);
-void loop_watch_signals(void);
 void signal_after_fork(void);
 
 /* ready.c: readiness without I/O (LuaSocket's select and dirty) */

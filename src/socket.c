@@ -112,7 +112,7 @@ int sock_close(lua_State *L, csock_socket *s) {
   (void)L;
   if (s->fd < 0) return 0;
   loop_forget_socket(s, s->inherited || s->born != workers_forks());
-  if (s->tls != NULL) tls_close(s); /* its close_notify needs the descriptor */
+  if (s->xport != NULL) s->xport->close(s); /* a close_notify needs the descriptor */
   int fd = s->fd;
   s->fd = -1;
   buf_free(&s->rbuf);
@@ -198,8 +198,8 @@ static int sock_shutdown(lua_State *L) {
     csock_argcheck(L, h == SHUT_RD || h == SHUT_WR || h == SHUT_RDWR, 2, "invalid shutdown mode");
     how = (int)h;
   }
-  if (how != SHUT_RD && s->tls != NULL) { /* the peer reads close_notify, then the FIN */
-    int r = tls_shutdown(s);
+  if (how != SHUT_RD && s->xport != NULL) { /* the peer reads close_notify, then the FIN */
+    int r = s->xport->shutdown(s);
     if (r < 0) return csock_failure(L, r);
   }
   if (shutdown(s->fd, how) < 0) return csock_failure(L, errno);
@@ -303,8 +303,6 @@ static const luaL_Reg meth[] = {
     {"gettimeout", sock_gettimeout},
     {"setmaxline", sock_setmaxline},
     {"fileno", sock_fileno},
-    {"starttls", tls_starttls},
-    {"tlsinfo", tls_info},
     {NULL, NULL},
 };
 

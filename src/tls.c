@@ -555,10 +555,8 @@ static long tls_send(csock_socket *s, const char *p, size_t n) {
   return (long)n;
 }
 
-static const csock_transport tls_transport = {tls_recv, tls_send};
-
 /* Frees s's TLS state after one non-blocking close_notify; s stays open. */
-void tls_close(csock_socket *s) {
+static void tls_close(csock_socket *s) {
   struct csock_tls *t = s->tls;
   if (t == NULL) return;
   ERR_clear_error();
@@ -573,7 +571,7 @@ void tls_close(csock_socket *s) {
 }
 
 /* shutdown("w"): the close_notify, once; 0 or -errno. */
-int tls_shutdown(csock_socket *s) {
+static int tls_shutdown(csock_socket *s) {
   struct csock_tls *t = s->tls;
   if (t == NULL || !t->done || t->dead) return 0;
   if (SSL_get_shutdown(t->ssl) & SSL_SENT_SHUTDOWN) return 0;
@@ -584,6 +582,8 @@ int tls_shutdown(csock_socket *s) {
   ERR_clear_error();
   return 0;
 }
+
+static const csock_transport tls_transport = {tls_recv, tls_send, tls_shutdown, tls_close};
 
 /* ---------------------------------------------------------------- starttls */
 
@@ -706,7 +706,7 @@ static int starttls_k(lua_State *L, int status, lua_KContext ctx) {
 }
 
 /* s:starttls(ctx [, host]) */
-int tls_starttls(lua_State *L) {
+static int tls_starttls(lua_State *L) {
   csock_socket *s = sock_checkopen(L, 1);
   tls_ctx *c = ctx_check(L, 2);
   if (!lua_isnoneornil(L, 3) && lua_type(L, 3) != LUA_TSTRING) csock_typeerror(L, 3, "string");
@@ -757,7 +757,7 @@ static void push_peer(lua_State *L, SSL *ssl) {
 }
 
 /* s:tlsinfo(): the session's facts, or nil on a plain socket. */
-int tls_info(lua_State *L) {
+static int tls_info(lua_State *L) {
   csock_socket *s = sock_checkopen(L, 1);
   struct csock_tls *t = s->tls;
   if (t == NULL || !t->done) {
@@ -787,6 +787,12 @@ int tls_info(lua_State *L) {
   push_peer(L, t->ssl);
   return 1;
 }
+
+const luaL_Reg tls_methods[] = {
+    {"starttls", tls_starttls},
+    {"tlsinfo", tls_info},
+    {NULL, NULL},
+};
 
 /* The context metatable and csock._TLS, in the module table at the top. */
 void tls_open(lua_State *L) {
