@@ -27,7 +27,7 @@ int addr_parse_family(lua_State *L, int idx) {
   return (int)f;
 }
 
-static const char *addr_checkstring(lua_State *L, int idx, const char *what) {
+const char *addr_checkstring(lua_State *L, int idx, const char *what) {
   size_t len;
   const char *s = csock_checklstring(L, idx, &len);
   if (strlen(s) != len) csock_argerror(L, idx, lua_pushfstring(L, "%s contains a zero byte", what));
@@ -238,57 +238,6 @@ void addr_push(lua_State *L, const struct sockaddr *sa, socklen_t len) {
     }
     default: break;
   }
-}
-
-static int hint_field(lua_State *L, int idx, const char *name, int dflt) {
-  int t = lua_getfield(L, idx, name);
-  int v = dflt;
-  if (t != LUA_TNIL) {
-    if (!lua_isinteger(L, -1))
-      csock_argerror(L, idx, lua_pushfstring(L, "hint '%s' must be an integer", name));
-    v = (int)lua_tointeger(L, -1);
-  }
-  lua_pop(L, 1);
-  return v;
-}
-
-static int is_numeric(const char *host) {
-  unsigned char buf[sizeof(struct in6_addr)];
-  return inet_pton(AF_INET, host, buf) == 1 || inet_pton(AF_INET6, host, buf) == 1;
-}
-
-int addr_getaddrinfo(lua_State *L) {
-  const char *host = lua_isnoneornil(L, 1) ? NULL : addr_checkstring(L, 1, "host");
-  const char *service = NULL;
-  if (lua_type(L, 2) == LUA_TNUMBER) {
-    lua_Integer port = csock_checkinteger(L, 2);
-    csock_argcheck(L, port >= 0 && port <= 65535, 2, "port out of range");
-    service = lua_tostring(L, 2); /* converts in place */
-  } else if (!lua_isnoneornil(L, 2)) {
-    service = addr_checkstring(L, 2, "service");
-  }
-  csock_argcheck(L, host || service, 1, "host or service expected");
-  struct addrinfo hints, *res = NULL;
-  memset(&hints, 0, sizeof hints);
-  hints.ai_socktype = SOCK_STREAM;
-  if (!lua_isnoneornil(L, 3)) {
-    csock_checktype(L, 3, LUA_TTABLE);
-    hints.ai_family = hint_field(L, 3, "family", AF_UNSPEC);
-    hints.ai_socktype = hint_field(L, 3, "socktype", SOCK_STREAM);
-    hints.ai_protocol = hint_field(L, 3, "protocol", 0);
-    hints.ai_flags = hint_field(L, 3, "flags", 0);
-  }
-#ifndef CSOCK_NO_RESOLVER
-  if (host != NULL && !is_numeric(host) && csock_in_task(L)) {
-    int n = resolve_list(L, host, service, &hints);
-    if (n >= 0) return n;
-  }
-#endif
-  int r = getaddrinfo(host, service, &hints, &res);
-  if (r != 0) return addr_pusherror(L, r == EAI_SYSTEM ? errno : r);
-  addr_push_list(L, res);
-  freeaddrinfo(res);
-  return 1;
 }
 
 /* Pushes getaddrinfo's results as an array of address tables. */

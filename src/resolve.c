@@ -21,6 +21,7 @@
 ** poller never reports an event for freed memory.  A lookup given up
 ** while still queued is marked abandoned and skipped, not looked up.
 */
+#include <arpa/inet.h>
 #include <dlfcn.h>
 #include <errno.h>
 #include <netdb.h>
@@ -421,12 +422,70 @@ static int list_k(lua_State *L, int status, lua_KContext ctx) {
 ** csock.getaddrinfo of a name inside a task: the address list, looked up
 ** while the task waits.  Returns -1 when no thread could be started.
 */
-int resolve_list(lua_State *L, const char *host, const char *service,
-                 const struct addrinfo *hints) {
+static int resolve_list(lua_State *L, const char *host, const char *service,
+                        const struct addrinfo *hints) {
   int top = lua_gettop(L);
   int err;
   lookup *lk = lookup_start(L, host, service, hints, &err);
   if (lk == NULL && err != 0) return csock_failure(L, err);
   if (lk == NULL) return -1;
   return lookup_wait(L, lk, top, -1, list_k, NULL);
+}
+
+/* ---------------------------------------------------------------- csock.getaddrinfo */
+
+static int hint_field(lua_State *L, int idx, const char *name, int dflt) {
+  int t = lua_getfield(L, idx, name);
+  int v = dflt;
+  if (t != LUA_TNIL) {
+    if (!lua_isinteger(L, -1))
+      csock_argerror(L, idx, lua_pushfstring(L, "hint '%s' must be an integer", name));
+    v = (int)lua_tointeger(L, -1);
+  }
+  lua_pop(L, 1);
+  return v;
+}
+
+static int is_numeric(const char *host) {
+  unsigned char buf[sizeof(struct in6_addr)];
+  return inet_pton(AF_INET, host, buf) == 1 || inet_pton(AF_INET6, host, buf) == 1;
+}
+
+/* csock.getaddrinfo(host, service [, hints]): names inside a task are looked up on a helper thread.
+ */
+int resolve_getaddrinfo(lua_State *L) {
+  const char *host = lua_isnoneornil(L, 1) ? NULL : addr_checkstring(L, 1, "host");
+  const char *service = NULL;
+  if (lua_type(L, 2) == LUA_TNUMBER) {
+    lua_Integer port = csock_checkinteger(L, 2);
+    csock_argcheck(L, port >= 0 && port <= 65535, 2, "port out of range");
+    service = lua_tostring(L, 2); /* converts in place */
+  } else if (!lua_isnoneornil(L, 2)) {
+    service = addr_checkstring(L, 2, "service");
+  }
+  csock_argcheck(L, host || service, 1, "host or service expected");
+  struct addrinfo hints, *res = NULL;
+  memset(&hints, 0, sizeof hints);
+  hints.ai_socktype = SOCK_STREAM;
+  if (!lua_isnoneornil(L, 3)) {
+    csock_checktype(L, 3, LUA_TTABLE);
+    hints.ai_family = hint_field(L, 3, "family", AF_UNSPEC);
+    hints.ai_socktype = hint_field(L, 3, "socktype", SOCK_STREAM);
+    hints.ai_protocol = hint_field(L, 3, "protocol", 0);
+    hints.ai_flags = hint_field(L, 3, "flags", 0);
+  }
+#ifdef CSOCK_NO_RESOLVER /* fuzzing builds never start a lookup thread */
+  int in_task = 0;
+#else
+  int in_task = csock_in_task(L);
+#endif
+  if (host != NULL && in_task && !is_numeric(host)) {
+    int n = resolve_list(L, host, service, &hints);
+    if (n >= 0) return n;
+  }
+  int r = getaddrinfo(host, service, &hints, &res);
+  if (r != 0) return addr_pusherror(L, r == EAI_SYSTEM ? errno : r);
+  addr_push_list(L, res);
+  freeaddrinfo(res);
+  return 1;
 }
