@@ -939,10 +939,6 @@ static void watch_signals(csock_loop *lp) {
     lp->signals_watched = 1;
 }
 
-void loop_watch_signals(void) {
-  if (running) watch_signals(running);
-}
-
 /* Spawns a task per signal received: handler(signo). */
 static void spawn_signal_tasks(lua_State *L, csock_loop *lp) {
   lp->signal_pending = 0;
@@ -962,6 +958,7 @@ void (*csock_turn_hook)(lua_State *L);
 /* One turn: ready tasks, then I/O and timers (waiting up to timeout ms). */
 static void loop_turn(lua_State *L, csock_loop *lp, long long max_wait) {
   if (csock_turn_hook) csock_turn_hook(L);
+  watch_signals(lp); /* csock.signal may have made the pipe since the last turn */
   long long timeout = poll_timeout(lp);
   if (max_wait >= 0 && (timeout < 0 || timeout > max_wait)) timeout = max_wait;
   int r = poll_and_wake(lp, timeout);

@@ -85,7 +85,6 @@ int signal_lua(lua_State *L) {
   lua_rawseti(L, -2, signo);
   handled_count += (lua_isnil(L, 2) ? 0 : 1) - (had && !passive[signo] ? 1 : 0);
   passive[signo] = 0;
-  loop_watch_signals();
   lua_pushboolean(L, 1);
   return 1;
 }
