@@ -136,7 +136,7 @@ CPPCHECK_FLAGS ?= --quiet --enable=warning,style,performance,portability --std=c
 lint:
 	@CSOCK_DEPS="$(LINT_DEPS)" sh tools/deps.sh
 	@st=0; \
-	for t in lint-lua lint-cppcheck lint-tidy lint-format; do \
+	for t in lint-lua lint-cppcheck lint-tidy lint-format lint-deps; do \
 	  echo "== $$t"; $(MAKE) --no-print-directory $$t || st=1; \
 	done; \
 	if [ $$st -ne 0 ]; then echo "lint: FAILED (see above)"; else echo "lint: clean"; fi; \
