@@ -42,18 +42,24 @@ ALL_CFLAGS = $(CFLAGS) $(WARN) -fPIC -pthread -std=gnu11 -D_GNU_SOURCE $(LUA_CFL
 
 .PHONY: all test asan valgrind install uninstall clean bench bench-redis deps run
 
-all: csock/core.so bin/csock
+# From the repository root, plain lua5.4 finds the in-place build on its default paths
+# (./?.lua, ./?/init.lua, ./?.so): csock/ holds core.so and links to the modules in lua/csock/.
+INPLACE = $(patsubst lua/csock/%,csock/%,$(wildcard lua/csock/*.lua lua/csock/socket))
+all: csock/core.so bin/csock $(INPLACE)
+
+csock/%: lua/csock/%
+	@mkdir -p csock
+	ln -sfn ../lua/csock/$* $@
 
 csock/core.so: $(CORE_SRC) $(HDRS)
 	@mkdir -p csock
 	$(CC) $(ALL_CFLAGS) $(LIBFLAG) -o $@ $(CORE_SRC) $(LDFLAGS) $(SSL_LIBS)
 
 # The host links the core statically and preloads it as csock.core.
-build/init_lua.h: lua/csock/init.lua
+LUA_MODULES = $(shell find lua/csock -name '*.lua')
+build/init_lua.h: $(LUA_MODULES) tools/embed_lua.sh
 	@mkdir -p build
-	{ echo 'static const char csock_init_lua[] ='; \
-	  sed -e 's/\\/\\\\/g' -e 's/"/\\"/g' -e 's/^/"/' -e 's/$$/\\n"/' $<; \
-	  echo ';'; } > $@
+	sh tools/embed_lua.sh > $@
 
 bin/csock: $(HOST_SRC) $(CORE_SRC) $(HDRS) build/init_lua.h
 	@mkdir -p bin
@@ -97,7 +103,7 @@ uninstall: uninstall-man
 	rm -rf $(DESTDIR)$(LUADIR)/csock
 
 clean:
-	rm -rf csock/core.so bin build build-asan build-fuzz
+	rm -rf csock bin build build-asan build-fuzz
 
 # Benchmark csock beside its peers (bench/README.md); e.g. make bench BENCH_ARGS="--quick"
 bench: all

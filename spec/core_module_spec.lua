@@ -2,6 +2,7 @@
 -- constructors (socket, socketpair).  getaddrinfo is in core_addresses_spec.
 
 local csock = require "csock"
+local rt = require "support.rt"
 
 describe("csock module", function()
 
@@ -148,5 +149,15 @@ describe("csock module", function()
       finally(function() a:close(); b:close() end)
       assert.not_equal(a:fileno(), b:fileno())
     end)
+  end)
+end)
+
+describe("the in-place build", function()
+  it("is found by a plain lua5.4 started at the repository root, on its default paths", function()
+    local r = rt.exec({"/bin/sh", "-c", "env -u LUA_PATH -u LUA_PATH_5_4 -u LUA_CPATH -u LUA_CPATH_5_4 "
+      .. [[lua5.4 -e 'print(require("csock")._VERSION == require("csock.core")._VERSION,
+      type(require("csock.http").request), type(require("csock.socket.https").request))']]})
+    assert.equal(0, r.status, r.err)
+    assert.equal("true\tfunction\tfunction\n", r.out)
   end)
 end)

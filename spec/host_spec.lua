@@ -1,6 +1,7 @@
 -- The host executable bin/csock, run as a separate process (SPEC "Host executable", "Details").
 local csock = require "csock"
 local rt = require "support.rt"
+local helper = require "helper"
 
 local BIN = rt.BIN
 
@@ -521,5 +522,16 @@ describe("standard input", function()
     assert.equal(1, r.status)
     assert.matches("^csock: ", r.err)
     assert.matches("stdin failed", r.err)
+  end)
+end)
+
+describe("the host's own modules", function()
+  it("finds csock.http, csock.websocket and csock.socket from any directory, with no LUA_PATH", function()
+    local bin = helper.ROOT .. "/" .. BIN
+    local r = rt.exec({"/bin/sh", "-c", "cd / && env -u LUA_PATH -u LUA_PATH_5_4 " .. bin .. [[ -e '
+      local http, ws, socket = require "csock.http", require "csock.websocket", require "csock.socket"
+      print(type(http.serve), type(ws.connect), socket._VERSION, type(require("csock.socket.https").request))']]})
+    assert.equal(0, r.status, r.err)
+    assert.equal("function\tfunction\tLuaSocket 3.1.0\tfunction\n", r.out)
   end)
 end)

@@ -14,7 +14,7 @@
 #include "lualib.h"
 
 #ifndef CSOCK_INIT_LUA
-#include "init_lua.h" /* lua/csock/init.lua as a C string, made by the Makefile */
+#include "init_lua.h" /* the Lua modules as C strings (tools/embed_lua.sh) */
 #endif
 
 static const char *progname = "csock";
@@ -223,12 +223,29 @@ static int build_steps(lua_State *L, int argc, char **argv, const options *o) {
 
 /* ---------------------------------------------------------------- main */
 
+/* package.preload loader of an embedded module: compiled only when required. */
+static int load_embedded(lua_State *L) {
+  int i = (int)lua_tointeger(L, lua_upvalueindex(1));
+  const char *src = csock_lua_modules[i].source;
+  if (luaL_loadbuffer(L, src, strlen(src), csock_lua_modules[i].chunk) != LUA_OK)
+    return lua_error(L);
+  lua_insert(L, 1); /* the chunk gets require's arguments: name, ":preload:" */
+  lua_call(L, lua_gettop(L) - 1, 1);
+  return 1;
+}
+
 static int preload_core(lua_State *L) {
   luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_PRELOAD_TABLE);
   lua_pushcfunction(L, luaopen_csock_core);
   lua_setfield(L, -2, "csock.core");
   if (luaL_loadbuffer(L, csock_init_lua, strlen(csock_init_lua), "=csock") != LUA_OK) return 0;
   lua_setfield(L, -2, "csock");
+  /* csock.http, csock.socket, ...: found from any directory, like the core */
+  for (int i = 0; csock_lua_modules[i].name; i++) {
+    lua_pushinteger(L, i);
+    lua_pushcclosure(L, load_embedded, 1);
+    lua_setfield(L, -2, csock_lua_modules[i].name);
+  }
   lua_pop(L, 1);
   return 1;
 }
