@@ -90,6 +90,7 @@ int luaopen_csock_core(lua_State *L) {
   luaL_newlib(L, modfuncs);
   sock_open_meta(L);
   sock_add_methods(L, io_methods);
+  sock_add_methods(L, read_methods);
   sock_add_methods(L, opt_methods);
   sock_add_methods(L, tls_methods);
   sock_add_methods(L, http_methods);

@@ -123,13 +123,23 @@ int io_send(lua_State *L);
 int io_recv(lua_State *L);
 int io_sendto(lua_State *L);
 int io_recvfrom(lua_State *L);
-int io_read(lua_State *L);
 int io_write(lua_State *L);
-int io_lines(lua_State *L);
 int io_accept(lua_State *L);
 int io_connect(lua_State *L);
-/* io.c: reads more bytes into s's buffer (> 0 read, 0 end of stream, -errno) */
-int fill(csock_socket *s, size_t want);
+
+/* stream.c: the waits every method shares, and stream_fill, which reads more
+   bytes into s's buffer (> 0 read, 0 end of stream, -errno) */
+int stream_fill(csock_socket *s, size_t want);
+int stream_resumed(lua_State *L, int status, csock_socket *s);
+int stream_error(lua_State *L, int err);
+void stream_check_not_busy(lua_State *L, const csock_socket *s);
+int stream_again_or_fail(lua_State *L, csock_socket *s, int dir, int e, lua_KContext ctx,
+                         lua_KFunction k);
+int stream_xport_wait(lua_State *L, csock_socket *s, long r, double deadline, lua_KContext ctx,
+                      lua_KFunction k);
+
+/* read.c: read and lines, added to the socket class by csock.c */
+extern const luaL_Reg read_methods[];
 
 /* http.c: the HTTP/1.1 parser's socket methods (_httpreq, _httpres, _httpchunk) */
 extern const luaL_Reg http_methods[];

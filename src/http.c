@@ -597,7 +597,7 @@ static int http_step(lua_State *L, csock_socket *s, int status, lua_KContext ctx
       if (n > 0) return n;
     }
     if (s->eof) return at_eof(L, s, kind);
-    int r = fill(s, buf_len(&s->rbuf));
+    int r = stream_fill(s, buf_len(&s->rbuf));
     if (r >= 0) continue;
     if (r != -EAGAIN && r != -XPORT_WANT_WRITE) { /* a TLS read may have to write first */
       e = r;

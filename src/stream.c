@@ -1,0 +1,112 @@
+/*
+** stream.c - a socket's bytes between the kernel (or the socket's transport,
+** tls.c) and csock: filling the read buffer, and the waits and error
+** results that every method that may wait shares (io.c, read.c, http.c).
+*/
+#include <errno.h>
+#include <limits.h>
+#include <sys/socket.h>
+
+#include "csock.h"
+
+#define READ_CHUNK 4096
+#define FILL_MAX (64 * 1024) /* the most one fill makes room for: what one recv takes */
+
+/* At the start of a continuation: the reason the task was woken, 0 if ready. */
+int stream_resumed(lua_State *L, int status, csock_socket *s) {
+  if (status == LUA_YIELD) {
+    int e = csock_woken(L);
+    if (e) return e;
+  }
+  return s->fd < 0 ? -EBADF : 0;
+}
+
+int stream_error(lua_State *L, int err) {
+  if (err < 0) err = -err;
+  if (err == EBADF) return csock_failmsg(L, "socket closed", EBADF);
+  return csock_failure(L, err);
+}
+
+/*
+** A read() holds a cursor into s's buffer (loop_read_begin): a second
+** reader -- another task, or a finalizer that the read's own allocations
+** ran -- would move the bytes under it.
+*/
+void stream_check_not_busy(lua_State *L, const csock_socket *s) {
+  if (s->rbusy) luaL_error(L, "socket is busy: another task is reading from it");
+}
+
+/*
+** After a call failed with errno e: 0 to try the call again (EINTR, or a
+** wait for dir that ended ready), else the error to report.  EAGAIN marks
+** the direction drained and waits; in a task the wait yields and k runs
+** when the task is resumed.
+*/
+int stream_again_or_fail(lua_State *L, csock_socket *s, int dir, int e, lua_KContext ctx,
+                         lua_KFunction k) {
+  if (e == EINTR) return 0;
+  if (e != EAGAIN) return e;
+  if (dir == CSOCK_READ)
+    s->rready = 0;
+  else
+    s->wready = 0;
+  return csock_wait(L, s, dir, dir == CSOCK_READ ? s->rdeadline : s->wdeadline, ctx, k);
+}
+
+/*
+** After a transport call (s->xport) failed with r: 0 when the wait it
+** asked for ended ready, else the error.  A TLS read may wait to write.
+*/
+int stream_xport_wait(lua_State *L, csock_socket *s, long r, double deadline, lua_KContext ctx,
+                      lua_KFunction k) {
+  if (r == -XPORT_WANT_READ) return csock_wait(L, s, CSOCK_READ, deadline, ctx, k);
+  if (r == -XPORT_WANT_WRITE) return csock_wait(L, s, CSOCK_WRITE, deadline, ctx, k);
+  return (int)-r;
+}
+
+/* fill through a transport: -EAGAIN to wait to read, -XPORT_WANT_WRITE to write. */
+static int fill_xport(csock_socket *s, char *p, size_t avail) {
+  long r = s->xport->recv(s, p, avail);
+  if (r > 0) {
+    buf_commit(&s->rbuf, (size_t)r);
+    return (int)r;
+  }
+  if (buf_len(&s->rbuf) == 0) buf_consume(&s->rbuf, 0); /* give the block back */
+  if (r == 0) s->eof = 1;
+  return r == -XPORT_WANT_READ ? -EAGAIN : (int)r;
+}
+
+/*
+** Reads more bytes into the buffer: > 0 read, 0 end of stream, -errno.
+** want: the room to make first (fill_hint), from READ_CHUNK up to FILL_MAX,
+** so that read(65536) takes one recv(2) where the buffer's own growth took
+** three or four.
+*/
+int stream_fill(csock_socket *s, size_t want) {
+  if (!csock_ready(s, CSOCK_READ)) return -EAGAIN;
+  if (want < READ_CHUNK) want = READ_CHUNK;
+  if (want > FILL_MAX) want = FILL_MAX;
+  size_t avail;
+  char *p = buf_reserve(&s->rbuf, want, &avail);
+  if (p == NULL) return -ENOMEM;
+  if (s->xport != NULL) return fill_xport(s, p, avail);
+  for (;;) {
+    ssize_t r = recv(s->fd, p, avail, 0);
+    if (r > 0) {
+      if ((size_t)r < avail && s->type == SOCK_STREAM) csock_drained(s);
+      buf_commit(&s->rbuf, (size_t)r);
+      return (int)(r > INT_MAX ? INT_MAX : r);
+    }
+    if (r == 0) {
+      s->eof = 1;
+      if (buf_len(&s->rbuf) == 0) buf_consume(&s->rbuf, 0); /* give the block back */
+      return 0;
+    }
+    if (errno != EINTR) {
+      int e = errno;
+      if (e == EAGAIN) s->rready = 0;
+      if (buf_len(&s->rbuf) == 0) buf_consume(&s->rbuf, 0);
+      return -e;
+    }
+  }
+}
