@@ -12,7 +12,7 @@
 # exits 0 (run.sh itself reports a missing required tool).
 set -uo pipefail
 
-PKGS=(gcc wrk util-linux lua5.4 lua-luv lua-cqueues lua-socket lua-copas nodejs
+PKGS=(gcc wrk util-linux lua5.4 lua-luv lua-cqueues lua-luaossl lua-socket lua-copas nodejs
       nginx libnginx-mod-http-lua hyperfine)
 
 installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'; }

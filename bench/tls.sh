@@ -1,6 +1,7 @@
 #!/bin/bash
 # bench/tls.sh [SECONDS] - HTTPS "hello world" per server CPU-second: csock
-# (bench/servers/csock_https.lua) beside nginx with TLS (1 worker), both with
+# (bench/servers/csock_https.lua) beside nginx with TLS (1 worker), node https and
+# cqueues + luaossl starttls (when installed: Debian lua-cqueues, lua-luaossl), all with
 # the same ECDSA P-256 certificate, TLS 1.3, pinned to CPU 0; wrk on CPU 1.
 # Tests: keep-alive c100, and Connection: close (a full handshake a request).
 # Prints a table and writes it to bench/results/tls-latest.md.
@@ -88,10 +89,26 @@ run() {
     'BEGIN { cpu = d / hz; printf "%d|%.0f|%.2f\n", r / s, (cpu > 0 ? r / cpu : 0), cpu }'
 }
 
+start_node() {
+  taskset -c 0 node bench/servers/node_https.js "$1" "$tmp/cert.pem" "$tmp/key.pem" >/dev/null &
+  pid=$!
+  pids+=("$pid")
+}
+
+start_cqueues() {
+  taskset -c 0 lua5.4 bench/servers/cqueues_https.lua "$1" "$tmp/cert.pem" "$tmp/key.pem" >/dev/null &
+  pid=$!
+  pids+=("$pid")
+}
+
+SERVERS=(nginx csock)
+command -v node >/dev/null && SERVERS+=(node)
+lua5.4 -e 'require "cqueues"; require "openssl.ssl.context"' 2>/dev/null && SERVERS+=(cqueues)
+
 declare -A res
-for srv in nginx csock; do
+for srv in "${SERVERS[@]}"; do
   port=$(free_port)
-  if [ "$srv" = nginx ]; then start_nginx "$port"; else start_csock "$port"; fi
+  "start_$srv" "$port"
   for _ in $(seq 50); do
     (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break
     sleep 0.1
@@ -106,7 +123,7 @@ mkdir -p bench/results
   echo "|---|---|---:|---:|---:|---:|"
   for test in ka close; do
     IFS='|' read -r nr ncpu _ <<<"${res[nginx,$test]}"
-    for srv in nginx csock; do
+    for srv in "${SERVERS[@]}"; do
       IFS='|' read -r r pc c <<<"${res[$srv,$test]}"
       ratio=$(awk -v a="$pc" -v b="$ncpu" 'BEGIN { printf "%.2fx", (b > 0 ? a / b : 0) }')
       label=$([ "$test" = ka ] && echo "keep-alive c100" || echo "Connection: close c100")
