@@ -558,7 +558,7 @@ int loop_sleep(lua_State *L) {
 
 /* ---------------------------------------------------------------- tasks */
 
-static void set_parked(lua_State *L, int on);
+static void set_parked(lua_State *co, int on);
 
 static csock_task *task_check(lua_State *L, int idx) {
   return (csock_task *)csock_checkudata(L, idx, CSOCK_TASK);
@@ -582,8 +582,7 @@ static csock_task *task_new(lua_State *L, csock_loop *lp, int fidx) {
   t->state = T_DONE; /* until it is queued below */
   luaL_setmetatable(L, CSOCK_TASK);
   lua_State *co = lua_newthread(L);
-  lua_pushvalue(L, -1);
-  set_parked(L, 1); /* the loop's alone to resume or close (coro.c) */
+  set_parked(co, 1); /* the loop's alone to resume or close (coro.c) */
   lua_setiuservalue(L, -2, UV_THREAD);
   /* a new thread has room for LUA_MINSTACK values; spawn(f, table.unpack(t)) may bring more */
   if (!lua_checkstack(co, nargs + 1)) luaL_error(L, "too many arguments");
@@ -621,10 +620,7 @@ static void task_end(csock_loop *lp, csock_task *t, task_state how) {
   if (t->next_all) t->next_all->prev_all = t->prev_all;
   t->prev_all = t->next_all = NULL;
   lp->alive--;
-  task_pushhandle(lp->L, t);
-  lua_getiuservalue(lp->L, -1, UV_THREAD);
-  set_parked(lp->L, 0); /* a coroutine like any other from now on */
-  lua_pop(lp->L, 1);
+  set_parked(t->co, 0); /* a coroutine like any other from now on */
   luaL_unref(lp->L, LUA_REGISTRYINDEX, t->ref);
   t->ref = LUA_NOREF;
 }
@@ -650,47 +646,40 @@ static void task_report(csock_loop *lp, csock_task *t, const char *trace) {
 ** they run a coroutine for the current task (loop_nest_enter / leave), so
 ** that a wait in it registers the task and yields.  They then yield their
 ** own thread in turn, up to the task's coroutine, and the waiting coroutine
-** is *parked* (loop_nest_park): listed in the task's UV_NEST and in a
-** registry set that keeps anyone else from resuming it.  When the loop
-** resumes the task they unpark it and resume it where it waited.
+** is *parked* (loop_nest_park): listed in the task's UV_NEST and marked
+** so that no one else resumes it.  When the loop resumes the task they
+** unpark it and resume it where it waited.
 ** Cancelling the task closes its parked coroutines, innermost first.
-** A task's own coroutine is in the set from its start to its end: a
+** A task's own coroutine is marked from its start to its end: a
 ** coroutine.close or resume of it by someone else would free, or run
 ** outside the loop, what the loop still points at (the condition or
 ** socket it waits on).
 */
-static char parked_key; /* registry: weak-keyed set of the parked coroutines */
+/*
+** The mark lives in the coroutine itself, in the LUA_EXTRASPACE bytes Lua
+** keeps before every thread for the host: marking and unmarking a task's
+** coroutine at its start and end through a weak registry set took about a
+** thousand instructions per task (a table insert, a removal, rehashes as
+** the set grew and shrank, and the collector's sweep of a weak table).
+** The slot holds &parked_mark or anything else; a new thread copies the
+** main thread's bytes, which are never the mark, so only threads marked
+** here read as parked.
+*/
+static char parked_mark;
 
-static void push_parked_set(lua_State *L) {
-  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &parked_key) == LUA_TTABLE) return;
-  lua_pop(L, 1);
-  lua_newtable(L);
-  lua_createtable(L, 0, 1);
-  lua_pushliteral(L, "k");
-  lua_setfield(L, -2, "__mode");
-  lua_setmetatable(L, -2);
-  lua_pushvalue(L, -1);
-  lua_rawsetp(L, LUA_REGISTRYINDEX, &parked_key);
-}
+_Static_assert(LUA_EXTRASPACE >= sizeof(void *), "a thread has room for the parked mark");
 
-/* Marks (on != 0) or unmarks the coroutine on top of L as parked; pops it. */
-static void set_parked(lua_State *L, int on) {
-  push_parked_set(L);
-  lua_insert(L, -2);
-  if (on)
-    lua_pushboolean(L, 1);
-  else
-    lua_pushnil(L);
-  lua_rawset(L, -3);
-  lua_pop(L, 1);
+static void *parked_slot_value(lua_State *co) { return *(void **)lua_getextraspace(co); }
+
+/* Marks (on != 0) or unmarks co as parked. */
+static void set_parked(lua_State *co, int on) {
+  *(void **)lua_getextraspace(co) = on ? &parked_mark : NULL;
 }
 
 /* Whether the coroutine on top of L is parked; pops it. */
 int loop_nest_parked(lua_State *L) {
-  push_parked_set(L);
-  lua_insert(L, -2);
-  int parked = lua_rawget(L, -2) != LUA_TNIL;
-  lua_pop(L, 2);
+  int parked = parked_slot_value(lua_tothread(L, -1)) == &parked_mark;
+  lua_pop(L, 1);
   return parked;
 }
 
@@ -738,7 +727,8 @@ int loop_nest_park(lua_State *L) {
   lua_pushvalue(L, -3);
   lua_rawseti(L, -2, (lua_Integer)lua_rawlen(L, -2) + 1);
   lua_pop(L, 2);
-  set_parked(L, 1);
+  set_parked(lua_tothread(L, -1), 1);
+  lua_pop(L, 1);
   return 1;
 }
 
@@ -753,7 +743,8 @@ void loop_nest_unpark(lua_State *L) {
     lua_rawseti(L, -2, (lua_Integer)lua_rawlen(L, -2));
     lua_pop(L, 2);
   }
-  set_parked(L, 0);
+  set_parked(lua_tothread(L, -1), 0);
+  lua_pop(L, 1);
 }
 
 /* Closes the coroutines t waits in (their to-be-closed variables), innermost first. */
@@ -769,7 +760,8 @@ static void close_nest(csock_loop *lp, csock_task *t) {
         const char *msg = lua_tostring(co, -1);
         task_report(lp, t, msg ? msg : "error in a __close handler");
       }
-      set_parked(L, 0);
+      set_parked(co, 0);
+      lua_pop(L, 1);
     }
     lua_pushnil(L);
     lua_setiuservalue(L, top + 1, UV_NEST);
