@@ -212,6 +212,7 @@ void loop_nest_leave(const csock_nest *saved);
 int loop_nest_park(lua_State *L);
 void loop_nest_unpark(lua_State *L);
 int loop_nest_parked(lua_State *L);
+void loop_note_running(lua_State *L);
 
 /* resolve.c: names looked up on a helper thread while the task waits */
 #define ADDR_LOOKUP 0x40000000 /* addr_from_args: a name for resolve_then (above any errno) */

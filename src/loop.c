@@ -67,7 +67,8 @@ typedef struct csock_task {
   csock_socket *also_sock; /* a socket whose close ends the wait too (loop_wait_also) */
   csock_socket *read_sock; /* a socket whose read() this task has under way (rbusy) */
   int wait_dir;
-  struct csock_task *next;                /* ready queue */
+  int seen;                /* coroutine.running() handed its coroutine out: never pooled */
+  struct csock_task *next; /* ready queue */
   struct csock_task *prev_all, *next_all; /* every live task */
   struct csock_task *joining;             /* task this one waits for */
   struct csock_task *joiners;             /* tasks that wait for this one */
@@ -97,6 +98,7 @@ typedef struct csock_loop {
   int signal_pending;  /* the signal pipe became readable */
   int timer_fd;        /* csock.loop(): a timerfd, readable when a step is due */
   struct csock_loop *prev_loop, *next_loop; /* the thread's live loops */
+  lua_State *pool; /* the state's coroutines to reuse (co_take), once looked up */
 } csock_loop;
 
 /* Mark the signal pipe and an embedded loop's timerfd among the pointers epoll hands back. */
@@ -570,6 +572,63 @@ static void task_pushhandle(lua_State *L, csock_task *t) {
 }
 
 /*
+** Coroutines of finished tasks, reused for new ones.  A task that returned
+** leaves its coroutine as good as new: stack empty, upvalues and
+** to-be-closed variables closed, status OK, and Lua resumes such a thread
+** with a new function on it.  Making one costs the thread, its stack and its
+** call records, and the collector frees them all again: a fifth of the
+** user-space instructions of a connection that makes one request.  The pool
+** is a thread of the state (one per state, in the registry) holding the
+** coroutines on its stack; they stay marked parked there, so that no one
+** can resume or close one.  A coroutine is not pooled when the script may
+** hold it (coroutine.running() inside the task: a new task would show
+** under its old identity), when the task failed or was cancelled, or when
+** it has a hook of its own.
+*/
+#define CO_POOL_MAX 64
+static char pool_key;
+
+/* The state's pool, made on first use (may raise: memory). */
+static lua_State *co_pool(lua_State *L, csock_loop *lp) {
+  if (lp->pool != NULL) return lp->pool;
+  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &pool_key) != LUA_TTHREAD) {
+    lua_pop(L, 1);
+    lua_State *pool = lua_newthread(L);
+    /* room for all of them now: co_put must not allocate */
+    if (!lua_checkstack(pool, CO_POOL_MAX)) luaL_error(L, "not enough memory");
+    lua_pushvalue(L, -1);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &pool_key);
+  }
+  lp->pool = lua_tothread(L, -1);
+  lua_pop(L, 1);
+  return lp->pool;
+}
+
+/* Pushes a coroutine for a new task onto L: a pooled one, or a new one. */
+static lua_State *co_take(lua_State *L, csock_loop *lp) {
+  lua_State *pool = co_pool(L, lp);
+  if (lua_gettop(pool) == 0) return lua_newthread(L);
+  lua_xmove(pool, L, 1);
+  return lua_tothread(L, -1);
+}
+
+/* t returned: its coroutine goes to the pool if nothing else may use it. */
+static void co_put(csock_loop *lp, csock_task *t) {
+  lua_State *pool = lp->pool, *co = t->co;
+  if (pool == NULL || t->seen || lua_gettop(pool) >= CO_POOL_MAX) return;
+  if (lua_status(co) != LUA_OK || lua_gettop(co) != 0 || lua_gethook(co) != NULL) return;
+  lua_pushthread(co);
+  lua_xmove(co, pool, 1);
+  set_parked(co, 1);
+}
+
+/* coroutine.running() in L: if L is a task's own coroutine, the script now holds it. */
+void loop_note_running(lua_State *L) {
+  csock_task *t = current_task(L);
+  if (t != NULL && t->co == L) t->seen = 1;
+}
+
+/*
 ** Creates a task running the function at index fidx with the values above
 ** it as arguments (they are moved to the new coroutine), queues it, and
 ** leaves its handle on the stack.
@@ -581,7 +640,7 @@ static csock_task *task_new(lua_State *L, csock_loop *lp, int fidx) {
   t->ref = LUA_NOREF;
   t->state = T_DONE; /* until it is queued below */
   luaL_setmetatable(L, CSOCK_TASK);
-  lua_State *co = lua_newthread(L);
+  lua_State *co = co_take(L, lp);
   set_parked(co, 1); /* the loop's alone to resume or close (coro.c) */
   lua_setiuservalue(L, -2, UV_THREAD);
   /* a new thread has room for LUA_MINSTACK values; spawn(f, table.unpack(t)) may bring more */
@@ -797,6 +856,7 @@ static void task_done(csock_loop *lp, csock_task *t, int nres) {
   lua_settop(t->co, 0);
   t->nresults = nres;
   task_end(lp, t, T_DONE);
+  co_put(lp, t);
 }
 
 /* A task raised: report it (the main task's traceback is kept for the
