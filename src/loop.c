@@ -16,6 +16,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
+#include <stdint.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -53,7 +54,7 @@ enum { UV_THREAD = 1, UV_RESULT = 2, UV_NAME = 3, UV_NEST = 4, UV_COUNT = 4 };
 typedef struct csock_task {
   lua_State *co;
   struct csock_loop *loop;
-  int ref; /* registry reference that keeps the handle alive until it ends */
+  int ref; /* where the handle is anchored until the task ends (anchor_put); LUA_NOREF: ended */
   task_state state;
   int wake;     /* what the continuation will find: 0, -ETIMEDOUT, -EBADF */
   int cancel;   /* cancel() was called; ends at the next wait point */
@@ -98,7 +99,8 @@ typedef struct csock_loop {
   int signal_pending;  /* the signal pipe became readable */
   int timer_fd;        /* csock.loop(): a timerfd, readable when a step is due */
   struct csock_loop *prev_loop, *next_loop; /* the thread's live loops */
-  lua_State *pool; /* the state's coroutines to reuse (co_take), once looked up */
+  lua_State *pool;    /* the state's coroutines to reuse (co_take), once looked up */
+  lua_State *anchors; /* the state's anchor for live tasks' handles (anchor_put), once looked up */
 } csock_loop;
 
 /* Mark the signal pipe and an embedded loop's timerfd among the pointers epoll hands back. */
@@ -566,9 +568,78 @@ static csock_task *task_check(lua_State *L, int idx) {
   return (csock_task *)csock_checkudata(L, idx, CSOCK_TASK);
 }
 
+/*
+** A live task's handle must stay reachable for the collector: nothing else
+** may refer to it while the task waits.  luaL_ref on the registry took 500
+** instructions per task with its unref; the handles are kept instead on the
+** stack of an anchor thread (one per state), a slot each, found by index.
+** Free slots hold the index of the next free one (0 ends the list), and the
+** list's head lives in the thread's LUA_EXTRASPACE.  A task past what one
+** stack holds (LUAI_MAXSTACK, about a million) goes to the registry: its
+** ref is then negative (REG_REF).
+*/
+static char pool_key, anchor_key;
+
+#define REG_REF(r) (-3 - (r)) /* a registry reference r >= 1 kept in t->ref; its own inverse */
+
+/* The state's thread for key (pool or anchors), made on first use with
+   room for n values (may raise: memory); *cache keeps it for the loop. */
+static lua_State *state_thread(lua_State *L, void *key, int n, lua_State **cache) {
+  if (*cache != NULL) return *cache;
+  if (lua_rawgetp(L, LUA_REGISTRYINDEX, key) != LUA_TTHREAD) {
+    lua_pop(L, 1);
+    lua_State *th = lua_newthread(L);
+    *(intptr_t *)lua_getextraspace(th) = 0; /* a copy of the main thread's */
+    if (!lua_checkstack(th, n)) luaL_error(L, "not enough memory");
+    lua_pushvalue(L, -1);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, key);
+  }
+  *cache = lua_tothread(L, -1);
+  lua_pop(L, 1);
+  return *cache;
+}
+
+/* Anchors the handle on top of L (popped) as t->ref. */
+static void anchor_put(lua_State *L, csock_loop *lp, csock_task *t) {
+  lua_State *a = state_thread(L, &anchor_key, 2, &lp->anchors);
+  intptr_t *head = (intptr_t *)lua_getextraspace(a);
+  if (*head != 0) {
+    int slot = (int)*head;
+    *head = (intptr_t)lua_tointeger(a, slot);
+    lua_xmove(L, a, 1);
+    lua_replace(a, slot);
+    t->ref = slot;
+  } else if (lua_checkstack(a, 2)) { /* one slot spare for anchor_drop's push */
+    lua_xmove(L, a, 1);
+    t->ref = lua_gettop(a);
+  } else {
+    t->ref = REG_REF(luaL_ref(L, LUA_REGISTRYINDEX));
+  }
+}
+
+/* t has ended: its slot is free again. */
+static void anchor_drop(csock_loop *lp, csock_task *t) {
+  if (t->ref < 0) {
+    luaL_unref(lp->L, LUA_REGISTRYINDEX, REG_REF(t->ref));
+  } else {
+    lua_State *a = lp->anchors;
+    intptr_t *head = (intptr_t *)lua_getextraspace(a);
+    lua_pushinteger(a, (lua_Integer)*head);
+    lua_replace(a, t->ref);
+    *head = t->ref;
+  }
+  t->ref = LUA_NOREF;
+}
+
 /* Pushes the handle of t (from its anchor while it lives). */
 static void task_pushhandle(lua_State *L, csock_task *t) {
-  lua_rawgeti(L, LUA_REGISTRYINDEX, t->ref);
+  if (t->ref < 0) {
+    lua_rawgeti(L, LUA_REGISTRYINDEX, REG_REF(t->ref));
+  } else {
+    lua_State *a = t->loop->anchors;
+    lua_pushvalue(a, t->ref);
+    lua_xmove(a, L, 1);
+  }
 }
 
 /*
@@ -586,27 +657,10 @@ static void task_pushhandle(lua_State *L, csock_task *t) {
 ** it has a hook of its own.
 */
 #define CO_POOL_MAX 64
-static char pool_key;
-
-/* The state's pool, made on first use (may raise: memory). */
-static lua_State *co_pool(lua_State *L, csock_loop *lp) {
-  if (lp->pool != NULL) return lp->pool;
-  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &pool_key) != LUA_TTHREAD) {
-    lua_pop(L, 1);
-    lua_State *pool = lua_newthread(L);
-    /* room for all of them now: co_put must not allocate */
-    if (!lua_checkstack(pool, CO_POOL_MAX)) luaL_error(L, "not enough memory");
-    lua_pushvalue(L, -1);
-    lua_rawsetp(L, LUA_REGISTRYINDEX, &pool_key);
-  }
-  lp->pool = lua_tothread(L, -1);
-  lua_pop(L, 1);
-  return lp->pool;
-}
 
 /* Pushes a coroutine for a new task onto L: a pooled one, or a new one. */
 static lua_State *co_take(lua_State *L, csock_loop *lp) {
-  lua_State *pool = co_pool(L, lp);
+  lua_State *pool = state_thread(L, &pool_key, CO_POOL_MAX, &lp->pool);
   if (lua_gettop(pool) == 0) return lua_newthread(L);
   lua_xmove(pool, L, 1);
   return lua_tothread(L, -1);
@@ -652,7 +706,7 @@ static csock_task *task_new(lua_State *L, csock_loop *lp, int fidx) {
   t->nargs = nargs;
   t->id = ++lp->next_id;
   lua_pushvalue(L, fidx);
-  t->ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  anchor_put(L, lp, t);
   t->next_all = lp->all;
   if (lp->all) lp->all->prev_all = t;
   lp->all = t;
@@ -680,8 +734,7 @@ static void task_end(csock_loop *lp, csock_task *t, task_state how) {
   t->prev_all = t->next_all = NULL;
   lp->alive--;
   set_parked(t->co, 0); /* a coroutine like any other from now on */
-  luaL_unref(lp->L, LUA_REGISTRYINDEX, t->ref);
-  t->ref = LUA_NOREF;
+  anchor_drop(lp, t);
 }
 
 /* Writes "csock: task N (name): traceback" for a task that failed. */
