@@ -104,7 +104,7 @@ static int accept_k(lua_State *L, int status, lua_KContext ctx) {
     if (fd >= 0) {
       c->fd = fd;
       sock_nodelay_later(c);
-      addr_push(L, (struct sockaddr *)&ss, len);
+      addr_push_from_method(L, (struct sockaddr *)&ss, len);
       return 2;
     }
     e = errno;
@@ -426,7 +426,7 @@ static int recvfrom_k(lua_State *L, int status, lua_KContext ctx) {
       if (len == 0 || ss.ss_family == AF_UNSPEC) /* a stream, or an unnamed peer */
         push_peer(L, s);
       else
-        addr_push(L, (struct sockaddr *)&ss, len);
+        addr_push_from_method(L, (struct sockaddr *)&ss, len);
       return 2;
     }
     e = again_or_fail(L, s, CSOCK_READ, errno, ctx, recvfrom_k);
