@@ -54,21 +54,22 @@ enum { UV_THREAD = 1, UV_RESULT = 2, UV_NAME = 3, UV_NEST = 4, UV_COUNT = 4 };
 typedef struct csock_task {
   lua_State *co;
   struct csock_loop *loop;
-  int ref; /* where the handle is anchored until the task ends (anchor_put); LUA_NOREF: ended */
-  task_state state;
-  int wake;     /* what the continuation will find: 0, -ETIMEDOUT, -EBADF */
-  int cancel;   /* cancel() was called; ends at the next wait point */
-  int nargs;    /* arguments of the first resume */
+  int ref;   /* where the handle is anchored until the task ends (anchor_put); LUA_NOREF: ended */
+  int wake;  /* what the continuation will find: 0, -ETIMEDOUT, -EBADF */
+  int nargs; /* arguments of the first resume */
   int nresults; /* results stored in UV_RESULT (a table) */
+  /* the small fields share a word: every idle connection holds a task */
+  unsigned heap_pos;      /* 1-based position in the timer heap; 0: none */
+  unsigned char state;    /* a task_state */
+  unsigned char cancel;   /* cancel() was called; ends at the next wait point */
+  unsigned char wait_dir; /* CSOCK_READ or CSOCK_WRITE, with wait_sock */
+  unsigned char seen;     /* coroutine.running() handed its coroutine out: never pooled */
   lua_Integer id;
   double deadline;
-  size_t heap_pos;         /* 1-based position in the timer heap; 0: none */
   unsigned long long seq;  /* breaks ties between equal deadlines */
   csock_socket *wait_sock; /* socket waited on, if any */
   csock_socket *also_sock; /* a socket whose close ends the wait too (loop_wait_also) */
   csock_socket *read_sock; /* a socket whose read() this task has under way (rbusy) */
-  int wait_dir;
-  int seen;                /* coroutine.running() handed its coroutine out: never pooled */
   struct csock_task *next; /* ready queue */
   struct csock_task *prev_all, *next_all; /* every live task */
   struct csock_task *joining;             /* task this one waits for */
@@ -133,7 +134,7 @@ static int heap_less(const csock_task *a, const csock_task *b) {
 
 static void heap_set(csock_loop *lp, size_t i, csock_task *t) {
   lp->heap[i] = t;
-  t->heap_pos = i + 1;
+  t->heap_pos = (unsigned)(i + 1);
 }
 
 static void heap_up(csock_loop *lp, size_t i) {
