@@ -580,6 +580,7 @@ static csock_task *task_check(lua_State *L, int idx) {
 ** ref is then negative (REG_REF).
 */
 static char pool_key, anchor_key;
+static char task_meta_key; /* registry: the tasks' metatable, also under CSOCK_TASK */
 
 #define REG_REF(r) (-3 - (r)) /* a registry reference r >= 1 kept in t->ref; its own inverse */
 
@@ -693,8 +694,9 @@ static csock_task *task_new(lua_State *L, csock_loop *lp, int fidx) {
   csock_task *t = (csock_task *)lua_newuserdatauv(L, sizeof *t, UV_COUNT);
   memset(t, 0, sizeof *t);
   t->ref = LUA_NOREF;
-  t->state = T_DONE; /* until it is queued below */
-  luaL_setmetatable(L, CSOCK_TASK);
+  t->state = T_DONE;                                 /* until it is queued below */
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &task_meta_key); /* luaL_setmetatable hashes the name */
+  lua_setmetatable(L, -2);
   lua_State *co = co_take(L, lp);
   set_parked(co, 1); /* the loop's alone to resume or close (coro.c) */
   lua_setiuservalue(L, -2, UV_THREAD);
@@ -1575,6 +1577,8 @@ void loop_open_meta(lua_State *L) {
   lua_pop(L, 1);
 
   luaL_newmetatable(L, CSOCK_TASK);
+  lua_pushvalue(L, -1);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &task_meta_key);
   lua_pushcfunction(L, task_tostring);
   lua_setfield(L, -2, "__tostring");
   luaL_newlibtable(L, task_meth);
