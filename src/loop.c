@@ -782,7 +782,9 @@ static void task_report(csock_loop *lp, csock_task *t, const char *trace) {
 */
 static char parked_mark;
 
-_Static_assert(LUA_EXTRASPACE >= sizeof(void *), "a thread has room for the parked mark");
+/* a Lua built with less extra space than its default would not fit the mark */
+_Static_assert(LUA_EXTRASPACE >= sizeof(void *), /* NOLINT(misc-redundant-expression) */
+               "a thread has room for the parked mark");
 
 static void *parked_slot_value(lua_State *co) { return *(void **)lua_getextraspace(co); }
 
