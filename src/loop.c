@@ -46,10 +46,14 @@ typedef enum {
   T_CANCELLED
 } task_state;
 
-/* Uservalues of a task handle. */
-/* UV_NEST: the coroutines the task resumed that wait with it (see "Nested
-   coroutines" below), innermost first. */
-enum { UV_THREAD = 1, UV_RESULT = 2, UV_NAME = 3, UV_NEST = 4, UV_COUNT = 4 };
+/*
+** Uservalues of a task handle.  UV_NEST: the coroutines the task resumed
+** that wait with it (see "Nested coroutines" below), innermost first.  It
+** is needed only while the task lives and UV_RESULT only once it has
+** ended, so they share a slot: a uservalue fewer in every task, and so in
+** every connection a server holds.
+*/
+enum { UV_THREAD = 1, UV_RESULT = 2, UV_NEST = 2, UV_NAME = 3, UV_COUNT = 3 };
 
 typedef struct csock_task {
   lua_State *co;
