@@ -63,25 +63,49 @@ typedef struct csock_task {
   int nargs; /* arguments of the first resume */
   int nresults; /* results stored in UV_RESULT (a table) */
   /* the small fields share a word: every idle connection holds a task */
-  unsigned heap_pos;      /* 1-based position in the timer heap; 0: none */
-  unsigned char state;    /* a task_state */
-  unsigned char cancel;   /* cancel() was called; ends at the next wait point */
-  unsigned char wait_dir; /* CSOCK_READ or CSOCK_WRITE, with wait_sock */
-  unsigned char seen;     /* coroutine.running() handed its coroutine out: never pooled */
+  unsigned heap_pos;       /* 1-based position in the timer heap; 0: none */
+  unsigned char state;     /* a task_state */
+  unsigned char cancel;    /* cancel() was called; ends at the next wait point */
+  unsigned char wait_dir;  /* CSOCK_READ or CSOCK_WRITE, with W_SOCK */
+  unsigned char seen;      /* coroutine.running() handed its coroutine out: never pooled */
+  unsigned char wait_kind; /* what `on` and `link` hold: W_NONE, W_SOCK, W_JOIN or W_COND */
   lua_Integer id;
   double deadline;
   unsigned long long seq;  /* breaks ties between equal deadlines */
-  csock_socket *wait_sock; /* socket waited on, if any */
   csock_socket *also_sock; /* a socket whose close ends the wait too (loop_wait_also) */
   csock_socket *read_sock; /* a socket whose read() this task has under way (rbusy) */
   struct csock_task *next; /* ready queue */
   struct csock_task *prev_all, *next_all; /* every live task */
-  struct csock_task *joining;             /* task this one waits for */
   struct csock_task *joiners;             /* tasks that wait for this one */
-  struct csock_task *next_joiner;
-  csock_waitlist *waitlist;                     /* a condition waited on (cond.c) */
-  struct csock_task *prev_waiter, *next_waiter; /* its other waiters, oldest first */
+  /* A task waits on one thing at a time (and maybe a timer besides), so the
+     links of the three kinds of wait share their memory: wait_kind tells. */
+  union {
+    csock_socket *sock;       /* W_SOCK: the socket waited on */
+    struct csock_task *task;  /* W_JOIN: the task waited for */
+    csock_waitlist *waitlist; /* W_COND: the condition waited on (cond.c) */
+  } on;
+  union {
+    struct csock_task *next_joiner; /* W_JOIN: the next of on.task's joiners */
+    struct {
+      struct csock_task *prev, *next;
+    } waiters; /* W_COND: its other waiters, oldest first */
+  } link;
 } csock_task;
+
+enum { W_NONE, W_SOCK, W_JOIN, W_COND };
+
+/* What t waits on, by kind; NULL when it waits on something else. */
+static csock_socket *wait_sock(const csock_task *t) {
+  return t->wait_kind == W_SOCK ? t->on.sock : NULL;
+}
+
+static struct csock_task *joining(const csock_task *t) {
+  return t->wait_kind == W_JOIN ? t->on.task : NULL;
+}
+
+static csock_waitlist *waitlist(const csock_task *t) {
+  return t->wait_kind == W_COND ? t->on.waitlist : NULL;
+}
 
 typedef struct csock_loop {
   lua_State *L; /* the thread that called csock.run */
@@ -205,25 +229,28 @@ static void enqueue(csock_loop *lp, csock_task *t) {
 }
 
 static void unjoin(csock_task *t) {
-  csock_task **p = &t->joining->joiners;
-  while (*p && *p != t) p = &(*p)->next_joiner;
-  if (*p) *p = t->next_joiner;
-  t->joining = NULL;
-  t->next_joiner = NULL;
+  csock_task **p = &t->on.task->joiners;
+  while (*p && *p != t) p = &(*p)->link.next_joiner;
+  if (*p) *p = t->link.next_joiner;
+  t->wait_kind = W_NONE;
+  t->on.task = NULL;
+  t->link.next_joiner = NULL;
 }
 
 static void waitlist_remove(csock_task *t) {
-  csock_waitlist *wl = t->waitlist;
-  if (t->prev_waiter)
-    t->prev_waiter->next_waiter = t->next_waiter;
+  csock_waitlist *wl = t->on.waitlist;
+  csock_task *prev = t->link.waiters.prev, *next = t->link.waiters.next;
+  if (prev)
+    prev->link.waiters.next = next;
   else
-    wl->head = t->next_waiter;
-  if (t->next_waiter)
-    t->next_waiter->prev_waiter = t->prev_waiter;
+    wl->head = next;
+  if (next)
+    next->link.waiters.prev = prev;
   else
-    wl->tail = t->prev_waiter;
-  t->waitlist = NULL;
-  t->prev_waiter = t->next_waiter = NULL;
+    wl->tail = prev;
+  t->wait_kind = W_NONE;
+  t->on.waitlist = NULL;
+  t->link.waiters.prev = t->link.waiters.next = NULL;
 }
 
 /* Drops the link loop_wait_also made, whatever ends the wait. */
@@ -242,16 +269,17 @@ static void wake(csock_task *t, int reason) {
   unlink_also(t); /* also for a task a cancel queued without a wait */
   if (t->state != T_WAITING) return;
   csock_loop *lp = t->loop;
-  csock_socket *s = t->wait_sock;
+  csock_socket *s = wait_sock(t);
   if (s) {
     if (s->reader == t) s->reader = NULL;
     if (s->writer == t) s->writer = NULL;
-    t->wait_sock = NULL;
+    t->wait_kind = W_NONE;
+    t->on.sock = NULL;
     lp->io_waiters--;
   }
   if (t->heap_pos) heap_remove(lp, t);
-  if (t->joining) unjoin(t);
-  if (t->waitlist) waitlist_remove(t);
+  if (t->wait_kind == W_JOIN) unjoin(t);
+  if (t->wait_kind == W_COND) waitlist_remove(t);
   t->wake = reason;
   enqueue(lp, t);
 }
@@ -366,7 +394,8 @@ int csock_wait(lua_State *L, csock_socket *s, int dir, double deadline, lua_KCon
   }
   if (deadline >= 0 && heap_push(lp, t, deadline) < 0) return -ENOMEM;
   *slot = t;
-  t->wait_sock = s;
+  t->wait_kind = W_SOCK;
+  t->on.sock = s;
   t->wait_dir = dir;
   lp->io_waiters++;
   t->state = T_WAITING;
@@ -412,7 +441,7 @@ void loop_after_fork(void) {
   lp->signals_watched = 0;
   watch_signals(lp);
   for (csock_task *t = lp->all; t; t = t->next_all) {
-    csock_socket *s = t->wait_sock;
+    csock_socket *s = wait_sock(t);
     if (s == NULL || s->fd < 0) continue;
     unsigned dirs = (s->reader ? CSOCK_READ : 0) | (s->writer ? CSOCK_WRITE : 0);
     if (backend_add(lp->epfd, s->fd, s, dirs, 0) == 0) {
@@ -525,11 +554,12 @@ int loop_wait_on(lua_State *L, csock_waitlist *wl, double deadline, lua_KContext
   if (t->cancel) return yield_ready(L, t, ctx, k);
   if (deadline >= 0 && deadline <= csock_now()) return -ETIMEDOUT;
   if (deadline >= 0 && heap_push(t->loop, t, deadline) < 0) return -ENOMEM;
-  t->waitlist = wl;
-  t->prev_waiter = wl->tail;
-  t->next_waiter = NULL;
+  t->wait_kind = W_COND;
+  t->on.waitlist = wl;
+  t->link.waiters.prev = wl->tail;
+  t->link.waiters.next = NULL;
   if (wl->tail)
-    wl->tail->next_waiter = t;
+    wl->tail->link.waiters.next = t;
   else
     wl->head = t;
   wl->tail = t;
@@ -538,7 +568,7 @@ int loop_wait_on(lua_State *L, csock_waitlist *wl, double deadline, lua_KContext
 }
 
 /* The task that waits on the same list after t, or NULL. */
-const csock_task *loop_next_waiter(const csock_task *t) { return t->next_waiter; }
+const csock_task *loop_next_waiter(const csock_task *t) { return t->link.waiters.next; }
 
 /* Makes the task that has waited longest on wl ready; 0 if none waits. */
 int loop_wake_first(csock_waitlist *wl) {
@@ -728,9 +758,10 @@ static void task_end(csock_loop *lp, csock_task *t, task_state how) {
   drop_read(t);
   while (t->joiners) {
     csock_task *j = t->joiners;
-    t->joiners = j->next_joiner;
-    j->next_joiner = NULL;
-    j->joining = NULL;
+    t->joiners = j->link.next_joiner;
+    j->link.next_joiner = NULL;
+    j->wait_kind = W_NONE;
+    j->on.task = NULL;
     wake(j, 0);
   }
   if (t->prev_all)
@@ -1016,7 +1047,7 @@ static void expire_timers(csock_loop *lp) {
   double now = csock_now();
   while (lp->heap_len && lp->heap[0]->deadline <= now) {
     csock_task *t = lp->heap[0];
-    wake(t, t->wait_sock || t->waitlist ? -ETIMEDOUT : 0);
+    wake(t, t->wait_kind == W_SOCK || t->wait_kind == W_COND ? -ETIMEDOUT : 0);
   }
 }
 
@@ -1242,8 +1273,9 @@ static int task_join(lua_State *L) {
   if (me == NULL) return luaL_error(L, "join: must be called from a task");
   if (me == t) return csock_argerror(L, 1, "a task cannot join itself");
   if (me->cancel) return yield_ready(L, me, 0, join_k);
-  me->joining = t;
-  me->next_joiner = t->joiners;
+  me->wait_kind = W_JOIN;
+  me->on.task = t;
+  me->link.next_joiner = t->joiners;
   t->joiners = me;
   me->state = T_WAITING;
   return lua_yieldk(L, 0, 0, join_k);
@@ -1334,14 +1366,14 @@ static const luaL_Reg task_meth[] = {
 /* ---------------------------------------------------------------- dump */
 
 static void dump_wait(luaL_Buffer *b, lua_State *L, const csock_task *t) {
-  if (t->wait_sock) {
-    lua_pushfstring(L, "%s fd %d", t->wait_dir == CSOCK_READ ? "read" : "write", t->wait_sock->fd);
+  if (wait_sock(t)) {
+    lua_pushfstring(L, "%s fd %d", t->wait_dir == CSOCK_READ ? "read" : "write", wait_sock(t)->fd);
     luaL_addvalue(b);
-  } else if (t->joining) {
-    lua_pushfstring(L, "join task %I", (LUAI_UACINT)t->joining->id);
+  } else if (joining(t)) {
+    lua_pushfstring(L, "join task %I", (LUAI_UACINT)joining(t)->id);
     luaL_addvalue(b);
-  } else if (t->waitlist) {
-    lua_pushfstring(L, "cond %p", (const void *)t->waitlist);
+  } else if (waitlist(t)) {
+    lua_pushfstring(L, "cond %p", (const void *)waitlist(t));
     luaL_addvalue(b);
   } else if (t->heap_pos) {
     luaL_addstring(b, "sleep");
