@@ -11,7 +11,8 @@
 ** loop resumes the task they resume the coroutine where it waited (loop.c,
 ** "Nested coroutines").  Anything else -- arguments, results, errors, a
 ** plain coroutine.yield -- behaves as with lcorolib's functions.
-** coroutine.close is wrapped only to refuse a coroutine parked that way.
+** coroutine.close is wrapped only to refuse a coroutine parked that way,
+** coroutine.running only to tell the loop a task's coroutine was seen.
 ** A task's own coroutine counts as parked while the task lives: only the
 ** loop may resume or close it.
 */
@@ -149,8 +150,17 @@ static int co_wrap(lua_State *L) {
   return 1;
 }
 
+/* coroutine.running: Lua's own, and the loop learns that a task's
+   coroutine was handed out (it is then never reused for another task). */
+static int co_running(lua_State *L) {
+  int ismain = lua_pushthread(L);
+  lua_pushboolean(L, ismain);
+  loop_note_running(L);
+  return 2;
+}
+
 /*
-** Puts resume, wrap and close into the coroutine library, unless the program has
+** Puts resume, wrap, running and close into the coroutine library, unless the program has
 ** already replaced Lua's resume with a function of its own (a Lua
 ** function: then its coroutines block in a wait, as before).
 */
@@ -165,6 +175,8 @@ void coro_install(lua_State *L) {
       lua_setfield(L, -2, "resume");
       lua_pushcfunction(L, co_wrap);
       lua_setfield(L, -2, "wrap");
+      lua_pushcfunction(L, co_running);
+      lua_setfield(L, -2, "running");
       if (lua_getfield(L, -1, "close") == LUA_TFUNCTION) {
         lua_pushcclosure(L, co_close, 1);
         lua_setfield(L, -2, "close");

@@ -105,6 +105,15 @@ csock_socket *sock_check(lua_State *L, int idx);
 csock_socket *sock_checkopen(lua_State *L, int idx);
 csock_socket *sock_push(lua_State *L, int family, int type);
 csock_socket *sock_push_from_method(lua_State *L, int family, int type);
+/* The upvalues of every socket method: the metatable, then the address tables' field names. */
+enum {
+  SOCK_UV_META = 1,
+  SOCK_UV_FAMILY,
+  SOCK_UV_ADDR,
+  SOCK_UV_PORT,
+  SOCK_UV_PATH,
+  SOCK_NUPVALUES = 5
+};
 int sock_close(lua_State *L, csock_socket *s);
 void sock_open_meta(lua_State *L);
 void sock_add_methods(lua_State *L, const luaL_Reg *methods);
@@ -154,6 +163,7 @@ int addr_parse_family(lua_State *L, int idx);
 int addr_from_args(lua_State *L, int idx, int family, int socktype, struct sockaddr_storage *ss,
                    socklen_t *len);
 void addr_push(lua_State *L, const struct sockaddr *sa, socklen_t len);
+void addr_push_from_method(lua_State *L, const struct sockaddr *sa, socklen_t len);
 const char *addr_checkstring(lua_State *L, int idx, const char *what);
 int addr_pusherror(lua_State *L, int gai);
 struct addrinfo;
@@ -222,6 +232,7 @@ void loop_nest_leave(const csock_nest *saved);
 int loop_nest_park(lua_State *L);
 void loop_nest_unpark(lua_State *L);
 int loop_nest_parked(lua_State *L);
+void loop_note_running(lua_State *L);
 
 /* resolve.c: names looked up on a helper thread while the task waits */
 #define ADDR_LOOKUP 0x40000000 /* addr_from_args: a name for resolve_then (above any errno) */

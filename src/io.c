@@ -49,7 +49,7 @@ static int accept_k(lua_State *L, int status, lua_KContext ctx) {
     if (fd >= 0) {
       c->fd = fd;
       sock_nodelay_later(c);
-      addr_push(L, (struct sockaddr *)&ss, len);
+      addr_push_from_method(L, (struct sockaddr *)&ss, len);
       return 2;
     }
     e = errno;
@@ -371,7 +371,7 @@ static int recvfrom_k(lua_State *L, int status, lua_KContext ctx) {
       if (len == 0 || ss.ss_family == AF_UNSPEC) /* a stream, or an unnamed peer */
         push_peer(L, s);
       else
-        addr_push(L, (struct sockaddr *)&ss, len);
+        addr_push_from_method(L, (struct sockaddr *)&ss, len);
       return 2;
     }
     e = stream_again_or_fail(L, s, CSOCK_READ, errno, ctx, recvfrom_k);

@@ -16,6 +16,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
+#include <stdint.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -45,36 +46,66 @@ typedef enum {
   T_CANCELLED
 } task_state;
 
-/* Uservalues of a task handle. */
-/* UV_NEST: the coroutines the task resumed that wait with it (see "Nested
-   coroutines" below), innermost first. */
-enum { UV_THREAD = 1, UV_RESULT = 2, UV_NAME = 3, UV_NEST = 4, UV_COUNT = 4 };
+/*
+** Uservalues of a task handle.  UV_NEST: the coroutines the task resumed
+** that wait with it (see "Nested coroutines" below), innermost first.  It
+** is needed only while the task lives and UV_RESULT only once it has
+** ended, so they share a slot: a uservalue fewer in every task, and so in
+** every connection a server holds.
+*/
+enum { UV_THREAD = 1, UV_RESULT = 2, UV_NEST = 2, UV_NAME = 3, UV_COUNT = 3 };
 
 typedef struct csock_task {
   lua_State *co;
   struct csock_loop *loop;
-  int ref; /* registry reference that keeps the handle alive until it ends */
-  task_state state;
-  int wake;     /* what the continuation will find: 0, -ETIMEDOUT, -EBADF */
-  int cancel;   /* cancel() was called; ends at the next wait point */
-  int nargs;    /* arguments of the first resume */
+  int ref;   /* where the handle is anchored until the task ends (anchor_put); LUA_NOREF: ended */
+  int wake;  /* what the continuation will find: 0, -ETIMEDOUT, -EBADF */
+  int nargs; /* arguments of the first resume */
   int nresults; /* results stored in UV_RESULT (a table) */
+  /* the small fields share a word: every idle connection holds a task */
+  unsigned heap_pos;       /* 1-based position in the timer heap; 0: none */
+  unsigned char state;     /* a task_state */
+  unsigned char cancel;    /* cancel() was called; ends at the next wait point */
+  unsigned char wait_dir;  /* CSOCK_READ or CSOCK_WRITE, with W_SOCK */
+  unsigned char seen;      /* coroutine.running() handed its coroutine out: never pooled */
+  unsigned char wait_kind; /* what `on` and `link` hold: W_NONE, W_SOCK, W_JOIN or W_COND */
   lua_Integer id;
   double deadline;
-  size_t heap_pos;         /* 1-based position in the timer heap; 0: none */
   unsigned long long seq;  /* breaks ties between equal deadlines */
-  csock_socket *wait_sock; /* socket waited on, if any */
   csock_socket *also_sock; /* a socket whose close ends the wait too (loop_wait_also) */
   csock_socket *read_sock; /* a socket whose read() this task has under way (rbusy) */
-  int wait_dir;
-  struct csock_task *next;                /* ready queue */
+  struct csock_task *next; /* ready queue */
   struct csock_task *prev_all, *next_all; /* every live task */
-  struct csock_task *joining;             /* task this one waits for */
   struct csock_task *joiners;             /* tasks that wait for this one */
-  struct csock_task *next_joiner;
-  csock_waitlist *waitlist;                     /* a condition waited on (cond.c) */
-  struct csock_task *prev_waiter, *next_waiter; /* its other waiters, oldest first */
+  /* A task waits on one thing at a time (and maybe a timer besides), so the
+     links of the three kinds of wait share their memory: wait_kind tells. */
+  union {
+    csock_socket *sock;       /* W_SOCK: the socket waited on */
+    struct csock_task *task;  /* W_JOIN: the task waited for */
+    csock_waitlist *waitlist; /* W_COND: the condition waited on (cond.c) */
+  } on;
+  union {
+    struct csock_task *next_joiner; /* W_JOIN: the next of on.task's joiners */
+    struct {
+      struct csock_task *prev, *next;
+    } waiters; /* W_COND: its other waiters, oldest first */
+  } link;
 } csock_task;
+
+enum { W_NONE, W_SOCK, W_JOIN, W_COND };
+
+/* What t waits on, by kind; NULL when it waits on something else. */
+static csock_socket *wait_sock(const csock_task *t) {
+  return t->wait_kind == W_SOCK ? t->on.sock : NULL;
+}
+
+static struct csock_task *joining(const csock_task *t) {
+  return t->wait_kind == W_JOIN ? t->on.task : NULL;
+}
+
+static csock_waitlist *waitlist(const csock_task *t) {
+  return t->wait_kind == W_COND ? t->on.waitlist : NULL;
+}
 
 typedef struct csock_loop {
   lua_State *L; /* the thread that called csock.run */
@@ -97,6 +128,8 @@ typedef struct csock_loop {
   int signal_pending;  /* the signal pipe became readable */
   int timer_fd;        /* csock.loop(): a timerfd, readable when a step is due */
   struct csock_loop *prev_loop, *next_loop; /* the thread's live loops */
+  lua_State *pool;    /* the state's coroutines to reuse (co_take), once looked up */
+  lua_State *anchors; /* the state's anchor for live tasks' handles (anchor_put), once looked up */
 } csock_loop;
 
 /* Mark the signal pipe and an embedded loop's timerfd among the pointers epoll hands back. */
@@ -129,7 +162,7 @@ static int heap_less(const csock_task *a, const csock_task *b) {
 
 static void heap_set(csock_loop *lp, size_t i, csock_task *t) {
   lp->heap[i] = t;
-  t->heap_pos = i + 1;
+  t->heap_pos = (unsigned)(i + 1);
 }
 
 static void heap_up(csock_loop *lp, size_t i) {
@@ -196,25 +229,28 @@ static void enqueue(csock_loop *lp, csock_task *t) {
 }
 
 static void unjoin(csock_task *t) {
-  csock_task **p = &t->joining->joiners;
-  while (*p && *p != t) p = &(*p)->next_joiner;
-  if (*p) *p = t->next_joiner;
-  t->joining = NULL;
-  t->next_joiner = NULL;
+  csock_task **p = &t->on.task->joiners;
+  while (*p && *p != t) p = &(*p)->link.next_joiner;
+  if (*p) *p = t->link.next_joiner;
+  t->wait_kind = W_NONE;
+  t->on.task = NULL;
+  t->link.next_joiner = NULL;
 }
 
 static void waitlist_remove(csock_task *t) {
-  csock_waitlist *wl = t->waitlist;
-  if (t->prev_waiter)
-    t->prev_waiter->next_waiter = t->next_waiter;
+  csock_waitlist *wl = t->on.waitlist;
+  csock_task *prev = t->link.waiters.prev, *next = t->link.waiters.next;
+  if (prev)
+    prev->link.waiters.next = next;
   else
-    wl->head = t->next_waiter;
-  if (t->next_waiter)
-    t->next_waiter->prev_waiter = t->prev_waiter;
+    wl->head = next;
+  if (next)
+    next->link.waiters.prev = prev;
   else
-    wl->tail = t->prev_waiter;
-  t->waitlist = NULL;
-  t->prev_waiter = t->next_waiter = NULL;
+    wl->tail = prev;
+  t->wait_kind = W_NONE;
+  t->on.waitlist = NULL;
+  t->link.waiters.prev = t->link.waiters.next = NULL;
 }
 
 /* Drops the link loop_wait_also made, whatever ends the wait. */
@@ -233,16 +269,17 @@ static void wake(csock_task *t, int reason) {
   unlink_also(t); /* also for a task a cancel queued without a wait */
   if (t->state != T_WAITING) return;
   csock_loop *lp = t->loop;
-  csock_socket *s = t->wait_sock;
+  csock_socket *s = wait_sock(t);
   if (s) {
     if (s->reader == t) s->reader = NULL;
     if (s->writer == t) s->writer = NULL;
-    t->wait_sock = NULL;
+    t->wait_kind = W_NONE;
+    t->on.sock = NULL;
     lp->io_waiters--;
   }
   if (t->heap_pos) heap_remove(lp, t);
-  if (t->joining) unjoin(t);
-  if (t->waitlist) waitlist_remove(t);
+  if (t->wait_kind == W_JOIN) unjoin(t);
+  if (t->wait_kind == W_COND) waitlist_remove(t);
   t->wake = reason;
   enqueue(lp, t);
 }
@@ -357,7 +394,8 @@ int csock_wait(lua_State *L, csock_socket *s, int dir, double deadline, lua_KCon
   }
   if (deadline >= 0 && heap_push(lp, t, deadline) < 0) return -ENOMEM;
   *slot = t;
-  t->wait_sock = s;
+  t->wait_kind = W_SOCK;
+  t->on.sock = s;
   t->wait_dir = dir;
   lp->io_waiters++;
   t->state = T_WAITING;
@@ -403,7 +441,7 @@ void loop_after_fork(void) {
   lp->signals_watched = 0;
   watch_signals(lp);
   for (csock_task *t = lp->all; t; t = t->next_all) {
-    csock_socket *s = t->wait_sock;
+    csock_socket *s = wait_sock(t);
     if (s == NULL || s->fd < 0) continue;
     unsigned dirs = (s->reader ? CSOCK_READ : 0) | (s->writer ? CSOCK_WRITE : 0);
     if (backend_add(lp->epfd, s->fd, s, dirs, 0) == 0) {
@@ -516,11 +554,12 @@ int loop_wait_on(lua_State *L, csock_waitlist *wl, double deadline, lua_KContext
   if (t->cancel) return yield_ready(L, t, ctx, k);
   if (deadline >= 0 && deadline <= csock_now()) return -ETIMEDOUT;
   if (deadline >= 0 && heap_push(t->loop, t, deadline) < 0) return -ENOMEM;
-  t->waitlist = wl;
-  t->prev_waiter = wl->tail;
-  t->next_waiter = NULL;
+  t->wait_kind = W_COND;
+  t->on.waitlist = wl;
+  t->link.waiters.prev = wl->tail;
+  t->link.waiters.next = NULL;
   if (wl->tail)
-    wl->tail->next_waiter = t;
+    wl->tail->link.waiters.next = t;
   else
     wl->head = t;
   wl->tail = t;
@@ -529,7 +568,7 @@ int loop_wait_on(lua_State *L, csock_waitlist *wl, double deadline, lua_KContext
 }
 
 /* The task that waits on the same list after t, or NULL. */
-const csock_task *loop_next_waiter(const csock_task *t) { return t->next_waiter; }
+const csock_task *loop_next_waiter(const csock_task *t) { return t->link.waiters.next; }
 
 /* Makes the task that has waited longest on wl ready; 0 if none waits. */
 int loop_wake_first(csock_waitlist *wl) {
@@ -558,15 +597,125 @@ int loop_sleep(lua_State *L) {
 
 /* ---------------------------------------------------------------- tasks */
 
-static void set_parked(lua_State *L, int on);
+static void set_parked(lua_State *co, int on);
 
 static csock_task *task_check(lua_State *L, int idx) {
   return (csock_task *)csock_checkudata(L, idx, CSOCK_TASK);
 }
 
+/*
+** A live task's handle must stay reachable for the collector: nothing else
+** may refer to it while the task waits.  luaL_ref on the registry took 500
+** instructions per task with its unref; the handles are kept instead on the
+** stack of an anchor thread (one per state), a slot each, found by index.
+** Free slots hold the index of the next free one (0 ends the list), and the
+** list's head lives in the thread's LUA_EXTRASPACE.  A task past what one
+** stack holds (LUAI_MAXSTACK, about a million) goes to the registry: its
+** ref is then negative (REG_REF).
+*/
+static char pool_key, anchor_key;
+static char task_meta_key; /* registry: the tasks' metatable, also under CSOCK_TASK */
+
+#define REG_REF(r) (-3 - (r)) /* a registry reference r >= 1 kept in t->ref; its own inverse */
+
+/* The state's thread for key (pool or anchors), made on first use with
+   room for n values (may raise: memory); *cache keeps it for the loop. */
+static lua_State *state_thread(lua_State *L, void *key, int n, lua_State **cache) {
+  if (*cache != NULL) return *cache;
+  if (lua_rawgetp(L, LUA_REGISTRYINDEX, key) != LUA_TTHREAD) {
+    lua_pop(L, 1);
+    lua_State *th = lua_newthread(L);
+    *(intptr_t *)lua_getextraspace(th) = 0; /* a copy of the main thread's */
+    if (!lua_checkstack(th, n)) luaL_error(L, "not enough memory");
+    lua_pushvalue(L, -1);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, key);
+  }
+  *cache = lua_tothread(L, -1);
+  lua_pop(L, 1);
+  return *cache;
+}
+
+/* Anchors the handle on top of L (popped) as t->ref. */
+static void anchor_put(lua_State *L, csock_loop *lp, csock_task *t) {
+  lua_State *a = state_thread(L, &anchor_key, 2, &lp->anchors);
+  intptr_t *head = (intptr_t *)lua_getextraspace(a);
+  if (*head != 0) {
+    int slot = (int)*head;
+    *head = (intptr_t)lua_tointeger(a, slot);
+    lua_xmove(L, a, 1);
+    lua_replace(a, slot);
+    t->ref = slot;
+  } else if (lua_checkstack(a, 2)) { /* one slot spare for anchor_drop's push */
+    lua_xmove(L, a, 1);
+    t->ref = lua_gettop(a);
+  } else {
+    t->ref = REG_REF(luaL_ref(L, LUA_REGISTRYINDEX));
+  }
+}
+
+/* t has ended: its slot is free again. */
+static void anchor_drop(csock_loop *lp, csock_task *t) {
+  if (t->ref < 0) {
+    luaL_unref(lp->L, LUA_REGISTRYINDEX, REG_REF(t->ref));
+  } else {
+    lua_State *a = lp->anchors;
+    intptr_t *head = (intptr_t *)lua_getextraspace(a);
+    lua_pushinteger(a, (lua_Integer)*head);
+    lua_replace(a, t->ref);
+    *head = t->ref;
+  }
+  t->ref = LUA_NOREF;
+}
+
 /* Pushes the handle of t (from its anchor while it lives). */
 static void task_pushhandle(lua_State *L, csock_task *t) {
-  lua_rawgeti(L, LUA_REGISTRYINDEX, t->ref);
+  if (t->ref < 0) {
+    lua_rawgeti(L, LUA_REGISTRYINDEX, REG_REF(t->ref));
+  } else {
+    lua_State *a = t->loop->anchors;
+    lua_pushvalue(a, t->ref);
+    lua_xmove(a, L, 1);
+  }
+}
+
+/*
+** Coroutines of finished tasks, reused for new ones.  A task that returned
+** leaves its coroutine as good as new: stack empty, upvalues and
+** to-be-closed variables closed, status OK, and Lua resumes such a thread
+** with a new function on it.  Making one costs the thread, its stack and its
+** call records, and the collector frees them all again: a fifth of the
+** user-space instructions of a connection that makes one request.  The pool
+** is a thread of the state (one per state, in the registry) holding the
+** coroutines on its stack; they stay marked parked there, so that no one
+** can resume or close one.  A coroutine is not pooled when the script may
+** hold it (coroutine.running() inside the task: a new task would show
+** under its old identity), when the task failed or was cancelled, or when
+** it has a hook of its own.
+*/
+#define CO_POOL_MAX 64
+
+/* Pushes a coroutine for a new task onto L: a pooled one, or a new one. */
+static lua_State *co_take(lua_State *L, csock_loop *lp) {
+  lua_State *pool = state_thread(L, &pool_key, CO_POOL_MAX, &lp->pool);
+  if (lua_gettop(pool) == 0) return lua_newthread(L);
+  lua_xmove(pool, L, 1);
+  return lua_tothread(L, -1);
+}
+
+/* t returned: its coroutine goes to the pool if nothing else may use it. */
+static void co_put(csock_loop *lp, csock_task *t) {
+  lua_State *pool = lp->pool, *co = t->co;
+  if (pool == NULL || t->seen || lua_gettop(pool) >= CO_POOL_MAX) return;
+  if (lua_status(co) != LUA_OK || lua_gettop(co) != 0 || lua_gethook(co) != NULL) return;
+  lua_pushthread(co);
+  lua_xmove(co, pool, 1);
+  set_parked(co, 1);
+}
+
+/* coroutine.running() in L: if L is a task's own coroutine, the script now holds it. */
+void loop_note_running(lua_State *L) {
+  csock_task *t = current_task(L);
+  if (t != NULL && t->co == L) t->seen = 1;
 }
 
 /*
@@ -579,11 +728,11 @@ static csock_task *task_new(lua_State *L, csock_loop *lp, int fidx) {
   csock_task *t = (csock_task *)lua_newuserdatauv(L, sizeof *t, UV_COUNT);
   memset(t, 0, sizeof *t);
   t->ref = LUA_NOREF;
-  t->state = T_DONE; /* until it is queued below */
-  luaL_setmetatable(L, CSOCK_TASK);
-  lua_State *co = lua_newthread(L);
-  lua_pushvalue(L, -1);
-  set_parked(L, 1); /* the loop's alone to resume or close (coro.c) */
+  t->state = T_DONE;                                 /* until it is queued below */
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &task_meta_key); /* luaL_setmetatable hashes the name */
+  lua_setmetatable(L, -2);
+  lua_State *co = co_take(L, lp);
+  set_parked(co, 1); /* the loop's alone to resume or close (coro.c) */
   lua_setiuservalue(L, -2, UV_THREAD);
   /* a new thread has room for LUA_MINSTACK values; spawn(f, table.unpack(t)) may bring more */
   if (!lua_checkstack(co, nargs + 1)) luaL_error(L, "too many arguments");
@@ -594,7 +743,7 @@ static csock_task *task_new(lua_State *L, csock_loop *lp, int fidx) {
   t->nargs = nargs;
   t->id = ++lp->next_id;
   lua_pushvalue(L, fidx);
-  t->ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  anchor_put(L, lp, t);
   t->next_all = lp->all;
   if (lp->all) lp->all->prev_all = t;
   lp->all = t;
@@ -609,9 +758,10 @@ static void task_end(csock_loop *lp, csock_task *t, task_state how) {
   drop_read(t);
   while (t->joiners) {
     csock_task *j = t->joiners;
-    t->joiners = j->next_joiner;
-    j->next_joiner = NULL;
-    j->joining = NULL;
+    t->joiners = j->link.next_joiner;
+    j->link.next_joiner = NULL;
+    j->wait_kind = W_NONE;
+    j->on.task = NULL;
     wake(j, 0);
   }
   if (t->prev_all)
@@ -621,12 +771,8 @@ static void task_end(csock_loop *lp, csock_task *t, task_state how) {
   if (t->next_all) t->next_all->prev_all = t->prev_all;
   t->prev_all = t->next_all = NULL;
   lp->alive--;
-  task_pushhandle(lp->L, t);
-  lua_getiuservalue(lp->L, -1, UV_THREAD);
-  set_parked(lp->L, 0); /* a coroutine like any other from now on */
-  lua_pop(lp->L, 1);
-  luaL_unref(lp->L, LUA_REGISTRYINDEX, t->ref);
-  t->ref = LUA_NOREF;
+  set_parked(t->co, 0); /* a coroutine like any other from now on */
+  anchor_drop(lp, t);
 }
 
 /* Writes "csock: task N (name): traceback" for a task that failed. */
@@ -650,47 +796,42 @@ static void task_report(csock_loop *lp, csock_task *t, const char *trace) {
 ** they run a coroutine for the current task (loop_nest_enter / leave), so
 ** that a wait in it registers the task and yields.  They then yield their
 ** own thread in turn, up to the task's coroutine, and the waiting coroutine
-** is *parked* (loop_nest_park): listed in the task's UV_NEST and in a
-** registry set that keeps anyone else from resuming it.  When the loop
-** resumes the task they unpark it and resume it where it waited.
+** is *parked* (loop_nest_park): listed in the task's UV_NEST and marked
+** so that no one else resumes it.  When the loop resumes the task they
+** unpark it and resume it where it waited.
 ** Cancelling the task closes its parked coroutines, innermost first.
-** A task's own coroutine is in the set from its start to its end: a
+** A task's own coroutine is marked from its start to its end: a
 ** coroutine.close or resume of it by someone else would free, or run
 ** outside the loop, what the loop still points at (the condition or
 ** socket it waits on).
 */
-static char parked_key; /* registry: weak-keyed set of the parked coroutines */
+/*
+** The mark lives in the coroutine itself, in the LUA_EXTRASPACE bytes Lua
+** keeps before every thread for the host: marking and unmarking a task's
+** coroutine at its start and end through a weak registry set took about a
+** thousand instructions per task (a table insert, a removal, rehashes as
+** the set grew and shrank, and the collector's sweep of a weak table).
+** The slot holds &parked_mark or anything else; a new thread copies the
+** main thread's bytes, which are never the mark, so only threads marked
+** here read as parked.
+*/
+static char parked_mark;
 
-static void push_parked_set(lua_State *L) {
-  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &parked_key) == LUA_TTABLE) return;
-  lua_pop(L, 1);
-  lua_newtable(L);
-  lua_createtable(L, 0, 1);
-  lua_pushliteral(L, "k");
-  lua_setfield(L, -2, "__mode");
-  lua_setmetatable(L, -2);
-  lua_pushvalue(L, -1);
-  lua_rawsetp(L, LUA_REGISTRYINDEX, &parked_key);
-}
+/* a Lua built with less extra space than its default would not fit the mark */
+_Static_assert(LUA_EXTRASPACE >= sizeof(void *), /* NOLINT(misc-redundant-expression) */
+               "a thread has room for the parked mark");
 
-/* Marks (on != 0) or unmarks the coroutine on top of L as parked; pops it. */
-static void set_parked(lua_State *L, int on) {
-  push_parked_set(L);
-  lua_insert(L, -2);
-  if (on)
-    lua_pushboolean(L, 1);
-  else
-    lua_pushnil(L);
-  lua_rawset(L, -3);
-  lua_pop(L, 1);
+static void *parked_slot_value(lua_State *co) { return *(void **)lua_getextraspace(co); }
+
+/* Marks (on != 0) or unmarks co as parked. */
+static void set_parked(lua_State *co, int on) {
+  *(void **)lua_getextraspace(co) = on ? &parked_mark : NULL;
 }
 
 /* Whether the coroutine on top of L is parked; pops it. */
 int loop_nest_parked(lua_State *L) {
-  push_parked_set(L);
-  lua_insert(L, -2);
-  int parked = lua_rawget(L, -2) != LUA_TNIL;
-  lua_pop(L, 2);
+  int parked = parked_slot_value(lua_tothread(L, -1)) == &parked_mark;
+  lua_pop(L, 1);
   return parked;
 }
 
@@ -738,7 +879,8 @@ int loop_nest_park(lua_State *L) {
   lua_pushvalue(L, -3);
   lua_rawseti(L, -2, (lua_Integer)lua_rawlen(L, -2) + 1);
   lua_pop(L, 2);
-  set_parked(L, 1);
+  set_parked(lua_tothread(L, -1), 1);
+  lua_pop(L, 1);
   return 1;
 }
 
@@ -753,7 +895,8 @@ void loop_nest_unpark(lua_State *L) {
     lua_rawseti(L, -2, (lua_Integer)lua_rawlen(L, -2));
     lua_pop(L, 2);
   }
-  set_parked(L, 0);
+  set_parked(lua_tothread(L, -1), 0);
+  lua_pop(L, 1);
 }
 
 /* Closes the coroutines t waits in (their to-be-closed variables), innermost first. */
@@ -769,7 +912,8 @@ static void close_nest(csock_loop *lp, csock_task *t) {
         const char *msg = lua_tostring(co, -1);
         task_report(lp, t, msg ? msg : "error in a __close handler");
       }
-      set_parked(L, 0);
+      set_parked(co, 0);
+      lua_pop(L, 1);
     }
     lua_pushnil(L);
     lua_setiuservalue(L, top + 1, UV_NEST);
@@ -805,6 +949,7 @@ static void task_done(csock_loop *lp, csock_task *t, int nres) {
   lua_settop(t->co, 0);
   t->nresults = nres;
   task_end(lp, t, T_DONE);
+  co_put(lp, t);
 }
 
 /* A task raised: report it (the main task's traceback is kept for the
@@ -902,7 +1047,7 @@ static void expire_timers(csock_loop *lp) {
   double now = csock_now();
   while (lp->heap_len && lp->heap[0]->deadline <= now) {
     csock_task *t = lp->heap[0];
-    wake(t, t->wait_sock || t->waitlist ? -ETIMEDOUT : 0);
+    wake(t, t->wait_kind == W_SOCK || t->wait_kind == W_COND ? -ETIMEDOUT : 0);
   }
 }
 
@@ -1128,8 +1273,9 @@ static int task_join(lua_State *L) {
   if (me == NULL) return luaL_error(L, "join: must be called from a task");
   if (me == t) return csock_argerror(L, 1, "a task cannot join itself");
   if (me->cancel) return yield_ready(L, me, 0, join_k);
-  me->joining = t;
-  me->next_joiner = t->joiners;
+  me->wait_kind = W_JOIN;
+  me->on.task = t;
+  me->link.next_joiner = t->joiners;
   t->joiners = me;
   me->state = T_WAITING;
   return lua_yieldk(L, 0, 0, join_k);
@@ -1220,14 +1366,14 @@ static const luaL_Reg task_meth[] = {
 /* ---------------------------------------------------------------- dump */
 
 static void dump_wait(luaL_Buffer *b, lua_State *L, const csock_task *t) {
-  if (t->wait_sock) {
-    lua_pushfstring(L, "%s fd %d", t->wait_dir == CSOCK_READ ? "read" : "write", t->wait_sock->fd);
+  if (wait_sock(t)) {
+    lua_pushfstring(L, "%s fd %d", t->wait_dir == CSOCK_READ ? "read" : "write", wait_sock(t)->fd);
     luaL_addvalue(b);
-  } else if (t->joining) {
-    lua_pushfstring(L, "join task %I", (LUAI_UACINT)t->joining->id);
+  } else if (joining(t)) {
+    lua_pushfstring(L, "join task %I", (LUAI_UACINT)joining(t)->id);
     luaL_addvalue(b);
-  } else if (t->waitlist) {
-    lua_pushfstring(L, "cond %p", (const void *)t->waitlist);
+  } else if (waitlist(t)) {
+    lua_pushfstring(L, "cond %p", (const void *)waitlist(t));
     luaL_addvalue(b);
   } else if (t->heap_pos) {
     luaL_addstring(b, "sleep");
@@ -1469,6 +1615,8 @@ void loop_open_meta(lua_State *L) {
   lua_pop(L, 1);
 
   luaL_newmetatable(L, CSOCK_TASK);
+  lua_pushvalue(L, -1);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &task_meta_key);
   lua_pushcfunction(L, task_tostring);
   lua_setfield(L, -2, "__tostring");
   luaL_newlibtable(L, task_meth);

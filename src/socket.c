@@ -64,7 +64,7 @@ csock_socket *sock_push(lua_State *L, int family, int type) {
 /* sock_push for the methods, which hold the metatable as upvalue 1. */
 csock_socket *sock_push_from_method(lua_State *L, int family, int type) {
   csock_socket *s = sock_alloc(L, family, type);
-  lua_pushvalue(L, lua_upvalueindex(1));
+  lua_pushvalue(L, lua_upvalueindex(SOCK_UV_META));
   lua_setmetatable(L, -2);
   return s;
 }
@@ -312,18 +312,29 @@ static const luaL_Reg metameth[] = {
 };
 
 /*
-** The metatable, with itself as the upvalue of every method
-** (sock_push_from_method).  The methods of other files (io.c, opt.c) are
+** The metatable, with itself as the first upvalue of every method
+** (sock_push_from_method) and the address tables' field names as the
+** others (addr_push_from_method).  The methods of other files (io.c, opt.c) are
 ** added by the module entry with sock_add_methods, so that those files can
 ** call this one without this one calling them.
 */
+
+/* Pushes the SOCK_NUPVALUES upvalues of the methods, with the metatable at idx. */
+static void push_method_upvalues(lua_State *L, int idx) {
+  lua_pushvalue(L, idx);
+  lua_pushliteral(L, "family");
+  lua_pushliteral(L, "addr");
+  lua_pushliteral(L, "port");
+  lua_pushliteral(L, "path");
+}
+
 void sock_open_meta(lua_State *L) {
   luaL_newmetatable(L, CSOCK_SOCKET);
-  lua_pushvalue(L, -1);
-  luaL_setfuncs(L, metameth, 1);
+  push_method_upvalues(L, -1);
+  luaL_setfuncs(L, metameth, SOCK_NUPVALUES);
   luaL_newlibtable(L, meth);
-  lua_pushvalue(L, -2);
-  luaL_setfuncs(L, meth, 1);
+  push_method_upvalues(L, -2);
+  luaL_setfuncs(L, meth, SOCK_NUPVALUES);
   lua_setfield(L, -2, "__index");
   lua_pop(L, 1);
 }
@@ -331,7 +342,7 @@ void sock_open_meta(lua_State *L) {
 void sock_add_methods(lua_State *L, const luaL_Reg *methods) {
   luaL_getmetatable(L, CSOCK_SOCKET);
   lua_getfield(L, -1, "__index");
-  lua_pushvalue(L, -2);
-  luaL_setfuncs(L, methods, 1);
+  push_method_upvalues(L, -2);
+  luaL_setfuncs(L, methods, SOCK_NUPVALUES);
   lua_pop(L, 2);
 }
