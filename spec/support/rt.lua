@@ -142,7 +142,9 @@ end
 function rt.stop(proc)
   if not proc or proc.stopped then return end
   proc.stopped = true
-  os.execute("kill " .. proc.pid .. " 2>/dev/null")
+  -- timeout(1) leads its own process group: signal the group too, so that the server cannot
+  -- outlive a timeout that went first and keep the pipe (and so this read) open
+  os.execute(string.format("kill -- -%d %d 2>/dev/null", proc.pid, proc.pid))
   local rest = proc.pipe:read("a")
   proc.pipe:close()
   local err = slurp(proc.errfile)
