@@ -73,13 +73,13 @@ static const luaL_Reg modfuncs[] = {
     {"time", mod_time},
     {"ready", ready_wait},
     {"pending", ready_pending},
-    {"current", loop_current},
-    {"tasks", loop_tasks},
+    {"current", task_current},
+    {"tasks", task_list},
     {"workers", workers_lua},
     {"worker", workers_id_lua},
     {"signal", signal_lua},
     {"listeners", systemd_listeners},
-    {"dump", loop_dump},
+    {"dump", task_dump},
     {"loop", loop_new_embedded},
     {"cond", cond_new},
     {"tls_context", tls_context},
@@ -95,6 +95,7 @@ int luaopen_csock_core(lua_State *L) {
   sock_add_methods(L, tls_methods);
   sock_add_methods(L, http_methods);
   loop_open_meta(L);
+  task_open_meta(L);
   cond_open_meta(L);
   coro_install(L);
   ws_open(L);

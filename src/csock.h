@@ -212,8 +212,6 @@ void loop_after_fork(void);
 int loop_run(lua_State *L);
 int loop_spawn(lua_State *L);
 int loop_sleep(lua_State *L);
-int loop_current(lua_State *L);
-int loop_tasks(lua_State *L);
 void loop_open_meta(lua_State *L);
 const char *loop_last_traceback(lua_State *L);
 
@@ -258,8 +256,13 @@ int ready_pending(lua_State *L);
 /* systemd.c */
 int systemd_listeners(lua_State *L);
 
-/* loop.c: task dump and embedding */
-int loop_dump(lua_State *L);
+/* task.c: task handles, csock.current, csock.tasks and the dump */
+void task_open_meta(lua_State *L);
+int task_current(lua_State *L);
+int task_list(lua_State *L);
+int task_dump(lua_State *L);
+
+/* loop.c: embedding */
 int loop_new_embedded(lua_State *L);
 
 /* alloc.c: the host's state, allocator and collector pacing (bin/csock only) */

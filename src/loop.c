@@ -25,7 +25,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "csock.h"
+#include "loop.h"
 
 #define EVENT_BATCH 256
 #define LAST_TRACEBACK "csock.lasttraceback"
@@ -36,101 +36,6 @@
 #else
 #define close_thread(co, from) ((void)(from), lua_resetthread(co))
 #endif
-
-typedef enum {
-  T_READY,   /* in the ready queue */
-  T_RUNNING, /* being resumed now */
-  T_WAITING, /* suspended on I/O, a timer or a join */
-  T_DONE,
-  T_FAILED,
-  T_CANCELLED
-} task_state;
-
-/*
-** Uservalues of a task handle.  UV_NEST: the coroutines the task resumed
-** that wait with it (see "Nested coroutines" below), innermost first.  It
-** is needed only while the task lives and UV_RESULT only once it has
-** ended, so they share a slot: a uservalue fewer in every task, and so in
-** every connection a server holds.
-*/
-enum { UV_THREAD = 1, UV_RESULT = 2, UV_NEST = 2, UV_NAME = 3, UV_COUNT = 3 };
-
-typedef struct csock_task {
-  lua_State *co;
-  struct csock_loop *loop;
-  int ref;   /* where the handle is anchored until the task ends (anchor_put); LUA_NOREF: ended */
-  int wake;  /* what the continuation will find: 0, -ETIMEDOUT, -EBADF */
-  int nargs; /* arguments of the first resume */
-  int nresults; /* results stored in UV_RESULT (a table) */
-  /* the small fields share a word: every idle connection holds a task */
-  unsigned heap_pos;       /* 1-based position in the timer heap; 0: none */
-  unsigned char state;     /* a task_state */
-  unsigned char cancel;    /* cancel() was called; ends at the next wait point */
-  unsigned char wait_dir;  /* CSOCK_READ or CSOCK_WRITE, with W_SOCK */
-  unsigned char seen;      /* coroutine.running() handed its coroutine out: never pooled */
-  unsigned char wait_kind; /* what `on` and `link` hold: W_NONE, W_SOCK, W_JOIN or W_COND */
-  lua_Integer id;
-  double deadline;
-  unsigned long long seq;  /* breaks ties between equal deadlines */
-  csock_socket *also_sock; /* a socket whose close ends the wait too (loop_wait_also) */
-  csock_socket *read_sock; /* a socket whose read() this task has under way (rbusy) */
-  struct csock_task *next; /* ready queue */
-  struct csock_task *prev_all, *next_all; /* every live task */
-  struct csock_task *joiners;             /* tasks that wait for this one */
-  /* A task waits on one thing at a time (and maybe a timer besides), so the
-     links of the three kinds of wait share their memory: wait_kind tells. */
-  union {
-    csock_socket *sock;       /* W_SOCK: the socket waited on */
-    struct csock_task *task;  /* W_JOIN: the task waited for */
-    csock_waitlist *waitlist; /* W_COND: the condition waited on (cond.c) */
-  } on;
-  union {
-    struct csock_task *next_joiner; /* W_JOIN: the next of on.task's joiners */
-    struct {
-      struct csock_task *prev, *next;
-    } waiters; /* W_COND: its other waiters, oldest first */
-  } link;
-} csock_task;
-
-enum { W_NONE, W_SOCK, W_JOIN, W_COND };
-
-/* What t waits on, by kind; NULL when it waits on something else. */
-static csock_socket *wait_sock(const csock_task *t) {
-  return t->wait_kind == W_SOCK ? t->on.sock : NULL;
-}
-
-static struct csock_task *joining(const csock_task *t) {
-  return t->wait_kind == W_JOIN ? t->on.task : NULL;
-}
-
-static csock_waitlist *waitlist(const csock_task *t) {
-  return t->wait_kind == W_COND ? t->on.waitlist : NULL;
-}
-
-typedef struct csock_loop {
-  lua_State *L; /* the thread that called csock.run */
-  int epfd;
-  unsigned gen;
-  csock_task *ready_head, *ready_tail;
-  csock_task **heap;
-  size_t heap_len, heap_cap;
-  csock_task *all;
-  size_t alive;
-  size_t io_waiters;
-  csock_task *current;
-  lua_State *thread; /* where current runs now: its coroutine, or one it resumed */
-  int passable;      /* a wait in thread can yield through to the task */
-  csock_task *main;
-  unsigned long long seq;
-  lua_Integer next_id;
-  int signals_watched; /* the signal pipe is in this loop's epoll set */
-  int closing;         /* loop:close() was called from one of its own tasks */
-  int signal_pending;  /* the signal pipe became readable */
-  int timer_fd;        /* csock.loop(): a timerfd, readable when a step is due */
-  struct csock_loop *prev_loop, *next_loop; /* the thread's live loops */
-  lua_State *pool;    /* the state's coroutines to reuse (co_take), once looked up */
-  lua_State *anchors; /* the state's anchor for live tasks' handles (anchor_put), once looked up */
-} csock_loop;
 
 /* Mark the signal pipe and an embedded loop's timerfd among the pointers epoll hands back. */
 static char signal_marker, timer_marker;
@@ -265,7 +170,7 @@ static void unlink_also(csock_task *t) {
 ** The task goes to its own loop's queue, whichever loop noticed the event:
 ** a join or a socket may link tasks of two embedded loops.
 */
-static void wake(csock_task *t, int reason) {
+void loop_wake_task(csock_task *t, int reason) {
   unlink_also(t); /* also for a task a cancel queued without a wait */
   if (t->state != T_WAITING) return;
   csock_loop *lp = t->loop;
@@ -288,22 +193,22 @@ static void wake(csock_task *t, int reason) {
 
 /* The task running L: in its own coroutine, or in one it resumed through
    coro.c's coroutine.resume / wrap. */
-static csock_task *current_task(lua_State *L) {
+csock_task *loop_current_task(lua_State *L) {
   csock_loop *lp = running;
   if (lp && lp->current && lp->thread == L) return lp->current;
   return NULL;
 }
 
 /* The task running L, if L may yield to the loop now. */
-static csock_task *yieldable_task(lua_State *L) {
-  csock_task *t = current_task(L);
+csock_task *loop_yieldable_task(lua_State *L) {
+  csock_task *t = loop_current_task(L);
   return t && t->loop->passable && lua_isyieldable(L) ? t : NULL;
 }
 
-int csock_in_task(lua_State *L) { return yieldable_task(L) != NULL; }
+int csock_in_task(lua_State *L) { return loop_yieldable_task(L) != NULL; }
 
 int csock_woken(lua_State *L) {
-  csock_task *t = current_task(L);
+  csock_task *t = loop_current_task(L);
   if (t == NULL) return 0;
   int w = t->wake;
   t->wake = 0;
@@ -359,7 +264,7 @@ static int poll_wait(csock_socket *s, int dir, double deadline) {
 }
 
 /* Suspends the task until the scheduler picks it again (cancel or yield). */
-static int yield_ready(lua_State *L, csock_task *t, lua_KContext ctx, lua_KFunction k) {
+int loop_yield_ready(lua_State *L, csock_task *t, lua_KContext ctx, lua_KFunction k) {
   enqueue(t->loop, t);
   return lua_yieldk(L, 0, ctx, k);
 }
@@ -373,10 +278,10 @@ static int yield_ready(lua_State *L, csock_task *t, lua_KContext ctx, lua_KFunct
 */
 int csock_wait(lua_State *L, csock_socket *s, int dir, double deadline, lua_KContext ctx,
                lua_KFunction k) {
-  csock_task *t = yieldable_task(L);
+  csock_task *t = loop_yieldable_task(L);
   if (t == NULL) return poll_wait(s, dir, deadline);
   csock_loop *lp = t->loop;
-  if (t->cancel) return yield_ready(L, t, ctx, k);
+  if (t->cancel) return loop_yield_ready(L, t, ctx, k);
   if (deadline >= 0 && deadline <= csock_now()) return -ETIMEDOUT;
   csock_task **slot = dir == CSOCK_READ ? &s->reader : &s->writer;
   if (*slot != NULL && *slot != t)
@@ -411,7 +316,7 @@ int csock_wait(lua_State *L, csock_socket *s, int dir, double deadline, lua_KCon
 ** could not start.
 */
 void loop_wait_also(lua_State *L, csock_socket *s) {
-  csock_task *t = yieldable_task(L);
+  csock_task *t = loop_yieldable_task(L);
   if (t == NULL) return;
   if (s == NULL) {
     unlink_also(t);
@@ -463,7 +368,7 @@ void loop_after_fork(void) {
 */
 void loop_read_begin(lua_State *L, csock_socket *s) {
   s->rbusy = 1;
-  csock_task *t = current_task(L);
+  csock_task *t = loop_current_task(L);
   if (t != NULL && t->read_sock == NULL) {
     s->rowner = t;
     t->read_sock = s;
@@ -505,8 +410,8 @@ void loop_forget_socket(csock_socket *s, int shared) {
   loop_read_end(s); /* a read under way fails at its next step (fd < 0) */
   /* the waiters may belong to an embedded loop that is not running now:
      waking only touches that loop's queue, no Lua runs */
-  if (s->reader) wake(s->reader, -EBADF);
-  if (s->writer) wake(s->writer, -EBADF);
+  if (s->reader) loop_wake_task(s->reader, -EBADF);
+  if (s->writer) loop_wake_task(s->writer, -EBADF);
   s->reader = s->writer = NULL;
 }
 
@@ -530,12 +435,12 @@ static void nap(double secs) {
 ** fires), anything else sleeps and gets 0 back.
 */
 int csock_pause(lua_State *L, double secs, lua_KContext ctx, lua_KFunction k) {
-  csock_task *t = yieldable_task(L);
+  csock_task *t = loop_yieldable_task(L);
   if (t == NULL) {
     nap(secs);
     return 0;
   }
-  if (t->cancel) return yield_ready(L, t, ctx, k);
+  if (t->cancel) return loop_yield_ready(L, t, ctx, k);
   if (heap_push(t->loop, t, csock_now() + secs) < 0) return -ENOMEM;
   t->state = T_WAITING;
   return lua_yieldk(L, 0, ctx, k);
@@ -549,9 +454,9 @@ int csock_pause(lua_State *L, double secs, lua_KContext ctx, lua_KFunction k) {
 */
 int loop_wait_on(lua_State *L, csock_waitlist *wl, double deadline, lua_KContext ctx,
                  lua_KFunction k) {
-  csock_task *t = yieldable_task(L);
+  csock_task *t = loop_yieldable_task(L);
   if (t == NULL) return -EPERM;
-  if (t->cancel) return yield_ready(L, t, ctx, k);
+  if (t->cancel) return loop_yield_ready(L, t, ctx, k);
   if (deadline >= 0 && deadline <= csock_now()) return -ETIMEDOUT;
   if (deadline >= 0 && heap_push(t->loop, t, deadline) < 0) return -ENOMEM;
   t->wait_kind = W_COND;
@@ -574,7 +479,7 @@ const csock_task *loop_next_waiter(const csock_task *t) { return t->link.waiters
 int loop_wake_first(csock_waitlist *wl) {
   csock_task *t = wl->head;
   if (t == NULL) return 0;
-  wake(t, 0);
+  loop_wake_task(t, 0);
   return 1;
 }
 
@@ -589,8 +494,9 @@ int loop_wake_all(csock_waitlist *wl) {
 int loop_sleep(lua_State *L) {
   lua_Number secs = csock_checknumber(L, 1);
   csock_checkduration(L, 1, secs, "seconds");
-  csock_task *t = yieldable_task(L);
-  if (t != NULL && secs <= 0) return yield_ready(L, t, 0, sleep_k); /* every ready task first */
+  csock_task *t = loop_yieldable_task(L);
+  if (t != NULL && secs <= 0)
+    return loop_yield_ready(L, t, 0, sleep_k); /* every ready task first */
   if (csock_pause(L, secs, 0, sleep_k) < 0) return luaL_error(L, "not enough memory");
   return 0;
 }
@@ -598,10 +504,6 @@ int loop_sleep(lua_State *L) {
 /* ---------------------------------------------------------------- tasks */
 
 static void set_parked(lua_State *co, int on);
-
-static csock_task *task_check(lua_State *L, int idx) {
-  return (csock_task *)csock_checkudata(L, idx, CSOCK_TASK);
-}
 
 /*
 ** A live task's handle must stay reachable for the collector: nothing else
@@ -668,7 +570,7 @@ static void anchor_drop(csock_loop *lp, csock_task *t) {
 }
 
 /* Pushes the handle of t (from its anchor while it lives). */
-static void task_pushhandle(lua_State *L, csock_task *t) {
+void loop_push_handle(lua_State *L, csock_task *t) {
   if (t->ref < 0) {
     lua_rawgeti(L, LUA_REGISTRYINDEX, REG_REF(t->ref));
   } else {
@@ -714,7 +616,7 @@ static void co_put(csock_loop *lp, csock_task *t) {
 
 /* coroutine.running() in L: if L is a task's own coroutine, the script now holds it. */
 void loop_note_running(lua_State *L) {
-  csock_task *t = current_task(L);
+  csock_task *t = loop_current_task(L);
   if (t != NULL && t->co == L) t->seen = 1;
 }
 
@@ -762,7 +664,7 @@ static void task_end(csock_loop *lp, csock_task *t, task_state how) {
     j->link.next_joiner = NULL;
     j->wait_kind = W_NONE;
     j->on.task = NULL;
-    wake(j, 0);
+    loop_wake_task(j, 0);
   }
   if (t->prev_all)
     t->prev_all->next_all = t->next_all;
@@ -778,7 +680,7 @@ static void task_end(csock_loop *lp, csock_task *t, task_state how) {
 /* Writes "csock: task N (name): traceback" for a task that failed. */
 static void task_report(csock_loop *lp, csock_task *t, const char *trace) {
   lua_State *L = lp->L;
-  task_pushhandle(L, t);
+  loop_push_handle(L, t);
   if (lua_getiuservalue(L, -1, UV_NAME) == LUA_TSTRING)
     fprintf(stderr, "csock: task %lld (%s): %s\n", (long long)t->id, lua_tostring(L, -1), trace);
   else
@@ -854,7 +756,7 @@ void loop_nest_leave(const csock_nest *saved) {
 
 /* The task's UV_NEST list, created if need be, on top of L below its handle. */
 static void push_nest(lua_State *L, csock_task *t) {
-  task_pushhandle(L, t);
+  loop_push_handle(L, t);
   if (lua_getiuservalue(L, -1, UV_NEST) == LUA_TTABLE) return;
   lua_pop(L, 1);
   lua_newtable(L);
@@ -904,7 +806,7 @@ static void close_nest(csock_loop *lp, csock_task *t) {
   lua_State *L = lp->L;
   if (t->ref == LUA_NOREF) return;
   int top = lua_gettop(L);
-  task_pushhandle(L, t);
+  loop_push_handle(L, t);
   if (lua_getiuservalue(L, -1, UV_NEST) == LUA_TTABLE) {
     for (lua_Integer i = 1; lua_rawgeti(L, -1, i) == LUA_TTHREAD; i++) {
       lua_State *co = lua_tothread(L, -1);
@@ -923,7 +825,7 @@ static void close_nest(csock_loop *lp, csock_task *t) {
 
 /* Keeps the value on top of L as the task's result (UV_RESULT); pops it. */
 static void task_keep_result(lua_State *L, csock_task *t) {
-  task_pushhandle(L, t);
+  loop_push_handle(L, t);
   lua_insert(L, -2);
   lua_setiuservalue(L, -2, UV_RESULT);
   lua_pop(L, 1);
@@ -1047,7 +949,7 @@ static void expire_timers(csock_loop *lp) {
   double now = csock_now();
   while (lp->heap_len && lp->heap[0]->deadline <= now) {
     csock_task *t = lp->heap[0];
-    wake(t, t->wait_kind == W_SOCK || t->wait_kind == W_COND ? -ETIMEDOUT : 0);
+    loop_wake_task(t, t->wait_kind == W_SOCK || t->wait_kind == W_COND ? -ETIMEDOUT : 0);
   }
 }
 
@@ -1067,11 +969,11 @@ static int poll_and_wake(csock_loop *lp, long long timeout) {
     if (evs[i].events & CSOCK_HUP) s->rdhup = 1;
     if (evs[i].events & CSOCK_READ) {
       s->rready = 1;
-      if (s->reader) wake(s->reader, 0);
+      if (s->reader) loop_wake_task(s->reader, 0);
     }
     if (evs[i].events & CSOCK_WRITE) {
       s->wready = 1;
-      if (s->writer) wake(s->writer, 0);
+      if (s->writer) loop_wake_task(s->writer, 0);
     }
   }
   return 0;
@@ -1129,7 +1031,7 @@ static void cancel_all(csock_loop *lp) {
   for (csock_task *t = lp->all; t; t = t->next_all) {
     if (t == lp->main) continue;
     t->cancel = 1;
-    wake(t, -ECANCELED);
+    loop_wake_task(t, -ECANCELED);
   }
 }
 
@@ -1197,7 +1099,7 @@ int loop_run(lua_State *L) {
   /* tasks still alive after an internal error are cancelled, not leaked */
   if (status != LUA_OK) {
     for (csock_task *t = lp->all; t; t = lp->all) {
-      wake(t, -ECANCELED); /* out of the sockets' waiter slots first */
+      loop_wake_task(t, -ECANCELED); /* out of the sockets' waiter slots first */
       task_end(lp, t, T_CANCELLED);
     }
   }
@@ -1230,198 +1132,6 @@ const char *loop_last_traceback(lua_State *L) {
   const char *tb = lua_tostring(L, -1);
   lua_pop(L, 1); /* still anchored in the registry */
   return tb;
-}
-
-/* ---------------------------------------------------------------- handles */
-
-static int push_results(lua_State *L, csock_task *t) {
-  switch (t->state) {
-    case T_DONE: {
-      lua_pushboolean(L, 1);
-      if (t->nresults == 0) return 1;
-      luaL_checkstack(L, t->nresults, "too many results");
-      lua_getiuservalue(L, 1, UV_RESULT);
-      int tbl = lua_gettop(L);
-      for (int i = 1; i <= t->nresults; i++) lua_rawgeti(L, tbl, i);
-      lua_remove(L, tbl);
-      return 1 + t->nresults;
-    }
-    case T_FAILED:
-      lua_pushboolean(L, 0);
-      lua_getiuservalue(L, 1, UV_RESULT);
-      return 2;
-    default:
-      lua_pushboolean(L, 0);
-      lua_pushliteral(L, "cancelled");
-      return 2;
-  }
-}
-
-static int join_k(lua_State *L, int status, lua_KContext ctx) {
-  (void)status, (void)ctx;
-  csock_woken(L);
-  csock_task *t = task_check(L, 1);
-  if (t->state < T_DONE) return luaL_error(L, "join: woken before the task ended");
-  return push_results(L, t);
-}
-
-static int task_join(lua_State *L) {
-  csock_task *t = task_check(L, 1);
-  lua_settop(L, 1);
-  if (t->state >= T_DONE) return push_results(L, t);
-  csock_task *me = yieldable_task(L);
-  if (me == NULL) return luaL_error(L, "join: must be called from a task");
-  if (me == t) return csock_argerror(L, 1, "a task cannot join itself");
-  if (me->cancel) return yield_ready(L, me, 0, join_k);
-  me->wait_kind = W_JOIN;
-  me->on.task = t;
-  me->link.next_joiner = t->joiners;
-  t->joiners = me;
-  me->state = T_WAITING;
-  return lua_yieldk(L, 0, 0, join_k);
-}
-
-static int task_cancel(lua_State *L) {
-  csock_task *t = task_check(L, 1);
-  if (t->state >= T_DONE) {
-    lua_pushboolean(L, 0);
-    return 1;
-  }
-  t->cancel = 1;
-  wake(t, -ECANCELED); /* a waiting task ends now, others at their next wait */
-  lua_pushboolean(L, 1);
-  return 1;
-}
-
-static const char *task_status_name(const csock_task *t) {
-  switch (t->state) {
-    case T_DONE: return "done";
-    case T_FAILED: return "failed";
-    case T_CANCELLED: return "cancelled";
-    case T_WAITING: return t->cancel ? "cancelled" : "waiting";
-    default: return t->cancel && t->state == T_READY ? "cancelled" : "running";
-  }
-}
-
-static int task_status(lua_State *L) {
-  lua_pushstring(L, task_status_name(task_check(L, 1)));
-  return 1;
-}
-
-static int task_name(lua_State *L) {
-  task_check(L, 1);
-  if (lua_isnone(L, 2)) {
-    lua_getiuservalue(L, 1, UV_NAME);
-    return 1;
-  }
-  if (!lua_isnil(L, 2)) csock_checkstring(L, 2);
-  lua_settop(L, 2);
-  lua_setiuservalue(L, 1, UV_NAME);
-  lua_settop(L, 1);
-  return 1;
-}
-
-static int task_id(lua_State *L) {
-  lua_pushinteger(L, task_check(L, 1)->id);
-  return 1;
-}
-
-static int task_tostring(lua_State *L) {
-  csock_task *t = task_check(L, 1);
-  if (lua_getiuservalue(L, 1, UV_NAME) == LUA_TSTRING)
-    lua_pushfstring(L, "csock task %I (%s, %s)", (LUAI_UACINT)t->id, lua_tostring(L, -1),
-                    task_status_name(t));
-  else
-    lua_pushfstring(L, "csock task %I (%s)", (LUAI_UACINT)t->id, task_status_name(t));
-  return 1;
-}
-
-/* csock.current(): the handle of the running task, or nil. */
-int loop_current(lua_State *L) {
-  csock_task *t = current_task(L);
-  if (t == NULL || t->ref == LUA_NOREF)
-    lua_pushnil(L);
-  else
-    task_pushhandle(L, t);
-  return 1;
-}
-
-/* csock.tasks(): an array of the handles of every live task. */
-int loop_tasks(lua_State *L) {
-  lua_newtable(L);
-  if (running == NULL) return 1;
-  int i = 0;
-  for (csock_task *t = running->all; t; t = t->next_all) {
-    task_pushhandle(L, t);
-    lua_rawseti(L, -2, ++i);
-  }
-  return 1;
-}
-
-static const luaL_Reg task_meth[] = {
-    {"join", task_join}, {"cancel", task_cancel}, {"status", task_status},
-    {"name", task_name}, {"id", task_id},         {NULL, NULL},
-};
-
-/* ---------------------------------------------------------------- dump */
-
-static void dump_wait(luaL_Buffer *b, lua_State *L, const csock_task *t) {
-  if (wait_sock(t)) {
-    lua_pushfstring(L, "%s fd %d", t->wait_dir == CSOCK_READ ? "read" : "write", wait_sock(t)->fd);
-    luaL_addvalue(b);
-  } else if (joining(t)) {
-    lua_pushfstring(L, "join task %I", (LUAI_UACINT)joining(t)->id);
-    luaL_addvalue(b);
-  } else if (waitlist(t)) {
-    lua_pushfstring(L, "cond %p", (const void *)waitlist(t));
-    luaL_addvalue(b);
-  } else if (t->heap_pos) {
-    luaL_addstring(b, "sleep");
-  } else {
-    luaL_addstring(b, t->state == T_READY ? "ready" : "-");
-  }
-  if (t->heap_pos) {
-    lua_pushfstring(L, ", deadline in %f s", (LUAI_UACNUMBER)(t->deadline - csock_now()));
-    luaL_addvalue(b);
-  }
-}
-
-/*
-** csock.dump(): a text that lists every live task -- id, name, status,
-** what it waits on, traceback -- the way a Go program dumps goroutines.
-** The host writes it to stderr on SIGQUIT.
-*/
-int loop_dump(lua_State *L) {
-  luaL_Buffer b;
-  csock_loop *lp = running;
-  luaL_buffinit(L, &b);
-  if (lp == NULL) {
-    luaL_addstring(&b, "csock: no loop is running\n");
-    luaL_pushresult(&b);
-    return 1;
-  }
-  lua_pushfstring(L, "csock: %I live tasks\n", (LUAI_UACINT)lp->alive);
-  luaL_addvalue(&b);
-  for (csock_task *t = lp->all; t; t = t->next_all) {
-    task_pushhandle(L, t);
-    int named = lua_getiuservalue(L, -1, UV_NAME) == LUA_TSTRING;
-    lua_pushfstring(L, "\ntask %I%s%s%s: %s, ", (LUAI_UACINT)t->id, named ? " (" : "",
-                    named ? lua_tostring(L, -1) : "", named ? ")" : "", task_status_name(t));
-    lua_remove(L, -2);
-    lua_remove(L, -2);
-    luaL_addvalue(&b);
-    dump_wait(&b, L, t);
-    luaL_addchar(&b, '\n');
-    if (t->state == T_RUNNING || t->co == L) {
-      luaL_addstring(&b, "\t(running: this task asked for the dump)\n");
-      continue;
-    }
-    luaL_traceback(L, t->co, NULL, 0);
-    luaL_addvalue(&b);
-    luaL_addchar(&b, '\n');
-  }
-  luaL_pushresult(&b);
-  return 1;
 }
 
 /* ---------------------------------------------------------------- embedding */
@@ -1529,7 +1239,7 @@ static void box_free(lua_State *L, csock_loop *lp) {
   while (lp->all) {
     csock_task *t = lp->all;
     t->cancel = 1;
-    wake(t, -ECANCELED);
+    loop_wake_task(t, -ECANCELED);
     task_cancelled(lp, t);
   }
   loop_free(lp);
@@ -1603,6 +1313,11 @@ static const luaL_Reg box_meth[] = {
     {"timeout", box_timeout}, {"close", box_close}, {NULL, NULL},
 };
 
+/* Keeps the tasks' metatable (on top of the stack; task.c makes it) where task_new finds it. */
+void loop_set_task_meta(lua_State *L) { lua_rawsetp(L, LUA_REGISTRYINDEX, &task_meta_key); }
+
+csock_loop *loop_running(void) { return running; }
+
 void loop_open_meta(lua_State *L) {
   luaL_newmetatable(L, CSOCK_LOOP);
   lua_pushcfunction(L, box_close);
@@ -1611,16 +1326,6 @@ void loop_open_meta(lua_State *L) {
   lua_setfield(L, -2, "__close");
   luaL_newlibtable(L, box_meth);
   luaL_setfuncs(L, box_meth, 0);
-  lua_setfield(L, -2, "__index");
-  lua_pop(L, 1);
-
-  luaL_newmetatable(L, CSOCK_TASK);
-  lua_pushvalue(L, -1);
-  lua_rawsetp(L, LUA_REGISTRYINDEX, &task_meta_key);
-  lua_pushcfunction(L, task_tostring);
-  lua_setfield(L, -2, "__tostring");
-  luaL_newlibtable(L, task_meth);
-  luaL_setfuncs(L, task_meth, 0);
   lua_setfield(L, -2, "__index");
   lua_pop(L, 1);
 }

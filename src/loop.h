@@ -1,0 +1,119 @@
+/*
+** loop.h - the scheduler's records: tasks and loops, shared by loop.c (the
+** scheduler) and task.c (task handles and the dump), which extends it.
+** Nothing else includes this file; the rest of csock sees csock.h only.
+*/
+#ifndef CSOCK_LOOP_H
+#define CSOCK_LOOP_H
+
+#include "csock.h"
+
+#pragma GCC visibility push(hidden)
+
+typedef enum {
+  T_READY,   /* in the ready queue */
+  T_RUNNING, /* being resumed now */
+  T_WAITING, /* suspended on I/O, a timer or a join */
+  T_DONE,
+  T_FAILED,
+  T_CANCELLED
+} task_state;
+
+/*
+** Uservalues of a task handle.  UV_NEST: the coroutines the task resumed
+** that wait with it (see "Nested coroutines" below), innermost first.  It
+** is needed only while the task lives and UV_RESULT only once it has
+** ended, so they share a slot: a uservalue fewer in every task, and so in
+** every connection a server holds.
+*/
+enum { UV_THREAD = 1, UV_RESULT = 2, UV_NEST = 2, UV_NAME = 3, UV_COUNT = 3 };
+
+typedef struct csock_task {
+  lua_State *co;
+  struct csock_loop *loop;
+  int ref;   /* where the handle is anchored until the task ends (anchor_put); LUA_NOREF: ended */
+  int wake;  /* what the continuation will find: 0, -ETIMEDOUT, -EBADF */
+  int nargs; /* arguments of the first resume */
+  int nresults; /* results stored in UV_RESULT (a table) */
+  /* the small fields share a word: every idle connection holds a task */
+  unsigned heap_pos;       /* 1-based position in the timer heap; 0: none */
+  unsigned char state;     /* a task_state */
+  unsigned char cancel;    /* cancel() was called; ends at the next wait point */
+  unsigned char wait_dir;  /* CSOCK_READ or CSOCK_WRITE, with W_SOCK */
+  unsigned char seen;      /* coroutine.running() handed its coroutine out: never pooled */
+  unsigned char wait_kind; /* what `on` and `link` hold: W_NONE, W_SOCK, W_JOIN or W_COND */
+  lua_Integer id;
+  double deadline;
+  unsigned long long seq;  /* breaks ties between equal deadlines */
+  csock_socket *also_sock; /* a socket whose close ends the wait too (loop_wait_also) */
+  csock_socket *read_sock; /* a socket whose read() this task has under way (rbusy) */
+  struct csock_task *next; /* ready queue */
+  struct csock_task *prev_all, *next_all; /* every live task */
+  struct csock_task *joiners;             /* tasks that wait for this one */
+  /* A task waits on one thing at a time (and maybe a timer besides), so the
+     links of the three kinds of wait share their memory: wait_kind tells. */
+  union {
+    csock_socket *sock;       /* W_SOCK: the socket waited on */
+    struct csock_task *task;  /* W_JOIN: the task waited for */
+    csock_waitlist *waitlist; /* W_COND: the condition waited on (cond.c) */
+  } on;
+  union {
+    struct csock_task *next_joiner; /* W_JOIN: the next of on.task's joiners */
+    struct {
+      struct csock_task *prev, *next;
+    } waiters; /* W_COND: its other waiters, oldest first */
+  } link;
+} csock_task;
+
+enum { W_NONE, W_SOCK, W_JOIN, W_COND };
+
+/* What t waits on, by kind; NULL when it waits on something else. */
+static inline csock_socket *wait_sock(const csock_task *t) {
+  return t->wait_kind == W_SOCK ? t->on.sock : NULL;
+}
+
+static inline struct csock_task *joining(const csock_task *t) {
+  return t->wait_kind == W_JOIN ? t->on.task : NULL;
+}
+
+static inline csock_waitlist *waitlist(const csock_task *t) {
+  return t->wait_kind == W_COND ? t->on.waitlist : NULL;
+}
+
+typedef struct csock_loop {
+  lua_State *L; /* the thread that called csock.run */
+  int epfd;
+  unsigned gen;
+  csock_task *ready_head, *ready_tail;
+  csock_task **heap;
+  size_t heap_len, heap_cap;
+  csock_task *all;
+  size_t alive;
+  size_t io_waiters;
+  csock_task *current;
+  lua_State *thread; /* where current runs now: its coroutine, or one it resumed */
+  int passable;      /* a wait in thread can yield through to the task */
+  csock_task *main;
+  unsigned long long seq;
+  lua_Integer next_id;
+  int signals_watched; /* the signal pipe is in this loop's epoll set */
+  int closing;         /* loop:close() was called from one of its own tasks */
+  int signal_pending;  /* the signal pipe became readable */
+  int timer_fd;        /* csock.loop(): a timerfd, readable when a step is due */
+  struct csock_loop *prev_loop, *next_loop; /* the thread's live loops */
+  lua_State *pool;    /* the state's coroutines to reuse (co_take), once looked up */
+  lua_State *anchors; /* the state's anchor for live tasks' handles (anchor_put), once looked up */
+} csock_loop;
+
+/* loop.c, for task.c */
+csock_task *loop_current_task(lua_State *L);
+csock_task *loop_yieldable_task(lua_State *L);
+void loop_wake_task(csock_task *t, int reason);
+int loop_yield_ready(lua_State *L, csock_task *t, lua_KContext ctx, lua_KFunction k);
+void loop_push_handle(lua_State *L, csock_task *t);
+csock_loop *loop_running(void);
+void loop_set_task_meta(lua_State *L);
+
+#pragma GCC visibility pop
+
+#endif
