@@ -702,8 +702,11 @@ local function forget(srv, c, st)
   if st.gone then return end
   st.gone = true
   srv.conns[c] = nil
-  srv.nconns = srv.nconns - 1
-  srv.cond:broadcast()
+  local n = srv.nconns - 1
+  srv.nconns = n
+  -- join waits for no connections, close for the busy ones to end: nobody else listens, and a
+  -- wake-up per connection would switch to the joining task and back for nothing
+  if n == 0 or srv.closing then srv.cond:broadcast() end
 end
 
 local function conn_task(srv, c)
