@@ -133,6 +133,7 @@ int fill(csock_socket *s, size_t want);
 
 /* http.c: the HTTP/1.1 parser's socket methods (_httpreq, _httpres, _httpchunk) */
 extern const luaL_Reg http_methods[];
+void http_open(lua_State *L); /* csock.core.http */
 
 /* tls.c */
 void tls_open(lua_State *L);

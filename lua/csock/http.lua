@@ -11,6 +11,7 @@ local type, tostring, tointeger, error, pcall = type, tostring, math.tointeger, 
 local setmetatable, rawget, select, pairs, ipairs = setmetatable, rawget, select, pairs, ipairs
 local format, concat, min = string.format, table.concat, math.min
 local spawn, ETIMEDOUT = csock.spawn, csock.ETIMEDOUT
+local headers_of = require("csock.core").http.fields
 local EPROTO = csock.EPROTO or 71 -- Linux's value, for a core built without TLS
 
 local http = {}
@@ -340,7 +341,14 @@ end
 local function message_index(fields, methods)
   return function(m, k)
     local i = fields[k]
-    if i then return rawget(m, i) end
+    if i then
+      local v = rawget(m, i)
+      if v == false and i == M_HEADERS then -- made when first asked for (src/http.c)
+        v = headers_of(rawget(m, M_RAW), HEADERS)
+        rawset(m, M_HEADERS, v)
+      end
+      return v
+    end
     if k == "rawheaders" then
       local t = rawheaders(rawget(m, M_RAW))
       rawset(m, "rawheaders", t)
@@ -676,7 +684,6 @@ local function next_request(srv, c, first)
     send_error(c, 417)
     return nil
   end
-  setmetatable(headers, HEADERS)
   local mode, left = false, 0
   if bodylen ~= 0 then mode, left = body_mode(bodylen) end
   local req = setmetatable({method, path, query, minor == 1 and "1.1" or "1.0", headers, c, raw,
@@ -1009,7 +1016,6 @@ local function exchange(u, method, opts, body)
       return nil, reason, minor or EPROTO, reused and not headers
     end
   until status >= 200 or status == 101
-  setmetatable(headers, HEADERS)
   if bodiless(status, method == "HEAD") and status ~= 101 then bodylen = 0 end
   local mode, left = body_mode(bodylen)
   local res = setmetatable({status, reason, false, minor == 1 and "1.1" or "1.0", headers, c,
