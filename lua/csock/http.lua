@@ -10,6 +10,7 @@ local csock = require "csock"
 local type, tostring, tointeger, error, pcall = type, tostring, math.tointeger, error, pcall
 local setmetatable, rawget, select, pairs, ipairs = setmetatable, rawget, select, pairs, ipairs
 local format, concat, min = string.format, table.concat, math.min
+local traceback = debug.traceback
 local spawn, ETIMEDOUT = csock.spawn, csock.ETIMEDOUT
 local headers_of = require("csock.core").http.fields
 local EPROTO = csock.EPROTO or 71 -- Linux's value, for a core built without TLS
@@ -83,16 +84,37 @@ local function rawheaders(lines)
   return t
 end
 
--- The Date field line, made at most once a second.
-local date_time, date_line = -1, ""
+-- The Date field line, made at most once a second; with it, the status line and Date line
+-- of each code as one string (heads), made again when the second changes.
+local date_time, date_line, heads = -1, "", {}
 local time, date = os.time, os.date
 local function http_date()
   local now = time()
   if now ~= date_time then
     date_time, date_line = now, date("!Date: %a, %d %b %Y %H:%M:%S GMT\r\n", now)
+    heads = {}
   end
   return date_line
 end
+
+-- The status line and Date line of code, for heads[code] when it is not there yet.
+local function status_date(code)
+  local h = status_lines[code] .. date_line
+  heads[code] = h
+  return h
+end
+
+-- What ends a head after its fields: Content-Length n, the Connection field the response needs,
+-- the empty line; one table of them per Connection field, made once per length.
+local function tails(connection)
+  return setmetatable({}, {__index = function(t, n)
+    local text = content_length[n] .. connection .. "\r\n"
+    if n < 4096 then t[n] = text end
+    return text
+  end})
+end
+local tail_keep, tail_close, tail_keep10 = tails(""), tails("Connection: close\r\n"),
+  tails("Connection: keep-alive\r\n")
 
 -------------------------------------------------------------------------------- messages
 -- A message (a server's request, a client's response) is an array of the slots below, and a
@@ -562,11 +584,10 @@ function Response:finish(body)
     end
     -- the common case: status line, fields and body in one write, nothing concatenated
     self[R_STARTED] = true
-    local now = time()
-    if now ~= date_time then http_date() end
-    local ok, err, ecode = self[R_SOCK]:write(status_lines[code], date_line, self[R_HS],
-      content_length[#body], not self[R_KEEP] and "Connection: close\r\n\r\n"
-      or self[R_KEEP10] and "Connection: keep-alive\r\n\r\n" or "\r\n", body)
+    local tail = not self[R_KEEP] and tail_close or self[R_KEEP10] and tail_keep10 or tail_keep
+    if time() ~= date_time then http_date() end
+    local ok, err, ecode = self[R_SOCK]:write(heads[code] or status_date(code), self[R_HS],
+      tail[#body], body)
     if not ok then return res_fail(self, err, ecode) end
     return self
   end
@@ -643,7 +664,7 @@ end
 
 -- Runs the handler on one request; false when the connection must close afterwards.
 local function handle(srv, c, req, res)
-  local ok, err = xpcall(srv.handler, debug.traceback, req, res)
+  local ok, err = xpcall(srv.handler, traceback, req, res)
   if res[R_DETACHED] then return false, true end
   if not ok then
     log_error(err)
