@@ -758,9 +758,10 @@ local function forget(srv, c, st)
   srv.conns[c] = nil
   local n = srv.nconns - 1
   srv.nconns = n
-  -- join waits for no connections, close for the busy ones to end: nobody else listens, and a
-  -- wake-up per connection would switch to the joining task and back for nothing
-  if n == 0 or srv.closing then srv.cond:broadcast() end
+  -- join waits for the end of accepting and of every connection, close for the busy ones to
+  -- end: nobody else listens, and a wake-up per connection would switch to the joining task and
+  -- back for nothing (accept_loop wakes them when it ends)
+  if srv.closing or (n == 0 and not srv.accepting) then srv.cond:broadcast() end
 end
 
 local function conn_task(srv, c)
