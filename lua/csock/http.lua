@@ -782,7 +782,7 @@ local ACCEPT_PASSING = {[csock.EMFILE] = true, [csock.ENFILE] = true, [csock.ENO
 local function accept_loop(srv)
   local l = srv.listener
   while not srv.closing do
-    local c, err, code = l:accept()
+    local c, err, code = l:_accept()
     if c then
       spawn(conn_task, srv, c)
     elseif srv.closing or not ACCEPT_PASSING[code] then
