@@ -146,7 +146,7 @@ local methods = {
     {"tcp", ""}, {"tcp", "-1, false, 1, 1, 1"}, {"tcp", "1, true, 0, 1, 1"},
     {"tcp", "1, true, 1, 1, -1"}, {"tcp", "{}, true, 1, 1, 1"},
   },
-  accept = {}, close = {}, getsockname = {}, getpeername = {}, gettimeout = {}, fileno = {},
+  accept = {}, _accept = {}, close = {}, getsockname = {}, getpeername = {}, gettimeout = {}, fileno = {},
   tlsinfo = {},
 }
 
@@ -154,7 +154,7 @@ local methods = {
 local closed_args = {
   setsockopt = "csock.SOL_SOCKET, csock.SO_REUSEADDR, true",
   getsockopt = "csock.SOL_SOCKET, csock.SO_REUSEADDR",
-  bind = "'127.0.0.1', 0", listen = "", accept = "", connect = "'127.0.0.1', 1",
+  bind = "'127.0.0.1', 0", listen = "", accept = "", _accept = "", connect = "'127.0.0.1', 1",
   send = "'x'", recv = "1", sendto = "'x', '127.0.0.1', 9", recvfrom = "1", read = "'l'",
   write = "'x'", lines = "", shutdown = "", getsockname = "", getpeername = "",
   settimeout = "1", gettimeout = "", setmaxline = "10", fileno = "",

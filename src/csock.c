@@ -99,6 +99,7 @@ int luaopen_csock_core(lua_State *L) {
   cond_open_meta(L);
   coro_install(L);
   ws_open(L);
+  http_open(L);
   for (const named_int *c = constants; c->name; c++) {
     lua_pushinteger(L, c->value);
     lua_setfield(L, -2, c->name);

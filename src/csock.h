@@ -152,6 +152,7 @@ extern const luaL_Reg read_methods[];
 
 /* http.c: the HTTP/1.1 parser's socket methods (_httpreq, _httpres, _httpchunk) */
 extern const luaL_Reg http_methods[];
+void http_open(lua_State *L); /* csock.core.http */
 
 /* tls.c */
 void tls_open(lua_State *L);

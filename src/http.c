@@ -4,10 +4,11 @@
 **
 ** Three socket methods, all internal to lua/csock/http.lua:
 **   s:_httpreq(idle, timeout, max_line, max_header_bytes, max_headers)
-**     -> method, path, query|nil, minor, headers, fields, bodylen, flags
+**     -> method, path, query|nil, minor, false, fields, bodylen, flags
 **   s:_httpres(timeout, timeout, max_line, max_header_bytes, max_headers)
-**     -> status, reason, minor, headers, fields, bodylen, flags
-** (fields: the header lines as they came, CRLFs included)
+**     -> status, reason, minor, false, fields, bodylen, flags
+** (fields: the header lines as they came, CRLFs included; false stands for
+** the headers table, made from them by csock.core.http.fields when asked for)
 **   s:_httpchunk(timeout, crlf_first, max_line, max_trailer_bytes, max_trailers)
 **     -> size of the next chunk (0: the last; its trailer section is consumed)
 ** On a malformed message they return false, status, message (the status a
@@ -257,15 +258,15 @@ static void set_header(lua_State *L, int headers, const char *v, size_t vn) {
 }
 
 /*
-** Parses the header lines of d[0..n) (each ending in CRLF, checked by the
-** scan) into a headers table, and pushes it and the lines themselves as one
-** string, from which csock.http makes rawheaders when it is asked for (a
-** string costs less than a table of names and values that most handlers
-** never look at).  NULL, or the message of a malformed field.
+** Checks the header lines of d[0..n) (each ending in CRLF, checked by the
+** scan) and pushes false, for the headers table, and the lines themselves
+** as one string.  csock.http makes the table from the lines when a handler
+** first asks for it (http_fields) and rawheaders likewise: most handlers
+** never look at either, and the table, its lowercased keys and values cost
+** more than the rest of the parse (~1,100 of a hello request's
+** instructions, callgrind).  NULL, or the message of a malformed field.
 */
-static const char *parse_fields(lua_State *L, const char *d, size_t n, size_t lines, framing *f) {
-  lua_createtable(L, 0, (int)(lines < 64 ? lines : 64));
-  int headers = lua_gettop(L);
+static const char *parse_fields(lua_State *L, const char *d, size_t n, framing *f) {
   size_t p = 0;
   while (p < n) {
     size_t end = (size_t)((const char *)memchr(d + p, '\n', n - p) - d) - 1; /* the CR */
@@ -279,12 +280,43 @@ static const char *parse_fields(lua_State *L, const char *d, size_t n, size_t li
       if (!value_char((unsigned char)d[j])) return "bad character in a field value";
     const char *err = framing_field(f, d + p, nn, d + vs, ve - vs);
     if (err != NULL) return err;
-    push_lower(L, d + p, nn);
-    set_header(L, headers, d + vs, ve - vs);
     p = end + 2;
   }
+  lua_pushboolean(L, 0);
   lua_pushlstring(L, d, n);
   return NULL;
+}
+
+/*
+** csock.core.http.fields(lines, mt): the headers table of the header lines
+** _httpreq or _httpres returned (lowercase names, a repeated field's values
+** joined), with metatable mt.  Lines from elsewhere do no harm: one without
+** a colon is skipped.
+*/
+static int http_fields(lua_State *L) {
+  size_t n, lines = 0;
+  const char *d = luaL_checklstring(L, 1, &n);
+  luaL_checktype(L, 2, LUA_TTABLE);
+  lua_settop(L, 2);
+  for (const char *q = d; (q = memchr(q, '\n', n - (size_t)(q - d))) != NULL; q++) lines++;
+  lua_createtable(L, 0, (int)(lines < 64 ? lines : 64));
+  size_t p = 0;
+  while (p < n) {
+    const char *nl = memchr(d + p, '\n', n - p);
+    size_t next = nl != NULL ? (size_t)(nl - d) + 1 : n, end = next;
+    while (end > p && (d[end - 1] == '\n' || d[end - 1] == '\r')) end--;
+    const char *colon = memchr(d + p, ':', end - p);
+    if (colon != NULL && colon > d + p) {
+      size_t nn = (size_t)(colon - d) - p, vs = skip_ows(d, p + nn + 1, end), ve = end;
+      while (ve > vs && (d[ve - 1] == ' ' || d[ve - 1] == '\t')) ve--;
+      push_lower(L, d + p, nn);
+      set_header(L, 3, d + vs, ve - vs);
+    }
+    p = next;
+  }
+  lua_pushvalue(L, 2);
+  lua_setmetatable(L, 3);
+  return 1;
 }
 
 /* "HTTP/1.x" at d: its minor version, -1 when malformed, -2 for another major. */
@@ -385,7 +417,7 @@ static int parse_request(lua_State *L, const char *d, const scan *sc, failure *x
   framing f = {-1, 0, 0, 0, 0, 0, 0};
   if (request_line(L, d, sc->first - 2, x) < 0) return -1;
   int minor = (int)lua_tointeger(L, -1);
-  const char *err = parse_fields(L, d + sc->first, sc->pos - sc->first, sc->lines, &f);
+  const char *err = parse_fields(L, d + sc->first, sc->pos - sc->first, &f);
   if (err != NULL) return fail(x, 400, err);
   int64_t body;
   if (request_body(&f, minor, &body, x) < 0) return -1;
@@ -412,7 +444,7 @@ static int parse_response(lua_State *L, const char *d, const scan *sc, failure *
   lua_pushinteger(L, status);
   lua_pushlstring(L, n > 13 ? d + 13 : "", n > 13 ? n - 13 : 0);
   lua_pushinteger(L, minor);
-  const char *err = parse_fields(L, d + sc->first, sc->pos - sc->first, sc->lines, &f);
+  const char *err = parse_fields(L, d + sc->first, sc->pos - sc->first, &f);
   if (err != NULL) return fail(x, 400, err);
   if (f.te > 0 && f.lengths > 0) return fail(x, 400, "Transfer-Encoding with Content-Length");
   lua_pushinteger(L, f.te > 0        ? (f.chunked && !f.unknown ? BODY_CHUNKED : BODY_TO_CLOSE)
@@ -662,6 +694,17 @@ static int http_chunk(lua_State *L) {
   s->rdeadline = deadline_in(L, s, 2);
   begin_read(L, s);
   return http_k(L, LUA_OK, K_CHUNK);
+}
+
+static const luaL_Reg httpfuncs[] = {
+    {"fields", http_fields},
+    {NULL, NULL},
+};
+
+/* csock.core.http: what csock.http needs of C besides the socket methods. */
+void http_open(lua_State *L) {
+  luaL_newlib(L, httpfuncs);
+  lua_setfield(L, -2, "http");
 }
 
 const luaL_Reg http_methods[] = {

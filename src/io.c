@@ -27,6 +27,7 @@
 /* ---------------------------------------------------------------- accept */
 
 #define ACCEPT_BACKOFF 1 /* ctx: paused once after running out of descriptors */
+#define ACCEPT_NOADDR 2  /* ctx: the peer's address is not wanted (s:_accept) */
 #define ACCEPT_BACKOFF_S 0.05
 
 /* Out of descriptors or memory: retrying at once would only spin. */
@@ -49,6 +50,7 @@ static int accept_k(lua_State *L, int status, lua_KContext ctx) {
     if (fd >= 0) {
       c->fd = fd;
       sock_nodelay_later(c);
+      if (ctx & ACCEPT_NOADDR) return 1;
       addr_push_from_method(L, (struct sockaddr *)&ss, len);
       return 2;
     }
@@ -57,12 +59,12 @@ static int accept_k(lua_State *L, int status, lua_KContext ctx) {
       e = 0;
     } else if (e == EAGAIN) {
       s->rready = 0;
-      ctx = 0;
+      ctx &= ~(lua_KContext)ACCEPT_BACKOFF;
       e = csock_wait(L, s, CSOCK_READ, s->rdeadline, ctx, accept_k);
-    } else if (accept_starved(e) && ctx != ACCEPT_BACKOFF) {
+    } else if (accept_starved(e) && !(ctx & ACCEPT_BACKOFF)) {
       /* pause before reporting, so a server that retries at once does not
          spin at 100% CPU and its other tasks get to close descriptors */
-      ctx = ACCEPT_BACKOFF;
+      ctx |= ACCEPT_BACKOFF;
       e = csock_pause(L, ACCEPT_BACKOFF_S, ctx, accept_k);
     } else {
       break;
@@ -71,13 +73,22 @@ static int accept_k(lua_State *L, int status, lua_KContext ctx) {
   return stream_error(L, e);
 }
 
-int io_accept(lua_State *L) {
+static int accept_start(lua_State *L, lua_KContext ctx) {
   csock_socket *s = sock_checkopen(L, 1);
   lua_settop(L, 1);
   s->rdeadline = sock_deadline(s);
   sock_push_from_method(L, s->family, s->type); /* owns the descriptor from birth */
-  return accept_k(L, LUA_OK, 0);
+  return accept_k(L, LUA_OK, ctx);
 }
+
+int io_accept(lua_State *L) { return accept_start(L, 0); }
+
+/*
+** s:_accept(): s:accept() without the peer's address, internal to
+** csock.http, which has no use for it: the address table and its text are
+** ~1,800 instructions of a connection (callgrind).
+*/
+static int io_accept_bare(lua_State *L) { return accept_start(L, ACCEPT_NOADDR); }
 
 /* ---------------------------------------------------------------- connect */
 
@@ -529,6 +540,7 @@ int io_write(lua_State *L) {
 }
 
 const luaL_Reg io_methods[] = {
-    {"accept", io_accept}, {"connect", io_connect},   {"send", io_send},   {"recv", io_recv},
-    {"sendto", io_sendto}, {"recvfrom", io_recvfrom}, {"write", io_write}, {NULL, NULL},
+    {"accept", io_accept}, {"connect", io_connect},     {"send", io_send},
+    {"recv", io_recv},     {"sendto", io_sendto},       {"recvfrom", io_recvfrom},
+    {"write", io_write},   {"_accept", io_accept_bare}, {NULL, NULL},
 };
