@@ -114,7 +114,7 @@ static int addr_resolve(lua_State *L, const char *host, unsigned short port, int
   (void)L, (void)host, (void)port, (void)family, (void)socktype, (void)ss, (void)len;
   return EAI_NONAME;
 #endif
-  if (csock_in_task(L)) return ADDR_LOOKUP;
+  if (loop_in_task(L)) return ADDR_LOOKUP;
   struct addrinfo hints, *res = NULL;
   addr_name_hints(&hints, family, socktype);
   int r = getaddrinfo(host, NULL, &hints, &res);

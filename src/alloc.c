@@ -255,7 +255,7 @@ static int pause_for(int kb) {
   return (int)pause / 4 * 4;
 }
 
-/* Once per loop turn (csock_turn_hook): the pause that fits the heap's size now. */
+/* Once per loop turn (loop_turn_hook): the pause that fits the heap's size now. */
 static void pace_collector(lua_State *L) {
   host_state *h = the_host;
   if (h == NULL || h->pause == 0) return;
@@ -386,7 +386,7 @@ lua_State *alloc_newstate(void) {
   }
   lua_atpanic(L, host_panic);
   lua_setwarnf(L, host_warn, h);
-  csock_turn_hook = pace_collector;
+  loop_turn_hook = pace_collector;
   if (!under_valgrind()) measure_string_header(L, &h->adopt);
   if (h->adopt.header != 0) {
     csock_string_space = string_space;
@@ -397,7 +397,7 @@ lua_State *alloc_newstate(void) {
 
 void alloc_close(lua_State *L) {
   host_state *h = the_host;
-  csock_turn_hook = NULL;
+  loop_turn_hook = NULL;
   csock_string_space = NULL;
   csock_string_push = NULL;
   lua_close(L);

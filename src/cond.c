@@ -31,7 +31,7 @@ int cond_new(lua_State *L) {
 
 static int wait_k(lua_State *L, int status, lua_KContext ctx) {
   (void)status, (void)ctx;
-  int woken = csock_woken(L);
+  int woken = loop_woken(L);
   if (woken < 0) return csock_failure(L, woken);
   lua_pushboolean(L, 1);
   return 1;

@@ -198,13 +198,13 @@ int loop_wait_on(lua_State *L, csock_waitlist *wl, double deadline, lua_KContext
 int loop_wake_first(csock_waitlist *wl);
 int loop_wake_all(csock_waitlist *wl);
 const struct csock_task *loop_next_waiter(const struct csock_task *t);
-int csock_wait(lua_State *L, csock_socket *s, int dir, double deadline, lua_KContext ctx,
-               lua_KFunction k);
-int csock_woken(lua_State *L);
-int csock_pause(lua_State *L, double secs, lua_KContext ctx, lua_KFunction k);
-int csock_ready(const csock_socket *s, int dir);
-void csock_drained(csock_socket *s);
-int csock_in_task(lua_State *L);
+int loop_wait(lua_State *L, csock_socket *s, int dir, double deadline, lua_KContext ctx,
+              lua_KFunction k);
+int loop_woken(lua_State *L);
+int loop_pause(lua_State *L, double secs, lua_KContext ctx, lua_KFunction k);
+int loop_ready(const csock_socket *s, int dir);
+void loop_drained(csock_socket *s);
+int loop_in_task(lua_State *L);
 void loop_forget_socket(csock_socket *s, int shared);
 void loop_read_begin(lua_State *L, csock_socket *s);
 void loop_read_end(csock_socket *s);
@@ -278,10 +278,10 @@ extern char *(*csock_string_space)(size_t n);
 extern void (*csock_string_push)(lua_State *L, const char *p, size_t len);
 
 /* loop.c: called once per loop turn when set (the host sets it; see alloc.c) */
-extern void (*csock_turn_hook)(lua_State *L);
+extern void (*loop_turn_hook)(lua_State *L);
 
 /* workers.c */
-int csock_worker_id(void);
+int workers_current_id(void);
 unsigned workers_forks(void);
 int workers_supervise(int n);
 int workers_lua(lua_State *L);

@@ -617,7 +617,7 @@ static int http_step(lua_State *L, csock_socket *s, int status, lua_KContext ctx
   scan local;
   scan *sc = scan_state(L, &local);
   limits_from(L, &lim);
-  if (status == LUA_YIELD) e = csock_woken(L);
+  if (status == LUA_YIELD) e = loop_woken(L);
   if (e == 0 && s->fd < 0) e = EBADF;
   while (e == 0) {
     if (buf_len(&s->rbuf) > 0) {
@@ -636,8 +636,8 @@ static int http_step(lua_State *L, csock_socket *s, int status, lua_KContext ctx
       break;
     }
     sc = scan_save(L, sc);
-    if (s->reader != NULL && csock_in_task(L)) loop_read_end(s); /* csock_wait raises busy */
-    e = csock_wait(L, s, r == -EAGAIN ? CSOCK_READ : CSOCK_WRITE, s->rdeadline, ctx, http_k);
+    if (s->reader != NULL && loop_in_task(L)) loop_read_end(s); /* loop_wait raises busy */
+    e = loop_wait(L, s, r == -EAGAIN ? CSOCK_READ : CSOCK_WRITE, s->rdeadline, ctx, http_k);
   }
   return io_failure(L, e, buf_len(&s->rbuf) > 0);
 }

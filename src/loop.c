@@ -205,9 +205,9 @@ csock_task *loop_yieldable_task(lua_State *L) {
   return t && t->loop->passable && lua_isyieldable(L) ? t : NULL;
 }
 
-int csock_in_task(lua_State *L) { return loop_yieldable_task(L) != NULL; }
+int loop_in_task(lua_State *L) { return loop_yieldable_task(L) != NULL; }
 
-int csock_woken(lua_State *L) {
+int loop_woken(lua_State *L) {
   csock_task *t = loop_current_task(L);
   if (t == NULL) return 0;
   int w = t->wake;
@@ -222,7 +222,7 @@ int csock_woken(lua_State *L) {
 ** recv again would only cost a system call that fails with EAGAIN.  The
 ** flags mean something only while s is registered with the running loop.
 */
-int csock_ready(const csock_socket *s, int dir) {
+int loop_ready(const csock_socket *s, int dir) {
   csock_loop *lp = running;
   if (lp == NULL || !s->registered || s->gen != lp->gen) return 1;
   return dir == CSOCK_READ ? s->rready : s->wready;
@@ -234,7 +234,7 @@ int csock_ready(const csock_socket *s, int dir) {
 ** stops short before it and no further edge comes), as nginx's
 ** pending_eof knows.
 */
-void csock_drained(csock_socket *s) {
+void loop_drained(csock_socket *s) {
   if (!s->rdhup) s->rready = 0;
 }
 
@@ -272,12 +272,12 @@ int loop_yield_ready(lua_State *L, csock_task *t, lua_KContext ctx, lua_KFunctio
 /*
 ** The one wait of every blocking method: s must become ready for dir
 ** before deadline (< 0: never times out).  Inside a task it yields, and k
-** runs when the loop resumes the task (csock_woken tells it why); it never
+** runs when the loop resumes the task (loop_woken tells it why); it never
 ** returns.  Elsewhere it polls and returns 0 (try again), -ETIMEDOUT or
 ** -errno.
 */
-int csock_wait(lua_State *L, csock_socket *s, int dir, double deadline, lua_KContext ctx,
-               lua_KFunction k) {
+int loop_wait(lua_State *L, csock_socket *s, int dir, double deadline, lua_KContext ctx,
+              lua_KFunction k) {
   csock_task *t = loop_yieldable_task(L);
   if (t == NULL) return poll_wait(s, dir, deadline);
   csock_loop *lp = t->loop;
@@ -417,7 +417,7 @@ void loop_forget_socket(csock_socket *s, int shared) {
 
 static int sleep_k(lua_State *L, int status, lua_KContext ctx) {
   (void)L, (void)status, (void)ctx;
-  csock_woken(L);
+  loop_woken(L);
   return 0;
 }
 
@@ -434,7 +434,7 @@ static void nap(double secs) {
 ** Pauses the caller for secs: a task yields (k runs when the timer
 ** fires), anything else sleeps and gets 0 back.
 */
-int csock_pause(lua_State *L, double secs, lua_KContext ctx, lua_KFunction k) {
+int loop_pause(lua_State *L, double secs, lua_KContext ctx, lua_KFunction k) {
   csock_task *t = loop_yieldable_task(L);
   if (t == NULL) {
     nap(secs);
@@ -448,7 +448,7 @@ int csock_pause(lua_State *L, double secs, lua_KContext ctx, lua_KFunction k) {
 
 /*
 ** Suspends the task running L at the end of wl until loop_wake_first or
-** loop_wake_all picks it (csock_woken: 0) or the deadline passes
+** loop_wake_all picks it (loop_woken: 0) or the deadline passes
 ** (-ETIMEDOUT); k goes on then.  Returns -EPERM outside a task, where
 ** nothing could ever wake the caller.
 */
@@ -497,7 +497,7 @@ int loop_sleep(lua_State *L) {
   csock_task *t = loop_yieldable_task(L);
   if (t != NULL && secs <= 0)
     return loop_yield_ready(L, t, 0, sleep_k); /* every ready task first */
-  if (csock_pause(L, secs, 0, sleep_k) < 0) return luaL_error(L, "not enough memory");
+  if (loop_pause(L, secs, 0, sleep_k) < 0) return luaL_error(L, "not enough memory");
   return 0;
 }
 
@@ -1000,11 +1000,11 @@ static void spawn_signal_tasks(lua_State *L, csock_loop *lp) {
   lua_settop(L, base);
 }
 
-void (*csock_turn_hook)(lua_State *L);
+void (*loop_turn_hook)(lua_State *L);
 
 /* One turn: ready tasks, then I/O and timers (waiting up to timeout ms). */
 static void loop_turn(lua_State *L, csock_loop *lp, long long max_wait) {
-  if (csock_turn_hook) csock_turn_hook(L);
+  if (loop_turn_hook) loop_turn_hook(L);
   watch_signals(lp); /* csock.signal may have made the pipe since the last turn */
   long long timeout = poll_timeout(lp);
   if (max_wait >= 0 && (timeout < 0 || timeout > max_wait)) timeout = max_wait;

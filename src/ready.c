@@ -44,7 +44,7 @@ static int ready_k(lua_State *L, int status, lua_KContext ctx) {
   csock_socket *s = (csock_socket *)lua_touserdata(L, 1);
   int dir = (int)ctx;
   double deadline = lua_tonumber(L, 3);
-  int e = status == LUA_YIELD ? csock_woken(L) : 0;
+  int e = status == LUA_YIELD ? loop_woken(L) : 0;
   while (e == 0) {
     if (s->fd < 0) {
       e = EBADF;
@@ -55,7 +55,7 @@ static int ready_k(lua_State *L, int status, lua_KContext ctx) {
       lua_pushboolean(L, 1);
       return 1;
     }
-    e = r < 0 ? r : csock_wait(L, s, dir, deadline, ctx, ready_k);
+    e = r < 0 ? r : loop_wait(L, s, dir, deadline, ctx, ready_k);
   }
   if (e < 0) e = -e;
   if (e == EBADF) return csock_failmsg(L, "socket closed", EBADF);

@@ -317,7 +317,7 @@ static void drop_box(lua_State *L, int top) {
 static int lookup_wait(lua_State *L, lookup *lk, int top, double deadline, lua_KFunction k,
                        csock_socket *for_sock) {
   if (for_sock != NULL) loop_wait_also(L, for_sock); /* its close ends the wait */
-  int e = csock_wait(L, &lk->sock, CSOCK_READ, deadline, (lua_KContext)top, k);
+  int e = loop_wait(L, &lk->sock, CSOCK_READ, deadline, (lua_KContext)top, k);
   loop_wait_also(L, NULL);
   box_release((lookup_box *)lua_touserdata(L, top + 1));
   drop_box(L, top);
@@ -332,7 +332,7 @@ static int lookup_wait(lua_State *L, lookup *lk, int top, double deadline, lua_K
 static lookup *lookup_result(lua_State *L, int top, int *nres) {
   lookup_box *box = (lookup_box *)lua_touserdata(L, top + 1);
   lookup *lk = box->lk;
-  int woken = csock_woken(L);
+  int woken = loop_woken(L);
   if (woken < 0) { /* the deadline passed, or the socket was closed */
     box_release(box);
     drop_box(L, top);
@@ -477,7 +477,7 @@ int resolve_getaddrinfo(lua_State *L) {
 #ifdef CSOCK_NO_RESOLVER /* fuzzing builds never start a lookup thread */
   int in_task = 0;
 #else
-  int in_task = csock_in_task(L);
+  int in_task = loop_in_task(L);
 #endif
   if (host != NULL && in_task && !is_numeric(host)) {
     int n = resolve_list(L, host, service, &hints);

@@ -167,7 +167,7 @@ static int sock_bind(lua_State *L) {
   int r = addr_from_args(L, 2, s->family, s->type, &ss, &len);
   if (r == ADDR_LOOKUP) return resolve_then(L, 2, s->family, s->type, sock_deadline(s), sock_bind);
   if (r != 0) return addr_pusherror(L, r);
-  if (csock_worker_id() > 0 && s->family != AF_UNIX) { /* workers share ports */
+  if (workers_current_id() > 0 && s->family != AF_UNIX) { /* workers share ports */
     int one = 1;
     setsockopt(s->fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
   }

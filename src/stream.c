@@ -15,7 +15,7 @@
 /* At the start of a continuation: the reason the task was woken, 0 if ready. */
 int stream_resumed(lua_State *L, int status, csock_socket *s) {
   if (status == LUA_YIELD) {
-    int e = csock_woken(L);
+    int e = loop_woken(L);
     if (e) return e;
   }
   return s->fd < 0 ? -EBADF : 0;
@@ -50,7 +50,7 @@ int stream_again_or_fail(lua_State *L, csock_socket *s, int dir, int e, lua_KCon
     s->rready = 0;
   else
     s->wready = 0;
-  return csock_wait(L, s, dir, dir == CSOCK_READ ? s->rdeadline : s->wdeadline, ctx, k);
+  return loop_wait(L, s, dir, dir == CSOCK_READ ? s->rdeadline : s->wdeadline, ctx, k);
 }
 
 /*
@@ -59,8 +59,8 @@ int stream_again_or_fail(lua_State *L, csock_socket *s, int dir, int e, lua_KCon
 */
 int stream_xport_wait(lua_State *L, csock_socket *s, long r, double deadline, lua_KContext ctx,
                       lua_KFunction k) {
-  if (r == -XPORT_WANT_READ) return csock_wait(L, s, CSOCK_READ, deadline, ctx, k);
-  if (r == -XPORT_WANT_WRITE) return csock_wait(L, s, CSOCK_WRITE, deadline, ctx, k);
+  if (r == -XPORT_WANT_READ) return loop_wait(L, s, CSOCK_READ, deadline, ctx, k);
+  if (r == -XPORT_WANT_WRITE) return loop_wait(L, s, CSOCK_WRITE, deadline, ctx, k);
   return (int)-r;
 }
 
@@ -83,7 +83,7 @@ static int fill_xport(csock_socket *s, char *p, size_t avail) {
 ** three or four.
 */
 int stream_fill(csock_socket *s, size_t want) {
-  if (!csock_ready(s, CSOCK_READ)) return -EAGAIN;
+  if (!loop_ready(s, CSOCK_READ)) return -EAGAIN;
   if (want < READ_CHUNK) want = READ_CHUNK;
   if (want > FILL_MAX) want = FILL_MAX;
   size_t avail;
@@ -93,7 +93,7 @@ int stream_fill(csock_socket *s, size_t want) {
   for (;;) {
     ssize_t r = recv(s->fd, p, avail, 0);
     if (r > 0) {
-      if ((size_t)r < avail && s->type == SOCK_STREAM) csock_drained(s);
+      if ((size_t)r < avail && s->type == SOCK_STREAM) loop_drained(s);
       buf_commit(&s->rbuf, (size_t)r);
       return (int)(r > INT_MAX ? INT_MAX : r);
     }

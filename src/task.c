@@ -38,7 +38,7 @@ static int push_results(lua_State *L, csock_task *t) {
 
 static int join_k(lua_State *L, int status, lua_KContext ctx) {
   (void)status, (void)ctx;
-  csock_woken(L);
+  loop_woken(L);
   csock_task *t = task_check(L, 1);
   if (t->state < T_DONE) return luaL_error(L, "join: woken before the task ended");
   return push_results(L, t);

@@ -674,7 +674,7 @@ static int starttls_fail(lua_State *L, int e) {
 /* Stack: socket, context, host.  Drives the handshake, waiting as OpenSSL asks. */
 static int starttls_k(lua_State *L, int status, lua_KContext ctx) {
   csock_socket *s = (csock_socket *)lua_touserdata(L, 1);
-  int e = status == LUA_YIELD ? csock_woken(L) : 0;
+  int e = status == LUA_YIELD ? loop_woken(L) : 0;
   if (e == 0 && s->fd < 0) e = -EBADF;
   int retries = 0;
   while (e == 0) {
@@ -694,10 +694,10 @@ static int starttls_k(lua_State *L, int status, lua_KContext ctx) {
       continue; /* bytes handed over from before starttls, or a record that was not data */
     } else if (err == SSL_ERROR_WANT_READ) {
       s->rready = 0;
-      e = csock_wait(L, s, CSOCK_READ, s->rdeadline, ctx, starttls_k);
+      e = loop_wait(L, s, CSOCK_READ, s->rdeadline, ctx, starttls_k);
     } else if (err == SSL_ERROR_WANT_WRITE) {
       s->wready = 0;
-      e = csock_wait(L, s, CSOCK_WRITE, s->wdeadline, ctx, starttls_k);
+      e = loop_wait(L, s, CSOCK_WRITE, s->wdeadline, ctx, starttls_k);
     } else {
       return handshake_error(L, s, err);
     }

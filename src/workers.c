@@ -3,7 +3,7 @@
 ** forks N workers running the same script, restarts a worker that dies,
 ** and forwards SIGINT/SIGTERM/SIGHUP to them.  Workers share listening
 ** ports because every inet socket a worker binds gets SO_REUSEPORT
-** (socket.c asks csock_worker_id()), so the kernel spreads connections.
+** (socket.c asks workers_current_id()), so the kernel spreads connections.
 */
 #include <errno.h>
 #include <signal.h>
@@ -26,7 +26,7 @@ static int worker_id = -1; /* -1: not known yet (read from the environment) */
 static void on_stop(int sig) { stop_signal = sig; }
 
 /* This process's worker number (1..N), or 0 outside worker mode. */
-int csock_worker_id(void) {
+int workers_current_id(void) {
   if (worker_id < 0) {
     const char *e = getenv(WORKER_ENV);
     worker_id = e ? (int)strtol(e, NULL, 10) : 0;
@@ -75,7 +75,7 @@ static void forward(pid_t *pids, int n, int sig) {
 /*
 ** Runs the master: returns its exit status (>= 0) when every worker has
 ** ended, or -1 in a freshly forked worker, which goes on with the script.
-** Its worker number is then csock_worker_id().
+** Its worker number is then workers_current_id().
 */
 int workers_supervise(int n) {
   pid_t *pids = calloc((size_t)n, sizeof *pids);
@@ -140,7 +140,7 @@ int workers_lua(lua_State *L) {
   fflush(NULL);
   int r = workers_supervise((int)n);
   if (r < 0) {
-    lua_pushinteger(L, csock_worker_id());
+    lua_pushinteger(L, workers_current_id());
     return 1;
   }
   lua_pushnil(L);
@@ -150,7 +150,7 @@ int workers_lua(lua_State *L) {
 
 /* csock.worker(): this process's worker number under -w / csock.workers, or nil. */
 int workers_id_lua(lua_State *L) {
-  int id = csock_worker_id();
+  int id = workers_current_id();
   if (id > 0)
     lua_pushinteger(L, id);
   else
