@@ -80,7 +80,7 @@ static const luaL_Reg modfuncs[] = {
     {"signal", signal_lua},
     {"listeners", systemd_listeners},
     {"dump", task_dump},
-    {"loop", loop_new_embedded},
+    {"loop", embed_new},
     {"cond", cond_new},
     {"tls_context", tls_context},
     {NULL, NULL},
@@ -94,7 +94,7 @@ int luaopen_csock_core(lua_State *L) {
   sock_add_methods(L, opt_methods);
   sock_add_methods(L, tls_methods);
   sock_add_methods(L, http_methods);
-  loop_open_meta(L);
+  embed_open_meta(L);
   task_open_meta(L);
   cond_open_meta(L);
   coro_install(L);

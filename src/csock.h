@@ -213,7 +213,6 @@ void loop_after_fork(void);
 int loop_run(lua_State *L);
 int loop_spawn(lua_State *L);
 int loop_sleep(lua_State *L);
-void loop_open_meta(lua_State *L);
 const char *loop_last_traceback(lua_State *L);
 
 /* cond.c */
@@ -263,8 +262,9 @@ int task_current(lua_State *L);
 int task_list(lua_State *L);
 int task_dump(lua_State *L);
 
-/* loop.c: embedding */
-int loop_new_embedded(lua_State *L);
+/* embed.c: csock.loop() */
+int embed_new(lua_State *L);
+void embed_open_meta(lua_State *L);
 
 /* alloc.c: the host's state, allocator and collector pacing (bin/csock only) */
 lua_State *alloc_newstate(void);

@@ -1,6 +1,7 @@
 /*
-** loop.c - the runtime: tasks (Lua coroutines), a ready queue, a min-heap
+** loop.c - the scheduler: tasks (Lua coroutines), a ready queue, a min-heap
 ** of timers, and the one wait function every blocking method goes through.
+** Task handles are task.c's and csock.loop() is embed.c's.
 **
 ** Phases of one turn of the loop (libuv style):
 **   1. resume the tasks that were ready when the turn began (a task made
@@ -21,7 +22,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/timerfd.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -333,7 +333,6 @@ void loop_wait_also(lua_State *L, csock_socket *s) {
 ** same descriptor number, re-registers what its tasks wait on, and every
 ** other socket registers again at its next wait (a new generation).
 */
-static void watch_signals(csock_loop *lp);
 
 void loop_after_fork(void) {
   csock_loop *lp = running;
@@ -344,7 +343,7 @@ void loop_after_fork(void) {
   close(fresh);
   lp->gen = ++generation;
   lp->signals_watched = 0;
-  watch_signals(lp);
+  loop_watch_signals(lp);
   for (csock_task *t = lp->all; t; t = t->next_all) {
     csock_socket *s = wait_sock(t);
     if (s == NULL || s->fd < 0) continue;
@@ -625,7 +624,7 @@ void loop_note_running(lua_State *L) {
 ** it as arguments (they are moved to the new coroutine), queues it, and
 ** leaves its handle on the stack.
 */
-static csock_task *task_new(lua_State *L, csock_loop *lp, int fidx) {
+csock_task *loop_task_new(lua_State *L, csock_loop *lp, int fidx) {
   int nargs = lua_gettop(L) - fidx;
   csock_task *t = (csock_task *)lua_newuserdatauv(L, sizeof *t, UV_COUNT);
   memset(t, 0, sizeof *t);
@@ -879,7 +878,7 @@ static void task_failed(csock_loop *lp, csock_task *t) {
   task_end(lp, t, T_FAILED);
 }
 
-static void task_cancelled(csock_loop *lp, csock_task *t) {
+void loop_task_cancelled(csock_loop *lp, csock_task *t) {
   unlink_also(t); /* before its stack goes, and the socket with it */
   drop_read(t);
   close_nest(lp, t);
@@ -896,7 +895,7 @@ static int main_failed(const csock_loop *lp) {
 
 static void task_resume(csock_loop *lp, csock_task *t) {
   if (t->cancel || main_failed(lp)) {
-    task_cancelled(lp, t);
+    loop_task_cancelled(lp, t);
     return;
   }
   int nres = 0, nargs = t->nargs;
@@ -923,7 +922,7 @@ static void task_resume(csock_loop *lp, csock_task *t) {
 /* ---------------------------------------------------------------- the loop */
 
 /* Phase 1: resume the tasks that are ready now, in order. */
-static void run_ready(csock_loop *lp) {
+void loop_run_ready(csock_loop *lp) {
   csock_task *t = lp->ready_head;
   lp->ready_head = lp->ready_tail = NULL;
   while (t) {
@@ -964,7 +963,7 @@ static int poll_and_wake(csock_loop *lp, long long timeout) {
       lp->signal_pending = 1;
       continue;
     }
-    if (evs[i].ptr == &timer_marker) continue; /* expire_timers did the work; box_arm re-arms */
+    if (evs[i].ptr == &timer_marker) continue; /* expire_timers did the work; embed.c re-arms */
     csock_socket *s = (csock_socket *)evs[i].ptr;
     if (evs[i].events & CSOCK_HUP) s->rdhup = 1;
     if (evs[i].events & CSOCK_READ) {
@@ -980,7 +979,7 @@ static int poll_and_wake(csock_loop *lp, long long timeout) {
 }
 
 /* Adds the signal pipe to lp's poller once csock.signal has made it. */
-static void watch_signals(csock_loop *lp) {
+void loop_watch_signals(csock_loop *lp) {
   if (lp->signals_watched || signal_fd() < 0) return;
   if (backend_add(lp->epfd, signal_fd(), &signal_marker, CSOCK_READ, 0) == 0)
     lp->signals_watched = 1;
@@ -994,7 +993,7 @@ static void spawn_signal_tasks(lua_State *L, csock_loop *lp) {
   for (int i = 0; i < pairs; i++) {
     lua_pushvalue(L, base + 2 * i + 1);
     lua_pushvalue(L, base + 2 * i + 2);
-    task_new(L, lp, lua_gettop(L) - 1);
+    loop_task_new(L, lp, lua_gettop(L) - 1);
     lua_pop(L, 1);
   }
   lua_settop(L, base);
@@ -1003,9 +1002,9 @@ static void spawn_signal_tasks(lua_State *L, csock_loop *lp) {
 void (*loop_turn_hook)(lua_State *L);
 
 /* One turn: ready tasks, then I/O and timers (waiting up to timeout ms). */
-static void loop_turn(lua_State *L, csock_loop *lp, long long max_wait) {
+void loop_turn(lua_State *L, csock_loop *lp, long long max_wait) {
   if (loop_turn_hook) loop_turn_hook(L);
-  watch_signals(lp); /* csock.signal may have made the pipe since the last turn */
+  loop_watch_signals(lp); /* csock.signal may have made the pipe since the last turn */
   long long timeout = poll_timeout(lp);
   if (max_wait >= 0 && (timeout < 0 || timeout > max_wait)) timeout = max_wait;
   int r = poll_and_wake(lp, timeout);
@@ -1016,7 +1015,7 @@ static void loop_turn(lua_State *L, csock_loop *lp, long long max_wait) {
 static int loop_main(lua_State *L) {
   csock_loop *lp = (csock_loop *)lua_touserdata(L, 1);
   while (lp->alive > 0) {
-    run_ready(lp);
+    loop_run_ready(lp);
     if (lp->alive == 0 || main_failed(lp)) break;
     if (!lp->ready_head && lp->heap_len == 0 && lp->io_waiters == 0 && !signal_active())
       return luaL_error(L,
@@ -1027,7 +1026,7 @@ static int loop_main(lua_State *L) {
 }
 
 /* Cancels every live task but the main one, if the loop has one. */
-static void cancel_all(csock_loop *lp) {
+void loop_cancel_all(csock_loop *lp) {
   for (csock_task *t = lp->all; t; t = t->next_all) {
     if (t == lp->main) continue;
     t->cancel = 1;
@@ -1035,7 +1034,7 @@ static void cancel_all(csock_loop *lp) {
   }
 }
 
-static void loop_free(csock_loop *lp) {
+void loop_free(csock_loop *lp) {
   loops_remove(lp);
   if (lp->epfd >= 0) close(lp->epfd);
   if (lp->timer_fd >= 0) close(lp->timer_fd);
@@ -1049,7 +1048,7 @@ static int loop_drive(lua_State *L, csock_loop *lp) {
   lua_pushlightuserdata(L, lp);
   int status = lua_pcall(L, 1, 0, 0);
   while (status == LUA_OK && lp->main->state == T_FAILED && lp->alive > 0) {
-    cancel_all(lp);
+    loop_cancel_all(lp);
     lua_pushcfunction(L, loop_main);
     lua_pushlightuserdata(L, lp);
     status = lua_pcall(L, 1, 0, 0);
@@ -1060,7 +1059,7 @@ static int loop_drive(lua_State *L, csock_loop *lp) {
 /* Under lua_pcall: lp, fn, args... -> the handle of the main task fn(args...). */
 static int loop_start(lua_State *L) {
   csock_loop *lp = (csock_loop *)lua_touserdata(L, 1);
-  lp->main = task_new(L, lp, 2);
+  lp->main = loop_task_new(L, lp, 2);
   lua_pushnil(L);
   lua_setfield(L, LUA_REGISTRYINDEX, LAST_TRACEBACK);
   lua_settop(L, 2);
@@ -1084,7 +1083,7 @@ int loop_run(lua_State *L) {
   lp->gen = ++generation;
   loops_add(lp);
   running = lp;
-  watch_signals(lp);
+  loop_watch_signals(lp);
   /* the main task is made under lua_pcall too: running must be reset and lp
      freed even when memory runs out there (or fn has too many arguments) */
   lua_pushcfunction(L, loop_start);
@@ -1122,7 +1121,7 @@ int loop_spawn(lua_State *L) {
   csock_loop *lp = running;
   if (lp == NULL)
     return luaL_error(L, "csock.spawn: no loop is running (call it inside csock.run)");
-  task_new(L, lp, 1);
+  loop_task_new(L, lp, 1);
   lua_settop(L, 1);
   return 1;
 }
@@ -1134,198 +1133,39 @@ const char *loop_last_traceback(lua_State *L) {
   return tb;
 }
 
-/* ---------------------------------------------------------------- embedding */
+/* ---------------------------------------------------------------- for embed.c */
 
-typedef struct loop_box {
-  csock_loop *lp;
-} loop_box;
-
-static csock_loop *box_check(lua_State *L) {
-  loop_box *box = (loop_box *)csock_checkudata(L, 1, CSOCK_LOOP);
-  csock_argcheck(L, box->lp != NULL, 1, "loop is closed");
-  return box->lp;
-}
-
-/* csock.loop(): a loop that another main loop drives with step(). */
-int loop_new_embedded(lua_State *L) {
-  loop_box *box = (loop_box *)lua_newuserdatauv(L, sizeof *box, 0);
-  box->lp = NULL;
-  luaL_setmetatable(L, CSOCK_LOOP);
+/* A new loop, not running, on the thread's list; NULL with *err (an errno) on failure. */
+csock_loop *loop_create(lua_State *L, int *err) {
   csock_loop *lp = calloc(1, sizeof *lp);
-  if (lp == NULL) return luaL_error(L, "not enough memory");
+  if (lp == NULL) {
+    *err = ENOMEM;
+    return NULL;
+  }
   lp->epfd = backend_create();
   if (lp->epfd < 0) {
-    int e = -lp->epfd;
+    *err = -lp->epfd;
     free(lp);
-    return csock_failure(L, e);
+    return NULL;
   }
   lp->timer_fd = -1;
   lp->L = L;
   lp->gen = ++generation;
   loops_add(lp);
-  lp->timer_fd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
-  int e =
-      lp->timer_fd < 0 ? errno : -backend_add(lp->epfd, lp->timer_fd, &timer_marker, CSOCK_READ, 0);
-  if (e != 0) {
-    loop_free(lp);
-    return csock_failure(L, e);
-  }
-  watch_signals(lp);
-  box->lp = lp;
-  return 1;
+  return lp;
 }
 
-/*
-** Seconds until the loop has work: 0 with a task ready, the time to the
-** nearest deadline, or -1 with neither (only I/O can wake it then).
-*/
-static double box_due(const csock_loop *lp) {
-  if (lp->ready_head) return 0;
-  if (lp->heap_len == 0) return -1;
-  double left = lp->heap[0]->deadline - csock_now();
-  return left > 0 ? left : 0;
+/* Puts fd, a timerfd the loop then owns, in lp's poller: 0 or -errno. */
+int loop_watch_timer(csock_loop *lp, int fd) {
+  lp->timer_fd = fd;
+  return backend_add(lp->epfd, fd, &timer_marker, CSOCK_READ, 0);
 }
 
-/*
-** Arms the timerfd for the loop's next deadline, so that loop:fd() becomes
-** readable when a step is due and a host loop needs no periodic timer.
-*/
-static void box_arm(csock_loop *lp) {
-  struct itimerspec its = {0};
-  int flags = 0;
-  if (lp->ready_head) {
-    its.it_value.tv_nsec = 1; /* now: relative, the smallest nonzero value */
-  } else if (lp->heap_len) {
-    double d = lp->heap[0]->deadline; /* CLOCK_MONOTONIC, as csock_now */
-    if (d > 4e9) d = 4e9;
-    its.it_value.tv_sec = (time_t)d;
-    its.it_value.tv_nsec = (long)((d - (double)its.it_value.tv_sec) * 1e9);
-    if (its.it_value.tv_sec == 0 && its.it_value.tv_nsec == 0) its.it_value.tv_nsec = 1;
-    flags = TFD_TIMER_ABSTIME; /* a deadline already past fires at once */
-  }
-  timerfd_settime(lp->timer_fd, flags, &its, NULL);
-}
+/* Makes lp the thread's running loop (NULL: none). */
+void loop_set_running(csock_loop *lp) { running = lp; }
 
-/* A disarmed timerfd is not readable, so epoll reports no expiry queued before. */
-static void box_disarm(csock_loop *lp) {
-  struct itimerspec off = {0};
-  timerfd_settime(lp->timer_fd, 0, &off, NULL);
-}
-
-static int box_spawn(lua_State *L) {
-  csock_loop *lp = box_check(L);
-  csock_checktype(L, 2, LUA_TFUNCTION);
-  task_new(L, lp, 2);
-  box_arm(lp);
-  lua_settop(L, 2);
-  return 1;
-}
-
-static int box_turn(lua_State *L) {
-  csock_loop *lp = (csock_loop *)lua_touserdata(L, 1);
-  long long max_wait = (long long)lua_tointeger(L, 2);
-  run_ready(lp);
-  loop_turn(L, lp, lp->ready_head ? 0 : max_wait);
-  run_ready(lp);
-  return 0;
-}
-
-/*
-** Frees an embedded loop that is not running: every live task is cancelled
-** (its to-be-closed variables closed, in the caller's thread L) first.
-*/
-static void box_free(lua_State *L, csock_loop *lp) {
-  lp->L = L;
-  while (lp->all) {
-    csock_task *t = lp->all;
-    t->cancel = 1;
-    loop_wake_task(t, -ECANCELED);
-    task_cancelled(lp, t);
-  }
-  loop_free(lp);
-}
-
-/* Runs f(lp, arg) with lp as the running loop; re-raises its error.
-   Returns 0 when a task closed the loop meanwhile (lp is freed then). */
-static int box_drive(lua_State *L, csock_loop *lp, lua_CFunction f, lua_Integer arg) {
-  if (running) luaL_error(L, "csock: a loop is already running here");
-  lp->L = L;
-  running = lp;
-  watch_signals(lp); /* csock.signal may have come after csock.loop() */
-  box_disarm(lp);    /* the step itself keeps time now; a stale expiry must not end its wait */
-  lua_pushcfunction(L, f);
-  lua_pushlightuserdata(L, lp);
-  lua_pushinteger(L, arg);
-  int status = lua_pcall(L, 2, 0, 0);
-  running = NULL;
-  int alive = !lp->closing;
-  if (!alive)
-    box_free(L, lp); /* a task closed its own loop */
-  else
-    box_arm(lp);
-  if (status != LUA_OK) lua_error(L);
-  return alive;
-}
-
-/* loop:step([timeout]): one turn; returns the number of live tasks. */
-static int box_step(lua_State *L) {
-  csock_loop *lp = box_check(L);
-  lua_Number t = lua_isnoneornil(L, 2) ? 0 : csock_checknumber(L, 2);
-  csock_checkduration(L, 2, t, "timeout");
-  lua_Integer wait_us = t > 86400 ? 86400000000LL : (lua_Integer)ceil(t * 1e6);
-  lua_pushinteger(L, box_drive(L, lp, box_turn, wait_us) ? (lua_Integer)lp->alive : 0);
-  return 1;
-}
-
-static int box_fd(lua_State *L) {
-  lua_pushinteger(L, box_check(L)->epfd);
-  return 1;
-}
-
-/* loop:timeout(): seconds until a step is due (0: now), or nil when only I/O can wake it. */
-static int box_timeout(lua_State *L) {
-  double due = box_due(box_check(L));
-  if (due < 0)
-    lua_pushnil(L);
-  else
-    lua_pushnumber(L, due);
-  return 1;
-}
-
-/* loop:close(): cancels the live tasks and frees the loop; harmless twice.
-   From one of the loop's own tasks, the loop goes when the step ends. */
-static int box_close(lua_State *L) {
-  loop_box *box = (loop_box *)csock_checkudata(L, 1, CSOCK_LOOP);
-  csock_loop *lp = box->lp;
-  if (lp == NULL) return 0;
-  box->lp = NULL;
-  if (running == lp) {
-    lp->closing = 1;
-    cancel_all(lp); /* an embedded loop has no main task: all of them */
-    return 0;
-  }
-  box_free(L, lp);
-  return 0;
-}
-
-static const luaL_Reg box_meth[] = {
-    {"spawn", box_spawn},     {"step", box_step},   {"fd", box_fd},
-    {"timeout", box_timeout}, {"close", box_close}, {NULL, NULL},
-};
-
-/* Keeps the tasks' metatable (on top of the stack; task.c makes it) where task_new finds it. */
+/* Keeps the tasks' metatable (on top of the stack; task.c makes it) where loop_task_new finds it.
+ */
 void loop_set_task_meta(lua_State *L) { lua_rawsetp(L, LUA_REGISTRYINDEX, &task_meta_key); }
 
 csock_loop *loop_running(void) { return running; }
-
-void loop_open_meta(lua_State *L) {
-  luaL_newmetatable(L, CSOCK_LOOP);
-  lua_pushcfunction(L, box_close);
-  lua_setfield(L, -2, "__gc");
-  lua_pushcfunction(L, box_close);
-  lua_setfield(L, -2, "__close");
-  luaL_newlibtable(L, box_meth);
-  luaL_setfuncs(L, box_meth, 0);
-  lua_setfield(L, -2, "__index");
-  lua_pop(L, 1);
-}

@@ -1,6 +1,7 @@
 /*
 ** loop.h - the scheduler's records: tasks and loops, shared by loop.c (the
-** scheduler) and task.c (task handles and the dump), which extends it.
+** scheduler), task.c (task handles and the dump) and embed.c (csock.loop()),
+** which extend it.
 ** Nothing else includes this file; the rest of csock sees csock.h only.
 */
 #ifndef CSOCK_LOOP_H
@@ -113,6 +114,18 @@ int loop_yield_ready(lua_State *L, csock_task *t, lua_KContext ctx, lua_KFunctio
 void loop_push_handle(lua_State *L, csock_task *t);
 csock_loop *loop_running(void);
 void loop_set_task_meta(lua_State *L);
+
+/* loop.c, for embed.c */
+csock_loop *loop_create(lua_State *L, int *err);
+int loop_watch_timer(csock_loop *lp, int fd);
+void loop_set_running(csock_loop *lp);
+void loop_free(csock_loop *lp);
+void loop_watch_signals(csock_loop *lp);
+csock_task *loop_task_new(lua_State *L, csock_loop *lp, int fidx);
+void loop_run_ready(csock_loop *lp);
+void loop_turn(lua_State *L, csock_loop *lp, long long max_wait);
+void loop_cancel_all(csock_loop *lp);
+void loop_task_cancelled(csock_loop *lp, csock_task *t);
 
 #pragma GCC visibility pop
 
