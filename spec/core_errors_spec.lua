@@ -474,3 +474,21 @@ describe("no input crashes the process", function()
     assert.equal("survived\ttrue\n", out)
   end)
 end)
+
+describe("a module function's argument error called through pcall", function()
+  it("names the function csock.<name> every time, not csock.core.<name> at random", function()
+    for _ = 1, 5 do
+      local code = [[
+        local c = require "csock"
+        print(select(2, pcall(c.sleep, -1)))
+        print(select(2, pcall(c.tls_context, 42)))
+        print(select(2, pcall(c.tls_context, {mode = "server"})))
+      ]]
+      local ok, out, err = helper.run_lua(code)
+      assert.is_true(ok, err)
+      assert.equal("bad argument #1 to 'csock.sleep' (seconds must not be negative)\n"
+        .. "bad argument #1 to 'csock.tls_context' (table expected, got number)\n"
+        .. "bad argument #1 to 'csock.tls_context' (a server needs options 'certificate' and 'key')\n", out)
+    end
+  end)
+end)

@@ -57,6 +57,27 @@ static const char *method_name(lua_State *L, lua_Debug *ar) {
 }
 
 /*
+** "csock.<name>" for a module function called without a name at the call
+** site (pcall(csock.sleep, -1)), or NULL.  Lua's own fallback searches
+** package.loaded, where the function is both csock.x and csock.core.x, and
+** names whichever the table's order gives first: the message would change
+** from run to run.  Leaves values on the stack; only used on the way to an error.
+*/
+static const char *module_name(lua_State *L, lua_Debug *ar) {
+  lua_getinfo(L, "f", ar);
+  int fn = lua_gettop(L);
+  luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
+  if (lua_getfield(L, -1, "csock") != LUA_TTABLE) return NULL;
+  lua_pushnil(L);
+  while (lua_next(L, -2)) {
+    if (lua_type(L, -2) == LUA_TSTRING && lua_rawequal(L, -1, fn))
+      return lua_pushfstring(L, "csock.%s", lua_tostring(L, -2));
+    lua_pop(L, 1);
+  }
+  return NULL;
+}
+
+/*
 ** Argument checks.  Lua's luaL_argerror renumbers the arguments of a
 ** method call (self becomes "bad self", the next argument #1); csock's
 ** messages count self as argument #1 in every call form, as SPEC.md shows
@@ -69,6 +90,7 @@ int csock_argerror(lua_State *L, int arg, const char *extramsg) {
   lua_getinfo(L, "n", &ar);
   const char *name = ar.name != NULL && strcmp(ar.namewhat, "method") == 0 ? ar.name : NULL;
   if (name == NULL) name = method_name(L, &ar);
+  if (name == NULL && ar.name == NULL) name = module_name(L, &ar);
   if (name == NULL) return luaL_argerror(L, arg, extramsg); /* same numbering either way */
   return luaL_error(L, "bad argument #%d to '%s' (%s)", arg, name, extramsg);
 }

@@ -101,7 +101,7 @@ static int ctx_error(lua_State *L, const char *fmt, ...) {
   const char *msg = lua_pushvfstring(L, fmt, ap);
   va_end(ap);
   ERR_clear_error();
-  return luaL_argerror(L, 1, msg);
+  return csock_argerror(L, 1, msg);
 }
 
 /* Raises "... (option 'name': what 'file' (why))". */
@@ -324,7 +324,7 @@ int tls_context(lua_State *L) {
     lua_settop(L, 0);
     lua_newtable(L);
   }
-  luaL_checktype(L, 1, LUA_TTABLE);
+  csock_checktype(L, 1, LUA_TTABLE);
   lua_settop(L, 1);
   check_known(L);
   /* OpenSSL initialises itself here, on first use, not when csock loads:

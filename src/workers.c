@@ -135,7 +135,7 @@ int workers_supervise(int n) {
 
 /* csock.workers(n): the worker number in each worker; nil, status in the master. */
 int workers_lua(lua_State *L) {
-  lua_Integer n = luaL_checkinteger(L, 1);
+  lua_Integer n = csock_checkinteger(L, 1);
   luaL_argcheck(L, n >= 1 && n <= 1024, 1, "worker count out of range");
   fflush(NULL);
   int r = workers_supervise((int)n);
