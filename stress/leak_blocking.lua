@@ -39,21 +39,8 @@ local function cycles(n)
   end
 end
 
-local function settle()
-  collectgarbage("collect")
-  collectgarbage("collect")
-end
-
-cycles(WARM)
-settle()
-local fd0, rss0, t0 = S.fds(), S.rss(), csock.now()
-cycles(N)
-settle()
-local fd1, rss1, t1 = S.fds(), S.rss(), csock.now()
+local m = S.measure(cycles, WARM, N, csock.now)
 srv:close()
 
-local ok = fd1 <= fd0 and rss1 - rss0 <= 2048 and errors == 0
-S.row("leak (blocking)", "connect/accept/send/close, lua5.4 blocking", N, ok,
-  string.format("fds %d->%d, RSS %d->%d KiB, errors %d, %.0f cycles/s", fd0, fd1,
-    rss0, rss1, errors, N / (t1 - t0)))
+S.leak_row("leak (blocking)", "connect/accept/send/close, lua5.4 blocking", N, m, errors)
 S.exit()

@@ -70,6 +70,31 @@ function S.row(case, tried, count, ok, result)
   io.stdout:flush()
 end
 
+-- A leak check: cycles(warm) first, then cycles(n) between two full collections. Returns
+-- the descriptors and RSS (KiB) before and after, and the seconds (by now()) cycles(n) took.
+function S.measure(cycles, warm, n, now)
+  local function settle()
+    collectgarbage("collect")
+    collectgarbage("collect")
+  end
+  cycles(warm)
+  settle()
+  local m = {fd0 = S.fds(), rss0 = S.rss()}
+  local t0 = now()
+  cycles(n)
+  settle()
+  m.fd1, m.rss1, m.seconds = S.fds(), S.rss(), now() - t0
+  return m
+end
+
+-- The row of a leak check: flat means no descriptor more and RSS within 2 MiB (allocator
+-- noise), with no error and whatever else the case requires (more_ok).
+function S.leak_row(case, tried, n, m, errors, more_ok)
+  local ok = m.fd1 <= m.fd0 and m.rss1 - m.rss0 <= 2048 and errors == 0 and more_ok ~= false
+  S.row(case, tried, n, ok, string.format("fds %d->%d, RSS %d->%d KiB, errors %d, %.0f cycles/s",
+    m.fd0, m.fd1, m.rss0, m.rss1, errors, n / m.seconds))
+end
+
 function S.log(fmt, ...)
   io.stderr:write(string.format(fmt, ...), "\n")
 end
