@@ -5,37 +5,17 @@
 --   csock bench/servers/csock_http_raw.lua [port [host]]      (default 8080 127.0.0.1)
 --
 -- Requests are taken to be bodiless; a connection ends on "Connection: close" or HTTP/1.0.
+package.path = (arg[0]:match("(.*/)") or "./") .. "?.lua;" .. package.path
 local csock = require "csock"
+local hello = require "csock_hello"
 
 local port = tonumber(arg[1]) or 8080
 local host = arg[2] or "127.0.0.1"
 local family = host:find(":", 1, true) and csock.AF_INET6 or csock.AF_INET
 
-local HELLO = "HTTP/1.1 200 OK\r\nContent-Length: 13\r\nContent-Type: text/plain\r\n\r\nHello, World!"
-local HELLO_CLOSE = "HTTP/1.1 200 OK\r\nContent-Length: 13\r\nContent-Type: text/plain\r\n"
-  .. "Connection: close\r\n\r\nHello, World!"
--- "Connection: close" in any letter case. A case-blind pattern rather than header:lower(),
--- which would make a lowered copy of every header line only to look at its first letters.
-local CONNECTION_CLOSE = "^[Cc][Oo][Nn][Nn][Ee][Cc][Tt][Ii][Oo][Nn]:%s*[Cc][Ll][Oo][Ss][Ee]"
-
 local function serve(client)
   local c <close> = client
-  while true do
-    local request = c:read("l")
-    if not request then return end -- the client went away
-    local close = request:find("HTTP/1.0", 1, true) ~= nil -- no keep-alive for HTTP/1.0 here
-    while true do
-      local header = c:read("l")
-      if not header then return end
-      if header == "\r" or header == "" then break end -- the blank line ends the headers
-      if header:find(CONNECTION_CLOSE) then close = true end
-    end
-    if close then
-      c:write(HELLO_CLOSE)
-      return
-    end
-    if not c:write(HELLO) then return end
-  end
+  hello.serve(c)
 end
 
 local server <close> = csock.socket(family, csock.SOCK_STREAM)

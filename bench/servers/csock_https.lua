@@ -1,35 +1,16 @@
 -- csock_https.lua PORT CERT KEY - the benchmark's "hello world" over TLS: the
--- keep-alive loop of examples/http_hello.lua after a starttls per connection.
+-- request loop of csock_hello.lua after a starttls per connection.
+package.path = (arg[0]:match("(.*/)") or "./") .. "?.lua;" .. package.path
 local csock = require "csock"
+local hello = require "csock_hello"
 
 local port, cert, key = tonumber(arg[1]), arg[2], arg[3]
 local ctx = csock.tls_context {mode = "server", certificate = cert, key = key}
 
-local HELLO = "HTTP/1.1 200 OK\r\nContent-Length: 13\r\nContent-Type: text/plain\r\n\r\nHello, World!"
-local HELLO_CLOSE = "HTTP/1.1 200 OK\r\nContent-Length: 13\r\nContent-Type: text/plain\r\n"
-  .. "Connection: close\r\n\r\nHello, World!"
-local CONNECTION_CLOSE = "^[Cc][Oo][Nn][Nn][Ee][Cc][Tt][Ii][Oo][Nn]:%s*[Cc][Ll][Oo][Ss][Ee]"
-
 local function serve(client)
   local c <close> = client
   c:settimeout(30)
-  if not c:starttls(ctx) then return end
-  while true do
-    local request = c:read("l")
-    if not request then return end
-    local close = false
-    while true do
-      local header = c:read("l")
-      if not header then return end
-      if header == "\r" or header == "" then break end
-      if header:find(CONNECTION_CLOSE) then close = true end
-    end
-    if close then
-      c:write(HELLO_CLOSE)
-      return
-    end
-    if not c:write(HELLO) then return end
-  end
+  if c:starttls(ctx) then hello.serve(c) end
 end
 
 local server <close> = assert(csock.tcp_listen("127.0.0.1", port, 1024))
