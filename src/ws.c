@@ -1,15 +1,16 @@
 /*
 ** ws.c - the byte work of WebSocket (RFC 6455) under lua/csock/websocket.lua:
-** frame assembly with masking, unmasking, UTF-8 validation, and the SHA-1
-** and base64 of the opening handshake.  The protocol (frame headers, the
-** states, the handshake's HTTP) is Lua; what is here touches every byte of
-** a payload, which Lua would do one string.byte at a time.
+** frame assembly with masking, unmasking, UTF-8 validation, and the
+** opening handshake's keys (SHA-1 and base64 from libcrypto, which tls.c
+** links anyway).  The protocol (frame headers, the states, the handshake's
+** HTTP) is Lua; what is here touches every byte of a payload, which Lua
+** would do one string.byte at a time.
 **
 ** The functions live in the table csock.core.ws (internal: websocket.lua is
 ** their one caller, and they check their arguments as any other function).
-** SHA-1 is our own because csock.core does not link a crypto library; it
-** only ever hashes a 60-byte handshake string.
 */
+#include <openssl/evp.h>
+#include <openssl/sha.h>
 #include <stdint.h>
 #include <string.h>
 #include <sys/random.h>
@@ -19,118 +20,28 @@
 
 #define WS_GUID "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
-/* ---------------------------------------------------------------- SHA-1 */
+/* ---------------------------------------------------------------- handshake */
 
-typedef struct sha1_ctx {
-  uint32_t h[5];
-  unsigned char block[64];
-  size_t used;    /* bytes waiting in block */
-  uint64_t total; /* bytes hashed so far */
-} sha1_ctx;
-
-static uint32_t rol(uint32_t x, int n) { return (x << n) | (x >> (32 - n)); }
-
-static void sha1_block(sha1_ctx *c, const unsigned char *p) {
-  uint32_t w[80];
-  for (int i = 0; i < 16; i++)
-    w[i] = (uint32_t)p[4 * i] << 24 | (uint32_t)p[4 * i + 1] << 16 | (uint32_t)p[4 * i + 2] << 8 |
-           (uint32_t)p[4 * i + 3];
-  for (int i = 16; i < 80; i++) w[i] = rol(w[i - 3] ^ w[i - 8] ^ w[i - 14] ^ w[i - 16], 1);
-  uint32_t a = c->h[0], b = c->h[1], d = c->h[3], e = c->h[4], cc = c->h[2];
-  for (int i = 0; i < 80; i++) {
-    uint32_t f, k;
-    if (i < 20) {
-      f = (b & cc) | (~b & d);
-      k = 0x5A827999;
-    } else if (i < 40) {
-      f = b ^ cc ^ d;
-      k = 0x6ED9EBA1;
-    } else if (i < 60) {
-      f = (b & cc) | (b & d) | (cc & d);
-      k = 0x8F1BBCDC;
-    } else {
-      f = b ^ cc ^ d;
-      k = 0xCA62C1D6;
-    }
-    uint32_t t = rol(a, 5) + f + e + k + w[i];
-    e = d;
-    d = cc;
-    cc = rol(b, 30);
-    b = a;
-    a = t;
-  }
-  c->h[0] += a;
-  c->h[1] += b;
-  c->h[2] += cc;
-  c->h[3] += d;
-  c->h[4] += e;
-}
-
-static void sha1_init(sha1_ctx *c) {
-  static const uint32_t h0[5] = {0x67452301, 0xEFCDAB89, 0x98BADCFE, 0x10325476, 0xC3D2E1F0};
-  memcpy(c->h, h0, sizeof h0);
-  c->used = 0;
-  c->total = 0;
-}
-
-static void sha1_update(sha1_ctx *c, const void *data, size_t len) {
-  const unsigned char *p = (const unsigned char *)data;
-  c->total += len;
-  while (len > 0) {
-    size_t n = 64 - c->used < len ? 64 - c->used : len;
-    memcpy(c->block + c->used, p, n);
-    c->used += n;
-    p += n;
-    len -= n;
-    if (c->used == 64) {
-      sha1_block(c, c->block);
-      c->used = 0;
-    }
-  }
-}
-
-static void sha1_final(sha1_ctx *c, unsigned char out[20]) {
-  uint64_t bits = c->total * 8;
-  unsigned char pad = 0x80;
-  sha1_update(c, &pad, 1);
-  pad = 0;
-  while (c->used != 56) sha1_update(c, &pad, 1);
-  unsigned char len[8];
-  for (int i = 0; i < 8; i++) len[i] = (unsigned char)(bits >> (56 - 8 * i));
-  sha1_update(c, len, 8);
-  for (int i = 0; i < 20; i++) out[i] = (unsigned char)(c->h[i / 4] >> (24 - 8 * (i % 4)));
-}
-
-/* ---------------------------------------------------------------- base64 */
-
-/* Writes the base64 of in[0, n) to out (4 * ceil(n / 3) bytes); returns that length. */
-static size_t base64(const unsigned char *in, size_t n, char *out) {
-  static const char digits[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-  size_t o = 0;
-  for (size_t i = 0; i < n; i += 3) {
-    uint32_t v = (uint32_t)in[i] << 16;
-    if (i + 1 < n) v |= (uint32_t)in[i + 1] << 8;
-    if (i + 2 < n) v |= in[i + 2];
-    out[o++] = digits[v >> 18 & 63];
-    out[o++] = digits[v >> 12 & 63];
-    out[o++] = (char)(i + 1 < n ? digits[v >> 6 & 63] : '=');
-    out[o++] = (char)(i + 2 < n ? digits[v & 63] : '=');
-  }
-  return o;
+/* Pushes the base64 of in[0, n) (n <= 48). */
+static void push_base64(lua_State *L, const unsigned char *in, size_t n) {
+  char out[65];
+  int len = EVP_EncodeBlock((unsigned char *)out, in, (int)n);
+  lua_pushlstring(L, out, (size_t)len);
 }
 
 /* ws.accept_key(key): base64(SHA-1(key .. GUID)), the Sec-WebSocket-Accept of key. */
 static int ws_accept_key(lua_State *L) {
   size_t len;
   const char *key = csock_checklstring(L, 1, &len);
-  sha1_ctx c;
-  unsigned char digest[20];
-  char out[28];
-  sha1_init(&c);
-  sha1_update(&c, key, len);
-  sha1_update(&c, WS_GUID, sizeof WS_GUID - 1);
-  sha1_final(&c, digest);
-  lua_pushlstring(L, out, base64(digest, sizeof digest, out));
+  luaL_Buffer b;
+  luaL_buffinit(L, &b);
+  luaL_addlstring(&b, key, len);
+  luaL_addstring(&b, WS_GUID);
+  luaL_pushresult(&b);
+  const char *text = lua_tolstring(L, -1, &len);
+  unsigned char digest[SHA_DIGEST_LENGTH];
+  SHA1((const unsigned char *)text, len, digest);
+  push_base64(L, digest, sizeof digest);
   return 1;
 }
 
@@ -138,11 +49,8 @@ static int ws_accept_key(lua_State *L) {
 static int ws_sha1(lua_State *L) {
   size_t len;
   const char *data = csock_checklstring(L, 1, &len);
-  sha1_ctx c;
-  unsigned char digest[20];
-  sha1_init(&c);
-  sha1_update(&c, data, len);
-  sha1_final(&c, digest);
+  unsigned char digest[SHA_DIGEST_LENGTH];
+  SHA1((const unsigned char *)data, len, digest);
   lua_pushlstring(L, (const char *)digest, sizeof digest);
   return 1;
 }
@@ -176,13 +84,12 @@ static uint64_t rng_next(void) {
 /* ws.new_key(): a fresh Sec-WebSocket-Key, the base64 of 16 random bytes. */
 static int ws_new_key(lua_State *L) {
   unsigned char raw[16];
-  char out[24];
   if (getrandom(raw, sizeof raw, GRND_NONBLOCK) != (ssize_t)sizeof raw) {
     uint64_t a = rng_next(), b = rng_next();
     memcpy(raw, &a, 8);
     memcpy(raw + 8, &b, 8);
   }
-  lua_pushlstring(L, out, base64(raw, sizeof raw, out));
+  push_base64(L, raw, sizeof raw);
   return 1;
 }
 
