@@ -32,24 +32,29 @@ int csock_failmsg(lua_State *L, const char *msg, int err) {
   return 3;
 }
 
+/* The string key under which the table on top holds the value at fn, or NULL. */
+static const char *key_of(lua_State *L, int fn) {
+  lua_pushnil(L);
+  while (lua_next(L, -2)) {
+    if (lua_type(L, -2) == LUA_TSTRING && lua_rawequal(L, -1, fn)) return lua_tostring(L, -2);
+    lua_pop(L, 1);
+  }
+  return NULL;
+}
+
 /*
 ** The name of the running function among the methods of sockets, tasks and
 ** loops, or NULL: a method called without a name at the call site
 ** (pcall(s.recv, s), or through a local of another name) is still named.
 ** Leaves values on the stack; only used on the way to an error.
 */
-static const char *method_name(lua_State *L, lua_Debug *ar) {
+static const char *method_name(lua_State *L, int fn) {
   static const char *const kinds[] = {CSOCK_SOCKET, CSOCK_TASK, CSOCK_LOOP, CSOCK_COND};
-  lua_getinfo(L, "f", ar);
-  int fn = lua_gettop(L);
   for (size_t k = 0; k < sizeof kinds / sizeof kinds[0]; k++) {
     if (luaL_getmetatable(L, kinds[k]) == LUA_TTABLE &&
         lua_getfield(L, -1, "__index") == LUA_TTABLE) {
-      lua_pushnil(L);
-      while (lua_next(L, -2)) {
-        if (lua_type(L, -2) == LUA_TSTRING && lua_rawequal(L, -1, fn)) return lua_tostring(L, -2);
-        lua_pop(L, 1);
-      }
+      const char *name = key_of(L, fn);
+      if (name) return name;
     }
     lua_settop(L, fn);
   }
@@ -63,18 +68,11 @@ static const char *method_name(lua_State *L, lua_Debug *ar) {
 ** names whichever the table's order gives first: the message would change
 ** from run to run.  Leaves values on the stack; only used on the way to an error.
 */
-static const char *module_name(lua_State *L, lua_Debug *ar) {
-  lua_getinfo(L, "f", ar);
-  int fn = lua_gettop(L);
+static const char *module_name(lua_State *L, int fn) {
   luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
   if (lua_getfield(L, -1, "csock") != LUA_TTABLE) return NULL;
-  lua_pushnil(L);
-  while (lua_next(L, -2)) {
-    if (lua_type(L, -2) == LUA_TSTRING && lua_rawequal(L, -1, fn))
-      return lua_pushfstring(L, "csock.%s", lua_tostring(L, -2));
-    lua_pop(L, 1);
-  }
-  return NULL;
+  const char *name = key_of(L, fn);
+  return name ? lua_pushfstring(L, "csock.%s", name) : NULL;
 }
 
 /*
@@ -89,8 +87,12 @@ int csock_argerror(lua_State *L, int arg, const char *extramsg) {
   if (!lua_getstack(L, 0, &ar)) return luaL_argerror(L, arg, extramsg);
   lua_getinfo(L, "n", &ar);
   const char *name = ar.name != NULL && strcmp(ar.namewhat, "method") == 0 ? ar.name : NULL;
-  if (name == NULL) name = method_name(L, &ar);
-  if (name == NULL && ar.name == NULL) name = module_name(L, &ar);
+  if (name == NULL) {
+    lua_getinfo(L, "f", &ar); /* the running function, compared with the tables' values */
+    int fn = lua_gettop(L);
+    name = method_name(L, fn);
+    if (name == NULL && ar.name == NULL) name = module_name(L, fn);
+  }
   if (name == NULL) return luaL_argerror(L, arg, extramsg); /* same numbering either way */
   return luaL_error(L, "bad argument #%d to '%s' (%s)", arg, name, extramsg);
 }
