@@ -67,6 +67,45 @@ describe("a second reader of a socket being read", function()
     assert.are.equal("false\tsocket is busy: another task is reading from it\n"
       .. "true\ton\ne\n", out)
   end)
+
+  -- found by make fuzz-lua: the recv was woken, the read began before the
+  -- recv's turn and waited with its cursor, and the recv took the bytes
+  it("gets 'socket is busy' from a recv woken while another task's read began", function()
+    local out = child([[
+      local a, b = csock.socketpair()
+      csock.run(function()
+        local r = csock.spawn(function() return pcall(a.recv, a, 3) end)
+        local f = csock.spawn(function() return pcall(a.recvfrom, a, 3) end)
+        csock.sleep(0.01)
+        b:write("12345678")
+        local x = csock.spawn(function() return a:read(8, "l") end)
+        csock.sleep(0.01)
+        b:write("x\n")
+        print(r:join())
+        print(f:join())
+        print(x:join())
+      end)
+    ]])
+    assert.are.equal("true\tfalse\tsocket is busy: another task is reading from it\n"
+      .. "true\tfalse\tsocket is busy: another task is reading from it\n"
+      .. "true\t12345678\tx\n", out)
+  end)
+
+  it("refuses starttls while another task's read holds the buffer", function()
+    local out = child([[
+      local a, b = csock.socketpair()
+      local ctx = csock.tls_context({ insecure = true })
+      csock.run(function()
+        local x = csock.spawn(function() return a:read(3, "l") end)
+        b:write("abc"); csock.sleep(0.01)
+        print(pcall(a.starttls, a, ctx, "localhost"))
+        b:write("d\n")
+        print(x:join())
+      end)
+    ]])
+    assert.are.equal("false\tsocket is busy: another task is reading from it\n"
+      .. "true\tabc\td\n", out)
+  end)
 end)
 
 describe("a read whose allocations run finalizers", function()

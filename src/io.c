@@ -289,6 +289,7 @@ static int recv_k(lua_State *L, int status, lua_KContext ctx) {
   csock_socket *s = (csock_socket *)lua_touserdata(L, 1);
   size_t want = (size_t)ctx;
   int e = stream_resumed(L, status, s);
+  if (e == 0) stream_check_not_busy(L, s);
   if (e == 0 && buf_len(&s->rbuf) > 0) {
     push_buffered(L, s, want);
     return 1;
@@ -332,7 +333,6 @@ static int recv_k(lua_State *L, int status, lua_KContext ctx) {
 int io_recv(lua_State *L) {
   csock_socket *s = sock_checkopen(L, 1);
   lua_Integer n = check_size(L, 2, 65536);
-  stream_check_not_busy(L, s);
   lua_settop(L, 1);
   s->rdeadline = sock_deadline(s);
   return recv_k(L, LUA_OK, (lua_KContext)(n > INT_MAX ? INT_MAX : n));
@@ -354,6 +354,7 @@ static int recvfrom_k(lua_State *L, int status, lua_KContext ctx) {
   csock_socket *s = (csock_socket *)lua_touserdata(L, 1);
   size_t want = (size_t)ctx;
   int e = stream_resumed(L, status, s);
+  if (e == 0) stream_check_not_busy(L, s);
   if (e == 0 && buf_len(&s->rbuf) > 0) { /* a stream's buffered bytes first, like recv */
     push_buffered(L, s, want);
     push_peer(L, s);
@@ -393,7 +394,6 @@ static int recvfrom_k(lua_State *L, int status, lua_KContext ctx) {
 int io_recvfrom(lua_State *L) {
   csock_socket *s = sock_checkopen(L, 1);
   lua_Integer n = check_size(L, 2, 65536);
-  stream_check_not_busy(L, s);
   lua_settop(L, 1);
   s->rdeadline = sock_deadline(s);
   return recvfrom_k(L, LUA_OK, (lua_KContext)(n > INT_MAX ? INT_MAX : n));

@@ -30,7 +30,10 @@ int stream_error(lua_State *L, int err) {
 /*
 ** A read() holds a cursor into s's buffer (loop_read_begin): a second
 ** reader -- another task, or a finalizer that the read's own allocations
-** ran -- would move the bytes under it.
+** ran -- would move the bytes under it.  A method that takes bytes from
+** the buffer checks when it starts and again each time it resumes: a task
+** woken to read may find that another task began a read() between its
+** wake-up and its turn.
 */
 void stream_check_not_busy(lua_State *L, const csock_socket *s) {
   if (s->rbusy) luaL_error(L, "socket is busy: another task is reading from it");
