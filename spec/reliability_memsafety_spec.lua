@@ -243,6 +243,35 @@ describe("a name lookup that its loop outlives", function()
   end)
 end)
 
+-- found by make fuzz-lua (seed 100465): closing the loop queued each task it
+-- cancelled, and a later __close handler collected one still in the queue
+describe("an embedded loop closed from outside", function()
+  it("cancels its tasks while their __close handlers run the collector", function()
+    local out = child([[
+      local a, b = csock.socketpair()
+      local l = csock.loop()
+      local function closer(name, collect)
+        return setmetatable({}, {__close = function()
+          if collect then for _ = 1, 3 do collectgarbage() end end
+          print("closed " .. name)
+        end})
+      end
+      l:spawn(function() local c <close> = closer("t3"); b:read() end)
+      l:spawn(function()
+        local c <close> = closer("t2", true)
+        while true do coroutine.yield() end
+      end)
+      l:spawn(function() local c <close> = closer("t1"); a:read() end)
+      print(l:step(0))
+      l:close()
+      collectgarbage()
+      print(pcall(l.step, l, 0))
+    ]])
+    assert.are.equal("3\nclosed t1\nclosed t2\nclosed t3\n"
+      .. "false\tbad argument #1 to 'step' (loop is closed)\n", out)
+  end)
+end)
+
 describe("a task's own coroutine", function()
   it("cannot be closed or resumed by another task", function()
     local out = child([[

@@ -1095,10 +1095,12 @@ int loop_run(lua_State *L) {
   lua_settop(L, 1);
   csock_task *main = lp->main;
   if (status == LUA_OK) status = loop_drive(L, lp);
-  /* tasks still alive after an internal error are cancelled, not leaked */
+  /* tasks still alive after an internal error are cancelled, not leaked;
+     the ready queue will not run again and must not link an ended task */
   if (status != LUA_OK) {
     for (csock_task *t = lp->all; t; t = lp->all) {
       loop_wake_task(t, -ECANCELED); /* out of the sockets' waiter slots first */
+      lp->ready_head = lp->ready_tail = NULL;
       task_end(lp, t, T_CANCELLED);
     }
   }

@@ -716,7 +716,8 @@ static int tls_starttls(lua_State *L) {
   csock_argcheck(L, host == NULL || strlen(host) == lua_rawlen(L, 3), 3,
                  "host contains a zero byte");
   lua_settop(L, 3);
-  stream_check_not_busy(L, s); /* the bytes read ahead move out of the buffer */
+  /* the bytes read ahead move out of the buffer, under any read's cursor */
+  stream_check_not_busy(L, s);
   if (s->tls != NULL) { /* a handshake that timed out goes on; a done one is an error */
     csock_argcheck(L, !s->tls->done, 1, "TLS already started");
     if (s->tls->dead) return csock_failmsg(L, "TLS failed on this socket", EPROTO);
