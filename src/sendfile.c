@@ -138,7 +138,7 @@ static long kernel_step(csock_socket *s, int fd, off_t off, size_t left, int *re
     *refused = errno == EINVAL || errno == ENOSYS;
     return -errno;
   }
-  if ((size_t)w < ask && w > 0) s->wready = 0;
+  if (w > 0 && (size_t)w < ask) s->wready = 0; /* the socket buffer is full */
   return (long)w;
 }
 
@@ -216,7 +216,7 @@ static int check_file(lua_State *L, int *nres) {
     }
     default: {
       luaL_Stream *f = (luaL_Stream *)luaL_testudata(L, SF_FILE, LUA_FILEHANDLE);
-      if (f == NULL) csock_typeerror(L, SF_FILE, "file, path or descriptor");
+      if (f == NULL) return csock_typeerror(L, SF_FILE, "file, path or descriptor");
       csock_argcheck(L, f->closef != NULL, SF_FILE, "file is closed");
       return fileno(f->f);
     }
