@@ -40,6 +40,8 @@ trap cleanup EXIT
 mkdir -p "$WORK/www" "$WORK/nginx/logs" "$WORK/nginx/tmp"
 head -c $((64 * 1024 * 1024)) /dev/urandom >"$WORK/www/big.bin"
 head -c $((1024 * 1024)) /dev/urandom >"$WORK/www/one.bin"
+chmod 755 "$WORK" "$WORK/www" # nginx's workers run as another user (nobody, www-data)
+chmod 644 "$WORK/www/big.bin" "$WORK/www/one.bin"
 
 # A port below the ephemeral range, for nginx, which cannot print the one it got.
 EPHEMERAL_LOW=$(awk '{print $1}' /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || echo 32768)
@@ -100,9 +102,15 @@ start() {
     port=${line##*:}
   fi
   for _ in $(seq 50); do
-    curl -s -o /dev/null "http://127.0.0.1:$port/one.bin" && break
+    curl -sf -o /dev/null "http://127.0.0.1:$port/one.bin" && break
     sleep 0.1
   done
+  # a server that does not send the file byte for byte is not measured
+  if ! curl -sf "http://127.0.0.1:$port/one.bin" | cmp -s - "$WORK/www/one.bin"; then
+    echo "static_file.sh: $name does not serve one.bin correctly" >&2
+    PORT=""
+    return
+  fi
   PORT=$port
 }
 
@@ -117,6 +125,7 @@ measure() {
   local name=$1 test=$2 path=$3 conns=$4 port c0 c1 out read secs
   start "$name"
   port=$PORT
+  if [ -z "$port" ]; then stop_server; return 0; fi
   c0=$(cpu_group "$SERVER_PID")
   out=$(timeout $((SECS + 15)) taskset -c 1 wrk -t1 -c"$conns" -d"${SECS}s" "http://127.0.0.1:$port$path" 2>&1)
   c1=$(cpu_group "$SERVER_PID")
