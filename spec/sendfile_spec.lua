@@ -8,6 +8,8 @@ local helper = require "helper"
 
 local MiB = 1024 * 1024
 
+teardown(certs.remove)
+
 -- A file of n bytes that are not all alike, so that a byte out of place shows; removed
 -- at the end of the test (given its finally).
 local function make_file(finally, n)
@@ -368,6 +370,24 @@ describe("res:sendfile", function()
 
   it("returns nil, message, errno for a path it cannot open", function()
     assert.equal("nil " .. path .. ".none: No such file or directory 2", curl(base .. "/missing"))
+  end)
+
+  it("falls back to read and write over https, byte for byte to curl", function()
+    local C = certs.make()
+    local p = start_script(finally, [[
+local csock = require "csock"
+local http = require "csock.http"
+local ctx = csock.tls_context {mode = "server", certificate = arg[2], key = arg[3]}
+local l = assert(csock.tcp_listen("127.0.0.1", 0, 16))
+print("listening on 127.0.0.1:" .. l:getsockname().port)
+io.stdout:flush()
+http.serve(l, function(_, res) assert(res:sendfile(arg[1])) end, {tls = ctx})
+]], path, C.server, C.key)
+    local out = rt.tmppath(".out")
+    rt.defer(finally, function() os.remove(out) end)
+    curl("--cacert", C.ca, "--resolve", "localhost:" .. p.port .. ":127.0.0.1", "-o", out,
+      "https://localhost:" .. p.port .. "/")
+    assert.equal(sha256(path), sha256(out))
   end)
 
   it("raises errors that name sendfile and the argument", function()
