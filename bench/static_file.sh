@@ -9,7 +9,9 @@
 #
 # Two loads, by wrk -t1 on CPU 1 (the server runs on CPU 0): a 64 MiB file over 1 connection,
 # and a 1 MiB file over 8 keep-alive connections.  The server's CPU time (utime + stime of
-# every process in its process group, from /proc) is read before and after wrk.  Run it under
+# every process in its process group, from /proc) is read before and after wrk; wrk's own
+# (bash's time) is reported too, since on loopback the kernel's TCP work for a transfer is
+# charged to whichever task runs on the CPU that does it, often the client's.  Run it under
 # the shared lock: flock /tmp/csock-bench.lock bash bench/static_file.sh
 set -uo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -127,8 +129,11 @@ measure() {
   port=$PORT
   if [ -z "$port" ]; then stop_server; return 0; fi
   c0=$(cpu_group "$SERVER_PID")
-  out=$(timeout $((SECS + 15)) taskset -c 1 wrk -t1 -c"$conns" -d"${SECS}s" "http://127.0.0.1:$port$path" 2>&1)
+  local TIMEFORMAT='%U %S' client
+  client=$( { time timeout $((SECS + 15)) taskset -c 1 wrk -t1 -c"$conns" -d"${SECS}s" \
+    "http://127.0.0.1:$port$path" >"$WORK/wrk.out" 2>&1; } 2>&1 | awk '{print $1 + $2}')
   c1=$(cpu_group "$SERVER_PID")
+  out=$(cat "$WORK/wrk.out")
   stop_server
   read=$(echo "$out" | sed -n 's/.* requests in \([0-9.]*\)\([a-z]*\), \([0-9.]*[KMG]*B\) read.*/\3/p')
   secs=$(echo "$out" | sed -n 's/.* requests in \([0-9.]*\)\(m*s\),.*/\1 \2/p' | awk '{print ($2 == "ms") ? $1 / 1000 : $1}')
@@ -137,7 +142,9 @@ measure() {
   fi
   [ -n "$read" ] || return 0
   awk -v n="$name" -v t="$test" -v mb="$(mib "$read")" -v s="$secs" -v ticks="$((c1 - c0))" -v hz="$TICK" \
-    'BEGIN { cpu = ticks / hz; printf "%s\t%s\t%.1f\t%.1f\t%.2f\n", n, t, mb / s, (cpu > 0 ? mb / cpu : 0), cpu }' >>"$RAW"
+    -v cl="$client" 'BEGIN { cpu = ticks / hz; both = cpu + cl
+      printf "%s\t%s\t%.1f\t%.1f\t%.2f\t%.2f\t%.1f\n", n, t, mb / s, (cpu > 0 ? mb / cpu : 0), cpu, cl,
+        (both > 0 ? mb / both : 0) }' >>"$RAW"
 }
 
 for r in $(seq "$ROUNDS"); do
@@ -152,9 +159,9 @@ done
 # The table: medians per server and test; ratio to nginx per CPU-second.
 median() { sort -n | awk '{ v[NR] = $1 } END { if (NR == 0) print 0; else if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 table() {
-  echo "| server | test | MiB/s | MiB per server CPU-s | server CPU s | vs nginx (per CPU-s) |"
-  echo "|---|---|---:|---:|---:|---:|"
-  local test name rate per cpu base
+  echo "| server | test | MiB/s | MiB per server CPU-s | server CPU s | vs nginx (per CPU-s) | client (wrk) CPU s | MiB per server+client CPU-s |"
+  echo "|---|---|---:|---:|---:|---:|---:|---:|"
+  local test name rate per cpu base cl both
   for test in "64 MiB file, c1" "1 MiB files, c8"; do
     base=$(awk -F'\t' -v t="$test" '$1 == "nginx" && $2 == t {print $4}' "$RAW" | median)
     for name in "${NAMES[@]}"; do
@@ -162,8 +169,11 @@ table() {
       rate=$(awk -F'\t' -v n="$name" -v t="$test" '$1 == n && $2 == t {print $3}' "$RAW" | median)
       per=$(awk -F'\t' -v n="$name" -v t="$test" '$1 == n && $2 == t {print $4}' "$RAW" | median)
       cpu=$(awk -F'\t' -v n="$name" -v t="$test" '$1 == n && $2 == t {print $5}' "$RAW" | median)
-      awk -v n="$name" -v t="$test" -v r="$rate" -v p="$per" -v c="$cpu" -v b="$base" \
-        'BEGIN { printf "| %s | %s | %.0f | %.0f | %.2f | %s |\n", n, t, r, p, c, (b > 0 ? sprintf("%.2fx", p / b) : "-") }'
+      cl=$(awk -F'\t' -v n="$name" -v t="$test" '$1 == n && $2 == t {print $6}' "$RAW" | median)
+      both=$(awk -F'\t' -v n="$name" -v t="$test" '$1 == n && $2 == t {print $7}' "$RAW" | median)
+      awk -v n="$name" -v t="$test" -v r="$rate" -v p="$per" -v c="$cpu" -v b="$base" -v cl="$cl" -v bo="$both" \
+        'BEGIN { printf "| %s | %s | %.0f | %.0f | %.2f | %s | %.2f | %.0f |\n", n, t, r, p, c,
+          (b > 0 ? sprintf("%.2fx", p / b) : "-"), cl, bo }'
     done
   done
   echo
