@@ -144,16 +144,17 @@ static long kernel_step(csock_socket *s, int fd, off_t off, size_t left, int *re
 
 /* ---------------------------------------------------------------- the method */
 
+/* The results: sent, or nil, message, errno, sent.  e == EBADF: the io file was closed. */
 static int sendfile_result(lua_State *L, int e, size_t sent) {
   source_done(L);
   if (e == 0) {
     lua_pushinteger(L, (lua_Integer)sent);
     return 1;
   }
-  if (e == EBADF && lua_type(L, SF_FILE) == LUA_TUSERDATA && source_fd(L) < 0)
+  if (e == EBADF)
     csock_failmsg(L, "file closed", EBADF);
   else
-    stream_error(L, e);
+    stream_error(L, e); /* -EBADF from stream_resumed: the socket was closed */
   lua_pushinteger(L, (lua_Integer)sent);
   return 4;
 }
@@ -184,6 +185,8 @@ static int sendfile_k(lua_State *L, int status, lua_KContext ctx) {
       return sendfile_result(L, 0, sent);
     } else if (refused) {
       ctx |= COPY_FLAG;
+    } else if (r == -EBADF) { /* a descriptor closed behind csock's back: which one? */
+      e = fcntl(fd, F_GETFD) < 0 ? EBADF : -EBADF;
     } else if (s->xport != NULL) {
       e = stream_xport_wait(L, s, r, s->wdeadline, ctx, sendfile_k);
     } else {
