@@ -114,6 +114,13 @@ local methods = {
   write = {
     {"tcp", "{}"}, {"tcp", "nil"}, {"tcp", "true"}, {"tcp", "'a', {}"}, {"tcp", "'a', nil, 'b'"},
   },
+  sendfile = {
+    {"tcp", ""}, {"tcp", "nil"}, {"tcp", "{}"}, {"tcp", "true"}, {"tcp", "-1"}, {"tcp", "1.5"},
+    {"tcp", "math.mininteger"}, {"tcp", "math.maxinteger"}, {"tcp", "'/dev/null', -1"},
+    {"tcp", "'/dev/null', math.mininteger"}, {"tcp", "'/dev/null', 'x'"},
+    {"tcp", "'/dev/null', 0, -1"}, {"tcp", "'/dev/null', 0, {}"}, {"tcp", "'/dev/null', 0.5"},
+    {"tcp", "io.stdin, 0, math.mininteger"},
+  },
   lines = {
     {"tcp", "'x'"}, {"tcp", "-1"}, {"tcp", "{}"}, {"tcp", "1.5"},
     {"tcp", "table.unpack(F251)"},
@@ -156,7 +163,7 @@ local closed_args = {
   getsockopt = "csock.SOL_SOCKET, csock.SO_REUSEADDR",
   bind = "'127.0.0.1', 0", listen = "", accept = "", _accept = "", connect = "'127.0.0.1', 1",
   send = "'x'", recv = "1", sendto = "'x', '127.0.0.1', 9", recvfrom = "1", read = "'l'",
-  write = "'x'", lines = "", shutdown = "", getsockname = "", getpeername = "",
+  write = "'x'", sendfile = "'/dev/null'", lines = "", shutdown = "", getsockname = "", getpeername = "",
   settimeout = "1", gettimeout = "", setmaxline = "10", fileno = "",
   starttls = "csock.tls_context {insecure = true}", tlsinfo = "",
   _httpreq = "1, 1, 1, 1, 1", _httpres = "1, 1, 1, 1, 1", _httpchunk = "1, false, 1, 1, 1",

@@ -91,6 +91,7 @@ int luaopen_csock_core(lua_State *L) {
   sock_open_meta(L);
   sock_add_methods(L, io_methods);
   sock_add_methods(L, read_methods);
+  sock_add_methods(L, sendfile_methods);
   sock_add_methods(L, opt_methods);
   sock_add_methods(L, tls_methods);
   sock_add_methods(L, http_methods);

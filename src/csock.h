@@ -147,6 +147,9 @@ int stream_again_or_fail(lua_State *L, csock_socket *s, int dir, int e, lua_KCon
 int stream_xport_wait(lua_State *L, csock_socket *s, long r, double deadline, lua_KContext ctx,
                       lua_KFunction k);
 
+/* sendfile.c: s:sendfile, added to the socket class by csock.c */
+extern const luaL_Reg sendfile_methods[];
+
 /* read.c: read and lines, added to the socket class by csock.c */
 extern const luaL_Reg read_methods[];
 

@@ -5,7 +5,7 @@
 set -e
 BUILD="lua5.4 liblua5.4-dev lua-busted luarocks gcc make pkg-config libssl-dev"
 # real peers the specs talk to: LuaSocket's own modules, redis-lua, servers and clients
-PEERS="python3 netcat-openbsd curl valgrind lua-check openssl lua-socket lua-redis lua-luv redis-server nginx"
+PEERS="python3 netcat-openbsd curl valgrind lua-check openssl lua-socket lua-redis lua-luv redis-server nginx wrk"
 PKGS="${CSOCK_DEPS:-$BUILD $PEERS}"
 # node (for the npm `ws` peer) may come from elsewhere than Debian; only add Debian's when absent
 if [ -z "${CSOCK_DEPS:-}" ] && ! command -v node >/dev/null 2>&1; then PKGS="$PKGS nodejs npm"; fi

@@ -606,6 +606,89 @@ function Response:finish(body)
   return self
 end
 
+-- The bytes of the file res:sendfile sends: from offset, count of them at most, to its end.
+local function file_span(f, offset, count)
+  local at = f:seek()
+  local size = f:seek("end")
+  if not (at and size) then return nil end
+  f:seek("set", at)
+  local rest = size > offset and size - offset or 0
+  return count and min(count, rest) or rest
+end
+
+local function check_span(offset, count)
+  local o = offset == nil and 0 or tointeger(offset)
+  if not o or o < 0 then argerror(3, "sendfile", "offset must be a non-negative integer", 3) end
+  local c = count
+  if c ~= nil then
+    c = tointeger(c)
+    if not c or c < 0 then argerror(4, "sendfile", "count must be a non-negative integer", 3) end
+  end
+  return o, c
+end
+
+-- The io file of res:sendfile's first argument: the file itself, or the path opened (then
+-- also returned as the one to close); nil, message, errno when the path cannot be opened.
+local function open_file(file)
+  if type(file) == "string" then
+    local f, err, code = io.open(file, "rb")
+    if not f then return nil, err, code end
+    if not f:read(0) and f:seek("end") ~= 0 then -- a directory reads nil (EISDIR)
+      f:close()
+      return nil, file .. ": not a regular file", csock.EISDIR or 21
+    end
+    return f, f
+  end
+  if io.type(file) ~= "file" then
+    argerror(2, "sendfile", (io.type(file) == "closed file" and "file is closed")
+      or "file or path expected, got " .. type(file), 3)
+  end
+  return file
+end
+
+-- Sends span bytes of f from offset as body bytes, in a chunk of their own when chunked.
+local function send_span(res, f, offset, span)
+  if res[R_NOBODY] or res[R_BROKEN] or span == 0 then return res end
+  local sock = res[R_SOCK]
+  if res[R_CHUNKED] then
+    local ok, err, code = sock:write(format("%x\r\n", span))
+    if not ok then return res_fail(res, err, code) end
+  end
+  local sent, err, code = sock:sendfile(f, offset, span)
+  if not sent then return res_fail(res, err, code) end
+  if sent < span then return res_fail(res, "file ended early", csock.EIO) end
+  if res[R_CHUNKED] then
+    local ok, werr, wcode = sock:write("\r\n")
+    if not ok then return res_fail(res, werr, wcode) end
+  end
+  return res
+end
+
+--- res:sendfile(file [, offset [, count]]): body bytes from a file (an io file or a path), with
+-- s:sendfile.  Before the response started and with no Content-Length set, the file is the whole
+-- body: the head gets its Content-Length and the response is finished.  Otherwise the bytes are
+-- part of the body (a chunk of their own when chunked).
+function Response:sendfile(file, offset, count)
+  checkres(self, "sendfile")
+  if self[R_FINISHED] then error("sendfile: response already finished", 2) end
+  if self[R_DETACHED] then error("sendfile: response detached", 2) end
+  local off, cnt = check_span(offset, count)
+  local f, mine, ecode = open_file(file)
+  if not f then return nil, mine, ecode end
+  local _ <close> = mine
+  local span = file_span(f, off, cnt)
+  if not span then return nil, "file cannot seek", csock.ESPIPE or 29 end
+  if self[R_STARTED] then return send_span(self, f, off, span) end
+  local whole = not self[R_LENGTH] and not self[R_TE]
+  if whole and not bodiless(self[R_CODE], false) then
+    self[R_HS] = self[R_HS] .. content_length[span]
+  end
+  local ok, err, code = start(self, true)
+  if not ok then return nil, err, code end
+  if whole then self[R_FINISHED] = true end
+  return send_span(self, f, off, span)
+end
+
 -- Hands the connection to the caller (a protocol switch): the server writes and reads no more.
 function Response:detach()
   checkres(self, "detach")
