@@ -1091,8 +1091,7 @@ int loop_run(lua_State *L) {
   lua_pushlightuserdata(L, lp);
   lua_insert(L, 2);
   int status = lua_pcall(L, lua_gettop(L) - 1, 1, 0);
-  lua_replace(L, 1); /* the main task's handle, or the error */
-  lua_settop(L, 1);
+  lua_settop(L, 1); /* the main task's handle, or the error: where loop_start was */
   csock_task *main = lp->main;
   if (status == LUA_OK) status = loop_drive(L, lp);
   /* tasks still alive after an internal error are cancelled, not leaked */
