@@ -641,7 +641,7 @@ csock_task *loop_task_new(lua_State *L, csock_loop *lp, int fidx) {
   lua_xmove(L, co, nargs + 1);
   t->co = co;
   t->loop = lp;
-  t->nargs = nargs;
+  t->n.nargs = nargs;
   t->id = ++lp->next_id;
   lua_pushvalue(L, fidx);
   anchor_put(L, lp, t);
@@ -680,11 +680,47 @@ static void task_end(csock_loop *lp, csock_task *t, task_state how) {
 static void task_report(csock_loop *lp, csock_task *t, const char *trace) {
   lua_State *L = lp->L;
   loop_push_handle(L, t);
-  if (lua_getiuservalue(L, -1, UV_NAME) == LUA_TSTRING)
+  if (loop_task_extra(L, -1, EXTRA_NAME) == LUA_TSTRING)
     fprintf(stderr, "csock: task %lld (%s): %s\n", (long long)t->id, lua_tostring(L, -1), trace);
   else
     fprintf(stderr, "csock: task %lld: %s\n", (long long)t->id, trace);
   fflush(stderr);
+  lua_pop(L, 2);
+}
+
+/* The ephemeron tables of loop.h's EXTRA_ slots, one per slot, in the registry. */
+static char extra_keys[EXTRA_COUNT];
+
+/* Pushes the table of slot, made on first use (may raise: memory). */
+static void push_extras(lua_State *L, int slot) {
+  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &extra_keys[slot]) == LUA_TTABLE) return;
+  lua_pop(L, 1);
+  lua_newtable(L);
+  lua_createtable(L, 0, 1);
+  lua_pushliteral(L, "k"); /* weak keys: an entry lasts while its handle does */
+  lua_setfield(L, -2, "__mode");
+  lua_setmetatable(L, -2);
+  lua_pushvalue(L, -1);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &extra_keys[slot]);
+}
+
+/* Pushes what the handle at idx keeps in slot (nil if nothing); returns its type. */
+int loop_task_extra(lua_State *L, int idx, int slot) {
+  idx = lua_absindex(L, idx);
+  push_extras(L, slot);
+  lua_pushvalue(L, idx);
+  int type = lua_rawget(L, -2);
+  lua_remove(L, -2);
+  return type;
+}
+
+/* The value on top of L (popped) becomes what the handle at idx keeps in slot. */
+void loop_task_setextra(lua_State *L, int idx, int slot) {
+  idx = lua_absindex(L, idx);
+  push_extras(L, slot);
+  lua_pushvalue(L, idx);
+  lua_pushvalue(L, -3);
+  lua_rawset(L, -3);
   lua_pop(L, 2);
 }
 
@@ -697,7 +733,7 @@ static void task_report(csock_loop *lp, csock_task *t, const char *trace) {
 ** they run a coroutine for the current task (loop_nest_enter / leave), so
 ** that a wait in it registers the task and yields.  They then yield their
 ** own thread in turn, up to the task's coroutine, and the waiting coroutine
-** is *parked* (loop_nest_park): listed in the task's UV_NEST and marked
+** is *parked* (loop_nest_park): listed in the task's EXTRA_NEST and marked
 ** so that no one else resumes it.  When the loop resumes the task they
 ** unpark it and resume it where it waited.
 ** Cancelling the task closes its parked coroutines, innermost first.
@@ -753,14 +789,14 @@ void loop_nest_leave(const csock_nest *saved) {
   saved->loop->passable = saved->passable;
 }
 
-/* The task's UV_NEST list, created if need be, on top of L below its handle. */
+/* The task's EXTRA_NEST list, created if need be, on top of L below its handle. */
 static void push_nest(lua_State *L, csock_task *t) {
   loop_push_handle(L, t);
-  if (lua_getiuservalue(L, -1, UV_NEST) == LUA_TTABLE) return;
+  if (loop_task_extra(L, -1, EXTRA_NEST) == LUA_TTABLE) return;
   lua_pop(L, 1);
   lua_newtable(L);
   lua_pushvalue(L, -1);
-  lua_setiuservalue(L, -3, UV_NEST);
+  loop_task_setextra(L, -3, EXTRA_NEST);
 }
 
 /*
@@ -806,7 +842,7 @@ static void close_nest(csock_loop *lp, csock_task *t) {
   if (t->ref == LUA_NOREF) return;
   int top = lua_gettop(L);
   loop_push_handle(L, t);
-  if (lua_getiuservalue(L, -1, UV_NEST) == LUA_TTABLE) {
+  if (loop_task_extra(L, -1, EXTRA_NEST) == LUA_TTABLE) {
     for (lua_Integer i = 1; lua_rawgeti(L, -1, i) == LUA_TTHREAD; i++) {
       lua_State *co = lua_tothread(L, -1);
       if (close_thread(co, L) != LUA_OK) {
@@ -817,16 +853,16 @@ static void close_nest(csock_loop *lp, csock_task *t) {
       lua_pop(L, 1);
     }
     lua_pushnil(L);
-    lua_setiuservalue(L, top + 1, UV_NEST);
+    loop_task_setextra(L, top + 1, EXTRA_NEST);
   }
   lua_settop(L, top);
 }
 
-/* Keeps the value on top of L as the task's result (UV_RESULT); pops it. */
+/* Keeps the value on top of L as the task's result (EXTRA_RESULT); pops it. */
 static void task_keep_result(lua_State *L, csock_task *t) {
   loop_push_handle(L, t);
   lua_insert(L, -2);
-  lua_setiuservalue(L, -2, UV_RESULT);
+  loop_task_setextra(L, -2, EXTRA_RESULT);
   lua_pop(L, 1);
 }
 
@@ -848,7 +884,7 @@ static void task_done(csock_loop *lp, csock_task *t, int nres) {
     task_keep_result(L, t);
   }
   lua_settop(t->co, 0);
-  t->nresults = nres;
+  t->n.nresults = nres;
   task_end(lp, t, T_DONE);
   co_put(lp, t);
 }
@@ -898,8 +934,8 @@ static void task_resume(csock_loop *lp, csock_task *t) {
     loop_task_cancelled(lp, t);
     return;
   }
-  int nres = 0, nargs = t->nargs;
-  t->nargs = 0;
+  int nres = 0, nargs = t->n.nargs;
+  t->n.nargs = 0;
   t->state = T_RUNNING;
   lp->current = t;
   lp->thread = t->co;
@@ -1104,10 +1140,10 @@ int loop_run(lua_State *L) {
   running = NULL;
   loop_free(lp);
   if (status != LUA_OK) return lua_error(L);
-  lua_getiuservalue(L, 1, UV_RESULT);
+  loop_task_extra(L, 1, EXTRA_RESULT);
   if (main->state == T_FAILED) return lua_error(L);
   if (main->state == T_CANCELLED) return luaL_error(L, "csock.run: the main task was cancelled");
-  int n = main->nresults;
+  int n = main->n.nresults;
   if (n == 0) return 0;
   luaL_checkstack(L, n, "too many results");
   for (int i = 1; i <= n; i++) lua_rawgeti(L, 2, i);

@@ -21,21 +21,27 @@ typedef enum {
 } task_state;
 
 /*
-** Uservalues of a task handle.  UV_NEST: the coroutines the task resumed
-** that wait with it (see "Nested coroutines" below), innermost first.  It
-** is needed only while the task lives and UV_RESULT only once it has
-** ended, so they share a slot: a uservalue fewer in every task, and so in
-** every connection a server holds.
+** The one uservalue of a task handle: its coroutine.  What only some tasks
+** have is kept beside the handle instead, in ephemeron tables of the state
+** keyed by it (loop_task_extra / loop_task_setextra), since every uservalue
+** costs every handle 16 bytes, and so every idle connection a server holds.
+** EXTRA_NEST: the coroutines the task resumed that wait with it (see
+** "Nested coroutines" in loop.c), innermost first.  It is needed only while
+** the task lives and EXTRA_RESULT only once it has ended, so they share a
+** table.  EXTRA_NAME: what task:name() set.
 */
-enum { UV_THREAD = 1, UV_RESULT = 2, UV_NEST = 2, UV_NAME = 3, UV_COUNT = 3 };
+enum { UV_THREAD = 1, UV_COUNT = 1 };
+enum { EXTRA_RESULT = 0, EXTRA_NEST = 0, EXTRA_NAME = 1, EXTRA_COUNT = 2 };
 
 typedef struct csock_task {
   lua_State *co;
   struct csock_loop *loop;
-  int ref;   /* where the handle is anchored until the task ends (anchor_put); LUA_NOREF: ended */
-  int wake;  /* what the continuation will find: 0, -ETIMEDOUT, -EBADF */
-  int nargs; /* arguments of the first resume */
-  int nresults; /* results stored in UV_RESULT (a table) */
+  int ref;  /* where the handle is anchored until the task ends (anchor_put); LUA_NOREF: ended */
+  int wake; /* what the continuation will find: 0, -ETIMEDOUT, -EBADF */
+  union {
+    int nargs;    /* before the first resume: its arguments */
+    int nresults; /* once done: the results kept under EXTRA_RESULT (a table) */
+  } n;
   /* the small fields share a word: every idle connection holds a task */
   unsigned heap_pos;       /* 1-based position in the timer heap; 0: none */
   unsigned char state;     /* a task_state */
@@ -114,6 +120,8 @@ int loop_yield_ready(lua_State *L, csock_task *t, lua_KContext ctx, lua_KFunctio
 void loop_push_handle(lua_State *L, csock_task *t);
 csock_loop *loop_running(void);
 void loop_set_task_meta(lua_State *L);
+int loop_task_extra(lua_State *L, int idx, int slot);
+void loop_task_setextra(lua_State *L, int idx, int slot);
 
 /* loop.c, for embed.c */
 csock_loop *loop_create(lua_State *L, int *err);
