@@ -536,9 +536,24 @@ static lua_State *state_thread(lua_State *L, void *key, int n, lua_State **cache
   return *cache;
 }
 
-/* Anchors the handle on top of L (popped) as t->ref. */
+/*
+** The anchor thread, made on first use.  Its slot 1 holds the tasks'
+** metatable, for loop_task_new: looking it up in the registry by its light
+** key (lua_rawgetp) was ~150 instructions of every task.
+*/
+static lua_State *anchors_of(lua_State *L, csock_loop *lp) {
+  if (lp->anchors != NULL) return lp->anchors;
+  lua_State *a = state_thread(L, &anchor_key, 3, &lp->anchors);
+  if (lua_gettop(a) == 0) {
+    lua_rawgetp(L, LUA_REGISTRYINDEX, &task_meta_key);
+    lua_xmove(L, a, 1);
+  }
+  return a;
+}
+
+/* Anchors the handle on top of L (popped) as t->ref (>= 2: slot 1 is the metatable's). */
 static void anchor_put(lua_State *L, csock_loop *lp, csock_task *t) {
-  lua_State *a = state_thread(L, &anchor_key, 2, &lp->anchors);
+  lua_State *a = anchors_of(L, lp);
   intptr_t *head = (intptr_t *)lua_getextraspace(a);
   if (*head != 0) {
     int slot = (int)*head;
@@ -629,8 +644,10 @@ csock_task *loop_task_new(lua_State *L, csock_loop *lp, int fidx) {
   csock_task *t = (csock_task *)lua_newuserdatauv(L, sizeof *t, UV_COUNT);
   memset(t, 0, sizeof *t);
   t->ref = LUA_NOREF;
-  t->state = T_DONE;                                 /* until it is queued below */
-  lua_rawgetp(L, LUA_REGISTRYINDEX, &task_meta_key); /* luaL_setmetatable hashes the name */
+  t->state = T_DONE; /* until it is queued below */
+  lua_State *a = anchors_of(L, lp);
+  lua_pushvalue(a, 1); /* the metatable (luaL_setmetatable would hash its name) */
+  lua_xmove(a, L, 1);
   lua_setmetatable(L, -2);
   lua_State *co = co_take(L, lp);
   set_parked(co, 1); /* the loop's alone to resume or close (coro.c) */
