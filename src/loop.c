@@ -875,11 +875,10 @@ static void close_nest(csock_loop *lp, csock_task *t) {
   lua_settop(L, top);
 }
 
-/* Keeps the value on top of L as the task's result (EXTRA_RESULT); pops it. */
-static void task_keep_result(lua_State *L, csock_task *t) {
-  loop_push_handle(L, t);
-  lua_insert(L, -2);
-  loop_task_setextra(L, -2, EXTRA_RESULT);
+/* The value on top of L (popped) becomes what join returns for the handle below it, in the
+   place of the coroutine: call once the coroutine is safe without the handle (pooled, or done). */
+static void keep_result(lua_State *L) {
+  lua_setiuservalue(L, -2, UV_RESULT);
   lua_pop(L, 1);
 }
 
@@ -892,18 +891,21 @@ static void task_keep_result(lua_State *L, csock_task *t) {
 static void task_done(csock_loop *lp, csock_task *t, int nres) {
   lua_State *L = lp->L, *co = t->co;
   if (nres > 0 && !lua_checkstack(co, 1)) nres = 0;
+  loop_push_handle(L, t); /* held here: task_end drops its anchor */
   if (nres > 0) {
     lua_createtable(co, nres, 0);
     lua_insert(co, -1 - nres);
     int tbl = lua_gettop(co) - nres;
     for (int i = nres; i >= 1; i--) lua_rawseti(co, tbl, i);
     lua_xmove(co, L, 1);
-    task_keep_result(L, t);
+  } else {
+    lua_pushnil(L);
   }
-  lua_settop(t->co, 0);
+  lua_settop(co, 0);
   t->n.nresults = nres;
   task_end(lp, t, T_DONE);
   co_put(lp, t);
+  keep_result(L);
 }
 
 /* A task raised: report it (the main task's traceback is kept for the
@@ -925,10 +927,12 @@ static void task_failed(csock_loop *lp, csock_task *t) {
   else
     task_report(lp, t, lua_tostring(L, -1));
   lua_settop(L, err);
-  task_keep_result(L, t);
+  loop_push_handle(L, t); /* held here: task_end drops its anchor */
+  lua_insert(L, err);
   drop_read(t);        /* before its stack goes, and the socket with it */
-  close_thread(co, L); /* runs its to-be-closed variables */
+  close_thread(co, L); /* runs its to-be-closed variables, the handle still holding co */
   task_end(lp, t, T_FAILED);
+  keep_result(L);
 }
 
 void loop_task_cancelled(csock_loop *lp, csock_task *t) {
@@ -1157,7 +1161,7 @@ int loop_run(lua_State *L) {
   running = NULL;
   loop_free(lp);
   if (status != LUA_OK) return lua_error(L);
-  loop_task_extra(L, 1, EXTRA_RESULT);
+  lua_getiuservalue(L, 1, UV_RESULT);
   if (main->state == T_FAILED) return lua_error(L);
   if (main->state == T_CANCELLED) return luaL_error(L, "csock.run: the main task was cancelled");
   int n = main->n.nresults;

@@ -21,17 +21,19 @@ typedef enum {
 } task_state;
 
 /*
-** The one uservalue of a task handle: its coroutine.  What only some tasks
-** have is kept beside the handle instead, in ephemeron tables of the state
-** keyed by it (loop_task_extra / loop_task_setextra), since every uservalue
-** costs every handle 16 bytes, and so every idle connection a server holds.
+** The one uservalue of a task handle: the task's coroutine while the task
+** lives, and once it has ended what join returns (a table of the results,
+** or the error), which takes the coroutine's place: the coroutine is then
+** back in the pool or garbage.  What only some tasks have is kept beside
+** the handle, in ephemeron tables of the state keyed by it
+** (loop_task_extra / loop_task_setextra): every uservalue costs every
+** handle 16 bytes, and so every idle connection a server holds.
 ** EXTRA_NEST: the coroutines the task resumed that wait with it (see
-** "Nested coroutines" in loop.c), innermost first.  It is needed only while
-** the task lives and EXTRA_RESULT only once it has ended, so they share a
-** table.  EXTRA_NAME: what task:name() set.
+** "Nested coroutines" in loop.c), innermost first.  EXTRA_NAME: what
+** task:name() set.
 */
-enum { UV_THREAD = 1, UV_COUNT = 1 };
-enum { EXTRA_RESULT = 0, EXTRA_NEST = 0, EXTRA_NAME = 1, EXTRA_COUNT = 2 };
+enum { UV_THREAD = 1, UV_RESULT = 1, UV_COUNT = 1 };
+enum { EXTRA_NEST = 0, EXTRA_NAME = 1, EXTRA_COUNT = 2 };
 
 typedef struct csock_task {
   lua_State *co;
@@ -40,7 +42,7 @@ typedef struct csock_task {
   int wake; /* what the continuation will find: 0, -ETIMEDOUT, -EBADF */
   union {
     int nargs;    /* before the first resume: its arguments */
-    int nresults; /* once done: the results kept under EXTRA_RESULT (a table) */
+    int nresults; /* once done: how many results the UV_RESULT table holds */
   } n;
   /* the small fields share a word: every idle connection holds a task */
   unsigned heap_pos;       /* 1-based position in the timer heap; 0: none */

@@ -19,7 +19,7 @@ static int push_results(lua_State *L, csock_task *t) {
       lua_pushboolean(L, 1);
       if (t->n.nresults == 0) return 1;
       luaL_checkstack(L, t->n.nresults, "too many results");
-      loop_task_extra(L, 1, EXTRA_RESULT);
+      lua_getiuservalue(L, 1, UV_RESULT);
       int tbl = lua_gettop(L);
       for (int i = 1; i <= t->n.nresults; i++) lua_rawgeti(L, tbl, i);
       lua_remove(L, tbl);
@@ -27,7 +27,7 @@ static int push_results(lua_State *L, csock_task *t) {
     }
     case T_FAILED:
       lua_pushboolean(L, 0);
-      loop_task_extra(L, 1, EXTRA_RESULT);
+      lua_getiuservalue(L, 1, UV_RESULT);
       return 2;
     default:
       lua_pushboolean(L, 0);
