@@ -891,18 +891,20 @@ static void keep_result(lua_State *L) {
 static void task_done(csock_loop *lp, csock_task *t, int nres) {
   lua_State *L = lp->L, *co = t->co;
   if (nres > 0 && !lua_checkstack(co, 1)) nres = 0;
-  loop_push_handle(L, t); /* held here: task_end drops its anchor */
-  if (nres > 0) {
-    lua_createtable(co, nres, 0);
-    lua_insert(co, -1 - nres);
-    int tbl = lua_gettop(co) - nres;
-    for (int i = nres; i >= 1; i--) lua_rawseti(co, tbl, i);
-    lua_xmove(co, L, 1);
-  } else {
-    lua_pushnil(L);
-  }
-  lua_settop(co, 0);
   t->n.nresults = nres;
+  if (nres == 0) { /* nothing to keep: the handle's uservalue is not read again */
+    lua_settop(co, 0);
+    task_end(lp, t, T_DONE);
+    co_put(lp, t);
+    return;
+  }
+  loop_push_handle(L, t); /* held here: task_end drops its anchor */
+  lua_createtable(co, nres, 0);
+  lua_insert(co, -1 - nres);
+  int tbl = lua_gettop(co) - nres;
+  for (int i = nres; i >= 1; i--) lua_rawseti(co, tbl, i);
+  lua_xmove(co, L, 1);
+  lua_settop(co, 0);
   task_end(lp, t, T_DONE);
   co_put(lp, t);
   keep_result(L);
