@@ -31,6 +31,33 @@ describe("the peer address of accept", function()
   end)
 end)
 
+describe("the peer address of an accept that waited", function()
+  it("names each peer that connected while the task waited", function()
+    local hosts = {"127.0.0.3", "127.0.0.3", "127.0.0.1"}
+    local got, want = {}, {}
+    csock.run(function()
+      local srv <close> = csock.socket(csock.AF_INET, csock.SOCK_STREAM)
+      assert(srv:bind("127.0.0.1", 0))
+      assert(srv:listen(8))
+      local port = srv:getsockname().port
+      for i, host in ipairs(hosts) do
+        local c = bound(csock.SOCK_STREAM, host)
+        want[i] = {family = csock.AF_INET, addr = host, port = c:getsockname().port}
+        csock.spawn(function()
+          csock.sleep(0.01) -- after accept has started waiting
+          assert(c:connect("127.0.0.1", port))
+          csock.sleep(0.05)
+          c:close()
+        end)
+        local a <close>, addr = srv:accept()
+        assert(a, addr)
+        got[i] = addr
+      end
+    end)
+    assert.same(want, got)
+  end)
+end)
+
 describe("the peer address of recvfrom", function()
   it("names each of several peers, repeated and alternating", function()
     local hosts = {"127.0.0.2", "127.0.0.1", "127.0.0.1", "127.0.0.4"}
