@@ -750,7 +750,7 @@ void loop_task_setextra(lua_State *L, int idx, int slot) {
 ** they run a coroutine for the current task (loop_nest_enter / leave), so
 ** that a wait in it registers the task and yields.  They then yield their
 ** own thread in turn, up to the task's coroutine, and the waiting coroutine
-** is *parked* (loop_nest_park): listed in the task's EXTRA_NEST and marked
+** is *parked* (loop_nest_park): listed in the task's nest list and marked
 ** so that no one else resumes it.  When the loop resumes the task they
 ** unpark it and resume it where it waited.
 ** Cancelling the task closes its parked coroutines, innermost first.
@@ -806,14 +806,20 @@ void loop_nest_leave(const csock_nest *saved) {
   saved->loop->passable = saved->passable;
 }
 
-/* The task's EXTRA_NEST list, created if need be, on top of L below its handle. */
+/*
+** The task's nest list, created if need be, on top of L below its handle.
+** It takes the coroutine's place as the handle's uservalue, and holds the
+** coroutine at index 0: a table only the tasks that wait in a nested
+** coroutine make, found without a lookup.
+*/
 static void push_nest(lua_State *L, csock_task *t) {
   loop_push_handle(L, t);
-  if (loop_task_extra(L, -1, EXTRA_NEST) == LUA_TTABLE) return;
-  lua_pop(L, 1);
-  lua_newtable(L);
+  if (lua_getiuservalue(L, -1, UV_NEST) == LUA_TTABLE) return;
+  lua_createtable(L, 1, 1);
+  lua_insert(L, -2);
+  lua_rawseti(L, -2, 0); /* the coroutine, still reachable from the handle */
   lua_pushvalue(L, -1);
-  loop_task_setextra(L, -3, EXTRA_NEST);
+  lua_setiuservalue(L, -3, UV_NEST);
 }
 
 /*
@@ -859,7 +865,7 @@ static void close_nest(csock_loop *lp, csock_task *t) {
   if (t->ref == LUA_NOREF) return;
   int top = lua_gettop(L);
   loop_push_handle(L, t);
-  if (loop_task_extra(L, -1, EXTRA_NEST) == LUA_TTABLE) {
+  if (lua_getiuservalue(L, -1, UV_NEST) == LUA_TTABLE) {
     for (lua_Integer i = 1; lua_rawgeti(L, -1, i) == LUA_TTHREAD; i++) {
       lua_State *co = lua_tothread(L, -1);
       if (close_thread(co, L) != LUA_OK) {
@@ -869,8 +875,8 @@ static void close_nest(csock_loop *lp, csock_task *t) {
       set_parked(co, 0);
       lua_pop(L, 1);
     }
-    lua_pushnil(L);
-    loop_task_setextra(L, top + 1, EXTRA_NEST);
+    lua_rawgeti(L, top + 2, 0); /* the coroutine is the uservalue again */
+    lua_setiuservalue(L, top + 1, UV_NEST);
   }
   lua_settop(L, top);
 }

@@ -21,19 +21,18 @@ typedef enum {
 } task_state;
 
 /*
-** The one uservalue of a task handle: the task's coroutine while the task
-** lives, and once it has ended what join returns (a table of the results,
-** or the error), which takes the coroutine's place: the coroutine is then
-** back in the pool or garbage.  What only some tasks have is kept beside
-** the handle, in ephemeron tables of the state keyed by it
-** (loop_task_extra / loop_task_setextra): every uservalue costs every
-** handle 16 bytes, and so every idle connection a server holds.
-** EXTRA_NEST: the coroutines the task resumed that wait with it (see
-** "Nested coroutines" in loop.c), innermost first.  EXTRA_NAME: what
-** task:name() set.
+** The one uservalue of a task handle (every uservalue costs every handle
+** 16 bytes, and so every idle connection a server holds): the task's
+** coroutine while the task lives -- or, while it waits in coroutines it
+** resumed, their list, innermost first, with the coroutine at index 0 (see
+** "Nested coroutines" in loop.c) -- and once it has ended what join
+** returns (a table of the results, or the error), in the coroutine's place:
+** the coroutine is then back in the pool or garbage.  The name, which few
+** tasks have, is kept beside the handle in an ephemeron table of the state
+** keyed by it (loop_task_extra / loop_task_setextra, slot EXTRA_NAME).
 */
-enum { UV_THREAD = 1, UV_RESULT = 1, UV_COUNT = 1 };
-enum { EXTRA_NEST = 0, EXTRA_NAME = 1, EXTRA_COUNT = 2 };
+enum { UV_THREAD = 1, UV_NEST = 1, UV_RESULT = 1, UV_COUNT = 1 };
+enum { EXTRA_NAME = 0, EXTRA_COUNT = 1 };
 
 typedef struct csock_task {
   lua_State *co;
