@@ -54,7 +54,7 @@ for s in "${SELECTED[@]}"; do
   for m in "${METRICS[@]}"; do MED[$s,$m]=$(median "$s" "$m"); done
   for m in "${CPUM[@]}"; do EFF[$s,$m]=$(eff "${MED[$s,$m]}" "${MED[$s,${m}_cpu]}"); done
 done
-for s in "${SELECTED[@]}"; do for m in "${TIMERM[@]}"; do MED[$s,$m]=$(median "$s" "$m"); done; done
+for s in "${SELECTED[@]}"; do for m in "${TIMERM[@]}" ir_ka ir_close; do MED[$s,$m]=$(median "$s" "$m"); done; done
 for s in "${MWSEL[@]}"; do
   for m in "${MWM[@]}"; do MED[mw:$s,$m]=$(median "$s" "$m"); done
   for m in mw_ka100 mw_ka1000; do EFF[mw:$s,$m]=$(eff "${MED[mw:$s,$m]}" "${MED[mw:$s,${m}_cpu]}"); done
@@ -249,6 +249,26 @@ CSV="$OUT/latest.csv" MD="$OUT/latest.md"
         cell=$(fmt "$e")
         [ -n "$e" ] && [ -n "$r" ] && [ "$s" != "$REF" ] && cell="$cell ($(ratio "$e" "$r")x)"
         printf ' %s |' "$cell"
+      done
+      echo
+    done
+    echo
+  fi
+
+  if [ -n "${MED[$REF,ir_ka]}${MED[csock,ir_ka]}" ]; then
+    echo "Instructions per request, user space (bench/ir.sh: callgrind, (Ir at 6,000 requests - Ir at"
+    echo "2,000) / 4,000; keep-alive over 10 connections, Connection: close one request each): steady to"
+    echo "a few percent where the CPU figures above are not, but blind to the kernel's share."
+    echo
+    echo "| server | keep-alive | Connection: close |"
+    echo "|---|---:|---:|"
+    for s in "${SELECTED[@]}"; do
+      [ -n "${MED[$s,ir_ka]}${MED[$s,ir_close]}" ] || continue
+      printf '| %s |' "$s"
+      for m in ir_ka ir_close; do
+        v=${MED[$s,$m]} r=$(ratio "${MED[$s,$m]}" "${MED[$REF,$m]}")
+        if [ -n "$v" ] && [ "$s" != "$REF" ] && [ -n "$r" ]; then printf ' %s (%sx) |' "$(fmt "$v")" "$r"
+        else printf ' %s |' "$(fmt "$v")"; fi
       done
       echo
     done

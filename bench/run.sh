@@ -13,7 +13,7 @@
 #   --server NAME=CMD   add (or replace) a server; CMD may use {port} and {mode}
 #                       ({mode} is "http" or "echo"; without {mode} the echo
 #                       test is skipped for it).  Repeatable.
-#   --skip TESTS        comma list of: ka100,ka1000,close,echo,mem,memreq,timer,mw,pairs
+#   --skip TESTS        comma list of: ka100,ka1000,close,echo,mem,memreq,timer,mw,pairs,ir
 #   --pairs N           paired A/B of csock against c-epoll: N pairs per test (default 5)
 #   --quick             1 round, 2 s per wrk run, 1 s echo, 2000 idle conns,
 #                       20 timer tasks, 2 pairs (explicit options override these)
@@ -490,6 +490,29 @@ if ! skipped pairs && [ "${PAIRS:-0}" -gt 0 ] && in_selected csock &&
       done
     done
   done
+fi
+
+# Instructions per request (ir.sh, callgrind), the figure that stays put while CPU time on a
+# shared machine swings: once per server that runs as one process callgrind can follow.
+declare -A IR_CMD=(
+  [c-epoll]="$BUILD/c_epoll http {port}"
+  [csock]="$CSOCK_BIN $HERE/servers/csock_http_raw.lua {port} 127.0.0.1"
+  [csock-http]="$CSOCK_BIN $ROOT/examples/http_hello.lua {port} 127.0.0.1"
+  [luv]="lua5.4 $HERE/servers/luv_server.lua http {port}"
+)
+if ! skipped ir && command -v valgrind >/dev/null; then
+  for name in c-epoll csock csock-http luv; do
+    if ! in_selected "$name" || [ "${AVAIL[$name]}" != 1 ]; then continue; fi
+    log "instructions per request (callgrind): $name"
+    out=$(timeout 1800 bash "$HERE/ir.sh" "${IR_CMD[$name]}" 2>>"$LOGDIR/$name.ir.log")
+    for t in ka close; do
+      v=$(sed -n "s/^ir test=$t per_request=\([0-9]*\)$/\1/p" <<<"$out")
+      record 1 "$name" "ir_$t" "${v:-}" "$([ -z "$v" ] && echo FAILED)"
+      log "  $name ir_$t: ${v:-FAIL} instructions per request"
+    done
+  done
+elif ! skipped ir; then
+  log "no valgrind: instructions per request not measured (apt-get install valgrind)"
 fi
 
 NMW=${#MWSEL[@]}

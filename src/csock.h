@@ -105,14 +105,17 @@ csock_socket *sock_check(lua_State *L, int idx);
 csock_socket *sock_checkopen(lua_State *L, int idx);
 csock_socket *sock_push(lua_State *L, int family, int type);
 csock_socket *sock_push_from_method(lua_State *L, int family, int type);
-/* The upvalues of every socket method: the metatable, then the address tables' field names. */
+/* The upvalues of every socket method: the metatable, the address tables' field names, and the
+   last IPv4 address the method turned into text, with that text (addr.c, push_ipv4). */
 enum {
   SOCK_UV_META = 1,
   SOCK_UV_FAMILY,
   SOCK_UV_ADDR,
   SOCK_UV_PORT,
   SOCK_UV_PATH,
-  SOCK_NUPVALUES = 5
+  SOCK_UV_IPV4,
+  SOCK_UV_IPV4_TEXT,
+  SOCK_NUPVALUES = 7
 };
 int sock_close(lua_State *L, csock_socket *s);
 void sock_open_meta(lua_State *L);

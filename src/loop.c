@@ -536,9 +536,24 @@ static lua_State *state_thread(lua_State *L, void *key, int n, lua_State **cache
   return *cache;
 }
 
-/* Anchors the handle on top of L (popped) as t->ref. */
+/*
+** The anchor thread, made on first use.  Its slot 1 holds the tasks'
+** metatable, for loop_task_new: looking it up in the registry by its light
+** key (lua_rawgetp) was ~150 instructions of every task.
+*/
+static lua_State *anchors_of(lua_State *L, csock_loop *lp) {
+  if (lp->anchors != NULL) return lp->anchors;
+  lua_State *a = state_thread(L, &anchor_key, 3, &lp->anchors);
+  if (lua_gettop(a) == 0) {
+    lua_rawgetp(L, LUA_REGISTRYINDEX, &task_meta_key);
+    lua_xmove(L, a, 1);
+  }
+  return a;
+}
+
+/* Anchors the handle on top of L (popped) as t->ref (>= 2: slot 1 is the metatable's). */
 static void anchor_put(lua_State *L, csock_loop *lp, csock_task *t) {
-  lua_State *a = state_thread(L, &anchor_key, 2, &lp->anchors);
+  lua_State *a = anchors_of(L, lp);
   intptr_t *head = (intptr_t *)lua_getextraspace(a);
   if (*head != 0) {
     int slot = (int)*head;
@@ -629,8 +644,10 @@ csock_task *loop_task_new(lua_State *L, csock_loop *lp, int fidx) {
   csock_task *t = (csock_task *)lua_newuserdatauv(L, sizeof *t, UV_COUNT);
   memset(t, 0, sizeof *t);
   t->ref = LUA_NOREF;
-  t->state = T_DONE;                                 /* until it is queued below */
-  lua_rawgetp(L, LUA_REGISTRYINDEX, &task_meta_key); /* luaL_setmetatable hashes the name */
+  t->state = T_DONE; /* until it is queued below */
+  lua_State *a = anchors_of(L, lp);
+  lua_pushvalue(a, 1); /* the metatable (luaL_setmetatable would hash its name) */
+  lua_xmove(a, L, 1);
   lua_setmetatable(L, -2);
   lua_State *co = co_take(L, lp);
   set_parked(co, 1); /* the loop's alone to resume or close (coro.c) */
@@ -641,7 +658,7 @@ csock_task *loop_task_new(lua_State *L, csock_loop *lp, int fidx) {
   lua_xmove(L, co, nargs + 1);
   t->co = co;
   t->loop = lp;
-  t->nargs = nargs;
+  t->n.nargs = nargs;
   t->id = ++lp->next_id;
   lua_pushvalue(L, fidx);
   anchor_put(L, lp, t);
@@ -680,11 +697,47 @@ static void task_end(csock_loop *lp, csock_task *t, task_state how) {
 static void task_report(csock_loop *lp, csock_task *t, const char *trace) {
   lua_State *L = lp->L;
   loop_push_handle(L, t);
-  if (lua_getiuservalue(L, -1, UV_NAME) == LUA_TSTRING)
+  if (loop_task_extra(L, -1, EXTRA_NAME) == LUA_TSTRING)
     fprintf(stderr, "csock: task %lld (%s): %s\n", (long long)t->id, lua_tostring(L, -1), trace);
   else
     fprintf(stderr, "csock: task %lld: %s\n", (long long)t->id, trace);
   fflush(stderr);
+  lua_pop(L, 2);
+}
+
+/* The ephemeron tables of loop.h's EXTRA_ slots, one per slot, in the registry. */
+static char extra_keys[EXTRA_COUNT];
+
+/* Pushes the table of slot, made on first use (may raise: memory). */
+static void push_extras(lua_State *L, int slot) {
+  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &extra_keys[slot]) == LUA_TTABLE) return;
+  lua_pop(L, 1);
+  lua_newtable(L);
+  lua_createtable(L, 0, 1);
+  lua_pushliteral(L, "k"); /* weak keys: an entry lasts while its handle does */
+  lua_setfield(L, -2, "__mode");
+  lua_setmetatable(L, -2);
+  lua_pushvalue(L, -1);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &extra_keys[slot]);
+}
+
+/* Pushes what the handle at idx keeps in slot (nil if nothing); returns its type. */
+int loop_task_extra(lua_State *L, int idx, int slot) {
+  idx = lua_absindex(L, idx);
+  push_extras(L, slot);
+  lua_pushvalue(L, idx);
+  int type = lua_rawget(L, -2);
+  lua_remove(L, -2);
+  return type;
+}
+
+/* The value on top of L (popped) becomes what the handle at idx keeps in slot. */
+void loop_task_setextra(lua_State *L, int idx, int slot) {
+  idx = lua_absindex(L, idx);
+  push_extras(L, slot);
+  lua_pushvalue(L, idx);
+  lua_pushvalue(L, -3);
+  lua_rawset(L, -3);
   lua_pop(L, 2);
 }
 
@@ -697,7 +750,7 @@ static void task_report(csock_loop *lp, csock_task *t, const char *trace) {
 ** they run a coroutine for the current task (loop_nest_enter / leave), so
 ** that a wait in it registers the task and yields.  They then yield their
 ** own thread in turn, up to the task's coroutine, and the waiting coroutine
-** is *parked* (loop_nest_park): listed in the task's UV_NEST and marked
+** is *parked* (loop_nest_park): listed in the task's nest list and marked
 ** so that no one else resumes it.  When the loop resumes the task they
 ** unpark it and resume it where it waited.
 ** Cancelling the task closes its parked coroutines, innermost first.
@@ -753,12 +806,18 @@ void loop_nest_leave(const csock_nest *saved) {
   saved->loop->passable = saved->passable;
 }
 
-/* The task's UV_NEST list, created if need be, on top of L below its handle. */
+/*
+** The task's nest list, created if need be, on top of L below its handle.
+** It takes the coroutine's place as the handle's uservalue, and holds the
+** coroutine at index 0: a table only the tasks that wait in a nested
+** coroutine make, found without a lookup.
+*/
 static void push_nest(lua_State *L, csock_task *t) {
   loop_push_handle(L, t);
   if (lua_getiuservalue(L, -1, UV_NEST) == LUA_TTABLE) return;
-  lua_pop(L, 1);
-  lua_newtable(L);
+  lua_createtable(L, 1, 1);
+  lua_insert(L, -2);
+  lua_rawseti(L, -2, 0); /* the coroutine, still reachable from the handle */
   lua_pushvalue(L, -1);
   lua_setiuservalue(L, -3, UV_NEST);
 }
@@ -816,16 +875,15 @@ static void close_nest(csock_loop *lp, csock_task *t) {
       set_parked(co, 0);
       lua_pop(L, 1);
     }
-    lua_pushnil(L);
+    lua_rawgeti(L, top + 2, 0); /* the coroutine is the uservalue again */
     lua_setiuservalue(L, top + 1, UV_NEST);
   }
   lua_settop(L, top);
 }
 
-/* Keeps the value on top of L as the task's result (UV_RESULT); pops it. */
-static void task_keep_result(lua_State *L, csock_task *t) {
-  loop_push_handle(L, t);
-  lua_insert(L, -2);
+/* The value on top of L (popped) becomes what join returns for the handle below it, in the
+   place of the coroutine: call once the coroutine is safe without the handle (pooled, or done). */
+static void keep_result(lua_State *L) {
   lua_setiuservalue(L, -2, UV_RESULT);
   lua_pop(L, 1);
 }
@@ -839,18 +897,23 @@ static void task_keep_result(lua_State *L, csock_task *t) {
 static void task_done(csock_loop *lp, csock_task *t, int nres) {
   lua_State *L = lp->L, *co = t->co;
   if (nres > 0 && !lua_checkstack(co, 1)) nres = 0;
-  if (nres > 0) {
-    lua_createtable(co, nres, 0);
-    lua_insert(co, -1 - nres);
-    int tbl = lua_gettop(co) - nres;
-    for (int i = nres; i >= 1; i--) lua_rawseti(co, tbl, i);
-    lua_xmove(co, L, 1);
-    task_keep_result(L, t);
+  t->n.nresults = nres;
+  if (nres == 0) { /* nothing to keep: the handle's uservalue is not read again */
+    lua_settop(co, 0);
+    task_end(lp, t, T_DONE);
+    co_put(lp, t);
+    return;
   }
-  lua_settop(t->co, 0);
-  t->nresults = nres;
+  loop_push_handle(L, t); /* held here: task_end drops its anchor */
+  lua_createtable(co, nres, 0);
+  lua_insert(co, -1 - nres);
+  int tbl = lua_gettop(co) - nres;
+  for (int i = nres; i >= 1; i--) lua_rawseti(co, tbl, i);
+  lua_xmove(co, L, 1);
+  lua_settop(co, 0);
   task_end(lp, t, T_DONE);
   co_put(lp, t);
+  keep_result(L);
 }
 
 /* A task raised: report it (the main task's traceback is kept for the
@@ -872,10 +935,12 @@ static void task_failed(csock_loop *lp, csock_task *t) {
   else
     task_report(lp, t, lua_tostring(L, -1));
   lua_settop(L, err);
-  task_keep_result(L, t);
+  loop_push_handle(L, t); /* held here: task_end drops its anchor */
+  lua_insert(L, err);
   drop_read(t);        /* before its stack goes, and the socket with it */
-  close_thread(co, L); /* runs its to-be-closed variables */
+  close_thread(co, L); /* runs its to-be-closed variables, the handle still holding co */
   task_end(lp, t, T_FAILED);
+  keep_result(L);
 }
 
 void loop_task_cancelled(csock_loop *lp, csock_task *t) {
@@ -898,8 +963,8 @@ static void task_resume(csock_loop *lp, csock_task *t) {
     loop_task_cancelled(lp, t);
     return;
   }
-  int nres = 0, nargs = t->nargs;
-  t->nargs = 0;
+  int nres = 0, nargs = t->n.nargs;
+  t->n.nargs = 0;
   t->state = T_RUNNING;
   lp->current = t;
   lp->thread = t->co;
@@ -1091,8 +1156,7 @@ int loop_run(lua_State *L) {
   lua_pushlightuserdata(L, lp);
   lua_insert(L, 2);
   int status = lua_pcall(L, lua_gettop(L) - 1, 1, 0);
-  lua_replace(L, 1); /* the main task's handle, or the error */
-  lua_settop(L, 1);
+  lua_settop(L, 1); /* the main task's handle, or the error: where loop_start was */
   csock_task *main = lp->main;
   if (status == LUA_OK) status = loop_drive(L, lp);
   /* tasks still alive after an internal error are cancelled, not leaked;
@@ -1110,7 +1174,7 @@ int loop_run(lua_State *L) {
   lua_getiuservalue(L, 1, UV_RESULT);
   if (main->state == T_FAILED) return lua_error(L);
   if (main->state == T_CANCELLED) return luaL_error(L, "csock.run: the main task was cancelled");
-  int n = main->nresults;
+  int n = main->n.nresults;
   if (n == 0) return 0;
   luaL_checkstack(L, n, "too many results");
   for (int i = 1; i <= n; i++) lua_rawgeti(L, 2, i);

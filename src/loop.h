@@ -21,21 +21,28 @@ typedef enum {
 } task_state;
 
 /*
-** Uservalues of a task handle.  UV_NEST: the coroutines the task resumed
-** that wait with it (see "Nested coroutines" below), innermost first.  It
-** is needed only while the task lives and UV_RESULT only once it has
-** ended, so they share a slot: a uservalue fewer in every task, and so in
-** every connection a server holds.
+** The one uservalue of a task handle (every uservalue costs every handle
+** 16 bytes, and so every idle connection a server holds): the task's
+** coroutine while the task lives -- or, while it waits in coroutines it
+** resumed, their list, innermost first, with the coroutine at index 0 (see
+** "Nested coroutines" in loop.c) -- and once it has ended what join
+** returns (a table of the results, or the error), in the coroutine's place:
+** the coroutine is then back in the pool or garbage.  The name, which few
+** tasks have, is kept beside the handle in an ephemeron table of the state
+** keyed by it (loop_task_extra / loop_task_setextra, slot EXTRA_NAME).
 */
-enum { UV_THREAD = 1, UV_RESULT = 2, UV_NEST = 2, UV_NAME = 3, UV_COUNT = 3 };
+enum { UV_THREAD = 1, UV_NEST = 1, UV_RESULT = 1, UV_COUNT = 1 };
+enum { EXTRA_NAME = 0, EXTRA_COUNT = 1 };
 
 typedef struct csock_task {
   lua_State *co;
   struct csock_loop *loop;
-  int ref;   /* where the handle is anchored until the task ends (anchor_put); LUA_NOREF: ended */
-  int wake;  /* what the continuation will find: 0, -ETIMEDOUT, -EBADF */
-  int nargs; /* arguments of the first resume */
-  int nresults; /* results stored in UV_RESULT (a table) */
+  int ref;  /* where the handle is anchored until the task ends (anchor_put); LUA_NOREF: ended */
+  int wake; /* what the continuation will find: 0, -ETIMEDOUT, -EBADF */
+  union {
+    int nargs;    /* before the first resume: its arguments */
+    int nresults; /* once done: how many results the UV_RESULT table holds */
+  } n;
   /* the small fields share a word: every idle connection holds a task */
   unsigned heap_pos;       /* 1-based position in the timer heap; 0: none */
   unsigned char state;     /* a task_state */
@@ -114,6 +121,8 @@ int loop_yield_ready(lua_State *L, csock_task *t, lua_KContext ctx, lua_KFunctio
 void loop_push_handle(lua_State *L, csock_task *t);
 csock_loop *loop_running(void);
 void loop_set_task_meta(lua_State *L);
+int loop_task_extra(lua_State *L, int idx, int slot);
+void loop_task_setextra(lua_State *L, int idx, int slot);
 
 /* loop.c, for embed.c */
 csock_loop *loop_create(lua_State *L, int *err);

@@ -326,6 +326,8 @@ static void push_method_upvalues(lua_State *L, int idx) {
   lua_pushliteral(L, "addr");
   lua_pushliteral(L, "port");
   lua_pushliteral(L, "path");
+  lua_pushinteger(L, -1); /* no IPv4 address yet */
+  lua_pushnil(L);
 }
 
 void sock_open_meta(lua_State *L) {

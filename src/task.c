@@ -17,13 +17,13 @@ static int push_results(lua_State *L, csock_task *t) {
   switch (t->state) {
     case T_DONE: {
       lua_pushboolean(L, 1);
-      if (t->nresults == 0) return 1;
-      luaL_checkstack(L, t->nresults, "too many results");
+      if (t->n.nresults == 0) return 1;
+      luaL_checkstack(L, t->n.nresults, "too many results");
       lua_getiuservalue(L, 1, UV_RESULT);
       int tbl = lua_gettop(L);
-      for (int i = 1; i <= t->nresults; i++) lua_rawgeti(L, tbl, i);
+      for (int i = 1; i <= t->n.nresults; i++) lua_rawgeti(L, tbl, i);
       lua_remove(L, tbl);
-      return 1 + t->nresults;
+      return 1 + t->n.nresults;
     }
     case T_FAILED:
       lua_pushboolean(L, 0);
@@ -90,12 +90,12 @@ static int task_status(lua_State *L) {
 static int task_name(lua_State *L) {
   task_check(L, 1);
   if (lua_isnone(L, 2)) {
-    lua_getiuservalue(L, 1, UV_NAME);
+    loop_task_extra(L, 1, EXTRA_NAME);
     return 1;
   }
   if (!lua_isnil(L, 2)) csock_checkstring(L, 2);
   lua_settop(L, 2);
-  lua_setiuservalue(L, 1, UV_NAME);
+  loop_task_setextra(L, 1, EXTRA_NAME);
   lua_settop(L, 1);
   return 1;
 }
@@ -107,7 +107,7 @@ static int task_id(lua_State *L) {
 
 static int task_tostring(lua_State *L) {
   csock_task *t = task_check(L, 1);
-  if (lua_getiuservalue(L, 1, UV_NAME) == LUA_TSTRING)
+  if (loop_task_extra(L, 1, EXTRA_NAME) == LUA_TSTRING)
     lua_pushfstring(L, "csock task %I (%s, %s)", (LUAI_UACINT)t->id, lua_tostring(L, -1),
                     task_status_name(t));
   else
@@ -183,7 +183,7 @@ int task_dump(lua_State *L) {
   luaL_addvalue(&b);
   for (csock_task *t = lp->all; t; t = t->next_all) {
     loop_push_handle(L, t);
-    int named = lua_getiuservalue(L, -1, UV_NAME) == LUA_TSTRING;
+    int named = loop_task_extra(L, -1, EXTRA_NAME) == LUA_TSTRING;
     lua_pushfstring(L, "\ntask %I%s%s%s: %s, ", (LUAI_UACINT)t->id, named ? " (" : "",
                     named ? lua_tostring(L, -1) : "", named ? ")" : "", task_status_name(t));
     lua_remove(L, -2);

@@ -1,0 +1,79 @@
+-- accept and recvfrom remember the last IPv4 peer's text (addr.c, push_ipv4): the address
+-- tables must still name each peer as it is, whatever came before it.
+local csock = require "csock"
+
+-- A client socket bound to host (any port) before it connects or sends.
+local function bound(type, host)
+  local c = csock.socket(csock.AF_INET, type)
+  assert(c:bind(host, 0))
+  return c
+end
+
+describe("the peer address of accept", function()
+  it("names each of several peers, repeated and alternating", function()
+    local hosts = {"127.0.0.1", "127.0.0.2", "127.0.0.2", "127.0.0.1", "127.0.0.3"}
+    local got, want = {}, {}
+    csock.run(function()
+      local srv <close> = csock.socket(csock.AF_INET, csock.SOCK_STREAM)
+      assert(srv:bind("127.0.0.1", 0))
+      assert(srv:listen(8))
+      local port = srv:getsockname().port
+      for i, host in ipairs(hosts) do
+        local c <close> = bound(csock.SOCK_STREAM, host)
+        assert(c:connect("127.0.0.1", port))
+        local a <close>, addr = srv:accept()
+        assert(a, addr)
+        got[i] = addr
+        want[i] = {family = csock.AF_INET, addr = host, port = c:getsockname().port}
+      end
+    end)
+    assert.same(want, got)
+  end)
+end)
+
+describe("the peer address of an accept that waited", function()
+  it("names each peer that connected while the task waited", function()
+    local hosts = {"127.0.0.3", "127.0.0.3", "127.0.0.1"}
+    local got, want = {}, {}
+    csock.run(function()
+      local srv <close> = csock.socket(csock.AF_INET, csock.SOCK_STREAM)
+      assert(srv:bind("127.0.0.1", 0))
+      assert(srv:listen(8))
+      local port = srv:getsockname().port
+      for i, host in ipairs(hosts) do
+        local c = bound(csock.SOCK_STREAM, host)
+        want[i] = {family = csock.AF_INET, addr = host, port = c:getsockname().port}
+        csock.spawn(function()
+          csock.sleep(0.01) -- after accept has started waiting
+          assert(c:connect("127.0.0.1", port))
+          csock.sleep(0.05)
+          c:close()
+        end)
+        local a <close>, addr = srv:accept()
+        assert(a, addr)
+        got[i] = addr
+      end
+    end)
+    assert.same(want, got)
+  end)
+end)
+
+describe("the peer address of recvfrom", function()
+  it("names each of several peers, repeated and alternating", function()
+    local hosts = {"127.0.0.2", "127.0.0.1", "127.0.0.1", "127.0.0.4"}
+    local got, want = {}, {}
+    csock.run(function()
+      local srv <close> = csock.socket(csock.AF_INET, csock.SOCK_DGRAM)
+      assert(srv:bind("127.0.0.1", 0))
+      local port = srv:getsockname().port
+      for i, host in ipairs(hosts) do
+        local c <close> = bound(csock.SOCK_DGRAM, host)
+        assert(c:sendto("x" .. i, "127.0.0.1", port))
+        local data, addr = srv:recvfrom(16)
+        got[i] = {data, addr}
+        want[i] = {"x" .. i, {family = csock.AF_INET, addr = host, port = c:getsockname().port}}
+      end
+    end)
+    assert.same(want, got)
+  end)
+end)
