@@ -309,16 +309,6 @@ int workers_id_lua(lua_State *L);
 /* ws.c: WebSocket byte work, the table csock.core.ws */
 void ws_open(lua_State *L);
 
-/* backend_epoll.c: the poller, kept apart as redis keeps ae_epoll.c */
-typedef struct backend_event {
-  void *ptr;
-  unsigned events; /* CSOCK_READ | CSOCK_WRITE */
-} backend_event;
-int backend_create(void);
-int backend_add(int epfd, int fd, void *ptr, unsigned dirs, int known);
-int backend_del(int epfd, int fd);
-int backend_poll(int epfd, backend_event *out, int max, long long timeout_us);
-
 #pragma GCC visibility pop
 
 int luaopen_csock_core(lua_State *L);

@@ -15,7 +15,6 @@
 ** the loop walks the events that point at it.
 */
 #include <errno.h>
-#include <fcntl.h>
 #include <math.h>
 #include <stdint.h>
 #include <poll.h>
@@ -26,6 +25,7 @@
 #include <unistd.h>
 
 #include "loop.h"
+#include "backend.h"
 
 #define EVENT_BATCH 256
 #define LAST_TRACEBACK "csock.lasttraceback"
@@ -299,7 +299,8 @@ int loop_yield_ready(lua_State *L, csock_task *t, lua_KContext ctx, lua_KFunctio
 static int watch_register(csock_loop *lp, csock_watch *w, int dir) {
   int known = w->registered && w->gen == lp->gen;
   if (known && (dir != CSOCK_WRITE || w->wwatch)) return 0;
-  int r = backend_add(lp->epfd, w->fd, w, known && w->wwatch ? CSOCK_WRITE : (unsigned)dir, known);
+  int r =
+      backend_add(lp->poller, w->fd, w, known && w->wwatch ? CSOCK_WRITE : (unsigned)dir, known);
   if (r < 0) return r;
   if (!known) w->wwatch = 0;
   if (dir == CSOCK_WRITE) w->wwatch = 1;
@@ -368,10 +369,7 @@ void loop_wait_also(lua_State *L, csock_watch *w) {
 void loop_after_fork(void) {
   csock_loop *lp = running;
   if (lp == NULL) return;
-  int fresh = backend_create();
-  if (fresh < 0) return;
-  dup3(fresh, lp->epfd, O_CLOEXEC);
-  close(fresh);
+  if (backend_renew(lp->poller) < 0) return;
   lp->gen = ++generation;
   lp->signals_watched = 0;
   loop_watch_signals(lp);
@@ -379,7 +377,7 @@ void loop_after_fork(void) {
     csock_watch *w = wait_watch(t);
     if (w == NULL || w->fd < 0) continue;
     unsigned dirs = (w->reader ? CSOCK_READ : 0) | (w->writer ? CSOCK_WRITE : 0);
-    if (backend_add(lp->epfd, w->fd, w, dirs, 0) == 0) {
+    if (backend_add(lp->poller, w->fd, w, dirs, 0) == 0) {
       w->registered = 1;
       w->gen = lp->gen;
       w->wwatch = (dirs & CSOCK_WRITE) != 0;
@@ -430,7 +428,7 @@ static void drop_read(csock_task *t) {
 */
 void loop_forget(csock_watch *w, int shared) {
   if (w->registered && w->fd >= 0 && shared)
-    for (csock_loop *lp = loops; lp; lp = lp->next_loop) backend_del(lp->epfd, w->fd);
+    for (csock_loop *lp = loops; lp; lp = lp->next_loop) backend_del(lp->poller, w->fd);
   w->registered = 0;
   /* the waiters may belong to an embedded loop that is not running now:
      waking only touches that loop's queue, no Lua runs */
@@ -980,7 +978,7 @@ static void expire_timers(csock_loop *lp) {
 /* Phases 2 and 3; no Lua code runs here. */
 static int poll_and_wake(csock_loop *lp, long long timeout) {
   backend_event evs[EVENT_BATCH];
-  int n = backend_poll(lp->epfd, evs, EVENT_BATCH, timeout);
+  int n = backend_poll(lp->poller, evs, EVENT_BATCH, timeout);
   if (n < 0) return n;
   expire_timers(lp); /* first: sleepers run ahead of the I/O woken now */
   for (int i = 0; i < n; i++) {
@@ -1006,7 +1004,7 @@ static int poll_and_wake(csock_loop *lp, long long timeout) {
 /* Adds the signal pipe to lp's poller once csock.signal has made it. */
 void loop_watch_signals(csock_loop *lp) {
   if (lp->signals_watched || signal_fd() < 0) return;
-  if (backend_add(lp->epfd, signal_fd(), &signal_marker, CSOCK_READ, 0) == 0)
+  if (backend_add(lp->poller, signal_fd(), &signal_marker, CSOCK_READ, 0) == 0)
     lp->signals_watched = 1;
 }
 
@@ -1061,7 +1059,7 @@ void loop_cancel_all(csock_loop *lp) {
 
 void loop_free(csock_loop *lp) {
   loops_remove(lp);
-  if (lp->epfd >= 0) close(lp->epfd);
+  if (lp->poller) backend_free(lp->poller);
   if (lp->timer_fd >= 0) close(lp->timer_fd);
   free(lp->heap);
   free(lp);
@@ -1098,9 +1096,9 @@ int loop_run(lua_State *L) {
   csock_loop *lp = calloc(1, sizeof *lp);
   if (lp == NULL) return luaL_error(L, "not enough memory");
   lp->L = L;
-  lp->epfd = backend_create();
-  if (lp->epfd < 0) {
-    int e = -lp->epfd;
+  int e = 0;
+  lp->poller = backend_create(&e);
+  if (lp->poller == NULL) {
     free(lp);
     return luaL_error(L, "csock.run: epoll_create1: %s", strerror(e));
   }
@@ -1167,9 +1165,8 @@ csock_loop *loop_create(lua_State *L, int *err) {
     *err = ENOMEM;
     return NULL;
   }
-  lp->epfd = backend_create();
-  if (lp->epfd < 0) {
-    *err = -lp->epfd;
+  lp->poller = backend_create(err);
+  if (lp->poller == NULL) {
     free(lp);
     return NULL;
   }
@@ -1183,8 +1180,11 @@ csock_loop *loop_create(lua_State *L, int *err) {
 /* Puts fd, a timerfd the loop then owns, in lp's poller: 0 or -errno. */
 int loop_watch_timer(csock_loop *lp, int fd) {
   lp->timer_fd = fd;
-  return backend_add(lp->epfd, fd, &timer_marker, CSOCK_READ, 0);
+  return backend_add(lp->poller, fd, &timer_marker, CSOCK_READ, 0);
 }
+
+/* The descriptor a host polls for lp (loop:fd()): readable when a step has work. */
+int loop_fd(const csock_loop *lp) { return backend_fd(lp->poller); }
 
 /* Makes lp the thread's running loop (NULL: none). */
 void loop_set_running(csock_loop *lp) { running = lp; }

@@ -82,8 +82,8 @@ static inline csock_waitlist *waitlist(const csock_task *t) {
 }
 
 typedef struct csock_loop {
-  lua_State *L; /* the thread that called csock.run */
-  int epfd;
+  lua_State *L;           /* the thread that called csock.run */
+  struct backend *poller; /* backend.h: loop.c's alone */
   unsigned gen;
   csock_task *ready_head, *ready_tail;
   csock_task **heap;
@@ -118,6 +118,7 @@ void loop_set_task_meta(lua_State *L);
 /* loop.c, for embed.c */
 csock_loop *loop_create(lua_State *L, int *err);
 int loop_watch_timer(csock_loop *lp, int fd);
+int loop_fd(const csock_loop *lp);
 void loop_set_running(csock_loop *lp);
 void loop_free(csock_loop *lp);
 void loop_watch_signals(csock_loop *lp);
