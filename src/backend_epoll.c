@@ -1,5 +1,6 @@
 /*
-** backend_epoll.c - the poller behind the loop.
+** backend_epoll.c - the poller behind the loop: backend.h's functions on
+** epoll(7).
 ** Every descriptor is registered once, edge-triggered (for writing too once
 ** a write has had to wait): a task only waits after its call has returned
 ** EAGAIN or a short count, so a new edge is guaranteed to come, and no

@@ -3,6 +3,12 @@
 ** of timers, and the one wait function every blocking method goes through.
 ** Task handles are task.c's and csock.loop() is embed.c's.
 **
+** The loop owns the watchers (csock_watch, csock.h): what a socket or a
+** lookup's eventfd needs of the poller, read and written here alone.  A
+** watcher is registered with the poller (backend.h) at its first wait in
+** a loop and stays registered until its descriptor closes; the events the
+** backend hands back point at it.
+**
 ** Phases of one turn of the loop (libuv style):
 **   1. resume the tasks that were ready when the turn began (a task made
 **      ready during the turn waits for the next one, so a busy task cannot
