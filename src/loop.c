@@ -366,10 +366,11 @@ void loop_wait_also(lua_State *L, csock_watch *w) {
 
 /*
 ** In a process just forked from one whose loop is running (csock.workers):
-** an epoll instance survives fork shared, so parent and child would take
-** each other's events.  The child gets an instance of its own under the
-** same descriptor number, re-registers what its tasks wait on, and every
-** other socket registers again at its next wait (a new generation).
+** the poller may be the parent's too (an epoll instance survives fork
+** shared), and the two would take each other's events.  backend_renew
+** gives the child one of its own, the loop re-registers what its tasks
+** wait on, and every other watcher registers again at its next wait (a
+** new generation).
 */
 
 void loop_after_fork(void) {
