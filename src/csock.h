@@ -34,30 +34,45 @@ typedef struct csock_buf {
   size_t scanned; /* bytes from head already known to hold no '\n' */
 } csock_buf;
 
+/*
+** A watcher: the poller's record of one descriptor (libuv's uv__io_t).  It
+** is embedded in what owns the descriptor (a socket, a name lookup's
+** eventfd), and only loop.c reads or writes its fields, through the
+** loop_* functions below; the backend under loop.c sees descriptors and
+** pointers only.  fd is the exception: the owner opens and closes the
+** descriptor and names it itself (a union puts fd first), the loop reads it.
+*/
+typedef struct csock_watch {
+  int fd;                    /* the descriptor; -1 once closed */
+  unsigned registered : 1;   /* fd is in the poller of loop generation gen */
+  unsigned rready : 1;       /* no short read or EAGAIN since the last read edge */
+  unsigned wready : 1;       /* no short write or EAGAIN since the last write edge */
+  unsigned rdhup : 1;        /* the poller saw the peer's FIN: a short read is not the end */
+  unsigned wwatch : 1;       /* the registration includes write interest */
+  unsigned gen;              /* loop generation the registration belongs to */
+  struct csock_task *reader; /* task waiting to read, if any */
+  struct csock_task *writer; /* task waiting to write, if any */
+} csock_watch;
+
 typedef struct csock_socket {
-  const void *token;       /* marks csock's sockets among userdata: see sock_check */
-  int fd;                  /* -1 once closed */
-  int family, type;        /* as given to socket(2) */
-  unsigned eof : 1;        /* the peer shut its side down (recv returned 0) */
-  unsigned registered : 1; /* fd is in the epoll set of loop generation gen */
+  const void *token; /* marks csock's sockets among userdata: see sock_check */
+  union {
+    int fd;            /* -1 once closed: the watcher's, under the socket's name */
+    csock_watch watch; /* loop.c's alone */
+  };
+  int family, type; /* as given to socket(2) */
+  unsigned eof : 1; /* the peer shut its side down (recv returned 0) */
   unsigned listening : 1;
-  unsigned rready : 1;      /* no short read or EAGAIN since the last read edge */
-  unsigned wready : 1;      /* no short write or EAGAIN since the last write edge */
-  unsigned rdhup : 1;       /* the poller saw the peer's FIN: a short read is not the end */
-  unsigned wwatch : 1;      /* the registration includes write interest */
   unsigned nodelay_due : 2; /* TCP_NODELAY still to be set: see sock_before_send */
   unsigned rbusy : 1;       /* a read() holds a cursor (rpos) into rbuf: see loop_read_begin */
   unsigned inherited : 1;   /* the descriptor came from elsewhere (systemd): maybe shared */
   unsigned born;            /* workers_forks() when the socket was made */
-  unsigned gen;             /* loop generation the registration belongs to */
   double timeout;           /* seconds per operation; < 0 waits forever */
   double rdeadline;         /* deadline of the read-side operation under way */
   double wdeadline;         /* deadline of the write-side operation under way */
   size_t maxline;           /* longest line read("l") accepts */
   csock_buf rbuf;
   size_t rpos;                         /* bytes the read under way has taken from rbuf */
-  struct csock_task *reader;           /* task waiting to read, if any */
-  struct csock_task *writer;           /* task waiting to write, if any */
   struct csock_task *rowner;           /* task whose read() set rbusy, if any */
   const struct csock_transport *xport; /* NULL: plain recv/send (tls.c sets one) */
   struct csock_tls *tls;               /* the transport's state */
@@ -67,7 +82,7 @@ typedef struct csock_socket {
 ** A transport under a stream socket's reads and writes, in place of
 ** recv(2)/send(2): TLS (tls.c).  Both return bytes moved (> 0; recv: 0 at
 ** end of stream) or -errno, and on would-block -XPORT_WANT_READ or
-** -XPORT_WANT_WRITE, having marked that direction drained (rready/wready).
+** -XPORT_WANT_WRITE, having marked that direction blocked (loop_blocked).
 ** A TLS read may need to write and a write to read, hence two codes.
 */
 #define XPORT_WANT_READ 0x10001
@@ -204,17 +219,21 @@ int loop_wait_on(lua_State *L, csock_waitlist *wl, double deadline, lua_KContext
 int loop_wake_first(csock_waitlist *wl);
 int loop_wake_all(csock_waitlist *wl);
 const struct csock_task *loop_next_waiter(const struct csock_task *t);
-int loop_wait(lua_State *L, csock_socket *s, int dir, double deadline, lua_KContext ctx,
-              lua_KFunction k);
 int loop_woken(lua_State *L);
 int loop_pause(lua_State *L, double secs, lua_KContext ctx, lua_KFunction k);
-int loop_ready(const csock_socket *s, int dir);
-void loop_drained(csock_socket *s);
 int loop_in_task(lua_State *L);
-void loop_forget_socket(csock_socket *s, int shared);
 void loop_read_begin(lua_State *L, csock_socket *s);
 void loop_read_end(csock_socket *s);
-void loop_wait_also(lua_State *L, csock_socket *s);
+/* loop.c: a watcher's life (see csock_watch) */
+void loop_watch_init(csock_watch *w);
+int loop_ready(const csock_watch *w, int dir);
+void loop_blocked(csock_watch *w, int dir);
+void loop_drained(csock_watch *w);
+int loop_waiting(const csock_watch *w, int dir);
+int loop_wait(lua_State *L, csock_watch *w, int dir, double deadline, lua_KContext ctx,
+              lua_KFunction k);
+void loop_wait_also(lua_State *L, csock_watch *w);
+void loop_forget(csock_watch *w, int shared);
 void loop_after_fork(void);
 int loop_run(lua_State *L);
 int loop_spawn(lua_State *L);
@@ -295,16 +314,6 @@ int workers_id_lua(lua_State *L);
 
 /* ws.c: WebSocket byte work, the table csock.core.ws */
 void ws_open(lua_State *L);
-
-/* backend_epoll.c: the poller, kept apart as redis keeps ae_epoll.c */
-typedef struct backend_event {
-  void *ptr;
-  unsigned events; /* CSOCK_READ | CSOCK_WRITE */
-} backend_event;
-int backend_create(void);
-int backend_add(int epfd, int fd, void *ptr, unsigned dirs, int known);
-int backend_del(int epfd, int fd);
-int backend_poll(int epfd, backend_event *out, int max, long long timeout_us);
 
 #pragma GCC visibility pop
 

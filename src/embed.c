@@ -147,7 +147,7 @@ static int box_step(lua_State *L) {
 }
 
 static int box_fd(lua_State *L) {
-  lua_pushinteger(L, box_check(L)->epfd);
+  lua_pushinteger(L, loop_fd(box_check(L)));
   return 1;
 }
 

@@ -636,8 +636,9 @@ static int http_step(lua_State *L, csock_socket *s, int status, lua_KContext ctx
       break;
     }
     sc = scan_save(L, sc);
-    if (s->reader != NULL && loop_in_task(L)) loop_read_end(s); /* loop_wait raises busy */
-    e = loop_wait(L, s, r == -EAGAIN ? CSOCK_READ : CSOCK_WRITE, s->rdeadline, ctx, http_k);
+    if (loop_waiting(&s->watch, CSOCK_READ) && loop_in_task(L))
+      loop_read_end(s); /* loop_wait raises busy */
+    e = loop_wait(L, &s->watch, r == -EAGAIN ? CSOCK_READ : CSOCK_WRITE, s->rdeadline, ctx, http_k);
   }
   return io_failure(L, e, buf_len(&s->rbuf) > 0);
 }

@@ -40,8 +40,8 @@ static int accept_k(lua_State *L, int status, lua_KContext ctx) {
   csock_socket *c = (csock_socket *)lua_touserdata(L, 2);
   int e = stream_resumed(L, status, s);
   while (e == 0) {
-    if (!loop_ready(s, CSOCK_READ)) {
-      e = loop_wait(L, s, CSOCK_READ, s->rdeadline, ctx, accept_k);
+    if (!loop_ready(&s->watch, CSOCK_READ)) {
+      e = loop_wait(L, &s->watch, CSOCK_READ, s->rdeadline, ctx, accept_k);
       continue;
     }
     struct sockaddr_storage ss;
@@ -58,9 +58,9 @@ static int accept_k(lua_State *L, int status, lua_KContext ctx) {
     if (e == EINTR || e == ECONNABORTED) {
       e = 0;
     } else if (e == EAGAIN) {
-      s->rready = 0;
+      loop_blocked(&s->watch, CSOCK_READ);
       ctx &= ~(lua_KContext)ACCEPT_BACKOFF;
-      e = loop_wait(L, s, CSOCK_READ, s->rdeadline, ctx, accept_k);
+      e = loop_wait(L, &s->watch, CSOCK_READ, s->rdeadline, ctx, accept_k);
     } else if (accept_starved(e) && !(ctx & ACCEPT_BACKOFF)) {
       /* pause before reporting, so a server that retries at once does not
          spin at 100% CPU and its other tasks get to close descriptors */
@@ -126,7 +126,7 @@ static int connect_k(lua_State *L, int status, lua_KContext ctx) {
         e = errno;
         break;
       }
-      e = loop_wait(L, s, CSOCK_WRITE, s->wdeadline, ctx, connect_k);
+      e = loop_wait(L, &s->watch, CSOCK_WRITE, s->wdeadline, ctx, connect_k);
       continue;
     }
     socklen_t *len = (socklen_t *)lua_touserdata(L, -1);
@@ -135,10 +135,10 @@ static int connect_k(lua_State *L, int status, lua_KContext ctx) {
     e = errno;
     if (e == EINTR || e == EINPROGRESS || e == EALREADY) {
       ctx = CONNECT_CHECK; /* completion is reported through SO_ERROR */
-      e = loop_wait(L, s, CSOCK_WRITE, s->wdeadline, ctx, connect_k);
+      e = loop_wait(L, &s->watch, CSOCK_WRITE, s->wdeadline, ctx, connect_k);
     } else if (e == EAGAIN) { /* a unix listener's backlog is full: try again */
       ctx = CONNECT_RETRY;
-      e = loop_wait(L, s, CSOCK_WRITE, s->wdeadline, ctx, connect_k);
+      e = loop_wait(L, &s->watch, CSOCK_WRITE, s->wdeadline, ctx, connect_k);
     } else if (e == EISCONN && ctx != 0) {
       return connected(L, s);
     }
@@ -181,8 +181,8 @@ static int send_k(lua_State *L, int status, lua_KContext ctx) {
   const char *data = sub_range(L, &n);
   int e = stream_resumed(L, status, s);
   while (e == 0) {
-    if (!loop_ready(s, CSOCK_WRITE)) {
-      e = loop_wait(L, s, CSOCK_WRITE, s->wdeadline, ctx, send_k);
+    if (!loop_ready(&s->watch, CSOCK_WRITE)) {
+      e = loop_wait(L, &s->watch, CSOCK_WRITE, s->wdeadline, ctx, send_k);
       continue;
     }
     sock_before_send(s);
@@ -197,7 +197,7 @@ static int send_k(lua_State *L, int status, lua_KContext ctx) {
     }
     ssize_t w = send(s->fd, data, n, MSG_NOSIGNAL);
     if (w >= 0) {
-      if ((size_t)w < n) s->wready = 0;
+      if ((size_t)w < n) loop_blocked(&s->watch, CSOCK_WRITE);
       lua_pushinteger(L, w);
       return 1;
     }
@@ -300,8 +300,8 @@ static int recv_k(lua_State *L, int status, lua_KContext ctx) {
   }
   int eager = status == LUA_OK;
   while (e == 0) {
-    if (!eager && !loop_ready(s, CSOCK_READ)) {
-      e = loop_wait(L, s, CSOCK_READ, s->rdeadline, ctx, recv_k);
+    if (!eager && !loop_ready(&s->watch, CSOCK_READ)) {
+      e = loop_wait(L, &s->watch, CSOCK_READ, s->rdeadline, ctx, recv_k);
       continue;
     }
     eager = 0;
@@ -321,7 +321,7 @@ static int recv_k(lua_State *L, int status, lua_KContext ctx) {
     ssize_t r = recv(s->fd, p, ask, 0);
     if (r >= 0) {
       if (r == 0 && s->type == SOCK_STREAM) s->eof = 1;
-      if ((size_t)r < ask && s->type == SOCK_STREAM) loop_drained(s);
+      if ((size_t)r < ask && s->type == SOCK_STREAM) loop_drained(&s->watch);
       buf_push_string(L, p, (size_t)r);
       return 1;
     }
@@ -451,8 +451,8 @@ static int write_k(lua_State *L, int status, lua_KContext ctx) {
       lua_settop(L, 1);
       return 1;
     }
-    if (!loop_ready(s, CSOCK_WRITE)) {
-      e = loop_wait(L, s, CSOCK_WRITE, s->wdeadline, (lua_KContext)sent, write_k);
+    if (!loop_ready(&s->watch, CSOCK_WRITE)) {
+      e = loop_wait(L, &s->watch, CSOCK_WRITE, s->wdeadline, (lua_KContext)sent, write_k);
       continue;
     }
     ssize_t w;
@@ -478,7 +478,7 @@ static int write_k(lua_State *L, int status, lua_KContext ctx) {
     if (w >= 0) {
       size_t asked = 0;
       for (int i = 0; i < n; i++) asked += iov[i].iov_len;
-      if ((size_t)w < asked) s->wready = 0;
+      if ((size_t)w < asked) loop_blocked(&s->watch, CSOCK_WRITE);
       sent += (size_t)w;
       continue;
     }
@@ -494,15 +494,15 @@ static int write_k(lua_State *L, int status, lua_KContext ctx) {
 static int write_one(lua_State *L, csock_socket *s, size_t *sent) {
   size_t len;
   const char *p = lua_tolstring(L, 2, &len);
-  if (len == 0 || s->xport != NULL || !loop_ready(s, CSOCK_WRITE)) return 0;
+  if (len == 0 || s->xport != NULL || !loop_ready(&s->watch, CSOCK_WRITE)) return 0;
   sock_before_send(s);
   ssize_t w = send(s->fd, p, len, MSG_NOSIGNAL);
   if (w < 0) {
-    if (errno == EAGAIN) s->wready = 0;
+    if (errno == EAGAIN) loop_blocked(&s->watch, CSOCK_WRITE);
     return errno == EAGAIN || errno == EINTR ? 0 : -errno;
   }
   *sent = (size_t)w;
-  if ((size_t)w < len) s->wready = 0;
+  if ((size_t)w < len) loop_blocked(&s->watch, CSOCK_WRITE);
   return (size_t)w == len;
 }
 

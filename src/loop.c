@@ -3,6 +3,12 @@
 ** of timers, and the one wait function every blocking method goes through.
 ** Task handles are task.c's and csock.loop() is embed.c's.
 **
+** The loop owns the watchers (csock_watch, csock.h): what a socket or a
+** lookup's eventfd needs of the poller, read and written here alone.  A
+** watcher is registered with the poller (backend.h) at its first wait in
+** a loop and stays registered until its descriptor closes; the events the
+** backend hands back point at it.
+**
 ** Phases of one turn of the loop (libuv style):
 **   1. resume the tasks that were ready when the turn began (a task made
 **      ready during the turn waits for the next one, so a busy task cannot
@@ -15,7 +21,6 @@
 ** the loop walks the events that point at it.
 */
 #include <errno.h>
-#include <fcntl.h>
 #include <math.h>
 #include <stdint.h>
 #include <poll.h>
@@ -26,6 +31,7 @@
 #include <unistd.h>
 
 #include "loop.h"
+#include "backend.h"
 
 #define EVENT_BATCH 256
 #define LAST_TRACEBACK "csock.lasttraceback"
@@ -160,9 +166,9 @@ static void waitlist_remove(csock_task *t) {
 
 /* Drops the link loop_wait_also made, whatever ends the wait. */
 static void unlink_also(csock_task *t) {
-  if (t->also_sock == NULL) return;
-  if (t->also_sock->writer == t) t->also_sock->writer = NULL;
-  t->also_sock = NULL;
+  if (t->also_watch == NULL) return;
+  if (t->also_watch->writer == t) t->also_watch->writer = NULL;
+  t->also_watch = NULL;
 }
 
 /*
@@ -174,12 +180,12 @@ void loop_wake_task(csock_task *t, int reason) {
   unlink_also(t); /* also for a task a cancel queued without a wait */
   if (t->state != T_WAITING) return;
   csock_loop *lp = t->loop;
-  csock_socket *s = wait_sock(t);
-  if (s) {
-    if (s->reader == t) s->reader = NULL;
-    if (s->writer == t) s->writer = NULL;
+  csock_watch *w = wait_watch(t);
+  if (w) {
+    if (w->reader == t) w->reader = NULL;
+    if (w->writer == t) w->writer = NULL;
     t->wait_kind = W_NONE;
-    t->on.sock = NULL;
+    t->on.watch = NULL;
     lp->io_waiters--;
   }
   if (t->heap_pos) heap_remove(lp, t);
@@ -215,17 +221,35 @@ int loop_woken(lua_State *L) {
   return w;
 }
 
+/* ---------------------------------------------------------------- watchers */
+
+/* A watcher of a descriptor not yet known to any poller; its owner sets fd. */
+void loop_watch_init(csock_watch *w) {
+  memset(w, 0, sizeof *w);
+  w->fd = -1;
+  w->rready = w->wready = 1;
+}
+
 /*
-** Whether a call on s in direction dir is worth trying before waiting.
-** The poller is edge-triggered, so once a read came back short (or with
-** EAGAIN) new bytes are sure to bring a new edge: until it comes, trying
-** recv again would only cost a system call that fails with EAGAIN.  The
-** flags mean something only while s is registered with the running loop.
+** Whether a call on w's descriptor in direction dir is worth trying before
+** waiting.  The poller is edge-triggered, so once a read came back short
+** (or with EAGAIN) new bytes are sure to bring a new edge: until it comes,
+** trying recv again would only cost a system call that fails with EAGAIN.
+** The flags mean something only while w is registered with the running
+** loop.
 */
-int loop_ready(const csock_socket *s, int dir) {
+int loop_ready(const csock_watch *w, int dir) {
   csock_loop *lp = running;
-  if (lp == NULL || !s->registered || s->gen != lp->gen) return 1;
-  return dir == CSOCK_READ ? s->rready : s->wready;
+  if (lp == NULL || !w->registered || w->gen != lp->gen) return 1;
+  return dir == CSOCK_READ ? w->rready : w->wready;
+}
+
+/* A call in direction dir met EAGAIN, or a write went short: the next edge says when to retry. */
+void loop_blocked(csock_watch *w, int dir) {
+  if (dir == CSOCK_READ)
+    w->rready = 0;
+  else
+    w->wready = 0;
 }
 
 /*
@@ -234,14 +258,19 @@ int loop_ready(const csock_socket *s, int dir) {
 ** stops short before it and no further edge comes), as nginx's
 ** pending_eof knows.
 */
-void loop_drained(csock_socket *s) {
-  if (!s->rdhup) s->rready = 0;
+void loop_drained(csock_watch *w) {
+  if (!w->rdhup) w->rready = 0;
+}
+
+/* Whether a task waits on w in direction dir (loop_wait would raise busy for another). */
+int loop_waiting(const csock_watch *w, int dir) {
+  return (dir == CSOCK_READ ? w->reader : w->writer) != NULL;
 }
 
 /* Waits outside the loop: poll(2) on one descriptor until the deadline. */
-static int poll_wait(csock_socket *s, int dir, double deadline) {
+static int poll_wait(csock_watch *w, int dir, double deadline) {
   struct pollfd p;
-  p.fd = s->fd;
+  p.fd = w->fd;
   p.events = dir == CSOCK_READ ? POLLIN : POLLOUT;
   for (;;) {
     int ms = -1;
@@ -253,9 +282,9 @@ static int poll_wait(csock_socket *s, int dir, double deadline) {
     int r = poll(&p, 1, ms);
     if (r > 0) {
       if (dir == CSOCK_READ)
-        s->rready = 1;
+        w->rready = 1;
       else
-        s->wready = 1;
+        w->wready = 1;
       return 0;
     }
     if (r < 0 && errno != EINTR) return -errno;
@@ -270,37 +299,46 @@ int loop_yield_ready(lua_State *L, csock_task *t, lua_KContext ctx, lua_KFunctio
 }
 
 /*
-** The one wait of every blocking method: s must become ready for dir
-** before deadline (< 0: never times out).  Inside a task it yields, and k
-** runs when the loop resumes the task (loop_woken tells it why); it never
-** returns.  Elsewhere it polls and returns 0 (try again), -ETIMEDOUT or
-** -errno.
+** Registers w with lp's poller if it is not yet, widened to write interest
+** when dir asks for it: 0 or -errno.
 */
-int loop_wait(lua_State *L, csock_socket *s, int dir, double deadline, lua_KContext ctx,
+static int watch_register(csock_loop *lp, csock_watch *w, int dir) {
+  int known = w->registered && w->gen == lp->gen;
+  if (known && (dir != CSOCK_WRITE || w->wwatch)) return 0;
+  int r =
+      backend_add(lp->poller, w->fd, w, known && w->wwatch ? CSOCK_WRITE : (unsigned)dir, known);
+  if (r < 0) return r;
+  if (!known) w->wwatch = 0;
+  if (dir == CSOCK_WRITE) w->wwatch = 1;
+  w->registered = 1;
+  w->gen = lp->gen;
+  return 0;
+}
+
+/*
+** The one wait of every blocking method: w's descriptor must become ready
+** for dir before deadline (< 0: never times out).  Inside a task it
+** yields, and k runs when the loop resumes the task (loop_woken tells it
+** why); it never returns.  Elsewhere it polls and returns 0 (try again),
+** -ETIMEDOUT or -errno.
+*/
+int loop_wait(lua_State *L, csock_watch *w, int dir, double deadline, lua_KContext ctx,
               lua_KFunction k) {
   csock_task *t = loop_yieldable_task(L);
-  if (t == NULL) return poll_wait(s, dir, deadline);
+  if (t == NULL) return poll_wait(w, dir, deadline);
   csock_loop *lp = t->loop;
   if (t->cancel) return loop_yield_ready(L, t, ctx, k);
   if (deadline >= 0 && deadline <= csock_now()) return -ETIMEDOUT;
-  csock_task **slot = dir == CSOCK_READ ? &s->reader : &s->writer;
+  csock_task **slot = dir == CSOCK_READ ? &w->reader : &w->writer;
   if (*slot != NULL && *slot != t)
     return luaL_error(L, "socket is busy: another task is %s it",
                       dir == CSOCK_READ ? "reading from" : "writing to");
-  int known = s->registered && s->gen == lp->gen;
-  if (!known || (dir == CSOCK_WRITE && !s->wwatch)) {
-    int r =
-        backend_add(lp->epfd, s->fd, s, known && s->wwatch ? CSOCK_WRITE : (unsigned)dir, known);
-    if (r < 0) return r;
-    if (!known) s->wwatch = 0;
-    if (dir == CSOCK_WRITE) s->wwatch = 1;
-    s->registered = 1;
-    s->gen = lp->gen;
-  }
+  int r = watch_register(lp, w, dir);
+  if (r < 0) return r;
   if (deadline >= 0 && heap_push(lp, t, deadline) < 0) return -ENOMEM;
   *slot = t;
-  t->wait_kind = W_SOCK;
-  t->on.sock = s;
+  t->wait_kind = W_WATCH;
+  t->on.watch = w;
   t->wait_dir = dir;
   lp->io_waiters++;
   t->state = T_WAITING;
@@ -310,48 +348,46 @@ int loop_wait(lua_State *L, csock_socket *s, int dir, double deadline, lua_KCont
 
 /*
 ** The next wait of L's task (on some other descriptor) should also end,
-** with -EBADF, if s is closed meanwhile: a method waiting for a name lookup
-** before it can touch s (resolve.c).  s must be free for writing; the link
-** goes when the task wakes for any reason.  s NULL undoes it when the wait
-** could not start.
+** with -EBADF, if w is forgotten (its socket closed) meanwhile: a method
+** waiting for a name lookup before it can touch the socket (resolve.c).
+** w must be free for writing; the link goes when the task wakes for any
+** reason.  w NULL undoes it when the wait could not start.
 */
-void loop_wait_also(lua_State *L, csock_socket *s) {
+void loop_wait_also(lua_State *L, csock_watch *w) {
   csock_task *t = loop_yieldable_task(L);
   if (t == NULL) return;
-  if (s == NULL) {
+  if (w == NULL) {
     unlink_also(t);
-  } else if (s->writer == NULL) {
-    s->writer = t;
-    t->also_sock = s;
+  } else if (w->writer == NULL) {
+    w->writer = t;
+    t->also_watch = w;
   }
 }
 
 /*
 ** In a process just forked from one whose loop is running (csock.workers):
-** an epoll instance survives fork shared, so parent and child would take
-** each other's events.  The child gets an instance of its own under the
-** same descriptor number, re-registers what its tasks wait on, and every
-** other socket registers again at its next wait (a new generation).
+** the poller may be the parent's too (an epoll instance survives fork
+** shared), and the two would take each other's events.  backend_renew
+** gives the child one of its own, the loop re-registers what its tasks
+** wait on, and every other watcher registers again at its next wait (a
+** new generation).
 */
 
 void loop_after_fork(void) {
   csock_loop *lp = running;
   if (lp == NULL) return;
-  int fresh = backend_create();
-  if (fresh < 0) return;
-  dup3(fresh, lp->epfd, O_CLOEXEC);
-  close(fresh);
+  if (backend_renew(lp->poller) < 0) return;
   lp->gen = ++generation;
   lp->signals_watched = 0;
   loop_watch_signals(lp);
   for (csock_task *t = lp->all; t; t = t->next_all) {
-    csock_socket *s = wait_sock(t);
-    if (s == NULL || s->fd < 0) continue;
-    unsigned dirs = (s->reader ? CSOCK_READ : 0) | (s->writer ? CSOCK_WRITE : 0);
-    if (backend_add(lp->epfd, s->fd, s, dirs, 0) == 0) {
-      s->registered = 1;
-      s->gen = lp->gen;
-      s->wwatch = (dirs & CSOCK_WRITE) != 0;
+    csock_watch *w = wait_watch(t);
+    if (w == NULL || w->fd < 0) continue;
+    unsigned dirs = (w->reader ? CSOCK_READ : 0) | (w->writer ? CSOCK_WRITE : 0);
+    if (backend_add(lp->poller, w->fd, w, dirs, 0) == 0) {
+      w->registered = 1;
+      w->gen = lp->gen;
+      w->wwatch = (dirs & CSOCK_WRITE) != 0;
     }
   }
 }
@@ -387,31 +423,25 @@ static void drop_read(csock_task *t) {
 }
 
 /*
-** Called when s closes: leave the pollers and wake whoever waits on it.
-** close(2) drops a registration by itself only when no other descriptor
-** shares the open file, and any socket may share one (a socketpair made
-** before csock.workers forked, a socket systemd passed): an entry left
-** behind would hand the poller a pointer to freed memory at the file's
-** next event.  So a socket that was ever registered leaves every live
-** loop's set (one, as a rule; ENOENT from a loop that never had it).
+** Called before w's descriptor closes: leave the pollers and wake whoever
+** waits on it (with -EBADF).  close(2) drops a registration by itself only
+** when no other descriptor shares the open file.  shared: another process
+** may hold it (a socket made before csock.workers forked, one systemd
+** passed), so an entry left behind would hand the poller a pointer to
+** freed memory at the file's next event: it leaves every live loop's set
+** by hand (one, as a rule; ENOENT from a loop that never had it).  A
+** descriptor of this process alone leaves with its close, and a short
+** connection is spared the epoll_ctl.
 */
-/*
-** shared: another process may hold the socket's open file (it was made
-** before a fork, or inherited), so close(2) would not take it out of the
-** pollers; the entry must go by hand or epoll would report the freed socket.
-** A socket of this process alone leaves with its last descriptor, and a
-** short connection is spared the epoll_ctl.
-*/
-void loop_forget_socket(csock_socket *s, int shared) {
-  if (s->registered && s->fd >= 0 && shared)
-    for (csock_loop *lp = loops; lp; lp = lp->next_loop) backend_del(lp->epfd, s->fd);
-  s->registered = 0;
-  loop_read_end(s); /* a read under way fails at its next step (fd < 0) */
+void loop_forget(csock_watch *w, int shared) {
+  if (w->registered && w->fd >= 0 && shared)
+    for (csock_loop *lp = loops; lp; lp = lp->next_loop) backend_del(lp->poller, w->fd);
+  w->registered = 0;
   /* the waiters may belong to an embedded loop that is not running now:
      waking only touches that loop's queue, no Lua runs */
-  if (s->reader) loop_wake_task(s->reader, -EBADF);
-  if (s->writer) loop_wake_task(s->writer, -EBADF);
-  s->reader = s->writer = NULL;
+  if (w->reader) loop_wake_task(w->reader, -EBADF);
+  if (w->writer) loop_wake_task(w->writer, -EBADF);
+  w->reader = w->writer = NULL;
 }
 
 static int sleep_k(lua_State *L, int status, lua_KContext ctx) {
@@ -1013,14 +1043,14 @@ static void expire_timers(csock_loop *lp) {
   double now = csock_now();
   while (lp->heap_len && lp->heap[0]->deadline <= now) {
     csock_task *t = lp->heap[0];
-    loop_wake_task(t, t->wait_kind == W_SOCK || t->wait_kind == W_COND ? -ETIMEDOUT : 0);
+    loop_wake_task(t, t->wait_kind == W_WATCH || t->wait_kind == W_COND ? -ETIMEDOUT : 0);
   }
 }
 
 /* Phases 2 and 3; no Lua code runs here. */
 static int poll_and_wake(csock_loop *lp, long long timeout) {
   backend_event evs[EVENT_BATCH];
-  int n = backend_poll(lp->epfd, evs, EVENT_BATCH, timeout);
+  int n = backend_poll(lp->poller, evs, EVENT_BATCH, timeout);
   if (n < 0) return n;
   expire_timers(lp); /* first: sleepers run ahead of the I/O woken now */
   for (int i = 0; i < n; i++) {
@@ -1029,15 +1059,15 @@ static int poll_and_wake(csock_loop *lp, long long timeout) {
       continue;
     }
     if (evs[i].ptr == &timer_marker) continue; /* expire_timers did the work; embed.c re-arms */
-    csock_socket *s = (csock_socket *)evs[i].ptr;
-    if (evs[i].events & CSOCK_HUP) s->rdhup = 1;
+    csock_watch *w = (csock_watch *)evs[i].ptr;
+    if (evs[i].events & CSOCK_HUP) w->rdhup = 1;
     if (evs[i].events & CSOCK_READ) {
-      s->rready = 1;
-      if (s->reader) loop_wake_task(s->reader, 0);
+      w->rready = 1;
+      if (w->reader) loop_wake_task(w->reader, 0);
     }
     if (evs[i].events & CSOCK_WRITE) {
-      s->wready = 1;
-      if (s->writer) loop_wake_task(s->writer, 0);
+      w->wready = 1;
+      if (w->writer) loop_wake_task(w->writer, 0);
     }
   }
   return 0;
@@ -1046,7 +1076,7 @@ static int poll_and_wake(csock_loop *lp, long long timeout) {
 /* Adds the signal pipe to lp's poller once csock.signal has made it. */
 void loop_watch_signals(csock_loop *lp) {
   if (lp->signals_watched || signal_fd() < 0) return;
-  if (backend_add(lp->epfd, signal_fd(), &signal_marker, CSOCK_READ, 0) == 0)
+  if (backend_add(lp->poller, signal_fd(), &signal_marker, CSOCK_READ, 0) == 0)
     lp->signals_watched = 1;
 }
 
@@ -1101,7 +1131,7 @@ void loop_cancel_all(csock_loop *lp) {
 
 void loop_free(csock_loop *lp) {
   loops_remove(lp);
-  if (lp->epfd >= 0) close(lp->epfd);
+  if (lp->poller) backend_free(lp->poller);
   if (lp->timer_fd >= 0) close(lp->timer_fd);
   free(lp->heap);
   free(lp);
@@ -1138,9 +1168,9 @@ int loop_run(lua_State *L) {
   csock_loop *lp = calloc(1, sizeof *lp);
   if (lp == NULL) return luaL_error(L, "not enough memory");
   lp->L = L;
-  lp->epfd = backend_create();
-  if (lp->epfd < 0) {
-    int e = -lp->epfd;
+  int e = 0;
+  lp->poller = backend_create(&e);
+  if (lp->poller == NULL) {
     free(lp);
     return luaL_error(L, "csock.run: epoll_create1: %s", strerror(e));
   }
@@ -1208,9 +1238,8 @@ csock_loop *loop_create(lua_State *L, int *err) {
     *err = ENOMEM;
     return NULL;
   }
-  lp->epfd = backend_create();
-  if (lp->epfd < 0) {
-    *err = -lp->epfd;
+  lp->poller = backend_create(err);
+  if (lp->poller == NULL) {
     free(lp);
     return NULL;
   }
@@ -1224,8 +1253,11 @@ csock_loop *loop_create(lua_State *L, int *err) {
 /* Puts fd, a timerfd the loop then owns, in lp's poller: 0 or -errno. */
 int loop_watch_timer(csock_loop *lp, int fd) {
   lp->timer_fd = fd;
-  return backend_add(lp->epfd, fd, &timer_marker, CSOCK_READ, 0);
+  return backend_add(lp->poller, fd, &timer_marker, CSOCK_READ, 0);
 }
+
+/* The descriptor a host polls for lp (loop:fd()): readable when a step has work. */
+int loop_fd(const csock_loop *lp) { return backend_fd(lp->poller); }
 
 /* Makes lp the thread's running loop (NULL: none). */
 void loop_set_running(csock_loop *lp) { running = lp; }

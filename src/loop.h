@@ -47,13 +47,13 @@ typedef struct csock_task {
   unsigned heap_pos;       /* 1-based position in the timer heap; 0: none */
   unsigned char state;     /* a task_state */
   unsigned char cancel;    /* cancel() was called; ends at the next wait point */
-  unsigned char wait_dir;  /* CSOCK_READ or CSOCK_WRITE, with W_SOCK */
+  unsigned char wait_dir;  /* CSOCK_READ or CSOCK_WRITE, with W_WATCH */
   unsigned char seen;      /* coroutine.running() handed its coroutine out: never pooled */
-  unsigned char wait_kind; /* what `on` and `link` hold: W_NONE, W_SOCK, W_JOIN or W_COND */
+  unsigned char wait_kind; /* what `on` and `link` hold: W_NONE, W_WATCH, W_JOIN or W_COND */
   lua_Integer id;
   double deadline;
   unsigned long long seq;  /* breaks ties between equal deadlines */
-  csock_socket *also_sock; /* a socket whose close ends the wait too (loop_wait_also) */
+  csock_watch *also_watch; /* a watcher whose forgetting ends the wait too (loop_wait_also) */
   csock_socket *read_sock; /* a socket whose read() this task has under way (rbusy) */
   struct csock_task *next; /* ready queue */
   struct csock_task *prev_all, *next_all; /* every live task */
@@ -61,7 +61,7 @@ typedef struct csock_task {
   /* A task waits on one thing at a time (and maybe a timer besides), so the
      links of the three kinds of wait share their memory: wait_kind tells. */
   union {
-    csock_socket *sock;       /* W_SOCK: the socket waited on */
+    csock_watch *watch;       /* W_WATCH: the descriptor waited on */
     struct csock_task *task;  /* W_JOIN: the task waited for */
     csock_waitlist *waitlist; /* W_COND: the condition waited on (cond.c) */
   } on;
@@ -73,11 +73,11 @@ typedef struct csock_task {
   } link;
 } csock_task;
 
-enum { W_NONE, W_SOCK, W_JOIN, W_COND };
+enum { W_NONE, W_WATCH, W_JOIN, W_COND };
 
 /* What t waits on, by kind; NULL when it waits on something else. */
-static inline csock_socket *wait_sock(const csock_task *t) {
-  return t->wait_kind == W_SOCK ? t->on.sock : NULL;
+static inline csock_watch *wait_watch(const csock_task *t) {
+  return t->wait_kind == W_WATCH ? t->on.watch : NULL;
 }
 
 static inline struct csock_task *joining(const csock_task *t) {
@@ -89,8 +89,8 @@ static inline csock_waitlist *waitlist(const csock_task *t) {
 }
 
 typedef struct csock_loop {
-  lua_State *L; /* the thread that called csock.run */
-  int epfd;
+  lua_State *L;           /* the thread that called csock.run */
+  struct backend *poller; /* backend.h: loop.c's alone */
   unsigned gen;
   csock_task *ready_head, *ready_tail;
   csock_task **heap;
@@ -127,6 +127,7 @@ void loop_task_setextra(lua_State *L, int idx, int slot);
 /* loop.c, for embed.c */
 csock_loop *loop_create(lua_State *L, int *err);
 int loop_watch_timer(csock_loop *lp, int fd);
+int loop_fd(const csock_loop *lp);
 void loop_set_running(csock_loop *lp);
 void loop_free(csock_loop *lp);
 void loop_watch_signals(csock_loop *lp);

@@ -273,11 +273,11 @@ static int read_formats(lua_State *L, int status, lua_KContext ctx, int *err, lu
       e = 0;
     } else if (e == -EAGAIN || e == -XPORT_WANT_WRITE) {
       /* another task waits in recv: loop_wait raises, so let go first */
-      if (s->reader != NULL && loop_in_task(L)) {
+      if (loop_waiting(&s->watch, CSOCK_READ) && loop_in_task(L)) {
         read_begin(s);
         loop_read_end(s);
       }
-      e = loop_wait(L, s, e == -EAGAIN ? CSOCK_READ : CSOCK_WRITE, s->rdeadline, ctx, k);
+      e = loop_wait(L, &s->watch, e == -EAGAIN ? CSOCK_READ : CSOCK_WRITE, s->rdeadline, ctx, k);
     }
   }
   read_begin(s);
@@ -334,7 +334,7 @@ static int read_buffered_line(lua_State *L, csock_socket *s, int nfmt) {
 */
 static int read_count_direct(lua_State *L, csock_socket *s) {
   if (lua_type(L, 2) != LUA_TNUMBER || s->type != SOCK_STREAM || s->eof || buf_len(&s->rbuf) > 0 ||
-      s->xport != NULL || !loop_ready(s, CSOCK_READ))
+      s->xport != NULL || !loop_ready(&s->watch, CSOCK_READ))
     return 0;
   lua_Integer n = lua_tointeger(L, 2);
   size_t room, got = 0;
@@ -348,10 +348,10 @@ static int read_count_direct(lua_State *L, csock_socket *s) {
       got += (size_t)r;
     } else if (r == 0) {
       s->eof = 1;
-      loop_drained(s);
+      loop_drained(&s->watch);
       break;
     } else if (errno != EINTR) {
-      if (errno == EAGAIN) s->rready = 0;
+      if (errno == EAGAIN) loop_blocked(&s->watch, CSOCK_READ);
       err = errno == EAGAIN ? 0 : errno;
       break;
     }

@@ -55,7 +55,7 @@ static int ready_k(lua_State *L, int status, lua_KContext ctx) {
       lua_pushboolean(L, 1);
       return 1;
     }
-    e = r < 0 ? r : loop_wait(L, s, dir, deadline, ctx, ready_k);
+    e = r < 0 ? r : loop_wait(L, &s->watch, dir, deadline, ctx, ready_k);
   }
   if (e < 0) e = -e;
   if (e == EBADF) return csock_failmsg(L, "socket closed", EBADF);

@@ -43,7 +43,10 @@
 #define RESOLVER_THREADS 16
 
 typedef struct lookup {
-  csock_socket sock; /* the eventfd, in the form the loop's wait takes */
+  union {
+    int efd;           /* the eventfd the helper thread writes when it is done */
+    csock_watch watch; /* loop.c's, for the task that waits on efd */
+  };
   char *host, *service;
   struct addrinfo hints;
   int rc;  /* what getaddrinfo returned */
@@ -82,7 +85,7 @@ static void lookup_run(lookup *lk) {
     lk->err = errno;
   }
   uint64_t one = 1;
-  ssize_t w = write(lk->sock.fd, &one, sizeof one);
+  ssize_t w = write(lk->efd, &one, sizeof one);
   (void)w; /* an eventfd write of 1 cannot fail short of overflow */
   atomic_store_explicit(&lk->finished, 1, memory_order_release); /* lk is not ours any more */
 }
@@ -151,8 +154,8 @@ static int lookup_finished(lookup *lk) {
 static int lookup_done(lookup *lk) { return lookup_finished(lk) || lk->pid != getpid(); }
 
 static void lookup_free(lookup *lk) {
-  loop_forget_socket(&lk->sock, 1); /* no waiter or poller may keep pointing here */
-  if (lk->sock.fd >= 0) close(lk->sock.fd);
+  loop_forget(&lk->watch, 1); /* no waiter or poller may keep pointing here */
+  if (lk->efd >= 0) close(lk->efd);
   if (lk->res) freeaddrinfo(lk->res);
   free(lk->host);
   free(lk->service);
@@ -182,7 +185,7 @@ static void box_release(lookup_box *box) {
   lookup *lk = box->lk;
   if (lk == NULL) return;
   box->lk = NULL;
-  loop_forget_socket(&lk->sock, 1);
+  loop_forget(&lk->watch, 1);
   if (lookup_done(lk)) {
     lookup_free(lk);
   } else {
@@ -277,14 +280,13 @@ static lookup *lookup_start(lua_State *L, const char *host, const char *service,
     lk->host = dup_or_null(host, &failed);
     lk->service = dup_or_null(service, &failed);
     lk->hints = *hints;
-    lk->sock.timeout = -1;
     lk->pid = getpid();
-    lk->sock.fd = -1;
+    loop_watch_init(&lk->watch); /* efd -1 */
     if (!failed) {
-      lk->sock.fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-      if (lk->sock.fd < 0 && (errno == EMFILE || errno == ENFILE)) *err = errno;
+      lk->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+      if (lk->efd < 0 && (errno == EMFILE || errno == ENFILE)) *err = errno;
     }
-    failed = lk->sock.fd < 0 || !submit(lk);
+    failed = lk->efd < 0 || !submit(lk);
   }
   if (failed) {
     if (lk != NULL) lookup_free(lk);
@@ -316,8 +318,8 @@ static void drop_box(lua_State *L, int top) {
 */
 static int lookup_wait(lua_State *L, lookup *lk, int top, double deadline, lua_KFunction k,
                        csock_socket *for_sock) {
-  if (for_sock != NULL) loop_wait_also(L, for_sock); /* its close ends the wait */
-  int e = loop_wait(L, &lk->sock, CSOCK_READ, deadline, (lua_KContext)top, k);
+  if (for_sock != NULL) loop_wait_also(L, &for_sock->watch); /* its close ends the wait */
+  int e = loop_wait(L, &lk->watch, CSOCK_READ, deadline, (lua_KContext)top, k);
   loop_wait_also(L, NULL);
   box_release((lookup_box *)lua_touserdata(L, top + 1));
   drop_box(L, top);

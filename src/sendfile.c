@@ -126,7 +126,7 @@ static long copy_step(csock_socket *s, int fd, off_t off, size_t left) {
   if (s->xport != NULL) return s->xport->send(s, p, (size_t)got);
   ssize_t w = send(s->fd, p, (size_t)got, MSG_NOSIGNAL);
   if (w < 0) return -errno;
-  if (w < got) s->wready = 0;
+  if (w < got) loop_blocked(&s->watch, CSOCK_WRITE);
   return (long)w;
 }
 
@@ -138,7 +138,8 @@ static long kernel_step(csock_socket *s, int fd, off_t off, size_t left, int *re
     *refused = errno == EINVAL || errno == ENOSYS;
     return -errno;
   }
-  if (w > 0 && (size_t)w < ask) s->wready = 0; /* the socket buffer is full */
+  if (w > 0 && (size_t)w < ask)
+    loop_blocked(&s->watch, CSOCK_WRITE); /* the socket buffer is full */
   return (long)w;
 }
 
@@ -168,8 +169,8 @@ static int sendfile_k(lua_State *L, int status, lua_KContext ctx) {
   while (e == 0) {
     size_t sent = (size_t)(ctx >> 1);
     if (sent >= count) return sendfile_result(L, 0, sent);
-    if (!loop_ready(s, CSOCK_WRITE)) {
-      e = loop_wait(L, s, CSOCK_WRITE, s->wdeadline, ctx, sendfile_k);
+    if (!loop_ready(&s->watch, CSOCK_WRITE)) {
+      e = loop_wait(L, &s->watch, CSOCK_WRITE, s->wdeadline, ctx, sendfile_k);
       continue;
     }
     int fd = source_fd(L);

@@ -44,12 +44,11 @@ static csock_socket *sock_alloc(lua_State *L, int family, int type) {
   csock_socket *s = (csock_socket *)lua_newuserdatauv(L, sizeof *s, 0);
   memset(s, 0, sizeof *s);
   s->token = &socket_token;
-  s->fd = -1;
+  loop_watch_init(&s->watch); /* closed: fd -1 */
   s->family = family;
   s->type = type;
   s->timeout = -1;
   s->maxline = CSOCK_MAXLINE_DEFAULT;
-  s->rready = s->wready = 1;
   s->born = workers_forks();
   return s;
 }
@@ -111,7 +110,8 @@ double sock_deadline(const csock_socket *s) {
 int sock_close(lua_State *L, csock_socket *s) {
   (void)L;
   if (s->fd < 0) return 0;
-  loop_forget_socket(s, s->inherited || s->born != workers_forks());
+  loop_read_end(s); /* a read under way fails at its next step (fd < 0) */
+  loop_forget(&s->watch, s->inherited || s->born != workers_forks());
   if (s->xport != NULL) s->xport->close(s); /* a close_notify needs the descriptor */
   int fd = s->fd;
   s->fd = -1;

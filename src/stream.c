@@ -49,11 +49,8 @@ int stream_again_or_fail(lua_State *L, csock_socket *s, int dir, int e, lua_KCon
                          lua_KFunction k) {
   if (e == EINTR) return 0;
   if (e != EAGAIN) return e;
-  if (dir == CSOCK_READ)
-    s->rready = 0;
-  else
-    s->wready = 0;
-  return loop_wait(L, s, dir, dir == CSOCK_READ ? s->rdeadline : s->wdeadline, ctx, k);
+  loop_blocked(&s->watch, dir);
+  return loop_wait(L, &s->watch, dir, dir == CSOCK_READ ? s->rdeadline : s->wdeadline, ctx, k);
 }
 
 /*
@@ -62,8 +59,8 @@ int stream_again_or_fail(lua_State *L, csock_socket *s, int dir, int e, lua_KCon
 */
 int stream_xport_wait(lua_State *L, csock_socket *s, long r, double deadline, lua_KContext ctx,
                       lua_KFunction k) {
-  if (r == -XPORT_WANT_READ) return loop_wait(L, s, CSOCK_READ, deadline, ctx, k);
-  if (r == -XPORT_WANT_WRITE) return loop_wait(L, s, CSOCK_WRITE, deadline, ctx, k);
+  if (r == -XPORT_WANT_READ) return loop_wait(L, &s->watch, CSOCK_READ, deadline, ctx, k);
+  if (r == -XPORT_WANT_WRITE) return loop_wait(L, &s->watch, CSOCK_WRITE, deadline, ctx, k);
   return (int)-r;
 }
 
@@ -86,7 +83,7 @@ static int fill_xport(csock_socket *s, char *p, size_t avail) {
 ** three or four.
 */
 int stream_fill(csock_socket *s, size_t want) {
-  if (!loop_ready(s, CSOCK_READ)) return -EAGAIN;
+  if (!loop_ready(&s->watch, CSOCK_READ)) return -EAGAIN;
   if (want < READ_CHUNK) want = READ_CHUNK;
   if (want > FILL_MAX) want = FILL_MAX;
   size_t avail;
@@ -96,7 +93,7 @@ int stream_fill(csock_socket *s, size_t want) {
   for (;;) {
     ssize_t r = recv(s->fd, p, avail, 0);
     if (r > 0) {
-      if ((size_t)r < avail && s->type == SOCK_STREAM) loop_drained(s);
+      if ((size_t)r < avail && s->type == SOCK_STREAM) loop_drained(&s->watch);
       buf_commit(&s->rbuf, (size_t)r);
       return (int)(r > INT_MAX ? INT_MAX : r);
     }
@@ -107,7 +104,7 @@ int stream_fill(csock_socket *s, size_t want) {
     }
     if (errno != EINTR) {
       int e = errno;
-      if (e == EAGAIN) s->rready = 0;
+      if (e == EAGAIN) loop_blocked(&s->watch, CSOCK_READ);
       if (buf_len(&s->rbuf) == 0) buf_consume(&s->rbuf, 0);
       return -e;
     }

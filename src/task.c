@@ -145,8 +145,8 @@ static const luaL_Reg task_meth[] = {
 /* ---------------------------------------------------------------- dump */
 
 static void dump_wait(luaL_Buffer *b, lua_State *L, const csock_task *t) {
-  if (wait_sock(t)) {
-    lua_pushfstring(L, "%s fd %d", t->wait_dir == CSOCK_READ ? "read" : "write", wait_sock(t)->fd);
+  if (wait_watch(t)) {
+    lua_pushfstring(L, "%s fd %d", t->wait_dir == CSOCK_READ ? "read" : "write", wait_watch(t)->fd);
     luaL_addvalue(b);
   } else if (joining(t)) {
     lua_pushfstring(L, "join task %I", (LUAI_UACINT)joining(t)->id);

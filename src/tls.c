@@ -474,8 +474,8 @@ static BIO_METHOD *csock_bio(void) {
 static long tls_failed(csock_socket *s, int ssl_err, int reading) {
   struct csock_tls *t = s->tls;
   switch (ssl_err) {
-    case SSL_ERROR_WANT_READ: s->rready = 0; return -XPORT_WANT_READ;
-    case SSL_ERROR_WANT_WRITE: s->wready = 0; return -XPORT_WANT_WRITE;
+    case SSL_ERROR_WANT_READ: loop_blocked(&s->watch, CSOCK_READ); return -XPORT_WANT_READ;
+    case SSL_ERROR_WANT_WRITE: loop_blocked(&s->watch, CSOCK_WRITE); return -XPORT_WANT_WRITE;
     case SSL_ERROR_ZERO_RETURN: return reading ? 0 : -EPIPE;
     case SSL_ERROR_SYSCALL:
       t->dead = 1;
@@ -693,11 +693,11 @@ static int starttls_k(lua_State *L, int status, lua_KContext ctx) {
     if (err == SSL_ERROR_WANT_READ && t->err != EAGAIN && retries++ < TLS_RETRIES) {
       continue; /* bytes handed over from before starttls, or a record that was not data */
     } else if (err == SSL_ERROR_WANT_READ) {
-      s->rready = 0;
-      e = loop_wait(L, s, CSOCK_READ, s->rdeadline, ctx, starttls_k);
+      loop_blocked(&s->watch, CSOCK_READ);
+      e = loop_wait(L, &s->watch, CSOCK_READ, s->rdeadline, ctx, starttls_k);
     } else if (err == SSL_ERROR_WANT_WRITE) {
-      s->wready = 0;
-      e = loop_wait(L, s, CSOCK_WRITE, s->wdeadline, ctx, starttls_k);
+      loop_blocked(&s->watch, CSOCK_WRITE);
+      e = loop_wait(L, &s->watch, CSOCK_WRITE, s->wdeadline, ctx, starttls_k);
     } else {
       return handshake_error(L, s, err);
     }
