@@ -94,6 +94,22 @@ static const char *ssl_reason(const char *dflt) {
   return r != NULL ? r : dflt;
 }
 
+/*
+** The reason of a failed connection, emptying OpenSSL's error queue: the
+** last entry of the SSL library, which names the protocol's view ("decryption
+** failed or bad record mac") where the entries before it name a cause deeper
+** down ("cipher operation failed"); else the earliest entry; else dflt.
+*/
+static const char *conn_reason(const char *dflt) {
+  unsigned long e, first = 0, ssl = 0;
+  while ((e = ERR_get_error()) != 0) {
+    if (first == 0) first = e;
+    if (ERR_GET_LIB(e) == ERR_LIB_SSL) ssl = e;
+  }
+  const char *r = ERR_reason_error_string(ssl != 0 ? ssl : first);
+  return r != NULL ? r : dflt;
+}
+
 /* A bad option is a programming error: "bad argument #1 to 'tls_context' (...)". */
 static int ctx_error(lua_State *L, const char *fmt, ...) {
   va_list ap;
@@ -380,6 +396,7 @@ struct csock_tls {
   size_t pre_len, pre_pos;
   char *pend; /* plaintext OpenSSL made a record of and must be given again */
   size_t pend_len;
+  char *why; /* once dead: the message of every failure from then on (malloc'd) */
 };
 
 static int bio_create(BIO *b) {
@@ -467,6 +484,25 @@ static BIO_METHOD *csock_bio(void) {
 /* ---------------------------------------------------------------- the transport */
 
 /*
+** Marks t dead with message why (copied: the next calls report it too) and
+** empties OpenSSL's error queue, which is the thread's, not t's: a stale
+** entry would show up as the next socket's failure.  -EPROTO.
+*/
+static long tls_dead(struct csock_tls *t, const char *why) {
+  t->dead = 1;
+  if (t->why == NULL) t->why = strdup(why); /* NULL: "TLS failed on this socket" */
+  ERR_clear_error();
+  return -EPROTO;
+}
+
+/* The message of a failure the transport reported: OpenSSL's reason for EPROTO. */
+static const char *tls_message(const csock_socket *s, int err) {
+  const struct csock_tls *t = s->tls;
+  if (err != EPROTO || t == NULL || !t->dead) return NULL;
+  return t->why != NULL ? t->why : "TLS failed on this socket";
+}
+
+/*
 ** What a failed SSL call means for io.c.  WANT_* marks the direction
 ** drained: the BIO saw EAGAIN there, so an edge will come.  A read at the
 ** peer's close_notify, or at its plain FIN, is the end of the stream.
@@ -478,10 +514,11 @@ static long tls_failed(csock_socket *s, int ssl_err, int reading) {
     case SSL_ERROR_WANT_WRITE: s->wready = 0; return -XPORT_WANT_WRITE;
     case SSL_ERROR_ZERO_RETURN: return reading ? 0 : -EPIPE;
     case SSL_ERROR_SYSCALL:
+      if (ERR_peek_error() != 0) return tls_dead(t, conn_reason("TLS failed"));
       t->dead = 1;
       if (t->err != 0 && t->err != EAGAIN) return -t->err;
       return reading ? 0 : -EPIPE;
-    default: t->dead = 1; return -EPROTO;
+    default: return tls_dead(t, conn_reason("TLS failed"));
   }
 }
 
@@ -565,6 +602,7 @@ static void tls_close(csock_socket *s) {
   SSL_free(t->ssl);
   free(t->pre);
   free(t->pend);
+  free(t->why);
   free(t);
   s->tls = NULL;
   s->xport = NULL;
@@ -583,7 +621,8 @@ static int tls_shutdown(csock_socket *s) {
   return 0;
 }
 
-static const csock_transport tls_transport = {tls_recv, tls_send, tls_shutdown, tls_close};
+static const csock_transport tls_transport = {tls_recv, tls_send, tls_shutdown, tls_close,
+                                              tls_message};
 
 /* ---------------------------------------------------------------- starttls */
 
@@ -645,7 +684,6 @@ fail:
 /* nil, "<OpenSSL's reason>[: <verify result>]", EPROTO. */
 static int handshake_error(lua_State *L, csock_socket *s, int ssl_err) {
   struct csock_tls *t = s->tls;
-  t->dead = 1;
   long v = SSL_get_verify_result(t->ssl);
   const char *why;
   if (ssl_err == SSL_ERROR_SYSCALL && ERR_peek_error() == 0)
@@ -653,12 +691,12 @@ static int handshake_error(lua_State *L, csock_socket *s, int ssl_err) {
   else if (ssl_err == SSL_ERROR_ZERO_RETURN)
     why = "connection closed by peer";
   else
-    why = ssl_reason("handshake failed");
+    why = conn_reason("handshake failed");
   if (v != X509_V_OK && t->check)
     lua_pushfstring(L, "%s: %s", why, X509_verify_cert_error_string(v));
   else
     lua_pushstring(L, why);
-  ERR_clear_error();
+  tls_dead(t, lua_tostring(L, -1)); /* a read or write after it says the same */
   lua_pushnil(L);
   lua_insert(L, -2);
   lua_pushinteger(L, EPROTO);
@@ -717,7 +755,7 @@ static int tls_starttls(lua_State *L) {
                  "host contains a zero byte");
   lua_settop(L, 3);
   stream_check_not_busy(L, s); /* the bytes read ahead move out of the buffer */
-  if (s->tls != NULL) { /* a handshake that timed out goes on; a done one is an error */
+  if (s->tls != NULL) {        /* a handshake that timed out goes on; a done one is an error */
     csock_argcheck(L, !s->tls->done, 1, "TLS already started");
     if (s->tls->dead) return csock_failmsg(L, "TLS failed on this socket", EPROTO);
   } else {
