@@ -13,6 +13,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -384,19 +385,24 @@ int tls_context(lua_State *L) {
 
 /* ---------------------------------------------------------------- the BIO */
 
+/*
+** Every idle TLS connection holds one: 56 bytes, a 64-byte malloc block
+** (lengths in 32 bits: the bytes read ahead and a pending record are far
+** below 4 GiB).
+*/
 struct csock_tls {
   SSL *ssl;
+  char *pre;  /* bytes read ahead before starttls: the peer's first TLS bytes */
+  char *pend; /* plaintext OpenSSL made a record of and must be given again */
+  char *why;  /* once dead: the message of every failure from then on (malloc'd) */
   int fd;
-  int err;            /* errno of the BIO's last failed recv/send */
+  int err; /* errno of the BIO's last failed recv/send */
+  uint32_t pre_len, pre_pos;
+  uint32_t pend_len;  /* at most XPORT_CHUNK */
   unsigned eof : 1;   /* recv returned 0 */
   unsigned done : 1;  /* the handshake finished */
   unsigned dead : 1;  /* a fatal error: no close_notify, no more records */
   unsigned check : 1; /* the peer's certificate is verified (tlsinfo.verified) */
-  char *pre;          /* bytes read ahead before starttls: the peer's first TLS bytes */
-  size_t pre_len, pre_pos;
-  char *pend; /* plaintext OpenSSL made a record of and must be given again */
-  size_t pend_len;
-  char *why; /* once dead: the message of every failure from then on (malloc'd) */
 };
 
 static int bio_create(BIO *b) {
@@ -410,7 +416,7 @@ static int bio_read(BIO *b, char *p, int n) {
   if (t->pre != NULL) {
     size_t k = t->pre_len - t->pre_pos < (size_t)n ? t->pre_len - t->pre_pos : (size_t)n;
     memcpy(p, t->pre + t->pre_pos, k);
-    t->pre_pos += k;
+    t->pre_pos += (uint32_t)k;
     if (t->pre_pos == t->pre_len) {
       free(t->pre);
       t->pre = NULL;
@@ -553,7 +559,7 @@ static long tls_flush(csock_socket *s) {
     int r = SSL_write_ex(t->ssl, t->pend, t->pend_len, &w);
     if (r != 1) return tls_failed(s, SSL_get_error(t->ssl, r), 0);
     memmove(t->pend, t->pend + w, t->pend_len - w);
-    t->pend_len -= w;
+    t->pend_len -= (uint32_t)w;
   }
   free(t->pend);
   t->pend = NULL;
@@ -587,8 +593,8 @@ static long tls_send(csock_socket *s, const char *p, size_t n) {
   t->pend = (char *)malloc(n);
   if (t->pend == NULL) return -ENOMEM;
   memcpy(t->pend, p, n);
-  t->pend_len = n;
-  tls_failed(s, e, 0); /* marks the direction drained */
+  t->pend_len = (uint32_t)n; /* n <= XPORT_CHUNK */
+  tls_failed(s, e, 0);       /* marks the direction drained */
   return (long)n;
 }
 
@@ -659,11 +665,12 @@ static int tls_attach(csock_socket *s, const tls_ctx *c, const char *host) {
     if (host != NULL && !set_peer_name(ssl, host)) goto fail;
   }
   size_t ahead = buf_len(&s->rbuf);
+  if (ahead > UINT32_MAX) goto fail;
   if (ahead > 0) {
     t->pre = (char *)malloc(ahead);
     if (t->pre == NULL) goto fail;
     memcpy(t->pre, buf_data(&s->rbuf), ahead);
-    t->pre_len = ahead;
+    t->pre_len = (uint32_t)ahead;
     buf_consume(&s->rbuf, ahead);
   }
   s->tls = t;
