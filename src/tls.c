@@ -9,6 +9,11 @@
 ** epoll a task may park only after OpenSSL saw EAGAIN (WANT_READ): it may
 ** hold decrypted bytes no edge will announce, so a read takes what
 ** SSL_read_ex gives and marks the socket drained only on WANT_READ.
+**
+** A failure kills the session: its message (OpenSSL's reason, with the
+** verification result for a handshake) is kept and given, with EPROTO, by
+** every later call (tls_message, through stream_error), and OpenSSL's
+** error queue is emptied, so that no other socket reads it as its own.
 */
 #include <arpa/inet.h>
 #include <errno.h>
