@@ -93,6 +93,8 @@ typedef struct csock_transport {
   long (*send)(csock_socket *s, const char *p, size_t n);
   int (*shutdown)(csock_socket *s); /* before shutdown(SHUT_WR): 0 or -errno */
   void (*close)(csock_socket *s);   /* before close(2): frees the state, unsets xport */
+  /* the message for error err the transport reported last, or NULL for strerror's */
+  const char *(*message)(const csock_socket *s, int err);
 } csock_transport;
 
 /* check.c: the clock and the failure results */
@@ -158,7 +160,7 @@ int io_connect(lua_State *L);
    bytes into s's buffer (> 0 read, 0 end of stream, -errno) */
 int stream_fill(csock_socket *s, size_t want);
 int stream_resumed(lua_State *L, int status, csock_socket *s);
-int stream_error(lua_State *L, int err);
+int stream_error(lua_State *L, const csock_socket *s, int err);
 void stream_check_not_busy(lua_State *L, const csock_socket *s);
 int stream_again_or_fail(lua_State *L, csock_socket *s, int dir, int e, lua_KContext ctx,
                          lua_KFunction k);

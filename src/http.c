@@ -533,13 +533,9 @@ static int protocol_error(lua_State *L, int status, const char *msg) {
   return 3;
 }
 
-static int io_failure(lua_State *L, int e, int partial) {
-  if (e < 0) e = -e;
-  lua_settop(L, 0);
-  if (e == EBADF)
-    csock_failmsg(L, "socket closed", EBADF);
-  else
-    csock_failure(L, e);
+/* The socket stays on the stack: the message may live in its TLS state. */
+static int io_failure(lua_State *L, const csock_socket *s, int e, int partial) {
+  stream_error(L, s, e);
   lua_pushboolean(L, partial);
   return 4;
 }
@@ -640,7 +636,7 @@ static int http_step(lua_State *L, csock_socket *s, int status, lua_KContext ctx
       loop_read_end(s); /* loop_wait raises busy */
     e = loop_wait(L, &s->watch, r == -EAGAIN ? CSOCK_READ : CSOCK_WRITE, s->rdeadline, ctx, http_k);
   }
-  return io_failure(L, e, buf_len(&s->rbuf) > 0);
+  return io_failure(L, s, e, buf_len(&s->rbuf) > 0);
 }
 
 /*

@@ -70,7 +70,7 @@ static int accept_k(lua_State *L, int status, lua_KContext ctx) {
       break;
     }
   }
-  return stream_error(L, e);
+  return stream_error(L, s, e);
 }
 
 static int accept_start(lua_State *L, lua_KContext ctx) {
@@ -143,7 +143,7 @@ static int connect_k(lua_State *L, int status, lua_KContext ctx) {
       return connected(L, s);
     }
   }
-  return stream_error(L, e);
+  return stream_error(L, s, e);
 }
 
 int io_connect(lua_State *L) {
@@ -203,7 +203,7 @@ static int send_k(lua_State *L, int status, lua_KContext ctx) {
     }
     e = stream_again_or_fail(L, s, CSOCK_WRITE, errno, ctx, send_k);
   }
-  return stream_error(L, e);
+  return stream_error(L, s, e);
 }
 
 int io_send(lua_State *L) {
@@ -244,7 +244,7 @@ static int sendto_k(lua_State *L, int status, lua_KContext ctx) {
     }
     e = stream_again_or_fail(L, s, CSOCK_WRITE, errno, ctx, sendto_k);
   }
-  return stream_error(L, e);
+  return stream_error(L, s, e);
 }
 
 int io_sendto(lua_State *L) {
@@ -327,7 +327,7 @@ static int recv_k(lua_State *L, int status, lua_KContext ctx) {
     }
     e = stream_again_or_fail(L, s, CSOCK_READ, errno, ctx, recv_k);
   }
-  return stream_error(L, e);
+  return stream_error(L, s, e);
 }
 
 int io_recv(lua_State *L) {
@@ -388,7 +388,7 @@ static int recvfrom_k(lua_State *L, int status, lua_KContext ctx) {
     }
     e = stream_again_or_fail(L, s, CSOCK_READ, errno, ctx, recvfrom_k);
   }
-  return stream_error(L, e);
+  return stream_error(L, s, e);
 }
 
 int io_recvfrom(lua_State *L) {
@@ -401,8 +401,8 @@ int io_recvfrom(lua_State *L) {
 
 /* ---------------------------------------------------------------- write */
 
-static int write_fail(lua_State *L, int err, size_t sent) {
-  stream_error(L, err);
+static int write_fail(lua_State *L, const csock_socket *s, int err, size_t sent) {
+  stream_error(L, s, err);
   lua_pushinteger(L, (lua_Integer)sent);
   return 4;
 }
@@ -484,7 +484,7 @@ static int write_k(lua_State *L, int status, lua_KContext ctx) {
     }
     e = stream_again_or_fail(L, s, CSOCK_WRITE, errno, (lua_KContext)sent, write_k);
   }
-  return write_fail(L, e, sent);
+  return write_fail(L, s, e, sent);
 }
 
 /*
@@ -528,7 +528,7 @@ int io_write(lua_State *L) {
   size_t sent = 0;
   if (top == 2 && lua_type(L, 2) == LUA_TSTRING) {
     int r = write_one(L, s, &sent);
-    if (r < 0) return write_fail(L, -r, 0);
+    if (r < 0) return write_fail(L, s, -r, 0);
     if (r > 0) {
       lua_settop(L, 1);
       return 1;

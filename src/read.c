@@ -286,16 +286,16 @@ static int read_formats(lua_State *L, int status, lua_KContext ctx, int *err, lu
   return READ_ERROR;
 }
 
-static int read_error(lua_State *L, int err) {
+static int read_error(lua_State *L, const csock_socket *s, int err) {
   if (err == EMSGSIZE) return csock_failmsg(L, "line too long", EMSGSIZE);
-  return stream_error(L, err);
+  return stream_error(L, s, err);
 }
 
 static int read_k(lua_State *L, int status, lua_KContext ctx) {
   int err = 0, nfmt = CTX_NFMT(ctx);
   if (read_formats(L, status, ctx, &err, read_k) == READ_ERROR) {
     lua_settop(L, 1 + nfmt);
-    return read_error(L, err);
+    return read_error(L, (const csock_socket *)lua_touserdata(L, 1), err);
   }
   return lua_gettop(L) - 1 - nfmt;
 }
@@ -386,7 +386,7 @@ static int read_method(lua_State *L) {
   read_begin(s);
   if (nfmt == 1) {
     int direct = read_count_direct(L, s);
-    if (direct != 0) return direct > 0 ? 1 : read_error(L, -direct);
+    if (direct != 0) return direct > 0 ? 1 : read_error(L, s, -direct);
   }
   loop_read_begin(L, s);
   return read_k(L, LUA_OK, read_context(L, nfmt));
@@ -397,7 +397,7 @@ static int lines_k(lua_State *L, int status, lua_KContext ctx) {
   int err = 0, nfmt = CTX_NFMT(ctx);
   if (read_formats(L, status, ctx, &err, lines_k) == READ_ERROR) {
     lua_settop(L, 1 + nfmt);
-    read_error(L, err);
+    read_error(L, (const csock_socket *)lua_touserdata(L, 1), err);
     return luaL_error(L, "%s", lua_tostring(L, -2));
   }
   return lua_gettop(L) - 1 - nfmt;

@@ -146,7 +146,7 @@ static long kernel_step(csock_socket *s, int fd, off_t off, size_t left, int *re
 /* ---------------------------------------------------------------- the method */
 
 /* The results: sent, or nil, message, errno, sent.  e == EBADF: the io file was closed. */
-static int sendfile_result(lua_State *L, int e, size_t sent) {
+static int sendfile_result(lua_State *L, const csock_socket *s, int e, size_t sent) {
   source_done(L);
   if (e == 0) {
     lua_pushinteger(L, (lua_Integer)sent);
@@ -155,7 +155,7 @@ static int sendfile_result(lua_State *L, int e, size_t sent) {
   if (e == EBADF)
     csock_failmsg(L, "file closed", EBADF);
   else
-    stream_error(L, e); /* -EBADF from stream_resumed: the socket was closed */
+    stream_error(L, s, e); /* -EBADF from stream_resumed: the socket was closed */
   lua_pushinteger(L, (lua_Integer)sent);
   return 4;
 }
@@ -168,13 +168,13 @@ static int sendfile_k(lua_State *L, int status, lua_KContext ctx) {
   int e = stream_resumed(L, status, s);
   while (e == 0) {
     size_t sent = (size_t)(ctx >> 1);
-    if (sent >= count) return sendfile_result(L, 0, sent);
+    if (sent >= count) return sendfile_result(L, s, 0, sent);
     if (!loop_ready(&s->watch, CSOCK_WRITE)) {
       e = loop_wait(L, &s->watch, CSOCK_WRITE, s->wdeadline, ctx, sendfile_k);
       continue;
     }
     int fd = source_fd(L);
-    if (fd < 0) return sendfile_result(L, EBADF, sent);
+    if (fd < 0) return sendfile_result(L, s, EBADF, sent);
     sock_before_send(s);
     int refused = 0;
     long r = s->xport != NULL || (ctx & COPY_FLAG)
@@ -183,7 +183,7 @@ static int sendfile_k(lua_State *L, int status, lua_KContext ctx) {
     if (r > 0) {
       ctx += (lua_KContext)r << 1;
     } else if (r == 0) { /* the file ended before count: it shrank */
-      return sendfile_result(L, 0, sent);
+      return sendfile_result(L, s, 0, sent);
     } else if (refused) {
       ctx |= COPY_FLAG;
     } else if (r == -EBADF) { /* a descriptor closed behind csock's back: which one? */
@@ -194,7 +194,7 @@ static int sendfile_k(lua_State *L, int status, lua_KContext ctx) {
       e = stream_again_or_fail(L, s, CSOCK_WRITE, (int)-r, ctx, sendfile_k);
     }
   }
-  return sendfile_result(L, e, (size_t)(ctx >> 1));
+  return sendfile_result(L, s, e, (size_t)(ctx >> 1));
 }
 
 /*

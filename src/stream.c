@@ -21,9 +21,12 @@ int stream_resumed(lua_State *L, int status, csock_socket *s) {
   return s->fd < 0 ? -EBADF : 0;
 }
 
-int stream_error(lua_State *L, int err) {
+/* nil, message, err: the transport's own message when it has one (TLS: OpenSSL's reason). */
+int stream_error(lua_State *L, const csock_socket *s, int err) {
   if (err < 0) err = -err;
   if (err == EBADF) return csock_failmsg(L, "socket closed", EBADF);
+  const char *msg = s->xport != NULL ? s->xport->message(s, err) : NULL;
+  if (msg != NULL) return csock_failmsg(L, msg, err);
   return csock_failure(L, err);
 }
 

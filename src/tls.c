@@ -9,10 +9,16 @@
 ** epoll a task may park only after OpenSSL saw EAGAIN (WANT_READ): it may
 ** hold decrypted bytes no edge will announce, so a read takes what
 ** SSL_read_ex gives and marks the socket drained only on WANT_READ.
+**
+** A failure kills the session: its message (OpenSSL's reason, with the
+** verification result for a handshake) is kept and given, with EPROTO, by
+** every later call (tls_message, through stream_error), and OpenSSL's
+** error queue is emptied, so that no other socket reads it as its own.
 */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -91,6 +97,22 @@ static int ctx_tostring(lua_State *L) {
 /* The reason of OpenSSL's earliest queued error, or dflt. */
 static const char *ssl_reason(const char *dflt) {
   const char *r = ERR_reason_error_string(ERR_peek_error());
+  return r != NULL ? r : dflt;
+}
+
+/*
+** The reason of a failed connection, emptying OpenSSL's error queue: the
+** last entry of the SSL library, which names the protocol's view ("decryption
+** failed or bad record mac") where the entries before it name a cause deeper
+** down ("cipher operation failed"); else the earliest entry; else dflt.
+*/
+static const char *conn_reason(const char *dflt) {
+  unsigned long e, first = 0, ssl = 0;
+  while ((e = ERR_get_error()) != 0) {
+    if (first == 0) first = e;
+    if (ERR_GET_LIB(e) == ERR_LIB_SSL) ssl = e;
+  }
+  const char *r = ERR_reason_error_string(ssl != 0 ? ssl : first);
   return r != NULL ? r : dflt;
 }
 
@@ -368,18 +390,24 @@ int tls_context(lua_State *L) {
 
 /* ---------------------------------------------------------------- the BIO */
 
+/*
+** Every idle TLS connection holds one: 56 bytes, a 64-byte malloc block
+** (lengths in 32 bits: the bytes read ahead and a pending record are far
+** below 4 GiB).
+*/
 struct csock_tls {
   SSL *ssl;
+  char *pre;  /* bytes read ahead before starttls: the peer's first TLS bytes */
+  char *pend; /* plaintext OpenSSL made a record of and must be given again */
+  char *why;  /* once dead: the message of every failure from then on (malloc'd) */
   int fd;
-  int err;            /* errno of the BIO's last failed recv/send */
+  int err; /* errno of the BIO's last failed recv/send */
+  uint32_t pre_len, pre_pos;
+  uint32_t pend_len;  /* at most XPORT_CHUNK */
   unsigned eof : 1;   /* recv returned 0 */
   unsigned done : 1;  /* the handshake finished */
   unsigned dead : 1;  /* a fatal error: no close_notify, no more records */
   unsigned check : 1; /* the peer's certificate is verified (tlsinfo.verified) */
-  char *pre;          /* bytes read ahead before starttls: the peer's first TLS bytes */
-  size_t pre_len, pre_pos;
-  char *pend; /* plaintext OpenSSL made a record of and must be given again */
-  size_t pend_len;
 };
 
 static int bio_create(BIO *b) {
@@ -393,7 +421,7 @@ static int bio_read(BIO *b, char *p, int n) {
   if (t->pre != NULL) {
     size_t k = t->pre_len - t->pre_pos < (size_t)n ? t->pre_len - t->pre_pos : (size_t)n;
     memcpy(p, t->pre + t->pre_pos, k);
-    t->pre_pos += k;
+    t->pre_pos += (uint32_t)k;
     if (t->pre_pos == t->pre_len) {
       free(t->pre);
       t->pre = NULL;
@@ -467,6 +495,25 @@ static BIO_METHOD *csock_bio(void) {
 /* ---------------------------------------------------------------- the transport */
 
 /*
+** Marks t dead with message why (copied: the next calls report it too) and
+** empties OpenSSL's error queue, which is the thread's, not t's: a stale
+** entry would show up as the next socket's failure.  -EPROTO.
+*/
+static long tls_dead(struct csock_tls *t, const char *why) {
+  t->dead = 1;
+  if (t->why == NULL) t->why = strdup(why); /* NULL: "TLS failed on this socket" */
+  ERR_clear_error();
+  return -EPROTO;
+}
+
+/* The message of a failure the transport reported: OpenSSL's reason for EPROTO. */
+static const char *tls_message(const csock_socket *s, int err) {
+  const struct csock_tls *t = s->tls;
+  if (err != EPROTO || t == NULL || !t->dead) return NULL;
+  return t->why != NULL ? t->why : "TLS failed on this socket";
+}
+
+/*
 ** What a failed SSL call means for io.c.  WANT_* marks the direction
 ** drained: the BIO saw EAGAIN there, so an edge will come.  A read at the
 ** peer's close_notify, or at its plain FIN, is the end of the stream.
@@ -478,10 +525,11 @@ static long tls_failed(csock_socket *s, int ssl_err, int reading) {
     case SSL_ERROR_WANT_WRITE: loop_blocked(&s->watch, CSOCK_WRITE); return -XPORT_WANT_WRITE;
     case SSL_ERROR_ZERO_RETURN: return reading ? 0 : -EPIPE;
     case SSL_ERROR_SYSCALL:
+      if (ERR_peek_error() != 0) return tls_dead(t, conn_reason("TLS failed"));
       t->dead = 1;
       if (t->err != 0 && t->err != EAGAIN) return -t->err;
       return reading ? 0 : -EPIPE;
-    default: t->dead = 1; return -EPROTO;
+    default: return tls_dead(t, conn_reason("TLS failed"));
   }
 }
 
@@ -516,7 +564,7 @@ static long tls_flush(csock_socket *s) {
     int r = SSL_write_ex(t->ssl, t->pend, t->pend_len, &w);
     if (r != 1) return tls_failed(s, SSL_get_error(t->ssl, r), 0);
     memmove(t->pend, t->pend + w, t->pend_len - w);
-    t->pend_len -= w;
+    t->pend_len -= (uint32_t)w;
   }
   free(t->pend);
   t->pend = NULL;
@@ -550,8 +598,8 @@ static long tls_send(csock_socket *s, const char *p, size_t n) {
   t->pend = (char *)malloc(n);
   if (t->pend == NULL) return -ENOMEM;
   memcpy(t->pend, p, n);
-  t->pend_len = n;
-  tls_failed(s, e, 0); /* marks the direction drained */
+  t->pend_len = (uint32_t)n; /* n <= XPORT_CHUNK */
+  tls_failed(s, e, 0);       /* marks the direction drained */
   return (long)n;
 }
 
@@ -565,6 +613,7 @@ static void tls_close(csock_socket *s) {
   SSL_free(t->ssl);
   free(t->pre);
   free(t->pend);
+  free(t->why);
   free(t);
   s->tls = NULL;
   s->xport = NULL;
@@ -583,7 +632,8 @@ static int tls_shutdown(csock_socket *s) {
   return 0;
 }
 
-static const csock_transport tls_transport = {tls_recv, tls_send, tls_shutdown, tls_close};
+static const csock_transport tls_transport = {tls_recv, tls_send, tls_shutdown, tls_close,
+                                              tls_message};
 
 /* ---------------------------------------------------------------- starttls */
 
@@ -620,11 +670,12 @@ static int tls_attach(csock_socket *s, const tls_ctx *c, const char *host) {
     if (host != NULL && !set_peer_name(ssl, host)) goto fail;
   }
   size_t ahead = buf_len(&s->rbuf);
+  if (ahead > UINT32_MAX) goto fail;
   if (ahead > 0) {
     t->pre = (char *)malloc(ahead);
     if (t->pre == NULL) goto fail;
     memcpy(t->pre, buf_data(&s->rbuf), ahead);
-    t->pre_len = ahead;
+    t->pre_len = (uint32_t)ahead;
     buf_consume(&s->rbuf, ahead);
   }
   s->tls = t;
@@ -645,7 +696,6 @@ fail:
 /* nil, "<OpenSSL's reason>[: <verify result>]", EPROTO. */
 static int handshake_error(lua_State *L, csock_socket *s, int ssl_err) {
   struct csock_tls *t = s->tls;
-  t->dead = 1;
   long v = SSL_get_verify_result(t->ssl);
   const char *why;
   if (ssl_err == SSL_ERROR_SYSCALL && ERR_peek_error() == 0)
@@ -653,12 +703,12 @@ static int handshake_error(lua_State *L, csock_socket *s, int ssl_err) {
   else if (ssl_err == SSL_ERROR_ZERO_RETURN)
     why = "connection closed by peer";
   else
-    why = ssl_reason("handshake failed");
+    why = conn_reason("handshake failed");
   if (v != X509_V_OK && t->check)
     lua_pushfstring(L, "%s: %s", why, X509_verify_cert_error_string(v));
   else
     lua_pushstring(L, why);
-  ERR_clear_error();
+  tls_dead(t, lua_tostring(L, -1)); /* a read or write after it says the same */
   lua_pushnil(L);
   lua_insert(L, -2);
   lua_pushinteger(L, EPROTO);
