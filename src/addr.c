@@ -235,7 +235,6 @@ static void push_ipv4(lua_State *L, const struct in_addr *a, int from_method) {
 }
 
 static void push_address(lua_State *L, const struct sockaddr *sa, socklen_t len, int m) {
-  char text[INET6_ADDRSTRLEN];
   lua_createtable(L, 0, 3);
   push_key(L, m, SOCK_UV_FAMILY, "family");
   lua_pushinteger(L, sa->sa_family);
@@ -253,6 +252,7 @@ static void push_address(lua_State *L, const struct sockaddr *sa, socklen_t len,
     }
     case AF_INET6: {
       const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)sa;
+      char text[INET6_ADDRSTRLEN];
       inet_ntop(AF_INET6, &in6->sin6_addr, text, sizeof text);
       push_key(L, m, SOCK_UV_ADDR, "addr");
       lua_pushstring(L, text);
