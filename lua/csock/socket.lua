@@ -143,12 +143,16 @@ local TYPE = {tcp = csock.SOCK_STREAM, udp = csock.SOCK_DGRAM}
   flex      made by tcp()/udp(): the family follows the first address used
   block, total   LuaSocket's two timeouts (nil: none)
   armed     the timeout set on sock (nil: none)
+  fresh     armed is what block and total give (nil: arm must look)
   opts      options set so far, set again when a flexible socket is remade
   rx, tx, born   getstats' counters ]]
+
+local lsrecv, lssend -- csock's LuaSocket receive and send (src/compat.c)
 
 -- Wraps csock socket s as a new object of class name.
 local function wrap(s, name, family)
   s:setmaxline(MAXLINE)
+  if not lsrecv then lsrecv, lssend = s._lsrecv, s._lssend end
   local o = setmetatable({sock = s, family = family, rx = 0, tx = 0, born = now()}, classes[name])
   byfd[s:fileno()] = o
   return o
@@ -182,7 +186,8 @@ function socket.udp6() return create("udp", "inet6") end
 -- Sets on s the timeout LuaSocket's two would give this call.  Both are
 -- measured from the start of each call in LuaSocket; when both are set, the
 -- shorter bounds the whole call here (LuaSocket bounds each wait by the
--- block timeout and the call by the total).
+-- block timeout and the call by the total).  Only a change of either (or
+-- of the socket) makes it look again: receive and send check self.fresh.
 local function arm(self, s)
   local b, t = self.block, self.total
   local span = b and t and (b < t and b or t) or b or t
@@ -190,6 +195,7 @@ local function arm(self, s)
     s:settimeout(span)
     self.armed = span
   end
+  self.fresh = true
 end
 
 local setopt -- below
@@ -204,7 +210,7 @@ local function refamily(self, family, fresh)
   byfd[self.sock:fileno()] = nil
   self.sock:close()
   s:setmaxline(MAXLINE)
-  self.sock, self.family, self.armed = s, family, nil
+  self.sock, self.family, self.armed, self.fresh = s, family, nil, nil
   byfd[s:fileno()] = self
   for name, value in pairs(self.opts or {}) do setopt(self, s, name, value) end
   return true
@@ -326,6 +332,7 @@ function common.settimeout(self, value, mode)
   else
     argerror(2, "settimeout", "invalid timeout mode")
   end
+  self.fresh = nil
   return 1
 end
 
@@ -684,7 +691,7 @@ local function unconnect(self)
   local ok, berr, code = n:bind(here.addr, here.port)
   if not ok then return nil, errstr(berr, code) end
   n:setmaxline(MAXLINE)
-  self.armed = nil
+  self.armed, self.fresh = nil, nil
   for name, value in pairs(self.opts or {}) do setopt(self, n, name, value) end
   setclass(self, "udp{unconnected}")
   return 1
@@ -789,6 +796,52 @@ guarded("udp", udpcheck, "udp{any}")
 
 for _, mt in pairs(classes) do
   for k, f in pairs(methods[mt.kind]) do mt.__index[k] = f end
+end
+
+-- receive and send: redis-lua's hot loop (one send and two receives per
+-- command).  A tcp{client} goes straight to src/compat.c, which answers in
+-- one call without the wrapper above; anything else -- another class, a
+-- closed object, arguments that need checking or converting (compat.c
+-- answers false) -- takes the general path.
+do
+  local CLIENT = classes["tcp{client}"]
+  local receive, send = methods.tcp.receive, methods.tcp.send
+
+  local function fast_receive(self, pattern, prefix)
+    local s = getmetatable(self) == CLIENT and self.sock
+    if s then
+      if not self.fresh then arm(self, s) end
+      local data, n, code, partial, consumed = lsrecv(s, pattern, prefix)
+      if data then
+        self.rx = self.rx + n
+        return data, nil, nil
+      elseif data == nil then
+        self.rx = self.rx + consumed
+        return nil, errstr(n, code), partial
+      end
+    end
+    return receive(self, pattern, prefix)
+  end
+
+  local function fast_send(self, data, i, j)
+    local s = getmetatable(self) == CLIENT and self.sock
+    if s then
+      if not self.fresh then arm(self, s) end
+      local last, n, code, partial, sent = lssend(s, data, i, j)
+      if last then
+        self.tx = self.tx + n
+        return last, nil, nil
+      elseif last == nil then
+        self.tx = self.tx + sent
+        return nil, errstr(n, code), partial
+      end
+    end
+    return send(self, data, i, j)
+  end
+
+  for _, mt in pairs(classes) do
+    if mt.kind == "tcp" then mt.__index.receive, mt.__index.send = fast_receive, fast_send end
+  end
 end
 
 -- ---------------------------------------------------------------- module helpers
