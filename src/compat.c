@@ -63,7 +63,7 @@ static int push_joined(lua_State *L, csock_socket *s, size_t len, int strip) {
   }
   luaL_Buffer b;
   char *out = luaL_buffinitsize(L, &b, plen + len - crs);
-  if (s->fd < 0) {
+  if (len > 0 && s->fd < 0) {
     lua_pop(L, 1);
     return -EBADF;
   }
