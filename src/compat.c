@@ -17,7 +17,8 @@
 ** consumed and sent are the bytes taken from or given to the stream.  An
 ** argument outside the common shapes (a pattern or prefix that needs
 ** converting, a float index, a large count) gets false: socket.lua then
-** checks it and takes its general path.  Reads follow read.c's cursor rule:
+** checks it and takes its general path; a closed socket raises, as read
+** and write do.  Reads follow read.c's cursor rule:
 ** the bytes stay in the buffer until the call ends.
 */
 #include <errno.h>
@@ -194,9 +195,9 @@ static lua_Integer recv_mode(lua_State *L) {
 
 /* sock:_lsrecv(pattern, prefix) */
 static int compat_recv(lua_State *L) {
-  csock_socket *s = sock_check(L, 1);
+  csock_socket *s = sock_checkopen(L, 1);
   lua_settop(L, 3);
-  if (s->fd < 0 || s->type != SOCK_STREAM) return unhandled(L);
+  if (s->type != SOCK_STREAM) return unhandled(L);
   if (lua_isnil(L, 3)) {
     lua_pushliteral(L, "");
     lua_replace(L, 3);
@@ -275,11 +276,11 @@ static int send_index(lua_State *L, int idx, lua_Integer def, lua_Integer *v) {
 
 /* sock:_lssend(data, i, j): LuaSocket's indexes, negative from the end, clipped to data. */
 static int compat_send(lua_State *L) {
-  csock_socket *s = sock_check(L, 1);
+  csock_socket *s = sock_checkopen(L, 1);
   lua_Integer i, j;
   lua_settop(L, 4);
-  if (s->fd < 0 || s->type != SOCK_STREAM || lua_type(L, 2) != LUA_TSTRING ||
-      !send_index(L, 3, 1, &i) || !send_index(L, 4, -1, &j))
+  if (s->type != SOCK_STREAM || lua_type(L, 2) != LUA_TSTRING || !send_index(L, 3, 1, &i) ||
+      !send_index(L, 4, -1, &j))
     return unhandled(L);
   lua_Integer size = (lua_Integer)lua_rawlen(L, 2);
   if (i < 0) i = size + i + 1;
