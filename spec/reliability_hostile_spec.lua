@@ -153,6 +153,8 @@ local methods = {
     {"tcp", ""}, {"tcp", "-1, false, 1, 1, 1"}, {"tcp", "1, true, 0, 1, 1"},
     {"tcp", "1, true, 1, 1, -1"}, {"tcp", "{}, true, 1, 1, 1"},
   },
+  -- _lsrecv and _lssend answer false to arguments they do not take (csock.socket checks them)
+  _lsrecv = {}, _lssend = {},
   accept = {}, _accept = {}, close = {}, getsockname = {}, getpeername = {}, gettimeout = {}, fileno = {},
   tlsinfo = {},
 }
@@ -167,6 +169,7 @@ local closed_args = {
   settimeout = "1", gettimeout = "", setmaxline = "10", fileno = "",
   starttls = "csock.tls_context {insecure = true}", tlsinfo = "",
   _httpreq = "1, 1, 1, 1, 1", _httpres = "1, 1, 1, 1, 1", _httpchunk = "1, false, 1, 1, 1",
+  _lsrecv = "'*l'", _lssend = "'x'",
 }
 
 -- Module functions: {name, "arguments"}; each must raise.

@@ -95,6 +95,7 @@ int luaopen_csock_core(lua_State *L) {
   sock_add_methods(L, opt_methods);
   sock_add_methods(L, tls_methods);
   sock_add_methods(L, http_methods);
+  sock_add_methods(L, compat_methods);
   embed_open_meta(L);
   task_open_meta(L);
   cond_open_meta(L);

@@ -173,6 +173,9 @@ extern const luaL_Reg sendfile_methods[];
 /* read.c: read and lines, added to the socket class by csock.c */
 extern const luaL_Reg read_methods[];
 
+/* compat.c: LuaSocket's receive and send for csock.socket (_lsrecv, _lssend) */
+extern const luaL_Reg compat_methods[];
+
 /* http.c: the HTTP/1.1 parser's socket methods (_httpreq, _httpres, _httpchunk) */
 extern const luaL_Reg http_methods[];
 void http_open(lua_State *L); /* csock.core.http */
