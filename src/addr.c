@@ -68,9 +68,9 @@ void addr_name_hints(struct addrinfo *hints, int family, int socktype) {
 /*
 ** What resolve.c found for the host name of a method it calls again: a
 ** userdata that takes the name's place among the method's arguments, so
-** the address goes to that call and to no other (it used to wait in a
-** thread-local slot matched by the name's string address, which a later,
-** different name could land at).  It carries the address of a static of
+** the address goes to that call and to no other (a slot matched by the
+** name's string address could be met by a later, different name that
+** lands at the same address).  It carries the address of a static of
 ** this file at its start, as a socket does (socket.c), so a script cannot
 ** forge one.
 */
@@ -216,8 +216,8 @@ static void push_key(lua_State *L, int from_method, int uv, const char *name) {
 /*
 ** Pushes the text of an IPv4 address.  A method remembers the last one it
 ** made (SOCK_UV_IPV4*): the peers of a server's connections are mostly the
-** same few (a proxy, a load balancer, loopback), and the text and the
-** interning of the new string were ~250 instructions of each accept.
+** same few (a proxy, a load balancer, loopback), and making the text and
+** interning a new string is a visible part of an accept's cost.
 */
 static void push_ipv4(lua_State *L, const struct in_addr *a, int from_method) {
   char text[INET_ADDRSTRLEN];

@@ -7,8 +7,8 @@
 ** to ALLOC_SMALL) keeps a list of free blocks, and new blocks are cut from
 ** 64 KiB chunks.  A server that makes a task, two userdata and an address
 ** table per connection then allocates and frees in a few instructions
-** instead of going through malloc's bins (measured: a sixth of the user
-** time of a connection that makes one request).  Larger blocks go to
+** instead of going through malloc's bins, a large share of the user time
+** of a connection that makes one request.  Larger blocks go to
 ** malloc.  Freed small blocks stay in their pool for the next connection;
 ** the chunks go back only when the state is closed.
 **
@@ -22,9 +22,9 @@
 ** grow up to about ten times before a cycle (pause 1020, the largest Lua
 ** keeps), but by no more than HEADROOM_KB: the pause is the one that leaves
 ** the heap that much room, between 1020 and Lua's 200 (big heaps keep Lua's
-** pace and memory use).  Callgrind, echo server (53 KiB live): collection
-** 7,200 instructions per chunk under pause 400, 2,700 under 1020.  The bound
-** matters because garbage with finalizers (every socket has __gc) survives
+** pace and memory use): an echo server's collection work per chunk falls
+** with the longer pause, since each cycle marks the same small live heap.
+** The bound matters because garbage with finalizers (every socket has __gc) survives
 ** the cycle that finds it: with a plain pause of 300 or 400, a loop that
 ** opens and closes sockets grew its heap without end (each cycle's survivors
 ** raised the next threshold); room of at most HEADROOM_KB bounds what can
@@ -33,8 +33,8 @@
 **
 ** Adoption: a received chunk becomes a Lua string, and Lua strings are
 ** immutable, so lua_pushlstring would copy every byte recv(2) just wrote
-** (echo: a 64 KiB memcpy per chunk, the largest user-space cost after the
-** collector).  Instead recv writes into a block from string_space, and when
+** (for an echo server, the largest user-space cost after the collector).
+** Instead recv writes into a block from string_space, and when
 ** Lua then asks this allocator for the string's memory, it is handed that
 ** very block: lua_pushlstring's copy has source and destination the same
 ** and does nothing.  Where a string's bytes start in its block is measured
@@ -355,9 +355,9 @@ static int under_valgrind(void) {
 /*
 ** glibc gives memory at the top of its heap back to the system once 128 KiB
 ** of it is free.  A cycle of the collector frees up to HEADROOM_KB of
-** garbage at once (echo: sixteen 64 KiB strings), the heap's top is trimmed,
-** and the next strings fault their pages in again, zeroed: 5,000 page faults
-** per GB echoed, and more system time than the collector saves.  The host
+** garbage at once (an echo server's strings), the heap's top is trimmed,
+** and the next strings fault their pages in again, zeroed: a page fault per
+** few pages echoed, and more system time than the collector saves.  The host
 ** keeps TRIM_KEEP_KB free at the top instead.  Setting that turns off glibc's
 ** sliding mmap threshold, so blocks up to MMAP_FROM_KB come from the heap as
 ** they would once glibc had seen such a block freed.

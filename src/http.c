@@ -263,8 +263,8 @@ static void set_header(lua_State *L, int headers, const char *v, size_t vn) {
 ** as one string.  csock.http makes the table from the lines when a handler
 ** first asks for it (http_fields) and rawheaders likewise: most handlers
 ** never look at either, and the table, its lowercased keys and values cost
-** more than the rest of the parse (~1,100 of a hello request's
-** instructions, callgrind).  NULL, or the message of a malformed field.
+** more than the rest of the parse.  NULL, or the message of a malformed
+** field.
 */
 static const char *parse_fields(lua_State *L, const char *d, size_t n, framing *f) {
   size_t p = 0;

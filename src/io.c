@@ -86,7 +86,7 @@ int io_accept(lua_State *L) { return accept_start(L, 0); }
 /*
 ** s:_accept(): s:accept() without the peer's address, internal to
 ** csock.http, which has no use for it: the address table and its text are
-** ~1,800 instructions of a connection (callgrind).
+** a large part of what a short connection costs in user space.
 */
 static int io_accept_bare(lua_State *L) { return accept_start(L, ACCEPT_NOADDR); }
 
@@ -280,8 +280,7 @@ static void push_buffered(lua_State *L, csock_socket *s, size_t want) {
 ** Stack: socket, n.  Buffered bytes first, then one recv(2).  A new call
 ** tries recv even when the last read came back short: in a stream (an echo,
 ** a download) more bytes have usually come in meanwhile, and asking costs
-** one call where waiting costs a turn of the loop and an epoll_wait (echo:
-** epoll_waits per GB 4,000 -> 1,750, c-epoll's 2,100; per CPU-second +8 %).
+** one call where waiting costs a turn of the loop and an epoll_wait.
 ** read() keeps trusting a short read: a request parser would only get
 ** EAGAIN for it.
 */

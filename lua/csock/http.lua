@@ -119,9 +119,9 @@ local tail_keep, tail_close, tail_keep10 = tails(""), tails("Connection: close\r
 -------------------------------------------------------------------------------- messages
 -- A message (a server's request, a client's response) is an array of the slots below, and a
 -- response object of the R_ slots further down.  One of each is made per request, and a table
--- constructor that fills an array part costs a third of one that inserts as many named keys
--- (6,400 -> 2,000 instructions for the pair, callgrind); the public fields (req.method, ...)
--- are read through __index.
+-- constructor that fills an array part costs far less than one that inserts as many named
+-- keys (no hashing, no rehash as the table grows); the public fields (req.method, ...) are
+-- read through __index.
 local M_METHOD <const>, M_PATH <const>, M_QUERY <const>, M_VERSION <const> = 1, 2, 3, 4
 local M_STATUS <const>, M_REASON <const> = 1, 2 -- a client's response
 local M_HEADERS <const>, M_SOCK <const>, M_RAW <const> = 5, 6, 7 -- M_RAW: the header lines
@@ -435,8 +435,8 @@ end
 
 -- "Name: value\r\n" of the fields header() has checked, by name and value, for the names the
 -- server does not act on: a handler sends the same few fields again and again, and a hit spares
--- the checks and the concatenation (an interned string, hashed) -- ~1,300 instructions of a
--- hello request, callgrind.  At most 1000 lines are kept.
+-- the checks and the concatenation (an interned string, hashed).  At most 1000 lines are
+-- kept.
 local field_lines, n_lines = {}, 0
 
 -- The checks of header() for a field not seen before (seen ones are known good): its line.
@@ -782,8 +782,8 @@ local function refuse(c, method, status, msg, partial, bodylen, max_body)
 end
 
 -- The requests of a connection, one after the other.  One function with the options in locals
--- and the common case of each step inline: the calls and lookups it spares are ~1,200 of the
--- ~16,000 instructions of a hello request (callgrind).
+-- and the common case of each step inline: a hello request is short enough that the calls
+-- and table lookups of a split-up version show in its cost.
 local function serve_requests(srv, c, st)
   local o, handler = srv.opts, srv.handler
   local idle, timeout, max_line, max_bytes, max_fields = o.header_timeout, o.header_timeout,
