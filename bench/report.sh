@@ -88,7 +88,9 @@ pair_stats() { # test
 }
 PAIR_TESTS=(ka100 ka1000 close echo)
 PAIR_NAMES=("keep-alive c100" "keep-alive c1000" "Connection: close c100" "echo 64 KiB")
-PAIR_TARGETS=(0.85 0.8 0.8 0.9)
+# issue 17: Connection: close >= 0.90x; keep-alive and echo must not fall below
+# the figures the issue started from (0.90, 0.85, 0.82)
+PAIR_TARGETS=(0.90 0.85 0.90 0.82)
 declare -A PAIR
 for t in "${PAIR_TESTS[@]}"; do PAIR[$t]=$(pair_stats "$t"); done
 
