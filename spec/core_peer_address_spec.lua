@@ -1,6 +1,7 @@
 -- accept and recvfrom remember the last IPv4 peer's text (addr.c, push_ipv4): the address
 -- tables must still name each peer as it is, whatever came before it.
 local csock = require "csock"
+local rt = require "support.rt"
 
 -- A client socket bound to host (any port) before it connects or sends.
 local function bound(type, host)
@@ -14,10 +15,7 @@ describe("the peer address of accept", function()
     local hosts = {"127.0.0.1", "127.0.0.2", "127.0.0.2", "127.0.0.1", "127.0.0.3"}
     local got, want = {}, {}
     csock.run(function()
-      local srv <close> = csock.socket(csock.AF_INET, csock.SOCK_STREAM)
-      assert(srv:bind("127.0.0.1", 0))
-      assert(srv:listen(8))
-      local port = srv:getsockname().port
+      local srv <close>, port = rt.listener(8)
       for i, host in ipairs(hosts) do
         local c <close> = bound(csock.SOCK_STREAM, host)
         assert(c:connect("127.0.0.1", port))
@@ -36,10 +34,7 @@ describe("the peer address of an accept that waited", function()
     local hosts = {"127.0.0.3", "127.0.0.3", "127.0.0.1"}
     local got, want = {}, {}
     csock.run(function()
-      local srv <close> = csock.socket(csock.AF_INET, csock.SOCK_STREAM)
-      assert(srv:bind("127.0.0.1", 0))
-      assert(srv:listen(8))
-      local port = srv:getsockname().port
+      local srv <close>, port = rt.listener(8)
       for i, host in ipairs(hosts) do
         local c = bound(csock.SOCK_STREAM, host)
         want[i] = {family = csock.AF_INET, addr = host, port = c:getsockname().port}

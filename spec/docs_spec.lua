@@ -4,12 +4,7 @@
 local csock = require "csock"
 local rt = require "support.rt"
 
-local function slurp(path)
-  local f = assert(io.open(path, "rb"))
-  local s = f:read("a")
-  f:close()
-  return s
-end
+local slurp = rt.read_file
 
 local function sorted_keys(t, pred)
   local keys = {}

@@ -29,12 +29,7 @@ local function make_file(finally, n)
   return path
 end
 
-local function slurp(path)
-  local f = assert(io.open(path, "rb"))
-  local s = f:read("a")
-  f:close()
-  return s
-end
+local slurp = rt.read_file
 
 local function sha256(path)
   local r = rt.exec({"sha256sum", path})

@@ -61,6 +61,14 @@ local function spit(path, text)
   f:close()
 end
 
+-- The whole of the file at path; fails the spec when it cannot be read.
+function rt.read_file(path)
+  local f = assert(io.open(path, "rb"))
+  local s = f:read("a")
+  f:close()
+  return s
+end
+
 function rt.tmppath(suffix)
   local base = os.tmpname() -- creates the file; only its unique name is wanted
   os.remove(base)
