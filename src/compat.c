@@ -161,18 +161,7 @@ static int recv_k(lua_State *L, int status, lua_KContext ctx) {
       e = r;
       break;
     }
-    e = stream_fill(s, recv_hint(s, ctx));
-    if (e > 0 || (e == 0 && s->eof)) {
-      e = 0;
-    } else if (e == -EAGAIN || e == -XPORT_WANT_WRITE) {
-      /* another task waits in recv: loop_wait raises, so let go first (as read.c) */
-      if (loop_waiting(&s->watch, CSOCK_READ) && loop_in_task(L)) {
-        s->rbuf.scanned = 0;
-        loop_read_end(s);
-      }
-      e = loop_wait(L, &s->watch, e == -EAGAIN ? CSOCK_READ : CSOCK_WRITE, s->rdeadline, ctx,
-                    recv_k);
-    }
+    e = stream_fill_or_wait(L, s, recv_hint(s, ctx), ctx, recv_k);
   }
   return recv_fail(L, s, e, CTX_MODE(ctx) == MODE_LINE);
 }

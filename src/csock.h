@@ -162,6 +162,8 @@ int stream_fill(csock_socket *s, size_t want);
 int stream_resumed(lua_State *L, int status, csock_socket *s);
 int stream_error(lua_State *L, const csock_socket *s, int err);
 void stream_check_not_busy(lua_State *L, const csock_socket *s);
+int stream_fill_or_wait(lua_State *L, csock_socket *s, size_t want, lua_KContext ctx,
+                        lua_KFunction k);
 int stream_again_or_fail(lua_State *L, csock_socket *s, int dir, int e, lua_KContext ctx,
                          lua_KFunction k);
 int stream_xport_wait(lua_State *L, csock_socket *s, long r, double deadline, lua_KContext ctx,

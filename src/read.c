@@ -268,17 +268,7 @@ static int read_formats(lua_State *L, int status, lua_KContext ctx, int *err, lu
       e = -EMSGSIZE;
       break;
     }
-    e = stream_fill(s, fill_hint(L, s, letter, 2 + done));
-    if (e > 0 || (e == 0 && s->eof)) {
-      e = 0;
-    } else if (e == -EAGAIN || e == -XPORT_WANT_WRITE) {
-      /* another task waits in recv: loop_wait raises, so let go first */
-      if (loop_waiting(&s->watch, CSOCK_READ) && loop_in_task(L)) {
-        read_begin(s);
-        loop_read_end(s);
-      }
-      e = loop_wait(L, &s->watch, e == -EAGAIN ? CSOCK_READ : CSOCK_WRITE, s->rdeadline, ctx, k);
-    }
+    e = stream_fill_or_wait(L, s, fill_hint(L, s, letter, 2 + done), ctx, k);
   }
   read_begin(s);
   loop_read_end(s);

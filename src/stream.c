@@ -113,3 +113,22 @@ int stream_fill(csock_socket *s, size_t want) {
     }
   }
 }
+
+/*
+** A buffered read (read.c, compat.c) that needs more bytes: fills the
+** buffer, or waits for the descriptor.  0 when bytes came or the stream
+** ended, else -errno; in a task a wait yields and k runs on resume.  A
+** reader about to wait while another task waits in recv lets go of the
+** socket and its cursor first: loop_wait then raises "busy".
+*/
+int stream_fill_or_wait(lua_State *L, csock_socket *s, size_t want, lua_KContext ctx,
+                        lua_KFunction k) {
+  int e = stream_fill(s, want);
+  if (e > 0 || (e == 0 && s->eof)) return 0;
+  if (e != -EAGAIN && e != -XPORT_WANT_WRITE) return e;
+  if (loop_waiting(&s->watch, CSOCK_READ) && loop_in_task(L)) {
+    s->rbuf.scanned = 0;
+    loop_read_end(s); /* and the cursor goes back to the buffer's head */
+  }
+  return loop_wait(L, &s->watch, e == -EAGAIN ? CSOCK_READ : CSOCK_WRITE, s->rdeadline, ctx, k);
+}
