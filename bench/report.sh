@@ -257,7 +257,7 @@ CSV="$OUT/latest.csv" MD="$OUT/latest.md"
     echo
   fi
 
-  if [ -n "${MED[$REF,ir_ka]}${MED[csock,ir_ka]}" ]; then
+  if [ -n "${MED[$REF,ir_ka]:-}${MED[csock,ir_ka]:-}" ]; then
     echo "Instructions per request, user space (bench/ir.sh: callgrind, (Ir at 6,000 requests - Ir at"
     echo "2,000) / 4,000; keep-alive over 10 connections, Connection: close one request each): steady to"
     echo "a few percent where the CPU figures above are not, but blind to the kernel's share."
@@ -273,6 +273,34 @@ CSV="$OUT/latest.csv" MD="$OUT/latest.md"
         else printf ' %s |' "$(fmt "$v")"; fi
       done
       echo
+    done
+    echo
+  fi
+
+  redis_variants=$(awk -F, '$2=="redis-client" && $3 ~ /^redis_/ && !seen[$3]++ {sub(/^redis_/,"",$3); print $3}' "$RAW")
+  if [ -n "$redis_variants" ]; then
+    echo "Client side (issue 19): redis-lua doing GETs of one key against a local redis-server"
+    echo "(bench/redis_clients.sh, 50 connections or tasks; luasocket uses one), in GETs per client"
+    echo "CPU-second (user + system of the client process), median of the rounds. The ratios are"
+    echo "medians of per-round ratios: each round runs every variant within a minute."
+    echo
+    echo "| variant | GETs per client CPU-s | rounds |"
+    echo "|---|---:|---:|"
+    for v in $redis_variants; do
+      printf '| %s | %s | %s |\n' "$v" "$(fmt "$(median redis-client "redis_$v")")" "$(count redis-client "redis_$v")"
+    done
+    echo
+    for pair in csock/copas:2 csock/native:0.85; do # issue 19's targets
+      target=${pair#*:} pair=${pair%:*}
+      a=${pair%/*} b=${pair#*/}
+      r=$(awk -F, -v a="redis_$a" -v b="redis_$b" '$2=="redis-client" && $3==a {x[$1]=$4}
+            $2=="redis-client" && $3==b {y[$1]=$4}
+            END { n=0; for (k in x) if ((k in y) && y[k] > 0) r[++n]=x[k]/y[k]
+                  if (n==0) exit
+                  for (i=2; i<=n; i++) { v=r[i]; for (j=i-1; j>0 && r[j]>v; j--) r[j+1]=r[j]; r[j+1]=v }
+                  m = (n%2) ? r[(n+1)/2] : (r[n/2]+r[n/2+1])/2
+                  printf "%.2fx (%.2f-%.2f, %d rounds)", m, r[1], r[n], n }' "$RAW")
+      [ -n "$r" ] && echo "- $a / $b: $r; target >= ${target}x"
     done
     echo
   fi

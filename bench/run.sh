@@ -13,7 +13,8 @@
 #   --server NAME=CMD   add (or replace) a server; CMD may use {port} and {mode}
 #                       ({mode} is "http" or "echo"; without {mode} the echo
 #                       test is skipped for it).  Repeatable.
-#   --skip TESTS        comma list of: ka100,ka1000,close,echo,mem,memreq,timer,mw,pairs,ir
+#   --skip TESTS        comma list of: ka100,ka1000,close,echo,mem,memreq,timer,mw,pairs,ir,redis
+#   --redis-gets N      GETs per variant in the client-side redis row (default 100000)
 #   --pairs N           paired A/B of csock against c-epoll: N pairs per test (default 5)
 #   --quick             1 round, 2 s per wrk run, 1 s echo, 2000 idle conns,
 #                       20 timer tasks, 2 pairs (explicit options override these)
@@ -30,7 +31,7 @@ set -uo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(cd "$HERE/.." && pwd)
 CSOCK_BIN=${CSOCK_BIN:-$ROOT/bin/csock}; export CSOCK_BIN
-ROUNDS=3 DURATION=5 ECHO_SECS=3 IDLE_N=10000 TIMER_TASKS=100 PAIRS=5 ONLY="" SKIP="" OUT="$HERE/results"
+ROUNDS=3 DURATION=5 ECHO_SECS=3 IDLE_N=10000 TIMER_TASKS=100 PAIRS=5 REDIS_GETS=100000 ONLY="" SKIP="" OUT="$HERE/results"
 DEPS=1
 # This folder may be read-only (a shared copy): then build and write results in a temporary folder.
 BUILD="$HERE/build"
@@ -80,7 +81,7 @@ declare -A MW_BASE=([c-epoll]=c-epoll [csock-w2]=csock [node-cluster-w2]=node-ne
 
 LIST=0
 for a in "$@"; do   # --quick first, so that explicit options override it
-  if [ "$a" = --quick ]; then ROUNDS=1 DURATION=2 ECHO_SECS=1 IDLE_N=2000 TIMER_TASKS=20 PAIRS=2; fi
+  if [ "$a" = --quick ]; then ROUNDS=1 DURATION=2 ECHO_SECS=1 IDLE_N=2000 TIMER_TASKS=20 PAIRS=2 REDIS_GETS=20000; fi
 done
 while [ $# -gt 0 ]; do
   case $1 in
@@ -90,6 +91,7 @@ while [ $# -gt 0 ]; do
     --idle-conns) IDLE_N=$2; shift 2 ;;
     --timer-tasks) TIMER_TASKS=$2; shift 2 ;;
     --pairs) PAIRS=$2; shift 2 ;;
+    --redis-gets) REDIS_GETS=$2; shift 2 ;;
     --no-deps) DEPS=0; shift ;;
     --only) ONLY=$2; shift 2 ;;
     --skip) SKIP=$2; shift 2 ;;
@@ -513,6 +515,24 @@ if ! skipped ir && command -v valgrind >/dev/null; then
   done
 elif ! skipped ir; then
   log "no valgrind: instructions per request not measured (apt-get install valgrind)"
+fi
+
+# The client side (issue 19): redis-lua doing REDIS_GETS GETs against a local redis-server from
+# LuaSocket, copas, csock.socket and csock's native sockets (redis_clients.sh), once per round.
+# Each variant's GETs per client CPU-second is recorded under the name "redis-client".
+if ! skipped redis; then
+  if command -v redis-server >/dev/null &&
+     lua5.4 -e 'package.path=package.path..";/usr/share/lua/5.3/?.lua" require "redis"' 2>/dev/null; then
+    for round in $(seq 1 "$ROUNDS"); do
+      log "redis client row, round $round/$ROUNDS ($REDIS_GETS GETs per variant, 50 connections)"
+      rows=$(timeout 1800 bash "$HERE/redis_clients.sh" "$REDIS_GETS" 50 2>>"$LOGDIR/redis.log")
+      while read -r variant _ _ _ _ rate; do
+        [[ $rate =~ ^[0-9]+$ ]] && record "$round" redis-client "redis_$variant" "$rate"
+      done <<<"$rows"
+    done
+  else
+    log "redis-server or lua-redis missing: the client-side redis row is n/a"
+  fi
 fi
 
 NMW=${#MWSEL[@]}
