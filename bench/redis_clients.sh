@@ -1,7 +1,15 @@
 #!/bin/bash
 # redis_clients.sh - the client-side row of the benchmark (issue 19): redis-lua doing N GETs
-# against a local redis-server from plain LuaSocket (1 connection), copas + LuaSocket,
-# csock.socket (C tasks) and csock's native API (C tasks).
+# against a local redis-server from
+#   luasocket     (a) plain LuaSocket, 1 connection                       (lua5.4)
+#   copas         (b) copas 1.2 + LuaSocket, C connections                (lua5.4)
+#   csock         (c) csock.socket, C tasks                               (lua5.4)
+#   native        (d) csock's native sockets through a 4-method adapter   (lua5.4)
+#   csock-host, native-host   (c) and (d) under csock's host bin/csock (its allocator and
+#                 collector pacing: how a csock user runs a script)
+#   resp-by-hand  reference, not an issue row: native sockets, the GET written and read by
+#                 hand, no redis-lua                                       (lua5.4)
+# Targets (issue 19): csock >= 2x copas per client CPU-second, and >= 0.85x native.
 #
 # Usage: bash bench/redis_clients.sh [N [C]]     (or: make bench-redis BENCH_REDIS_ARGS="N C")
 #   N   GETs per variant (default 100000)      C   connections / tasks (default 50)
@@ -26,11 +34,15 @@ for _ in $(seq 100); do
   sleep 0.05
 done
 
-printf '%-10s %8s %5s %8s %8s %10s\n' variant requests conns wall_s cpu_s req/cpu_s
-for v in luasocket copas csock native; do
+printf '%-13s %8s %5s %8s %8s %10s\n' variant requests conns wall_s cpu_s req/cpu_s
+for v in luasocket copas csock native csock-host native-host resp-by-hand; do
   if [ "$v" = copas ] && ! lua5.4 -e 'package.path=package.path..";/usr/share/lua/5.2/?.lua" require "copas"' 2>/dev/null; then
-    printf '%-10s n/a (lua-copas is not installed)\n' "$v"
+    printf '%-13s n/a (lua-copas is not installed)\n' "$v"
     continue
   fi
-  $PIN_CLIENT lua5.4 bench/clients/redis_get.lua "$v" "$PORT" "$N" "$C" || printf '%-10s failed\n' "$v"
+  case $v in
+    *-host) run=(bin/csock bench/clients/redis_get.lua "${v%-host}") ;;
+    *) run=(lua5.4 bench/clients/redis_get.lua "$v") ;;
+  esac
+  $PIN_CLIENT timeout 600 "${run[@]}" "$PORT" "$N" "$C" || printf '%-13s failed\n' "$v"
 done

@@ -48,18 +48,21 @@ static size_t count_cr(const char *p, size_t len) {
 }
 
 /*
-** Pushes the prefix (at index 3) followed by len unread bytes of s, without
-** their CRs when strip is set.  The string is made in one allocation after
-** which no byte of s is read: a finalizer that allocation runs may close s
-** and free its buffer.  0, or -EBADF when that happened (nothing pushed).
+** Pushes the prefix (at index 3: a string, or nil for none) followed by len
+** unread bytes of s, without their CRs when strip is set.  The string is
+** made in one allocation after which no byte of s is read: a finalizer that
+** allocation runs may close s and free its buffer.  0, or -EBADF when that
+** happened (nothing pushed).
 */
 static int push_joined(lua_State *L, csock_socket *s, size_t len, int strip) {
   size_t plen;
-  const char *prefix = lua_tolstring(L, 3, &plen);
+  const char *prefix = lua_tolstring(L, 3, &plen); /* nil: NULL and 0 */
   const char *data = buf_data(&s->rbuf);
   size_t crs = strip && len > 0 ? count_cr(data, len) : 0;
-  if (plen == 0 && crs == 0) {
-    lua_pushlstring(L, data, len); /* copies before it may collect */
+  /* The common lines need no buffer: no CR, or a CRLF line's one CR, its last byte. */
+  int cr_last_only = crs == 1 && data[len - 1] == '\r';
+  if (plen == 0 && (crs == 0 || cr_last_only)) {
+    lua_pushlstring(L, data, len - crs); /* copies before it may collect */
     return 0;
   }
   luaL_Buffer b;
@@ -69,12 +72,20 @@ static int push_joined(lua_State *L, csock_socket *s, size_t len, int strip) {
     return -EBADF;
   }
   data = buf_data(&s->rbuf);
-  memcpy(out, prefix, plen);
+  if (plen > 0) memcpy(out, prefix, plen);
   size_t n = plen;
   for (size_t i = 0; i < len; i++)
     if (!crs || data[i] != '\r') out[n++] = data[i];
   luaL_pushresultsize(&b, n);
   return 0;
+}
+
+/* Pushes the prefix as a string: "" for none. */
+static void push_prefix(lua_State *L) {
+  if (lua_isnil(L, 3))
+    lua_pushliteral(L, "");
+  else
+    lua_pushvalue(L, 3);
 }
 
 /* The read ends: the first consumed bytes leave the buffer and s is free again. */
@@ -108,7 +119,7 @@ static int recv_fail(lua_State *L, csock_socket *s, int e, int strip) {
   }
   if (push_joined(L, s, len, strip) < 0) {
     len = 0;
-    lua_pushvalue(L, 3);
+    push_prefix(L);
   }
   recv_end(s, len);
   lua_pushinteger(L, (lua_Integer)len);
@@ -150,7 +161,7 @@ static size_t recv_hint(const csock_socket *s, lua_KContext ctx) {
   return CTX_COUNT(ctx) > len ? CTX_COUNT(ctx) - len : 0;
 }
 
-/* Stack: socket, pattern, prefix.  Fills and waits until recv_try has an answer. */
+/* Stack: socket, pattern, prefix (or nil).  Fills and waits until recv_try has an answer. */
 static int recv_k(lua_State *L, int status, lua_KContext ctx) {
   csock_socket *s = (csock_socket *)lua_touserdata(L, 1);
   int e = stream_resumed(L, status, s);
@@ -188,16 +199,12 @@ static int compat_recv(lua_State *L) {
   csock_socket *s = sock_checkopen(L, 1);
   lua_settop(L, 3);
   if (s->type != SOCK_STREAM) return unhandled(L);
-  if (lua_isnil(L, 3)) {
-    lua_pushliteral(L, "");
-    lua_replace(L, 3);
-  } else if (lua_type(L, 3) != LUA_TSTRING) {
-    return unhandled(L);
-  }
+  int ptype = lua_type(L, 3); /* nil (no prefix) stays nil: no "" to make per call */
+  if (ptype != LUA_TNIL && ptype != LUA_TSTRING) return unhandled(L);
   lua_Integer ctx = recv_mode(L);
   if (ctx < 0) return unhandled(L);
   if (CTX_MODE(ctx) == MODE_COUNT && CTX_COUNT(ctx) == 0) { /* the prefix is all of it */
-    lua_pushvalue(L, 3);
+    push_prefix(L);
     lua_pushinteger(L, 0);
     return 2;
   }

@@ -2,13 +2,21 @@
 bench/clients/redis_get.lua - one client row of the redis benchmark: N GETs of one key
 against a redis-server on 127.0.0.1:PORT with redis-lua, spread over C connections.
 
-  lua5.4 bench/clients/redis_get.lua VARIANT PORT N C
+  lua5.4 bench/clients/redis_get.lua VARIANT PORT N C      (or: bin/csock bench/clients/...)
 
-VARIANT:
-  luasocket   plain LuaSocket, one connection (C is ignored)
-  copas       LuaSocket + copas, C connections (copas coroutines over select(2))
-  csock       csock.socket under redis-lua, C tasks in csock's loop
-  native      csock's own sockets, C tasks, the GET written and read by hand
+VARIANT (every one but resp-by-hand is redis-lua doing the GETs, as issue 19 asks):
+  luasocket     (a) plain LuaSocket, one connection (C is ignored)
+  copas         (b) LuaSocket + copas, C connections (copas coroutines over select(2))
+  csock         (c) csock.socket (LuaSocket's API) under redis-lua, C tasks in csock's loop
+  native        (d) csock's native sockets under redis-lua, C tasks: redis-lua is given
+                a four-method adapter (send, receive, shutdown, close) that calls the
+                socket's write and read
+  resp-by-hand  reference only, no redis-lua: csock's native sockets, C tasks, the GET
+                written and its reply read by hand
+
+Under the csock host (bin/csock) the script is already a task of a loop: the csock rows
+spawn their tasks in it (and pay its allocator and collector pacing) and print their
+variant with "-host" appended.
 
 Prints one line: variant, requests, connections, wall seconds, client CPU seconds
 (os.clock: user + system of this process), requests per client CPU-second.
@@ -60,56 +68,92 @@ function runs.copas()
   return c
 end
 
-function runs.csock()
-  local csock = require "csock"
-  package.loaded.socket = require "csock.socket"
-  local redis = require "redis"
-  csock.run(function()
+-- Runs fn(i) in c tasks and waits for them: in a loop of its own under lua5.4, in the
+-- host's loop (this script is its first task) under bin/csock.
+local csock = require "csock"
+local hosted = csock.current() ~= nil
+local function in_tasks(fn)
+  local function all()
     local tasks = {}
-    for i = 1, c do
-      tasks[i] = csock.spawn(function()
-        local r = redis.connect("127.0.0.1", port)
-        for _ = 1, share(i, c) do assert(r:get(KEY) == VALUE) end
-        r:quit()
-      end)
-    end
+    for i = 1, c do tasks[i] = csock.spawn(fn, i) end
     for _, t in ipairs(tasks) do assert(t:join()) end
-  end)
+  end
+  if hosted then all() else csock.run(all) end
   return c
 end
 
-function runs.native()
-  local csock = require "csock"
-  local get = ("*2\r\n$3\r\nGET\r\n$%d\r\n%s\r\n"):format(#KEY, KEY)
-  csock.run(function()
-    local tasks = {}
-    for i = 1, c do
-      tasks[i] = csock.spawn(function()
-        local s = assert(csock.tcp_connect("127.0.0.1", port))
-        for _ = 1, share(i, c) do
-          s:write(get)
-          local len = tonumber(s:read("l"):sub(2, -2))
-          assert(s:read(len + 2):sub(1, len) == VALUE)
-        end
-        s:close()
-      end)
-    end
-    for _, t in ipairs(tasks) do assert(t:join()) end
+function runs.csock()
+  package.loaded.socket = require "csock.socket"
+  local redis = require "redis"
+  return in_tasks(function(i)
+    local r = redis.connect("127.0.0.1", port)
+    for _ = 1, share(i, c) do assert(r:get(KEY) == VALUE) end
+    r:quit()
   end)
-  return c
+end
+
+-- redis-lua over csock's native socket s: what redis-lua calls on the socket it is given
+-- -- send(buf), receive("*l" or a count), shutdown() from quit -- plus close, each mapped
+-- straight onto s's write, read, shutdown and close. RESP's lines end in CRLF: a line
+-- loses its CR, as LuaSocket's "*l" drops it; a short count is "closed", as in LuaSocket.
+local function adapter(s)
+  local sub = string.sub
+  return {
+    send = function(_, data)
+      local ok, err = s:write(data)
+      if ok then return #data end
+      return nil, err
+    end,
+    receive = function(_, pattern)
+      if pattern == "*l" then
+        local line, err = s:read("l")
+        if line == nil then return nil, err or "closed" end
+        return sub(line, 1, -2)
+      end
+      local data, err = s:read(pattern)
+      if data == nil or #data < pattern then return nil, err or "closed" end
+      return data
+    end,
+    shutdown = function() return s:shutdown() end,
+    close = function() return s:close() end,
+  }
+end
+
+function runs.native()
+  local redis = require "redis"
+  return in_tasks(function(i)
+    local s = assert(csock.tcp_connect("127.0.0.1", port))
+    local r = redis.connect({socket = adapter(s)})
+    for _ = 1, share(i, c) do assert(r:get(KEY) == VALUE) end
+    r:quit()
+    s:close()
+  end)
+end
+
+runs["resp-by-hand"] = function()
+  local get = ("*2\r\n$3\r\nGET\r\n$%d\r\n%s\r\n"):format(#KEY, KEY)
+  return in_tasks(function(i)
+    local s = assert(csock.tcp_connect("127.0.0.1", port))
+    for _ = 1, share(i, c) do
+      s:write(get)
+      local len = tonumber(s:read("l"):sub(2, -2))
+      assert(s:read(len + 2):sub(1, len) == VALUE)
+    end
+    s:close()
+  end)
 end
 
 local run = assert(runs[variant], "unknown variant " .. variant)
 do -- the key, set once with a plain connection of csock's
-  local csock = require "csock"
   local s = assert(csock.tcp_connect("127.0.0.1", port))
   s:write(("*3\r\n$3\r\nSET\r\n$%d\r\n%s\r\n$%d\r\n%s\r\n"):format(#KEY, KEY, #VALUE, VALUE))
   assert(s:read("l") == "+OK\r")
   s:close()
 end
 local cpu0 = os.clock()
-local wall0 = require("csock").now()
+local wall0 = csock.now()
 local conns = run()
-local wall = require("csock").now() - wall0
+local wall = csock.now() - wall0
 local cpu = os.clock() - cpu0
-print(("%-10s %8d %5d %8.3f %8.3f %10.0f"):format(variant, n, conns, wall, cpu, n / cpu))
+local label = variant .. ((hosted and variant ~= "luasocket" and variant ~= "copas") and "-host" or "")
+print(("%-13s %8d %5d %8.3f %8.3f %10.0f"):format(label, n, conns, wall, cpu, n / cpu))
