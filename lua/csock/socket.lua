@@ -59,9 +59,11 @@ local function errstr(msg, code)
   return messages[code] or msg
 end
 
--- UDP says "refused" where TCP says "connection refused", as LuaSocket does.
+-- UDP's "refused" is LuaSocket's text for a send that finds the way closed (EPIPE, its
+-- IO_CLOSED); an ICMP port unreachable reported by send or receive (ECONNREFUSED) is
+-- "connection refused" there, as for TCP.
 local function udperr(msg, code)
-  if code == csock.ECONNREFUSED then return "refused" end
+  if code == csock.EPIPE then return "refused" end
   return messages[code] or msg
 end
 
