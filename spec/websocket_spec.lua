@@ -562,6 +562,24 @@ describe("websocket through csock.http", function()
     assert.same({ "open ", "message text 16 /node: from node", "close 1000 " }, lines_of(out))
   end)
 
+  it("tells a client that sent one byte over the default max_message (16 MiB) 1009", function()
+    local l, port = rt.listener()
+    local why = "frame of 16777217 bytes exceeds max_frame (16777216)"
+    local got = rt.loop(function()
+      local server_end
+      local srv = http.server(l, function(req, res)
+        local ws = assert(http.websocket(req, res))
+        server_end = table.pack(ws:receive())
+      end)
+      local ws = assert(http.websocket_connect("ws://127.0.0.1:" .. port .. "/"))
+      local sent = table.pack(ws:send(string.rep("x", 16 * 1024 * 1024 + 1)))
+      local client_end = table.pack(ws:receive())
+      srv:close(1)
+      return { sent, client_end, server_end }
+    end, 20)
+    assert.same({ { true, n = 1 }, { nil, "closed", 1009, why, n = 4 }, { nil, "closed", 1009, why, n = 4 } }, got)
+  end)
+
   it("gives nil, message, EPROTO when the server answers the upgrade with 404", function()
     local l, port = rt.listener()
     local got = table.pack(rt.loop(function()

@@ -166,14 +166,16 @@ local function send_close(self, code, reason)
 end
 
 --[[ After the close frame of a failure: sends nothing more and reads what
-the peer still sends until it closes (or close_timeout, or 1 MiB), as
-nginx's lingering close does: closing with unread bytes would send a
-reset, which can make the peer lose the close frame before reading it. ]]
+the peer still sends until it closes (or close_timeout, or max_message and
+1 MiB more), as nginx's lingering close does: closing with unread bytes
+would send a reset, which can make the peer lose the close frame before
+reading it.  The most common failure is a message just over max_message,
+whose rest the peer is still writing: that much must fit. ]]
 local function linger(self)
   local sock = self.sock
   sock:shutdown("w")
   sock:settimeout(self.close_timeout)
-  local deadline, left = csock.now() + self.close_timeout, 1 << 20
+  local deadline, left = csock.now() + self.close_timeout, self.max_message + (1 << 20)
   repeat
     local data = sock:recv(65536)
     if not data or data == "" then return end
