@@ -407,6 +407,37 @@ describe("udp", function()
   end)
 end)
 
+describe("numbers at the edges", function()
+  it("takes huge numbers as LuaSocket's C casts do", function()
+    local c, a, server = pair()
+    assert.equal(3, c:send("abc", 1, 1e300))
+    assert.equal("abc", a:receive(3))
+    c:send("xy")
+    a:settimeout(0.05)
+    assert.same({nil, "timeout", "xy"}, {a:receive(math.huge)})
+    assert.equal(1, c:setoption("linger", {on = true, timeout = 1e20}))
+    assert.equal(1, c:setoption("recv-buffer-size", 1e20))
+    assert.same({"b"}, {socket.skip(1, "a", "b")})
+    assert.same({}, {socket.skip(1e20, "a", "b")})
+    closeall(c, a, server)
+  end)
+
+  it("raises a bad argument error for NaN, naming the method", function()
+    local c, a, server = pair()
+    local u = socket.udp()
+    local nan = 0 / 0
+    local why = " (number has no integer representation)"
+    assert.has_error(function() c:send("abc", nan) end, "bad argument #2 to 'send'" .. why)
+    assert.has_error(function() c:setoption("recv-buffer-size", nan) end,
+      "bad argument #2 to 'setoption'" .. why)
+    assert.has_error(function() u:setsockname("127.0.0.1", nan) end,
+      "bad argument #2 to 'setsockname'" .. why)
+    assert.has_error(function() u:receive(nan) end, "bad argument #1 to 'receive'" .. why)
+    assert.has_error(function() socket.skip(nan, 1) end, "bad argument #1 to 'skip'" .. why)
+    closeall(c, a, server, u)
+  end)
+end)
+
 describe("ipv6", function()
   it("tcp6 connects over ::1", function()
     if not rt.has_ipv6() then return pending("no ipv6") end
