@@ -246,6 +246,22 @@ describe("http.request against csock's server", function()
     end)
   end)
 
+  it("follows 5 redirects by default and returns the 6th 3xx as it is", function()
+    local hops = 0
+    H.serve(function(req, res)
+      hops = hops + 1
+      local n = math.tointeger(tonumber(req.path:match("^/r(%d+)$")))
+      res:status(302):header("Location", "/r" .. (n + 1)):finish("hop " .. n)
+    end, nil, function(port)
+      local url = "http://127.0.0.1:" .. port .. "/r0"
+      local res = assert(http.request(url))
+      assert.same({302, "/r6", "hop 5", 6}, {res.status, res.headers.location, res:body(), hops})
+      hops = 0
+      res = assert(http.request(url, {redirects = 2}))
+      assert.same({302, "/r3", "hop 2", 3}, {res.status, res.headers.location, res:body(), hops})
+    end)
+  end)
+
   it("works outside the loop, blocking", function()
     local srv = H.start_server({})
     local res = assert(http.request("http://127.0.0.1:" .. srv.port .. "/echo", {body = "x"}))

@@ -127,6 +127,13 @@ describe("csock.http server, malformed header fields", function()
       c:close()
     end)
   end)
+  it("takes 60 KB of fields and answers 431 to 70 KB by default (64 KiB)", function()
+    local head = "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\nX-Big: "
+    local text = answer(head .. ("b"):rep(60000) .. "\r\n\r\n")
+    assert.equal(200, H.status(text))
+    check(head .. ("b"):rep(70000) .. "\r\n\r\n", 431, "Request Header Fields Too Large",
+      "header section too large")
+  end)
   it("bounds a header flood: 10 MB of fields cost a 431, not the memory", function()
     H.serve(hello, nil, function(port)
       local c = assert(csock.tcp_connect("127.0.0.1", port, 5))
@@ -195,6 +202,21 @@ describe("csock.http server, bodies over the limit", function()
       assert.is_true(csock.now() - t0 < 1)
       c:close()
     end)
+  end)
+  it("takes a body of 8 MiB and answers 413 to one byte more by default", function()
+    -- the body over the limit is not sent: the answer comes on the head alone, and a
+    -- refused body still on its way could make the close a reset that loses the answer
+    local function post(n, body)
+      return H.serve(function(req, res) res:finish(tostring(#assert(req:body()))) end, nil,
+        function(port)
+          return H.raw(port, "POST / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+            .. "Content-Length: " .. n .. "\r\n\r\n" .. body, 10)
+        end)
+    end
+    local text = post(8 * 1024 * 1024, ("z"):rep(8 * 1024 * 1024))
+    assert.equal(200, H.status(text))
+    assert.equal("8388608", text:match("\r\n\r\n(.*)$"))
+    assert.equal(413, H.status(post(8 * 1024 * 1024 + 1, "")))
   end)
   it("fails a chunked body past max_body with 413", function()
     local text = H.serve(function(req, res)

@@ -338,6 +338,22 @@ describe("csock.http server objects", function()
     assert.equal("HTTP/1.1 101 Switching Protocols\r\n\r\nraw bytes", text)
   end)
 
+  it("takes math.huge and fractions as limits: no limit, the integer below", function()
+    local huge = math.huge
+    local opts = {max_line = huge, max_header_bytes = huge, max_headers = huge, max_body = huge,
+      header_timeout = huge, idle_timeout = huge, body_timeout = huge}
+    local text = H.serve(function(req, res) res:finish(req:body()) end, opts, function(port)
+      return H.raw(port, "POST /" .. ("a"):rep(10000) .. " HTTP/1.1\r\nHost: h\r\n"
+        .. "Content-Length: 9000000\r\nConnection: close\r\n\r\n" .. ("b"):rep(9000000), 10)
+    end)
+    assert.equal(200, H.status(text))
+    assert.equal(9000000, #text:match("\r\n\r\n(.*)$"))
+    text = H.serve(function(_, res) res:finish() end, {max_line = 20.9}, function(port)
+      return get(port, "/" .. ("a"):rep(7)) -- "GET /aaaaaaa HTTP/1.1" is 21 bytes
+    end)
+    assert.equal(414, H.status(text))
+  end)
+
   it("raises on bad arguments", function()
     assert.has_error(function() http.server(42, print) end,
       "bad argument #1 to 'server' (listening socket expected, got number)")

@@ -101,6 +101,16 @@ describe("csock.socket.https", function()
     assert.equal("hello", table.concat(out))
   end)
 
+  it("bounds each connection by https.TIMEOUT (60 s), as LuaSec does", function()
+    if skip() then return end
+    assert.equal(60, https.TIMEOUT)
+    https.TIMEOUT = 0.1
+    finally(function() https.TIMEOUT = 60 end)
+    local t0 = csock.now()
+    assert.same({nil, "timeout"}, {https.request {url = url .. "/slow/t", cafile = certs.ca}})
+    assert.is_true(csock.now() - t0 < 0.3, "waited for the answer")
+  end)
+
   it("rejects a plain http URL", function()
     if skip() then return end
     assert.same({nil, "wrong scheme"}, {https.request("http://localhost/")})

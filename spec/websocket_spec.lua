@@ -373,11 +373,27 @@ describe("websocket server against protocol violations (raw python3 client)", fu
     end)
   end
 
-  it("counts each tiny fragment as 64 bytes against max_message (1009)", function()
-    local bytes = frame(0x01, "a")
-    for _ = 1, 40 do bytes = bytes .. frame(0x00, "a") end
-    local res, out = raw_serve(bytes, function(ws) return ws:receive() end, { max_message = 1000 })
-    local why = "message exceeds max_message (1000 bytes)"
+  it("joins small fragments up to max_message exactly, and closes with 1009 one byte over", function()
+    local function fragments(last)
+      local bytes = frame(0x01, "12345")
+      for _ = 1, 9 do bytes = bytes .. frame(0x00, "12345") end
+      return bytes .. frame(0x80, last)
+    end
+    local res, out = raw_serve(fragments("end"), function(ws) return ws:receive() end, { max_message = 53 })
+    assert.same({ string.rep("12345", 10) .. "end", "text", n = 2 }, res)
+    assert.same({ "HTTP/1.1 101 Switching Protocols" }, out)
+    res, out = raw_serve(fragments("end!"), function(ws) return ws:receive() end, { max_message = 53 })
+    local why = "message exceeds max_message (53 bytes)"
+    assert.same({ nil, "closed", 1009, why, n = 4 }, res)
+    assert.same({ "HTTP/1.1 101 Switching Protocols", "close 1009 " .. why, "eof" }, out)
+  end)
+
+  it("closes with 1009 a flood of empty fragments: each costs 64 bytes past 64 KiB of slack", function()
+    local parts = { frame(0x01, "") }
+    for i = 2, 1100 do parts[i] = frame(0x00, "") end
+    local res, out = raw_serve(table.concat(parts), function(ws) return ws:receive() end, { max_message = 1000 })
+    -- 1000 + 65536 bytes of slack hold 1039 fragments of 64
+    local why = "message of 1040 fragments exceeds max_message (1000 bytes)"
     assert.same({ nil, "closed", 1009, why, n = 4 }, res)
     assert.same({ "HTTP/1.1 101 Switching Protocols", "close 1009 " .. why, "eof" }, out)
   end)
@@ -560,6 +576,24 @@ describe("websocket through csock.http", function()
     local _, _, out = child:wait()
     assert.same({ "/lua: from lua", { "/lua text from lua", "/node text from node" } }, got)
     assert.same({ "open ", "message text 16 /node: from node", "close 1000 " }, lines_of(out))
+  end)
+
+  it("tells a client that sent one byte over the default max_message (16 MiB) 1009", function()
+    local l, port = rt.listener()
+    local why = "frame of 16777217 bytes exceeds max_frame (16777216)"
+    local got = rt.loop(function()
+      local server_end
+      local srv = http.server(l, function(req, res)
+        local ws = assert(http.websocket(req, res))
+        server_end = table.pack(ws:receive())
+      end)
+      local ws = assert(http.websocket_connect("ws://127.0.0.1:" .. port .. "/"))
+      local sent = table.pack(ws:send(string.rep("x", 16 * 1024 * 1024 + 1)))
+      local client_end = table.pack(ws:receive())
+      srv:close(1)
+      return { sent, client_end, server_end }
+    end, 20)
+    assert.same({ { true, n = 1 }, { nil, "closed", 1009, why, n = 4 }, { nil, "closed", 1009, why, n = 4 } }, got)
   end)
 
   it("gives nil, message, EPROTO when the server answers the upgrade with 404", function()

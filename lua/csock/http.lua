@@ -713,6 +713,11 @@ local function check_opts(opts, fname)
     end
     o[k] = given or v
   end
+  -- the parser in C takes the limits as integers: a fraction is dropped, and math.huge (no
+  -- limit) is 2^62, far past any buffer
+  for _, k in ipairs({"max_line", "max_header_bytes", "max_headers", "max_body"}) do
+    o[k] = tointeger(math.floor(math.min(o[k], 1 << 62)))
+  end
   o.max_line, o.max_header_bytes = math.max(1, o.max_line), math.max(1, o.max_header_bytes)
   o.max_headers = math.max(1, o.max_headers)
   o.tls = opts.tls

@@ -59,9 +59,11 @@ local function errstr(msg, code)
   return messages[code] or msg
 end
 
--- UDP says "refused" where TCP says "connection refused", as LuaSocket does.
+-- UDP's "refused" is LuaSocket's text for a send that finds the way closed (EPIPE, its
+-- IO_CLOSED); an ICMP port unreachable reported by send or receive (ECONNREFUSED) is
+-- "connection refused" there, as for TCP.
 local function udperr(msg, code)
-  if code == csock.ECONNREFUSED then return "refused" end
+  if code == csock.EPIPE then return "refused" end
   return messages[code] or msg
 end
 
@@ -89,9 +91,24 @@ local function checknumber(n, fname, v, level)
   return x
 end
 
+-- An integer from a number as LuaSocket's C casts take it: the fraction dropped, a number
+-- beyond the integers clamped to them; NaN has none and raises, naming fname's argument.
+local function checkint(n, fname, v, level)
+  level = level or 4
+  local x = checknumber(n, fname, v, level + 1)
+  if x ~= x then argerror(n, fname, "number has no integer representation", level) end
+  if x >= 0x1p63 then return math.maxinteger end
+  if x < -0x1p63 then return math.mininteger end
+  return tointeger(floor(x))
+end
+
+-- A C int's range, where a value goes to setsockopt.
+local function cint(x)
+  return x < -0x80000000 and -0x80000000 or x > 0x7FFFFFFF and 0x7FFFFFFF or x
+end
+
 local function checkport(n, fname, v)
-  local p = checknumber(n, fname, v, 5)
-  return floor(p) % 65536 -- LuaSocket casts to unsigned short
+  return checkint(n, fname, v, 5) % 65536 -- LuaSocket casts to unsigned short
 end
 
 -- ---------------------------------------------------------------- classes
@@ -442,10 +459,12 @@ local function tocsock(o, value)
   elseif kind == "linger" then
     if type(value) ~= "table" then argerror(2, "setoption", "table expected, got " .. typename(value), 4) end
     if type(value.on) ~= "boolean" then argerror(2, "setoption", "invalid 'on' field", 4) end
-    if tonumber(value.timeout) == nil then argerror(2, "setoption", "invalid 'timeout' field", 4) end
-    return {onoff = value.on, linger = floor(tonumber(value.timeout))}
+    local t = tonumber(value.timeout)
+    if t == nil or t ~= t then argerror(2, "setoption", "invalid 'timeout' field", 4) end
+    return {onoff = value.on, linger = cint(t >= 0x1p63 and math.maxinteger or t < -0x1p63
+      and math.mininteger or tointeger(floor(t)))}
   elseif kind == "int" then
-    return floor(checknumber(2, "setoption", value, 5))
+    return cint(checkint(2, "setoption", value, 5))
   elseif kind == "group" then
     if type(value) ~= "table" then argerror(2, "setoption", "table expected, got " .. typename(value), 4) end
     return value
@@ -514,7 +533,7 @@ end
 tcp.setsockname = tcp.bind
 
 function tcp.listen(self, backlog)
-  local n = backlog == nil and 32 or floor(checknumber(1, "listen", backlog))
+  local n = backlog == nil and 32 or checkint(1, "listen", backlog)
   local s = self.sock
   if not s then return nil, "closed" end
   local ok, err, code = s:listen(n < 0 and 0 or n > 65535 and 65535 or n)
@@ -631,7 +650,7 @@ function tcp.receive(self, pattern, prefix)
   local s = self.sock
   if not s then return nil, "closed", prefix end
   arm(self, s)
-  if n then return receive_count(self, s, floor(n), prefix) end
+  if n then return receive_count(self, s, n >= 0x1p63 and math.maxinteger or floor(n), prefix) end
   if which == 108 then return receive_line(self, s, prefix) end
   return receive_all(self, s, prefix)
 end
@@ -639,8 +658,8 @@ end
 function tcp.send(self, data, i, j)
   data = checkstring(1, "send", data)
   local size = #data
-  i = i == nil and 1 or floor(checknumber(2, "send", i))
-  j = j == nil and -1 or floor(checknumber(3, "send", j))
+  i = i == nil and 1 or checkint(2, "send", i)
+  j = j == nil and -1 or checkint(3, "send", j)
   if i < 0 then i = size + i + 1 end
   if j < 0 then j = size + j + 1 end
   if i < 1 then i = 1 end
@@ -751,7 +770,7 @@ end
 
 local function dgramsize(n, fname, size)
   if size == nil then return socket._DATAGRAMSIZE end
-  size = floor(checknumber(n, fname, size))
+  size = checkint(n, fname, size, 5)
   return size < 1 and 1 or size
 end
 
@@ -926,7 +945,12 @@ function socket.sleep(t)
 end
 
 function socket.skip(d, ...)
-  return select(floor(d) + 1, ...)
+  d = checkint(1, "skip", d)
+  if d < 0 or d >= select("#", ...) then
+    if d < 0 then return ... end
+    return
+  end
+  return select(d + 1, ...)
 end
 
 -- ---------------------------------------------------------------- try / protect

@@ -166,14 +166,16 @@ local function send_close(self, code, reason)
 end
 
 --[[ After the close frame of a failure: sends nothing more and reads what
-the peer still sends until it closes (or close_timeout, or 1 MiB), as
-nginx's lingering close does: closing with unread bytes would send a
-reset, which can make the peer lose the close frame before reading it. ]]
+the peer still sends until it closes (or close_timeout, or max_message and
+1 MiB more), as nginx's lingering close does: closing with unread bytes
+would send a reset, which can make the peer lose the close frame before
+reading it.  The most common failure is a message just over max_message,
+whose rest the peer is still writing: that much must fit. ]]
 local function linger(self)
   local sock = self.sock
   sock:shutdown("w")
   sock:settimeout(self.close_timeout)
-  local deadline, left = csock.now() + self.close_timeout, 1 << 20
+  local deadline, left = csock.now() + self.close_timeout, self.max_message + (1 << 20)
   repeat
     local data = sock:recv(65536)
     if not data or data == "" then return end
@@ -227,14 +229,33 @@ local function header_problem(self, b1, b2)
   return nil
 end
 
+--[[ A message's bytes count against max_message as they are.  Its
+fragments also cost memory of their own (a string and a table slot each):
+each counts at least FRAG_COST bytes against max_message and FRAG_SLACK
+more, so that a flood of tiny (or empty) fragments cannot pile up, while
+a message of a few small fragments is as long as its bytes. ]]
+local FRAG_COST, FRAG_SLACK = 64, 64 * 1024
+local function frag_cost(payload)
+  local n = #payload
+  return n < FRAG_COST and FRAG_COST or n
+end
+
 -- The close code and reason a payload of len bytes deserves, or nil.
 local function length_problem(self, len, data)
   if not data then return nil end -- a control frame: 125 bytes at most, checked already
   if len > self.max_frame then
     return 1009, format("frame of %d bytes exceeds max_frame (%d)", len, self.max_frame)
   end
-  if len + (self.flen or 0) > self.max_message then
+  local frags = self.frags
+  if not frags then
+    if len > self.max_message then
+      return 1009, format("message exceeds max_message (%d bytes)", self.max_message)
+    end
+  elseif len + self.fbytes > self.max_message then
     return 1009, format("message exceeds max_message (%d bytes)", self.max_message)
+  elseif (len < FRAG_COST and FRAG_COST or len) + self.flen > self.max_message + FRAG_SLACK then
+    return 1009, format("message of %d fragments exceeds max_message (%d bytes)", #frags + 1,
+      self.max_message)
   end
   return nil
 end
@@ -369,15 +390,6 @@ local function fast_message(self, h1, len)
   return payload, "binary"
 end
 
---[[ What a fragment counts against max_message: its length, but at least
-FRAG_COST bytes, so that a flood of tiny fragments cannot hold more memory
-(a string and a table slot each) than max_message allows. ]]
-local FRAG_COST = 64
-local function frag_cost(payload)
-  local n = #payload
-  return n < FRAG_COST and FRAG_COST or n
-end
-
 -- A whole message from its last frame (op: the first frame's opcode).
 local function message(self, op, data)
   if op == OP_TEXT and not utf8ok(data) then
@@ -420,14 +432,14 @@ function WebSocket:receive()
     elseif op ~= OP_PONG then
       if b1 >= FIN and op ~= OP_CONT then return message(self, op, payload) end
       if op ~= OP_CONT then
-        self.frags, self.fop, self.flen = { payload }, op, frag_cost(payload)
+        self.frags, self.fop, self.flen, self.fbytes = { payload }, op, frag_cost(payload), #payload
       else
         local frags = self.frags
         frags[#frags + 1] = payload
-        self.flen = self.flen + frag_cost(payload)
+        self.flen, self.fbytes = self.flen + frag_cost(payload), self.fbytes + #payload
         if b1 >= FIN then
           local fop = self.fop
-          self.frags, self.fop, self.flen = nil, nil, nil
+          self.frags, self.fop, self.flen, self.fbytes = nil, nil, nil, nil
           return message(self, fop, concat(frags))
         end
       end

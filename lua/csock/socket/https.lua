@@ -40,6 +40,7 @@ local ltn12 = require "ltn12"
 
 local https = {}
 https.PORT = 443
+https.TIMEOUT = 60 -- seconds, for every https connection (LuaSec's field, read at each call)
 
 local VERSIONS = {tlsv1_2 = "tls1.2", tlsv1_3 = "tls1.3", ["tls1.2"] = "tls1.2", ["tls1.3"] = "tls1.3"}
 
@@ -80,8 +81,11 @@ function https.tcp(params)
     local o
     o, err = socket.tcp()
     if not o then return nil, err end
-    local connect = getmetatable(o).__index.connect
-    -- a field on the object shadows the class's connect
+    local class = getmetatable(o).__index
+    local connect, settimeout = class.connect, class.settimeout
+    -- fields on the object shadow the class's methods: socket.http asks for its own
+    -- TIMEOUT, and LuaSec answers with https.TIMEOUT, as here
+    o.settimeout = function(self) return settimeout(self, https.TIMEOUT) end
     o.connect = function(self, host, port)
       local ok, cerr = connect(self, host, port)
       if not ok then return nil, cerr end
