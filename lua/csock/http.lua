@@ -7,7 +7,7 @@
 -- docs/http.md is the guide, docs/reference.md the reference.
 local csock = require "csock"
 
-local type, tostring, tointeger, error, pcall = type, tostring, math.tointeger, error, pcall
+local type, tostring, tointeger, error, xpcall = type, tostring, math.tointeger, error, xpcall
 local setmetatable, rawget, select, pairs, ipairs = setmetatable, rawget, select, pairs, ipairs
 local format, concat, min = string.format, table.concat, math.min
 local traceback = debug.traceback
@@ -747,13 +747,8 @@ end
 
 -- After the handler, when it was not the common case (finished, no body): whether the
 -- connection goes on, and whether the handler took it (detach).
-local function after_handler(c, req, res, ok, err)
+local function after_handler(c, req, res)
   if res[R_DETACHED] then return false, true end
-  if not ok then
-    log_error(err)
-    if not res[R_STARTED] then send_error(c, 500) end
-    return false
-  end
   if req[M_FAILED] and not res[R_STARTED] then
     local st = req[M_FAILED]
     send_error(c, type(st) == "number" and st or 400)
@@ -808,13 +803,13 @@ local function serve_requests(srv, c, st)
     if flags & F_CONTINUE ~= 0 and minor == 1 and mode then req[M_BEFORE] = send_continue end
     st.busy = res
     if srv.closing then res[R_KEEP] = false end
-    local ok, err = xpcall(handler, traceback, req, res)
+    handler(req, res) -- its error ends the connection: conn_task catches it (handler_failed)
     local detached = false
-    if ok and res[R_FINISHED] and req[M_MODE] == false and not (res[R_DETACHED] or res[R_BROKEN]
+    if res[R_FINISHED] and req[M_MODE] == false and not (res[R_DETACHED] or res[R_BROKEN]
         or req[M_FAILED]) then
       keep = res[R_KEEP] -- the common case, Connection: close or not
     else
-      keep, detached = after_handler(c, req, res, ok, err)
+      keep, detached = after_handler(c, req, res)
     end
     st.busy = false
     if srv.closing then srv.cond:broadcast() end
@@ -849,14 +844,33 @@ local function forget(srv, c, st)
   if srv.closing or (n == 0 and not srv.accepting) then srv.cond:broadcast() end
 end
 
+-- An error out of serve_conn: the handler's when a response is in flight (st.busy), answered
+-- with 500 unless the response had started or was detached (the connection is the handler's
+-- then, and so is its error); whether the connection was detached.
+local function conn_failed(c, st, err)
+  local res = st.busy
+  if res and res[R_DETACHED] then
+    st.busy = false
+    return true
+  end
+  log_error(err)
+  if res then
+    st.busy = false
+    if not res[R_STARTED] then send_error(c, 500) end
+  end
+  return false
+end
+
+-- One protected call per connection rather than one per request: a handler's error ends its
+-- connection anyway, and the handler runs as a plain Lua call (no C boundary per request).
 local function conn_task(srv, c)
   local st = {sock = c, busy = false, task = csock.current()}
   srv.conns[c] = st
   srv.nconns = srv.nconns + 1
-  local ok, r = pcall(serve_conn, srv, c, st)
-  if not ok then log_error(r) end
+  local ok, r = xpcall(serve_conn, traceback, srv, c, st)
+  if not ok then r = conn_failed(c, st, r) end
   forget(srv, c, st)
-  if not (ok and r) then c:close() end
+  if not r then c:close() end
 end
 
 -- accept failures that pass (accept has paused 50 ms before reporting them); any other

@@ -1,0 +1,88 @@
+-- csock.http's server when a handler raises: on a kept-alive connection, after the response
+-- started, after detach, and what goes to stderr. Talked to over raw sockets and by curl.
+local csock = require "csock"
+local rt = require "support.rt"
+local H = require "support.http"
+
+-- The head of the response in text at or after init, without its Date line (it changes).
+local function head_without_date(text, init)
+  local s, e = text:find("\r\n\r\n", init or 1, true)
+  assert(s, "no head in: " .. text)
+  local head = text:sub(init or 1, s + 1):gsub("Date: [^\r]*\r\n", "")
+  return head, e
+end
+
+describe("csock.http server, a handler that raises", function()
+  it("answers 500 with Connection: close on a kept-alive connection, after a 200", function()
+    local text = H.serve(function(req, res)
+      if req.path == "/boom" then error("boom") end
+      res:finish("ok")
+    end, nil, function(port)
+      return H.raw(port, "GET /ok HTTP/1.1\r\nHost: h\r\n\r\nGET /boom HTTP/1.1\r\nHost: h\r\n\r\n"
+        .. "GET /never HTTP/1.1\r\nHost: h\r\n\r\n")
+    end)
+    local first, e = head_without_date(text)
+    assert.equal("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n", first)
+    assert.equal("ok", text:sub(e + 1, e + 2))
+    local second, e2 = head_without_date(text, e + 3)
+    assert.equal("HTTP/1.1 500 Internal Server Error\r\nContent-Type: text/plain\r\n"
+      .. "Content-Length: 22\r\nConnection: close\r\n", second)
+    assert.equal("Internal Server Error\n", text:sub(e2 + 1)) -- and nothing for /never
+  end)
+
+  it("closes without a 500 when the response had started", function()
+    local text = H.serve(function(_, res)
+      res:write("part")
+      error("late")
+    end, nil, function(port) return H.raw(port, "GET / HTTP/1.1\r\nHost: h\r\n\r\n") end)
+    local head, e = head_without_date(text)
+    assert.equal("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n", head)
+    assert.equal("4\r\npart\r\n", text:sub(e + 1)) -- no last chunk: the body is cut
+  end)
+
+  it("leaves a detached connection to the handler's task", function()
+    local text = H.serve(function(_, res)
+      local s = res:detach()
+      csock.spawn(function()
+        csock.sleep(0.05)
+        s:write("still mine")
+        s:close()
+      end)
+      error("after detach")
+    end, nil, function(port) return H.raw(port, "GET / HTTP/1.1\r\nHost: h\r\n\r\n") end)
+    assert.equal("still mine", text)
+  end)
+
+  it("serves the next connection after a handler's error", function()
+    local a, b = H.serve(function(req, res)
+      if req.path == "/boom" then error("boom") end
+      res:finish("fine")
+    end, nil, function(port)
+      local x = H.raw(port, "GET /boom HTTP/1.1\r\nHost: h\r\n\r\n")
+      return x, H.raw(port, "GET / HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n")
+    end)
+    assert.equal(500, H.status(a))
+    assert.equal(200, H.status(b))
+    assert.equal("fine", b:sub(-4))
+  end)
+
+  it("logs the error and its traceback to stderr", function()
+    local script = rt.script([[
+local csock = require "csock"
+local http = require "csock.http"
+local l = assert(csock.tcp_listen("127.0.0.1", 0))
+print("listening on 127.0.0.1:" .. l:getsockname().port)
+io.stdout:flush()
+http.serve(l, function() error("oops") end)
+]])
+    rt.defer(finally, function() os.remove(script) end)
+    local proc = rt.start({rt.BIN, script})
+    local r = rt.exec({"curl", "-sS", "--max-time", "5", "-o", "/dev/null", "-w", "%{http_code}",
+      "http://127.0.0.1:" .. proc.port .. "/"})
+    local _, err = rt.stop(proc)
+    assert.equal("500", r.out)
+    local first = err:match("^[^\n]*")
+    assert.equal("csock.http: handler error: " .. script .. ":6: oops", first)
+    assert.truthy(err:find("\nstack traceback:\n", 1, true), err)
+  end)
+end)
