@@ -496,6 +496,11 @@ local function drainable(req)
   return req[M_MODE] == "len" and not req[M_BEFORE] and req[M_LEFT] <= DRAIN_MAX
 end
 
+-- s:write of csock's sockets, called as a function: a method call on a userdata looks write up
+-- through its metatable every time.  Set by http.server from its listener (every csock socket
+-- shares one metatable); the responses that use it come from a server.
+local sock_write
+
 local function res_fail(res, err, code)
   res[R_KEEP] = false
   res[R_BROKEN] = true
@@ -532,7 +537,7 @@ end
 function Response:_send(prefix, ...)
   local n, size = select("#", ...), 0
   if n == 1 and not self[R_CHUNKED] and type(...) == "string" then -- one write, no table
-    local ok, err, code = self[R_SOCK]:write(prefix, ...)
+    local ok, err, code = sock_write(self[R_SOCK], prefix, ...)
     if not ok then return res_fail(self, err, code) end
     return self
   end
@@ -586,7 +591,7 @@ function Response:finish(body)
     self[R_STARTED] = true
     local tail = not self[R_KEEP] and tail_close or self[R_KEEP10] and tail_keep10 or tail_keep
     if time() ~= date_time then http_date() end
-    local ok, err, ecode = self[R_SOCK]:write(heads[code] or status_date(code), self[R_HS],
+    local ok, err, ecode = sock_write(self[R_SOCK], heads[code] or status_date(code), self[R_HS],
       tail[#body], body)
     if not ok then return res_fail(self, err, ecode) end
     return self
@@ -784,10 +789,11 @@ local function serve_requests(srv, c, st)
   local idle, timeout, max_line, max_bytes, max_fields = o.header_timeout, o.header_timeout,
     o.max_line, o.max_header_bytes, o.max_headers
   local max_body, cfg = o.max_body, o.cfg
+  local httpreq = c._httpreq -- looked up once, not per request
   local first = true
   while not srv.closing or first do
     local method, path, query, minor, headers, raw, bodylen, flags =
-      c:_httpreq(idle, timeout, max_line, max_bytes, max_fields)
+      httpreq(c, idle, timeout, max_line, max_bytes, max_fields)
     if not method or bodylen > max_body or flags & F_EXPECT_OTHER ~= 0 then
       return refuse(c, method, path, query, minor, bodylen, max_body)
     end
@@ -902,6 +908,7 @@ function http.server(listener, handler, opts)
     argerror(2, "server", "function expected, got " .. type(handler))
   end
   local o = check_opts(opts == nil and {} or opts, "server")
+  sock_write = getmetatable(listener).__index.write
   if o.tls and not listener.starttls then argerror(3, "server", "TLS is not available") end
   local srv = setmetatable({listener = listener, handler = handler, opts = o, conns = {},
     nconns = 0, closing = false, accepting = true, cond = csock.cond()}, Server)
