@@ -332,10 +332,11 @@ static int parse_version(const char *d, size_t n) {
 static const char *const methods[] = {"GET",     "HEAD",    "POST",  "PUT",   "DELETE",
                                       "OPTIONS", "CONNECT", "TRACE", "PATCH", NULL};
 
-static int known_method(const char *m, size_t n) {
+/* The name in methods[] of the method m[0..n), or NULL when not known. */
+static const char *known_method(const char *m, size_t n) {
   for (int i = 0; methods[i] != NULL; i++)
-    if (strlen(methods[i]) == n && memcmp(methods[i], m, n) == 0) return 1;
-  return 0;
+    if (strlen(methods[i]) == n && memcmp(methods[i], m, n) == 0) return methods[i];
+  return NULL;
 }
 
 typedef struct failure {
@@ -383,10 +384,11 @@ static int request_line(lua_State *L, const char *d, size_t n, failure *x) {
   int minor = parse_version(d + te + 1, n - te - 1);
   if (minor == -1) return fail(x, 400, "bad HTTP version");
   if (minor == -2) return fail(x, 505, "HTTP version not supported");
-  if (!known_method(d, m)) return fail(x, 501, "method not implemented");
+  const char *method = known_method(d, m);
+  if (method == NULL) return fail(x, 501, "method not implemented");
   size_t ps, q;
   if (target_path(d + t, te - t, &ps, &q) < 0) return fail(x, 400, "bad request target");
-  lua_pushlstring(L, d, m);
+  lua_pushstring(L, method); /* a constant's address: Lua's string cache finds it, no hashing */
   if (q == ps)
     lua_pushliteral(L, "/");
   else
@@ -540,15 +542,21 @@ static int io_failure(lua_State *L, const csock_socket *s, int e, int partial) {
   return 4;
 }
 
-/* One attempt at the head or chunk on what is buffered: results, 0 to wait. */
-static int attempt(lua_State *L, csock_socket *s, int kind, scan *sc, const limits *lim) {
+/*
+** One attempt at the head or chunk on what is buffered: results, 0 to wait.
+** The limits are read here, not before the first wait: a keep-alive
+** request mostly finds the buffer empty at first.
+*/
+static int attempt(lua_State *L, csock_socket *s, int kind, scan *sc) {
   size_t len = buf_len(&s->rbuf);
   const char *d = buf_data(&s->rbuf);
   failure x = {0, NULL};
+  limits lim;
+  limits_from(L, &lim);
   if (kind == K_CHUNK) {
     if (sc->first == 0) { /* the chunk-size line */
       size_t used = 0;
-      int64_t size = chunk_line(d, len, lua_toboolean(L, 3), lim->max_line, &used, &x);
+      int64_t size = chunk_line(d, len, lua_toboolean(L, 3), lim.max_line, &used, &x);
       if (size == -2) return 0;
       if (size < 0) return protocol_error(L, x.status, x.msg);
       if (size > 0) {
@@ -559,7 +567,7 @@ static int attempt(lua_State *L, csock_socket *s, int kind, scan *sc, const limi
       }
       sc->first = sc->pos = used; /* the last chunk: a trailer section follows */
     }
-    long end = scan_head(d, len, sc, lim);
+    long end = scan_head(d, len, sc, &lim);
     if (end == 0) return 0;
     if (end < 0) return protocol_error(L, 400, "bad trailer section");
     buf_consume(&s->rbuf, (size_t)end);
@@ -573,7 +581,7 @@ static int attempt(lua_State *L, csock_socket *s, int kind, scan *sc, const limi
       len -= 2;
       d = buf_data(&s->rbuf);
     }
-  long end = scan_head(d, len, sc, lim);
+  long end = scan_head(d, len, sc, &lim);
   if (end == 0) return 0;
   if (end < 0) {
     long st = -end;
@@ -609,10 +617,8 @@ static int http_k(lua_State *L, int status, lua_KContext ctx);
 
 static int http_step(lua_State *L, csock_socket *s, int status, lua_KContext ctx) {
   int kind = CTX_KIND(ctx), e = 0;
-  limits lim;
   scan local;
   scan *sc = scan_state(L, &local);
-  limits_from(L, &lim);
   if (status == LUA_YIELD) e = loop_woken(L);
   if (e == 0 && s->fd < 0) e = EBADF;
   while (e == 0) {
@@ -621,7 +627,7 @@ static int http_step(lua_State *L, csock_socket *s, int status, lua_KContext ctx
         ctx &= ~(lua_KContext)CTX_IDLE;
         s->rdeadline = deadline_in(L, s, 3);
       }
-      int n = attempt(L, s, kind, sc, &lim);
+      int n = attempt(L, s, kind, sc);
       if (n > 0) return n;
     }
     if (s->eof) return at_eof(L, s, kind);
