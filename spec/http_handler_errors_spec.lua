@@ -86,3 +86,34 @@ http.serve(l, function() error("oops") end)
     assert.truthy(err:find("\nstack traceback:\n", 1, true), err)
   end)
 end)
+
+describe("csock.http server, a request without a body", function()
+  it("reads as an empty body: body() is \"\", every read format nil", function()
+    local got
+    local text = H.serve(function(req, res)
+      got = {req:body(), req:read("a"), req:read("l"), req:read("L"), req:read("n"), req:read(0),
+        req:read(5), req:read(), select("#", req:read("l", "a")), req:body()}
+      res:finish("done")
+    end, nil, function(port)
+      return H.raw(port, "GET / HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n")
+    end)
+    assert.equal(200, H.status(text))
+    assert.same({"", "", nil, nil, nil, nil, nil, nil, 1, ""}, got)
+  end)
+
+  it("keeps the connection for the next request after those reads", function()
+    local n = 0
+    local text = H.serve(function(req, res)
+      n = n + 1
+      assert.is_nil(req:read("l"))
+      assert.equal("", req:body())
+      res:finish(tostring(n))
+    end, nil, function(port)
+      return H.raw(port, "GET /1 HTTP/1.1\r\nHost: h\r\n\r\n"
+        .. "GET /2 HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n")
+    end)
+    local _, e = head_without_date(text)
+    assert.equal("1", text:sub(e + 1, e + 1))
+    assert.equal("2", text:sub(-1))
+  end)
+end)

@@ -125,17 +125,19 @@ local tail_keep, tail_close, tail_keep10 = tails(""), tails("Connection: close\r
 local M_METHOD <const>, M_PATH <const>, M_QUERY <const>, M_VERSION <const> = 1, 2, 3, 4
 local M_STATUS <const>, M_REASON <const> = 1, 2 -- a client's response
 local M_HEADERS <const>, M_SOCK <const>, M_RAW <const> = 5, 6, 7 -- M_RAW: the header lines
--- the body: "len", "chunked", "close" (to end of stream) or false once it has ended; bytes
--- left of it ("len") or of the current chunk; bytes read ahead by read("l") and friends;
--- bytes that came so far; whether a chunk's data was read (its CRLF comes before the next
--- size line); {timeout =, max = (false: no limit), limits = {max_line, max_header_bytes,
--- max_headers} for the trailer section}
-local M_MODE <const>, M_LEFT <const>, M_PENDING <const>, M_TOTAL <const> = 8, 9, 10, 11
-local M_AFTER <const>, M_CFG <const> = 12, 13
--- a function to call before the first read (100-continue); the status a failed body read
--- calls for (400, 413) or true; the server's response object, or the client's hook called
--- once the body has ended (the pool)
-local M_BEFORE <const>, M_FAILED <const>, M_RES <const>, M_HOOK <const> = 14, 15, 16, 16
+-- the body: "len", "chunked", "close" (to end of stream) or false once it has ended; the
+-- server's response object, or the client's hook called once the body has ended (the pool);
+-- the status a failed body read calls for (400, 413) or true
+local M_MODE <const>, M_RES <const>, M_HOOK <const>, M_FAILED <const> = 8, 9, 9, 10
+-- The slots of a body, from M_BEFORE on; a server's request without a body has none of them
+-- (its table stops at M_FAILED, and what is not there reads nil -- through the __index
+-- function, so the common path reads none of them): a function to call before the
+-- first read (100-continue); bytes left of the body ("len") or of the current chunk; bytes
+-- read ahead by read("l") and friends (nil: none); bytes that came so far; whether a chunk's
+-- data was read (its CRLF comes before the next size line); {timeout =, max = (false: no
+-- limit), limits = {max_line, max_header_bytes, max_headers} for the trailer section}
+local M_BEFORE <const>, M_LEFT <const>, M_PENDING <const>, M_TOTAL <const> = 11, 12, 13, 14
+local M_AFTER <const>, M_CFG <const> = 15, 16
 
 -- req.method and the other public fields of a message, by name.
 local REQUEST_FIELDS = {method = M_METHOD, path = M_PATH, query = M_QUERY, version = M_VERSION,
@@ -210,8 +212,9 @@ end
 -- The rest of the body as one string ("" when it has ended).
 local function read_all(m)
   local parts, n = {}, 0
-  if m[M_PENDING] ~= "" then
-    parts[1], n, m[M_PENDING] = m[M_PENDING], 1, ""
+  local pending = m[M_PENDING]
+  if pending and pending ~= "" then
+    parts[1], n, m[M_PENDING] = pending, 1, ""
   end
   if m[M_MODE] == "len" and n == 0 and m[M_LEFT] > 0 and not m[M_BEFORE] then
     local data, err, code = m[M_SOCK]:read(m[M_LEFT]) -- the common case: one read, no table
@@ -236,14 +239,14 @@ end
 
 -- Reads until m[M_PENDING] holds at least n bytes or the body ends: nil, message, code on failure.
 local function gather(m, n)
-  local have = m[M_PENDING]
+  local have = m[M_PENDING] or ""
   if #have >= n then return true end
   local parts, k = {have}, 1
   local total = #have
   while total < n do
     local data, err, code = piece(m, PIECE)
     if not data then
-      m[M_PENDING] = concat(parts, "", 1, k)
+      if k > 1 then m[M_PENDING] = concat(parts, "", 1, k) end
       if err then return nil, err, code end
       return true
     end
@@ -258,7 +261,7 @@ end
 local function read_count(m, n)
   local ok, err, code = gather(m, n)
   if not ok then return nil, err, code end
-  local p = m[M_PENDING]
+  local p = m[M_PENDING] or ""
   if p == "" then
     if n == 0 and m[M_MODE] then return "" end
     return nil
@@ -268,7 +271,7 @@ local function read_count(m, n)
 end
 
 local function read_line(m, keep)
-  local p = m[M_PENDING]
+  local p = m[M_PENDING] or ""
   local from = 1
   while true do
     local nl = p:find("\n", from, true)
@@ -283,8 +286,8 @@ local function read_line(m, keep)
         m[M_PENDING] = p
         return nil, err, code
       end
+      if p == "" then return nil end -- (and no slot written into a bodiless request)
       m[M_PENDING] = ""
-      if p == "" then return nil end
       return p
     end
     p = p .. data
@@ -300,7 +303,7 @@ local MAXNUMERAL = 200
 local function read_number(m)
   local ok, err, code = gather(m, MAXNUMERAL)
   if not ok then return nil, err, code end
-  local p = m[M_PENDING]
+  local p = m[M_PENDING] or ""
   for _, shape in ipairs(NUMERALS) do
     local text = p:match(shape)
     if text then
@@ -308,7 +311,7 @@ local function read_number(m)
       return tonumber(text)
     end
   end
-  m[M_PENDING] = p:gsub("^%s*", "")
+  if p ~= "" then m[M_PENDING] = p:gsub("^%s*", "") end
   return nil
 end
 
@@ -798,15 +801,20 @@ local function serve_requests(srv, c, st)
       return refuse(c, method, path, query, minor, bodylen, max_body)
     end
     if first then idle, first = o.idle_timeout, false end
-    local mode, left = false, 0
-    if bodylen ~= 0 then mode, left = body_mode(bodylen) end
-    local req = setmetatable({method, path, query, minor == 1 and "1.1" or "1.0", headers, c,
-      raw, mode, left, "", 0, false, cfg, false, false, false}, Request)
+    local req
+    if bodylen == 0 then -- no body: none of its slots
+      req = setmetatable({method, path, query, minor == 1 and "1.1" or "1.0", headers, c, raw,
+        false, false, false}, Request)
+    else
+      local mode, left = body_mode(bodylen)
+      req = setmetatable({method, path, query, minor == 1 and "1.1" or "1.0", headers, c, raw,
+        mode, false, false, false, left, "", 0, false, cfg}, Request)
+    end
     local keep = flags & F_CLOSE == 0 and (minor == 1 or flags & F_KEEPALIVE ~= 0)
     local res = setmetatable({req, c, 200, "", keep, keep and minor == 0, false, false, false,
       false, false, false, false, false}, Response)
     req[M_RES] = res
-    if flags & F_CONTINUE ~= 0 and minor == 1 and mode then req[M_BEFORE] = send_continue end
+    if flags & F_CONTINUE ~= 0 and minor == 1 and req[M_MODE] then req[M_BEFORE] = send_continue end
     st.busy = res
     if srv.closing then res[R_KEEP] = false end
     handler(req, res) -- its error ends the connection: conn_task catches it (handler_failed)
@@ -1156,8 +1164,8 @@ local function exchange(u, method, opts, body)
   if bodiless(status, method == "HEAD") and status ~= 101 then bodylen = 0 end
   local mode, left = body_mode(bodylen)
   local res = setmetatable({status, reason, false, minor == 1 and "1.1" or "1.0", headers, c,
-    raw, mode, left, "", 0, false, {timeout = opts.timeout, max = false, limits = CLIENT_LIMITS},
-    false, false, false}, Reply)
+    raw, mode, false, false, false, left, "", 0, false,
+    {timeout = opts.timeout, max = false, limits = CLIENT_LIMITS}}, Reply)
   local keep = flags & F_CLOSE == 0 and (minor == 1 or flags & F_KEEPALIVE ~= 0)
   if status == 101 then
     res[M_MODE] = false
