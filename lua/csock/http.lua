@@ -390,7 +390,11 @@ Request.__index = message_index(REQUEST_FIELDS, Request)
 local R_REQ <const>, R_SOCK <const>, R_CODE <const>, R_HS <const>, R_KEEP <const> = 1, 2, 3, 4, 5
 local R_KEEP10 <const>, R_STARTED <const>, R_FINISHED <const>, R_LENGTH <const> = 6, 7, 8, 9
 local R_TE <const>, R_CHUNKED <const>, R_NOBODY <const>, R_BROKEN <const> = 10, 11, 12, 13
-local R_DETACHED <const> = 14
+-- R_PLAIN: finish may take its one-write path without the checks of start -- a request
+-- without a body, not HEAD, and neither Content-Length, Transfer-Encoding nor a status
+-- without a body (1xx, 204, 304) set; false whenever one of those may have come (status(),
+-- header()), which only sends finish the longer way.
+local R_DETACHED <const>, R_PLAIN <const> = 14, 15
 
 local Response = {}
 Response.__index = Response
@@ -409,6 +413,7 @@ function Response:status(code)
   if not c or c < 100 or c > 999 then argerror(2, "status", "status code expected") end
   if self[R_STARTED] then error("status: response already started", 2) end
   self[R_CODE] = c
+  if c < 200 or c == 204 or c == 304 then self[R_PLAIN] = false end
   return self
 end
 
@@ -427,6 +432,7 @@ end
 local SPECIAL = {["content-length"] = true, connection = true, ["transfer-encoding"] = true}
 
 local function special_field(res, l, value)
+  res[R_PLAIN] = false
   if l == "content-length" then
     res[R_LENGTH] = tointeger(tonumber(value)) or false
   elseif l == "connection" and value:lower():find("close", 1, true) then
@@ -582,9 +588,10 @@ function Response:finish(body)
   self[R_FINISHED] = true
   if not self[R_STARTED] then
     body = body or ""
-    local code, req = self[R_CODE], self[R_REQ]
-    if self[R_LENGTH] or self[R_TE] or code < 200 or code == 204 or code == 304
-        or req[M_METHOD] == "HEAD" or req[M_FAILED] or req[M_MODE] then
+    local code = self[R_CODE]
+    if not self[R_PLAIN] and (self[R_LENGTH] or self[R_TE] or code < 200 or code == 204
+        or code == 304 or self[R_REQ][M_METHOD] == "HEAD" or self[R_REQ][M_FAILED]
+        or self[R_REQ][M_MODE]) then
       if not self[R_LENGTH] and not self[R_TE] and not bodiless(code, false) then
         self[R_HS] = self[R_HS] .. content_length[#body]
       end
@@ -801,26 +808,28 @@ local function serve_requests(srv, c, st)
       return refuse(c, method, path, query, minor, bodylen, max_body)
     end
     if first then idle, first = o.idle_timeout, false end
-    local req
+    local req, plain
     if bodylen == 0 then -- no body: none of its slots
+      plain = method ~= "HEAD"
       req = setmetatable({method, path, query, minor == 1 and "1.1" or "1.0", headers, c, raw,
         false, false, false}, Request)
     else
+      plain = false
       local mode, left = body_mode(bodylen)
       req = setmetatable({method, path, query, minor == 1 and "1.1" or "1.0", headers, c, raw,
         mode, false, false, false, left, "", 0, false, cfg}, Request)
     end
     local keep = flags & F_CLOSE == 0 and (minor == 1 or flags & F_KEEPALIVE ~= 0)
     local res = setmetatable({req, c, 200, "", keep, keep and minor == 0, false, false, false,
-      false, false, false, false, false}, Response)
+      false, false, false, false, false, plain}, Response)
     req[M_RES] = res
     if flags & F_CONTINUE ~= 0 and minor == 1 and req[M_MODE] then req[M_BEFORE] = send_continue end
     st.busy = res
     if srv.closing then res[R_KEEP] = false end
     handler(req, res) -- its error ends the connection: conn_task catches it (handler_failed)
     local detached = false
-    if res[R_FINISHED] and req[M_MODE] == false and not (res[R_DETACHED] or res[R_BROKEN]
-        or req[M_FAILED]) then
+    if res[R_FINISHED] and not (res[R_DETACHED] or res[R_BROKEN])
+        and (bodylen == 0 or req[M_MODE] == false and not req[M_FAILED]) then
       keep = res[R_KEEP] -- the common case, Connection: close or not
     else
       keep, detached = after_handler(c, req, res)
