@@ -387,14 +387,16 @@ local Request = {read = Body.read, body = Body.body}
 Request.__index = message_index(REQUEST_FIELDS, Request)
 
 -- The slots of a response object.
+-- R_KEEP only ever goes from true to false: a response that keeps the connection to an HTTP/1.0
+-- request says so (Connection: keep-alive), told by the request's version.
 local R_REQ <const>, R_SOCK <const>, R_CODE <const>, R_HS <const>, R_KEEP <const> = 1, 2, 3, 4, 5
-local R_KEEP10 <const>, R_STARTED <const>, R_FINISHED <const>, R_LENGTH <const> = 6, 7, 8, 9
-local R_TE <const>, R_CHUNKED <const>, R_NOBODY <const>, R_BROKEN <const> = 10, 11, 12, 13
+local R_STARTED <const>, R_FINISHED <const>, R_LENGTH <const>, R_TE <const> = 6, 7, 8, 9
+local R_CHUNKED <const>, R_NOBODY <const>, R_BROKEN <const> = 10, 11, 12
 -- R_PLAIN: finish may take its one-write path without the checks of start -- a request
 -- without a body, not HEAD, and neither Content-Length, Transfer-Encoding nor a status
 -- without a body (1xx, 204, 304) set; false whenever one of those may have come (status(),
 -- header()), which only sends finish the longer way.
-local R_DETACHED <const>, R_PLAIN <const> = 14, 15
+local R_DETACHED <const>, R_PLAIN <const> = 13, 14
 
 local Response = {}
 Response.__index = Response
@@ -493,7 +495,7 @@ end
 -- The head of the response as one string; chunked says whether the body goes chunked.
 local function head_text(res, chunked)
   local connection = not res[R_KEEP] and "Connection: close\r\n\r\n"
-    or res[R_KEEP10] and "Connection: keep-alive\r\n\r\n" or "\r\n"
+    or res[R_REQ][M_VERSION] == "1.0" and "Connection: keep-alive\r\n\r\n" or "\r\n"
   return status_lines[res[R_CODE]] .. http_date() .. res[R_HS]
     .. (chunked and "Transfer-Encoding: chunked\r\n" or "") .. connection
 end
@@ -599,7 +601,8 @@ function Response:finish(body)
     end
     -- the common case: status line, fields and body in one write, nothing concatenated
     self[R_STARTED] = true
-    local tail = not self[R_KEEP] and tail_close or self[R_KEEP10] and tail_keep10 or tail_keep
+    local tail = not self[R_KEEP] and tail_close
+      or self[R_REQ][M_VERSION] == "1.0" and tail_keep10 or tail_keep
     if time() ~= date_time then http_date() end
     local ok, err, ecode = sock_write(self[R_SOCK], heads[code] or status_date(code), self[R_HS],
       tail[#body], body)
@@ -820,8 +823,8 @@ local function serve_requests(srv, c, st)
         mode, false, false, false, left, "", 0, false, cfg}, Request)
     end
     local keep = flags & F_CLOSE == 0 and (minor == 1 or flags & F_KEEPALIVE ~= 0)
-    local res = setmetatable({req, c, 200, "", keep, keep and minor == 0, false, false, false,
-      false, false, false, false, false, plain}, Response)
+    local res = setmetatable({req, c, 200, "", keep, false, false, false, false, false, false,
+      false, false, plain}, Response)
     req[M_RES] = res
     if flags & F_CONTINUE ~= 0 and minor == 1 and req[M_MODE] then req[M_BEFORE] = send_continue end
     st.busy = res
