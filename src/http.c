@@ -4,11 +4,12 @@
 **
 ** Three socket methods, all internal to lua/csock/http.lua:
 **   s:_httpreq(idle, timeout, max_line, max_header_bytes, max_headers)
-**     -> method, path, query|nil, minor, false, fields, bodylen, flags
+**     -> method, path, query|nil, version, false, fields, bodylen, flags
 **   s:_httpres(timeout, timeout, max_line, max_header_bytes, max_headers)
 **     -> status, reason, minor, false, fields, bodylen, flags
-** (fields: the header lines as they came, CRLFs included; false stands for
-** the headers table, made from them by csock.core.http.fields when asked for)
+** (version: "1.1" or "1.0"; minor: 1 or 0; fields: the header lines as they
+** came, CRLFs included; false stands for the headers table, made from them
+** by csock.core.http.fields when asked for)
 **   s:_httpchunk(timeout, crlf_first, max_line, max_trailer_bytes, max_trailers)
 **     -> size of the next chunk (0: the last; its trailer section is consumed)
 ** On a malformed message they return false, status, message (the status a
@@ -41,8 +42,21 @@
 
 enum { K_REQ, K_RES, K_CHUNK };
 
-/* Flags returned with a head: what Connection and Expect said. */
-enum { F_CLOSE = 1, F_KEEPALIVE = 2, F_CONTINUE = 4, F_UPGRADE = 8, F_EXPECT_OTHER = 16 };
+/*
+** Flags returned with a head: what Connection and Expect said; for a
+** request also whether its connection may go on after the response
+** (F_KEEP), and whether that is HTTP/1.0's keep-alive (F_KEEP10, with
+** F_KEEP), which the server would otherwise work out per request in Lua.
+*/
+enum {
+  F_CLOSE = 1,
+  F_KEEPALIVE = 2,
+  F_CONTINUE = 4,
+  F_UPGRADE = 8,
+  F_EXPECT_OTHER = 16,
+  F_KEEP = 32,
+  F_KEEP10 = 64
+};
 
 #define BODY_CHUNKED (-1)
 #define BODY_TO_CLOSE (-2) /* a response with neither length nor chunking */
@@ -373,17 +387,20 @@ static int target_path(const char *t, size_t n, size_t *start, size_t *q) {
   return 0;
 }
 
-/* Pushes method, path, query and minor from the request line d[0..n) (CRLF excluded). */
-static int request_line(lua_State *L, const char *d, size_t n, failure *x) {
+/*
+** Pushes method, path, query and version from the request line d[0..n)
+** (CRLF excluded); sets *minor.
+*/
+static int request_line(lua_State *L, const char *d, size_t n, int *minor, failure *x) {
   size_t m = 0;
   while (m < n && tchar[(unsigned char)d[m]]) m++;
   if (m == 0 || m == n || d[m] != ' ') return fail(x, 400, "bad request line");
   size_t t = m + 1, te = t;
   while (te < n && (unsigned char)d[te] > 0x20 && (unsigned char)d[te] < 0x7f) te++;
   if (te == t || te == n || d[te] != ' ') return fail(x, 400, "bad request target");
-  int minor = parse_version(d + te + 1, n - te - 1);
-  if (minor == -1) return fail(x, 400, "bad HTTP version");
-  if (minor == -2) return fail(x, 505, "HTTP version not supported");
+  *minor = parse_version(d + te + 1, n - te - 1);
+  if (*minor == -1) return fail(x, 400, "bad HTTP version");
+  if (*minor == -2) return fail(x, 505, "HTTP version not supported");
   const char *method = known_method(d, m);
   if (method == NULL) return fail(x, 501, "method not implemented");
   size_t ps, q;
@@ -397,7 +414,7 @@ static int request_line(lua_State *L, const char *d, size_t n, failure *x) {
     lua_pushlstring(L, d + t + q + 1, te - t - q - 1);
   else
     lua_pushnil(L);
-  lua_pushinteger(L, minor);
+  lua_pushstring(L, *minor == 1 ? "1.1" : "1.0");
   return 0;
 }
 
@@ -417,12 +434,14 @@ static int request_body(const framing *f, int minor, int64_t *body, failure *x) 
 /* Parses a complete request head d[0..n): 8 results pushed, or -1 with x set. */
 static int parse_request(lua_State *L, const char *d, const scan *sc, failure *x) {
   framing f = {-1, 0, 0, 0, 0, 0, 0};
-  if (request_line(L, d, sc->first - 2, x) < 0) return -1;
-  int minor = (int)lua_tointeger(L, -1);
+  int minor;
+  if (request_line(L, d, sc->first - 2, &minor, x) < 0) return -1;
   const char *err = parse_fields(L, d + sc->first, sc->pos - sc->first, &f);
   if (err != NULL) return fail(x, 400, err);
   int64_t body;
   if (request_body(&f, minor, &body, x) < 0) return -1;
+  if (!(f.flags & F_CLOSE) && (minor == 1 || (f.flags & F_KEEPALIVE)))
+    f.flags |= minor == 1 ? F_KEEP : F_KEEP | F_KEEP10;
   lua_pushinteger(L, body);
   lua_pushinteger(L, f.flags);
   return 8;

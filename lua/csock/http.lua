@@ -17,8 +17,11 @@ local EPROTO = csock.EPROTO or 71 -- Linux's value, for a core built without TLS
 
 local http = {}
 
-local BODY_CHUNKED, BODY_TO_CLOSE = -1, -2
-local F_CLOSE, F_KEEPALIVE, F_CONTINUE, F_EXPECT_OTHER = 1, 2, 4, 16 -- 8: Connection: upgrade
+local BODY_CHUNKED <const>, BODY_TO_CLOSE <const> = -1, -2
+-- 8: Connection: upgrade; F_KEEP, F_KEEP10: a request's connection may go on after the
+-- response, by HTTP/1.1's default or HTTP/1.0's keep-alive (src/http.c)
+local F_CLOSE <const>, F_KEEPALIVE <const>, F_CONTINUE <const> = 1, 2, 4
+local F_EXPECT_OTHER <const>, F_KEEP <const>, F_KEEP10 <const> = 16, 32, 64
 local PIECE = 65536 -- the most one body read takes from the socket
 local CHUNK_LINE = 4096
 
@@ -115,6 +118,8 @@ local function tails(connection)
 end
 local tail_keep, tail_close, tail_keep10 = tails(""), tails("Connection: close\r\n"),
   tails("Connection: keep-alive\r\n")
+-- A response's R_KEEP from its request's flags: false (close) or the tails that keep it.
+local KEEP_TAILS = {[0] = false, [F_KEEP] = tail_keep, [F_KEEP | F_KEEP10] = tail_keep10}
 
 -------------------------------------------------------------------------------- messages
 -- A message (a server's request, a client's response) is an array of the slots below, and a
@@ -387,8 +392,8 @@ local Request = {read = Body.read, body = Body.body}
 Request.__index = message_index(REQUEST_FIELDS, Request)
 
 -- The slots of a response object.
--- R_KEEP only ever goes from true to false: a response that keeps the connection to an HTTP/1.0
--- request says so (Connection: keep-alive), told by the request's version.
+-- R_KEEP: false when the connection ends after the response, else the tails of a head that
+-- keeps it (tail_keep, or tail_keep10 for HTTP/1.0's keep-alive); it only ever goes to false.
 local R_REQ <const>, R_SOCK <const>, R_CODE <const>, R_HS <const>, R_KEEP <const> = 1, 2, 3, 4, 5
 local R_STARTED <const>, R_FINISHED <const>, R_LENGTH <const>, R_TE <const> = 6, 7, 8, 9
 local R_CHUNKED <const>, R_NOBODY <const>, R_BROKEN <const> = 10, 11, 12
@@ -495,7 +500,7 @@ end
 -- The head of the response as one string; chunked says whether the body goes chunked.
 local function head_text(res, chunked)
   local connection = not res[R_KEEP] and "Connection: close\r\n\r\n"
-    or res[R_REQ][M_VERSION] == "1.0" and "Connection: keep-alive\r\n\r\n" or "\r\n"
+    or res[R_KEEP] == tail_keep10 and "Connection: keep-alive\r\n\r\n" or "\r\n"
   return status_lines[res[R_CODE]] .. http_date() .. res[R_HS]
     .. (chunked and "Transfer-Encoding: chunked\r\n" or "") .. connection
 end
@@ -601,8 +606,7 @@ function Response:finish(body)
     end
     -- the common case: status line, fields and body in one write, nothing concatenated
     self[R_STARTED] = true
-    local tail = not self[R_KEEP] and tail_close
-      or self[R_REQ][M_VERSION] == "1.0" and tail_keep10 or tail_keep
+    local tail = self[R_KEEP] or tail_close
     if time() ~= date_time then http_date() end
     local ok, err, ecode = sock_write(self[R_SOCK], heads[code] or status_date(code), self[R_HS],
       tail[#body], body)
@@ -805,28 +809,30 @@ local function serve_requests(srv, c, st)
   local httpreq = c._httpreq -- looked up once, not per request
   local first = true
   while not srv.closing or first do
-    local method, path, query, minor, headers, raw, bodylen, flags =
+    local method, path, query, version, headers, raw, bodylen, flags =
       httpreq(c, idle, timeout, max_line, max_bytes, max_fields)
     if not method or bodylen > max_body or flags & F_EXPECT_OTHER ~= 0 then
-      return refuse(c, method, path, query, minor, bodylen, max_body)
+      return refuse(c, method, path, query, version, bodylen, max_body)
     end
     if first then idle, first = o.idle_timeout, false end
     local req, plain
     if bodylen == 0 then -- no body: none of its slots
       plain = method ~= "HEAD"
-      req = setmetatable({method, path, query, minor == 1 and "1.1" or "1.0", headers, c, raw,
+      req = setmetatable({method, path, query, version, headers, c, raw,
         false, false, false}, Request)
     else
       plain = false
       local mode, left = body_mode(bodylen)
-      req = setmetatable({method, path, query, minor == 1 and "1.1" or "1.0", headers, c, raw,
+      req = setmetatable({method, path, query, version, headers, c, raw,
         mode, false, false, false, left, "", 0, false, cfg}, Request)
     end
-    local keep = flags & F_CLOSE == 0 and (minor == 1 or flags & F_KEEPALIVE ~= 0)
+    local keep = KEEP_TAILS[flags & (F_KEEP | F_KEEP10)]
     local res = setmetatable({req, c, 200, "", keep, false, false, false, false, false, false,
       false, false, plain}, Response)
     req[M_RES] = res
-    if flags & F_CONTINUE ~= 0 and minor == 1 and req[M_MODE] then req[M_BEFORE] = send_continue end
+    if flags & F_CONTINUE ~= 0 and version == "1.1" and req[M_MODE] then
+      req[M_BEFORE] = send_continue
+    end
     st.busy = res
     if srv.closing then res[R_KEEP] = false end
     handler(req, res) -- its error ends the connection: conn_task catches it (handler_failed)
