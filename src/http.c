@@ -692,12 +692,28 @@ static void check_limit(lua_State *L, int arg) {
   csock_argcheck(L, csock_checkinteger(L, arg) > 0, arg, "limit must be positive");
 }
 
+/*
+** The arguments csock.http passes with every head, checked in one pass:
+** two timeouts that are numbers >= 0 (NaN fails the comparison) and three
+** limits that are positive integers.  0 when any is not, or is nil or a
+** convertible string: the checks that name what is wrong decide then.
+*/
+static int plain_args(lua_State *L) {
+  for (int i = 2; i <= 3; i++)
+    if (lua_type(L, i) != LUA_TNUMBER || !(lua_tonumber(L, i) >= 0)) return 0;
+  for (int i = 4; i <= 6; i++)
+    if (!lua_isinteger(L, i) || lua_tointeger(L, i) <= 0) return 0;
+  return 1;
+}
+
 static int http_start(lua_State *L, int kind) {
   csock_socket *s = sock_checkopen(L, 1);
   lua_settop(L, 6);
-  check_timeout(L, 2);
-  check_timeout(L, 3);
-  for (int i = 4; i <= 6; i++) check_limit(L, i);
+  if (!plain_args(L)) {
+    check_timeout(L, 2);
+    check_timeout(L, 3);
+    for (int i = 4; i <= 6; i++) check_limit(L, i);
+  }
   int idle = kind == K_REQ && buf_len(&s->rbuf) == 0;
   s->rdeadline = deadline_in(L, s, idle ? 2 : 3);
   begin_read(L, s);
