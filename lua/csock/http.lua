@@ -805,16 +805,18 @@ local function serve_requests(srv, c, st)
   local o, handler = srv.opts, srv.handler
   local idle, timeout, max_line, max_bytes, max_fields = o.header_timeout, o.header_timeout,
     o.max_line, o.max_header_bytes, o.max_headers
-  local max_body, cfg = o.max_body, o.cfg
+  local max_body, cfg, idle_timeout = o.max_body, o.cfg, o.idle_timeout
   local httpreq = c._httpreq -- looked up once, not per request
-  local first = true
-  while not srv.closing or first do
+  local detached -- true once the handler took the connection (res:detach)
+  -- the first request is read even when the server is closing; the loop ends after a
+  -- response when it is (below)
+  while true do
     local method, path, query, version, headers, raw, bodylen, flags =
       httpreq(c, idle, timeout, max_line, max_bytes, max_fields)
     if not method or bodylen > max_body or flags & F_EXPECT_OTHER ~= 0 then
       return refuse(c, method, path, query, version, bodylen, max_body)
     end
-    if first then idle, first = o.idle_timeout, false end
+    idle = idle_timeout -- after the first request, the wait for the next is idle time
     local req, plain
     if bodylen == 0 then -- no body: none of its slots
       plain = method ~= "HEAD"
@@ -835,8 +837,7 @@ local function serve_requests(srv, c, st)
     end
     st.busy = res
     if srv.closing then res[R_KEEP] = false end
-    handler(req, res) -- its error ends the connection: conn_task catches it (handler_failed)
-    local detached = false
+    handler(req, res) -- its error ends the connection: conn_task catches it (conn_failed)
     if res[R_FINISHED] and not (res[R_DETACHED] or res[R_BROKEN])
         and (bodylen == 0 or req[M_MODE] == false and not req[M_FAILED]) then
       keep = res[R_KEEP] -- the common case, Connection: close or not
@@ -844,9 +845,11 @@ local function serve_requests(srv, c, st)
       keep, detached = after_handler(c, req, res)
     end
     st.busy = false
-    if srv.closing then srv.cond:broadcast() end
-    if detached then return true end
-    if not keep then return end
+    if srv.closing then
+      srv.cond:broadcast()
+      return detached
+    end
+    if not keep then return detached end
   end
 end
 
