@@ -154,3 +154,52 @@ describe("csock.http server, finish after the handler changed the response", fun
     assert.equal("", body)
   end)
 end)
+
+describe("csock.http server, a response used after finish or detach", function()
+  local function errors_of(fn)
+    local got
+    local text = H.serve(function(_, res)
+      got = fn(res)
+    end, nil, function(port)
+      return H.raw(port, "GET / HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n")
+    end)
+    return got, text
+  end
+
+  local function err(f, ...)
+    local ok, e = pcall(f, ...)
+    assert.is_false(ok)
+    return e
+  end
+
+  it("raises \"already finished\" on write and sendfile after finish", function()
+    local got = errors_of(function(res)
+      res:finish("x")
+      return {err(res.write, res, "y"), err(res.sendfile, res, "/dev/null")}
+    end)
+    assert.same({"write: response already finished", "sendfile: response already finished"}, got)
+  end)
+
+  it("raises \"detached\" on write and sendfile after detach, finish does nothing", function()
+    local got, text = errors_of(function(res)
+      local s = res:detach()
+      local r = {err(res.write, res, "y"), err(res.sendfile, res, "/dev/null"), res:finish("z") == res}
+      s:write("own bytes")
+      s:close()
+      return r
+    end)
+    assert.same({"write: response detached", "sendfile: response detached", true}, got)
+    assert.equal("own bytes", text)
+  end)
+
+  it("still says \"already finished\" when a finished response was detached", function()
+    local got = errors_of(function(res)
+      res:finish("x")
+      local s = res:detach()
+      local r = {err(res.write, res, "y"), err(res.sendfile, res, "/dev/null")}
+      s:close()
+      return r
+    end)
+    assert.same({"write: response already finished", "sendfile: response already finished"}, got)
+  end)
+end)

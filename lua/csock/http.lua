@@ -131,16 +131,18 @@ local M_METHOD <const>, M_PATH <const>, M_QUERY <const>, M_VERSION <const> = 1, 
 local M_STATUS <const>, M_REASON <const> = 1, 2 -- a client's response
 local M_HEADERS <const>, M_SOCK <const>, M_RAW <const> = 5, 6, 7 -- M_RAW: the header lines
 -- the body: "len", "chunked", "close" (to end of stream) or false once it has ended; the
--- server's response object, or the client's hook called once the body has ended (the pool);
--- the status a failed body read calls for (400, 413) or true
-local M_MODE <const>, M_RES <const>, M_HOOK <const>, M_FAILED <const> = 8, 9, 9, 10
--- The slots of a body, from M_BEFORE on; a server's request without a body has none of them
+-- status a failed body read calls for (400, 413) or true
+local M_MODE <const>, M_FAILED <const> = 8, 9
+-- The slots of a body, from M_RES on; a server's request without a body has none of them
 -- (its table stops at M_FAILED, and what is not there reads nil -- through the __index
--- function, so the common path reads none of them): a function to call before the
+-- function, so the common path reads none of them): the server's response object (for
+-- 100-continue), or the client's hook called once the body has ended (the pool); a
+-- function to call before the
 -- first read (100-continue); bytes left of the body ("len") or of the current chunk; bytes
 -- read ahead by read("l") and friends (nil: none); bytes that came so far; whether a chunk's
 -- data was read (its CRLF comes before the next size line); {timeout =, max = (false: no
 -- limit), limits = {max_line, max_header_bytes, max_headers} for the trailer section}
+local M_RES <const>, M_HOOK <const> = 10, 10
 local M_BEFORE <const>, M_LEFT <const>, M_PENDING <const>, M_TOTAL <const> = 11, 12, 13, 14
 local M_AFTER <const>, M_CFG <const> = 15, 16
 
@@ -576,8 +578,10 @@ end
 
 function Response:write(...)
   checkres(self, "write")
-  if self[R_FINISHED] then error("write: response already finished", 2) end
-  if self[R_DETACHED] then error("write: response detached", 2) end
+  local finished = self[R_FINISHED]
+  if finished then
+    error(finished == true and "write: response already finished" or "write: response detached", 2)
+  end
   if not self[R_STARTED] then return start(self, false, ...) end
   if self[R_NOBODY] or self[R_BROKEN] then return self end
   return self:_send("", ...)
@@ -591,7 +595,7 @@ function Response:finish(body)
       argerror(2, "finish", "string expected, got " .. type(body))
     end
   end
-  if self[R_FINISHED] or self[R_DETACHED] then return self end
+  if self[R_FINISHED] then return self end -- finished, or detached
   self[R_FINISHED] = true
   if not self[R_STARTED] then
     body = body or ""
@@ -692,8 +696,11 @@ end
 -- part of the body (a chunk of their own when chunked).
 function Response:sendfile(file, offset, count)
   checkres(self, "sendfile")
-  if self[R_FINISHED] then error("sendfile: response already finished", 2) end
-  if self[R_DETACHED] then error("sendfile: response detached", 2) end
+  local finished = self[R_FINISHED]
+  if finished then
+    error(finished == true and "sendfile: response already finished"
+      or "sendfile: response detached", 2)
+  end
   local off, cnt = check_span(offset, count)
   local f, mine, ecode = open_file(file)
   if not f then return nil, mine, ecode end
@@ -715,6 +722,9 @@ end
 function Response:detach()
   checkres(self, "detach")
   self[R_DETACHED] = true
+  -- a detached response counts as finished for finish, write and sendfile, which tell the
+  -- two apart by this value (true: finished before it was detached)
+  if not self[R_FINISHED] then self[R_FINISHED] = "detached" end
   self[R_KEEP] = false
   return self[R_SOCK]
 end
@@ -820,8 +830,7 @@ local function serve_requests(srv, c, st)
     local req, plain
     if bodylen == 0 then -- no body: none of its slots
       plain = method ~= "HEAD"
-      req = setmetatable({method, path, query, version, headers, c, raw,
-        false, false, false}, Request)
+      req = setmetatable({method, path, query, version, headers, c, raw, false, false}, Request)
     else
       plain = false
       local mode, left = body_mode(bodylen)
@@ -831,9 +840,8 @@ local function serve_requests(srv, c, st)
     local keep = KEEP_TAILS[flags & (F_KEEP | F_KEEP10)]
     local res = setmetatable({req, c, 200, "", keep, false, false, false, false, false, false,
       false, false, plain}, Response)
-    req[M_RES] = res
     if flags & F_CONTINUE ~= 0 and version == "1.1" and req[M_MODE] then
-      req[M_BEFORE] = send_continue
+      req[M_RES], req[M_BEFORE] = res, send_continue
     end
     st.busy = res
     if srv.closing then res[R_KEEP] = false end
