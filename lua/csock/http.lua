@@ -514,10 +514,10 @@ local function drainable(req)
   return req[M_MODE] == "len" and not req[M_BEFORE] and req[M_LEFT] <= DRAIN_MAX
 end
 
--- s:write of csock's sockets, called as a function: a method call on a userdata looks write up
--- through its metatable every time.  Set by http.server from its listener (every csock socket
--- shares one metatable); the responses that use it come from a server.
-local sock_write
+-- Methods of csock's sockets, called as functions: a method call on a userdata looks the name
+-- up through its metatable every time.  Set by http.server from its listener (every csock
+-- socket shares one metatable); what uses them runs in a server.
+local sock_write, sock_settimeout, sock_close, sock_httpreq, sock_accept
 
 local function res_fail(res, err, code)
   res[R_KEEP] = false
@@ -816,7 +816,7 @@ local function serve_requests(srv, c, st)
   local idle, timeout, max_line, max_bytes, max_fields = o.header_timeout, o.header_timeout,
     o.max_line, o.max_header_bytes, o.max_headers
   local max_body, cfg, idle_timeout = o.max_body, o.cfg, o.idle_timeout
-  local httpreq = c._httpreq -- looked up once, not per request
+  local httpreq = sock_httpreq
   local detached -- true once the handler took the connection (res:detach)
   -- the first request is read even when the server is closing; the loop ends after a
   -- response when it is (below)
@@ -864,10 +864,10 @@ end
 local function serve_conn(srv, c, st)
   local o = srv.opts
   if o.tls then
-    c:settimeout(o.header_timeout)
+    sock_settimeout(c, o.header_timeout)
     if not c:starttls(o.tls) then return end
   end
-  c:settimeout(o.body_timeout)
+  sock_settimeout(c, o.body_timeout)
   return serve_requests(srv, c, st)
 end
 
@@ -913,7 +913,7 @@ local function conn_task(srv, c)
   local ok, r = xpcall(serve_conn, traceback, srv, c, st)
   if not ok then r = conn_failed(c, st, r) end
   forget(srv, c, st)
-  if not r then c:close() end
+  if not r then sock_close(c) end
 end
 
 -- accept failures that pass (accept has paused 50 ms before reporting them); any other
@@ -924,7 +924,7 @@ local ACCEPT_PASSING = {[csock.EMFILE] = true, [csock.ENFILE] = true, [csock.ENO
 local function accept_loop(srv)
   local l = srv.listener
   while not srv.closing do
-    local c, err, code = l:_accept()
+    local c, err, code = sock_accept(l)
     if c then
       spawn(conn_task, srv, c)
     elseif srv.closing or not ACCEPT_PASSING[code] then
@@ -945,7 +945,9 @@ function http.server(listener, handler, opts)
     argerror(2, "server", "function expected, got " .. type(handler))
   end
   local o = check_opts(opts == nil and {} or opts, "server")
-  sock_write = getmetatable(listener).__index.write
+  local methods = getmetatable(listener).__index
+  sock_write, sock_settimeout, sock_close = methods.write, methods.settimeout, methods.close
+  sock_httpreq, sock_accept = methods._httpreq, methods._accept
   if o.tls and not listener.starttls then argerror(3, "server", "TLS is not available") end
   local srv = setmetatable({listener = listener, handler = handler, opts = o, conns = {},
     nconns = 0, closing = false, accepting = true, cond = csock.cond()}, Server)
