@@ -11,7 +11,7 @@ local type, tostring, tointeger, error, xpcall = type, tostring, math.tointeger,
 local setmetatable, rawget, select, pairs, ipairs = setmetatable, rawget, select, pairs, ipairs
 local format, concat, min = string.format, table.concat, math.min
 local traceback = debug.traceback
-local spawn, ETIMEDOUT = csock.spawn, csock.ETIMEDOUT
+local spawn, current, ETIMEDOUT = csock.spawn, csock.current, csock.ETIMEDOUT
 local headers_of = require("csock.core").http.fields
 local EPROTO = csock.EPROTO or 71 -- Linux's value, for a core built without TLS
 
@@ -811,6 +811,10 @@ end
 -- The requests of a connection, one after the other.  One function with the options in locals
 -- and the common case of each step inline: a hello request is short enough that the calls
 -- and table lookups of a split-up version show in its cost.
+-- A connection's record (st), an array as requests and responses are: the response in flight
+-- (false between requests), the connection's task, whether the server has forgotten it.
+local ST_BUSY <const>, ST_TASK <const>, ST_GONE <const> = 1, 2, 3
+
 local function serve_requests(srv, c, st)
   local o, handler = srv.opts, srv.handler
   local idle, timeout, max_line, max_bytes, max_fields = o.header_timeout, o.header_timeout,
@@ -843,7 +847,7 @@ local function serve_requests(srv, c, st)
     if flags & F_CONTINUE ~= 0 and version == "1.1" and req[M_MODE] then
       req[M_RES], req[M_BEFORE] = res, send_continue
     end
-    st.busy = res
+    st[ST_BUSY] = res
     if srv.closing then res[R_KEEP] = false end
     handler(req, res) -- its error ends the connection: conn_task catches it (conn_failed)
     if res[R_FINISHED] and not (res[R_DETACHED] or res[R_BROKEN])
@@ -852,7 +856,7 @@ local function serve_requests(srv, c, st)
     else
       keep, detached = after_handler(c, req, res)
     end
-    st.busy = false
+    st[ST_BUSY] = false
     if srv.closing then
       srv.cond:broadcast()
       return detached
@@ -876,8 +880,8 @@ Server.__index = Server
 
 -- Takes a connection off the server's books (once, whoever comes first: its task or close).
 local function forget(srv, c, st)
-  if st.gone then return end
-  st.gone = true
+  if st[ST_GONE] then return end
+  st[ST_GONE] = true
   srv.conns[c] = nil
   local n = srv.nconns - 1
   srv.nconns = n
@@ -887,18 +891,18 @@ local function forget(srv, c, st)
   if srv.closing or (n == 0 and not srv.accepting) then srv.cond:broadcast() end
 end
 
--- An error out of serve_conn: the handler's when a response is in flight (st.busy), answered
+-- An error out of serve_conn: the handler's when a response is in flight (ST_BUSY), answered
 -- with 500 unless the response had started or was detached (the connection is the handler's
 -- then, and so is its error); whether the connection was detached.
 local function conn_failed(c, st, err)
-  local res = st.busy
+  local res = st[ST_BUSY]
   if res and res[R_DETACHED] then
-    st.busy = false
+    st[ST_BUSY] = false
     return true
   end
   log_error(err)
   if res then
-    st.busy = false
+    st[ST_BUSY] = false
     if not res[R_STARTED] then send_error(c, 500) end
   end
   return false
@@ -907,7 +911,7 @@ end
 -- One protected call per connection rather than one per request: a handler's error ends its
 -- connection anyway, and the handler runs as a plain Lua call (no C boundary per request).
 local function conn_task(srv, c)
-  local st = {sock = c, busy = false, task = csock.current()}
+  local st = {false, current(), false}
   srv.conns[c] = st
   srv.nconns = srv.nconns + 1
   local ok, r = xpcall(serve_conn, traceback, srv, c, st)
@@ -965,7 +969,7 @@ end
 local function busy_others(srv, me)
   local n = 0
   for _, st in pairs(srv.conns) do
-    if st.busy and st.task ~= me then n = n + 1 end
+    if st[ST_BUSY] and st[ST_TASK] ~= me then n = n + 1 end
   end
   return n
 end
@@ -981,8 +985,8 @@ function Server:close(grace)
     self.closing = true
     self.listener:close()
     for c, st in pairs(self.conns) do
-      if st.busy then
-        st.busy[R_KEEP] = false -- its response (if not begun) says Connection: close
+      if st[ST_BUSY] then
+        st[ST_BUSY][R_KEEP] = false -- its response (if not begun) says Connection: close
       else
         c:close()
       end
@@ -996,8 +1000,8 @@ function Server:close(grace)
     self.cond:wait(left)
   end
   for c, st in pairs(self.conns) do
-    if st.task ~= me then
-      st.task:cancel()
+    if st[ST_TASK] ~= me then
+      st[ST_TASK]:cancel()
       c:close()
       forget(self, c, st)
     end
