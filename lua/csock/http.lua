@@ -817,6 +817,11 @@ local ST_BUSY <const>, ST_TASK <const>, ST_GONE <const> = 1, 2, 3
 
 local function serve_requests(srv, c, st)
   local o, handler = srv.opts, srv.handler
+  if o.tls then
+    sock_settimeout(c, o.header_timeout)
+    if not c:starttls(o.tls) then return end
+  end
+  sock_settimeout(c, o.body_timeout)
   local idle, timeout, max_line, max_bytes, max_fields = o.header_timeout, o.header_timeout,
     o.max_line, o.max_header_bytes, o.max_headers
   local max_body, cfg, idle_timeout = o.max_body, o.cfg, o.idle_timeout
@@ -865,16 +870,6 @@ local function serve_requests(srv, c, st)
   end
 end
 
-local function serve_conn(srv, c, st)
-  local o = srv.opts
-  if o.tls then
-    sock_settimeout(c, o.header_timeout)
-    if not c:starttls(o.tls) then return end
-  end
-  sock_settimeout(c, o.body_timeout)
-  return serve_requests(srv, c, st)
-end
-
 local Server = {}
 Server.__index = Server
 
@@ -891,7 +886,7 @@ local function forget(srv, c, st)
   if srv.closing or (n == 0 and not srv.accepting) then srv.cond:broadcast() end
 end
 
--- An error out of serve_conn: the handler's when a response is in flight (ST_BUSY), answered
+-- An error out of serve_requests: the handler's when a response is in flight (ST_BUSY), answered
 -- with 500 unless the response had started or was detached (the connection is the handler's
 -- then, and so is its error); whether the connection was detached.
 local function conn_failed(c, st, err)
@@ -914,7 +909,7 @@ local function conn_task(srv, c)
   local st = {false, current(), false}
   srv.conns[c] = st
   srv.nconns = srv.nconns + 1
-  local ok, r = xpcall(serve_conn, traceback, srv, c, st)
+  local ok, r = xpcall(serve_requests, traceback, srv, c, st)
   if not ok then r = conn_failed(c, st, r) end
   forget(srv, c, st)
   if not r then sock_close(c) end
