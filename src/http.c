@@ -434,7 +434,7 @@ static int request_body(const framing *f, int minor, int64_t *body, failure *x) 
 /* Parses a complete request head d[0..n): 8 results pushed, or -1 with x set. */
 static int parse_request(lua_State *L, const char *d, const scan *sc, failure *x) {
   framing f = {-1, 0, 0, 0, 0, 0, 0};
-  int minor;
+  int minor = 0;
   if (request_line(L, d, sc->first - 2, &minor, x) < 0) return -1;
   const char *err = parse_fields(L, d + sc->first, sc->pos - sc->first, &f);
   if (err != NULL) return fail(x, 400, err);
