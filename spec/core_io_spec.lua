@@ -134,6 +134,18 @@ describe("write()", function()
     assert.equal("a1b2.5", b:read("l"))
   end)
 
+  it("writes more pieces than one system call takes (64), all and in order", function()
+    local a, b, _ <close> = pair()
+    local values, want = {}, {}
+    for i = 1, 150 do
+      values[i] = i % 3 == 0 and i or ("<" .. i .. ">")
+      want[i] = tostring(values[i])
+    end
+    values[151], want[151] = "\n", ""
+    assert.equal(a, a:write(table.unpack(values)))
+    assert.equal(table.concat(want), b:read("l"))
+  end)
+
   it("writes floats with Lua's number format, as file:write does (3.0 is \"3\")", function()
     local a, b, _ <close> = pair()
     local values = {3.0, " ", -0.0, " ", 0.1, " ", 1e100, " ", 2^53, " ", math.huge, " ", 7, "\n"}

@@ -4,11 +4,12 @@
 **
 ** Three socket methods, all internal to lua/csock/http.lua:
 **   s:_httpreq(idle, timeout, max_line, max_header_bytes, max_headers)
-**     -> method, path, query|nil, minor, false, fields, bodylen, flags
+**     -> method, path, query|nil, version, false, fields, bodylen, flags
 **   s:_httpres(timeout, timeout, max_line, max_header_bytes, max_headers)
 **     -> status, reason, minor, false, fields, bodylen, flags
-** (fields: the header lines as they came, CRLFs included; false stands for
-** the headers table, made from them by csock.core.http.fields when asked for)
+** (version: "1.1" or "1.0"; minor: 1 or 0; fields: the header lines as they
+** came, CRLFs included; false stands for the headers table, made from them
+** by csock.core.http.fields when asked for)
 **   s:_httpchunk(timeout, crlf_first, max_line, max_trailer_bytes, max_trailers)
 **     -> size of the next chunk (0: the last; its trailer section is consumed)
 ** On a malformed message they return false, status, message (the status a
@@ -41,8 +42,21 @@
 
 enum { K_REQ, K_RES, K_CHUNK };
 
-/* Flags returned with a head: what Connection and Expect said. */
-enum { F_CLOSE = 1, F_KEEPALIVE = 2, F_CONTINUE = 4, F_UPGRADE = 8, F_EXPECT_OTHER = 16 };
+/*
+** Flags returned with a head: what Connection and Expect said; for a
+** request also whether its connection may go on after the response
+** (F_KEEP), and whether that is HTTP/1.0's keep-alive (F_KEEP10, with
+** F_KEEP), which the server would otherwise work out per request in Lua.
+*/
+enum {
+  F_CLOSE = 1,
+  F_KEEPALIVE = 2,
+  F_CONTINUE = 4,
+  F_UPGRADE = 8,
+  F_EXPECT_OTHER = 16,
+  F_KEEP = 32,
+  F_KEEP10 = 64
+};
 
 #define BODY_CHUNKED (-1)
 #define BODY_TO_CLOSE (-2) /* a response with neither length nor chunking */
@@ -332,10 +346,11 @@ static int parse_version(const char *d, size_t n) {
 static const char *const methods[] = {"GET",     "HEAD",    "POST",  "PUT",   "DELETE",
                                       "OPTIONS", "CONNECT", "TRACE", "PATCH", NULL};
 
-static int known_method(const char *m, size_t n) {
+/* The name in methods[] of the method m[0..n), or NULL when not known. */
+static const char *known_method(const char *m, size_t n) {
   for (int i = 0; methods[i] != NULL; i++)
-    if (strlen(methods[i]) == n && memcmp(methods[i], m, n) == 0) return 1;
-  return 0;
+    if (strlen(methods[i]) == n && memcmp(methods[i], m, n) == 0) return methods[i];
+  return NULL;
 }
 
 typedef struct failure {
@@ -372,21 +387,25 @@ static int target_path(const char *t, size_t n, size_t *start, size_t *q) {
   return 0;
 }
 
-/* Pushes method, path, query and minor from the request line d[0..n) (CRLF excluded). */
-static int request_line(lua_State *L, const char *d, size_t n, failure *x) {
+/*
+** Pushes method, path, query and version from the request line d[0..n)
+** (CRLF excluded); sets *minor.
+*/
+static int request_line(lua_State *L, const char *d, size_t n, int *minor, failure *x) {
   size_t m = 0;
   while (m < n && tchar[(unsigned char)d[m]]) m++;
   if (m == 0 || m == n || d[m] != ' ') return fail(x, 400, "bad request line");
   size_t t = m + 1, te = t;
   while (te < n && (unsigned char)d[te] > 0x20 && (unsigned char)d[te] < 0x7f) te++;
   if (te == t || te == n || d[te] != ' ') return fail(x, 400, "bad request target");
-  int minor = parse_version(d + te + 1, n - te - 1);
-  if (minor == -1) return fail(x, 400, "bad HTTP version");
-  if (minor == -2) return fail(x, 505, "HTTP version not supported");
-  if (!known_method(d, m)) return fail(x, 501, "method not implemented");
+  *minor = parse_version(d + te + 1, n - te - 1);
+  if (*minor == -1) return fail(x, 400, "bad HTTP version");
+  if (*minor == -2) return fail(x, 505, "HTTP version not supported");
+  const char *method = known_method(d, m);
+  if (method == NULL) return fail(x, 501, "method not implemented");
   size_t ps, q;
   if (target_path(d + t, te - t, &ps, &q) < 0) return fail(x, 400, "bad request target");
-  lua_pushlstring(L, d, m);
+  lua_pushstring(L, method); /* a constant's address: Lua's string cache finds it, no hashing */
   if (q == ps)
     lua_pushliteral(L, "/");
   else
@@ -395,7 +414,7 @@ static int request_line(lua_State *L, const char *d, size_t n, failure *x) {
     lua_pushlstring(L, d + t + q + 1, te - t - q - 1);
   else
     lua_pushnil(L);
-  lua_pushinteger(L, minor);
+  lua_pushstring(L, *minor == 1 ? "1.1" : "1.0");
   return 0;
 }
 
@@ -415,12 +434,14 @@ static int request_body(const framing *f, int minor, int64_t *body, failure *x) 
 /* Parses a complete request head d[0..n): 8 results pushed, or -1 with x set. */
 static int parse_request(lua_State *L, const char *d, const scan *sc, failure *x) {
   framing f = {-1, 0, 0, 0, 0, 0, 0};
-  if (request_line(L, d, sc->first - 2, x) < 0) return -1;
-  int minor = (int)lua_tointeger(L, -1);
+  int minor = 0;
+  if (request_line(L, d, sc->first - 2, &minor, x) < 0) return -1;
   const char *err = parse_fields(L, d + sc->first, sc->pos - sc->first, &f);
   if (err != NULL) return fail(x, 400, err);
   int64_t body;
   if (request_body(&f, minor, &body, x) < 0) return -1;
+  if (!(f.flags & F_CLOSE) && (minor == 1 || (f.flags & F_KEEPALIVE)))
+    f.flags |= minor == 1 ? F_KEEP : F_KEEP | F_KEEP10;
   lua_pushinteger(L, body);
   lua_pushinteger(L, f.flags);
   return 8;
@@ -540,15 +561,21 @@ static int io_failure(lua_State *L, const csock_socket *s, int e, int partial) {
   return 4;
 }
 
-/* One attempt at the head or chunk on what is buffered: results, 0 to wait. */
-static int attempt(lua_State *L, csock_socket *s, int kind, scan *sc, const limits *lim) {
+/*
+** One attempt at the head or chunk on what is buffered: results, 0 to wait.
+** The limits are read here, not before the first wait: a keep-alive
+** request mostly finds the buffer empty at first.
+*/
+static int attempt(lua_State *L, csock_socket *s, int kind, scan *sc) {
   size_t len = buf_len(&s->rbuf);
   const char *d = buf_data(&s->rbuf);
   failure x = {0, NULL};
+  limits lim;
+  limits_from(L, &lim);
   if (kind == K_CHUNK) {
     if (sc->first == 0) { /* the chunk-size line */
       size_t used = 0;
-      int64_t size = chunk_line(d, len, lua_toboolean(L, 3), lim->max_line, &used, &x);
+      int64_t size = chunk_line(d, len, lua_toboolean(L, 3), lim.max_line, &used, &x);
       if (size == -2) return 0;
       if (size < 0) return protocol_error(L, x.status, x.msg);
       if (size > 0) {
@@ -559,7 +586,7 @@ static int attempt(lua_State *L, csock_socket *s, int kind, scan *sc, const limi
       }
       sc->first = sc->pos = used; /* the last chunk: a trailer section follows */
     }
-    long end = scan_head(d, len, sc, lim);
+    long end = scan_head(d, len, sc, &lim);
     if (end == 0) return 0;
     if (end < 0) return protocol_error(L, 400, "bad trailer section");
     buf_consume(&s->rbuf, (size_t)end);
@@ -573,7 +600,7 @@ static int attempt(lua_State *L, csock_socket *s, int kind, scan *sc, const limi
       len -= 2;
       d = buf_data(&s->rbuf);
     }
-  long end = scan_head(d, len, sc, lim);
+  long end = scan_head(d, len, sc, &lim);
   if (end == 0) return 0;
   if (end < 0) {
     long st = -end;
@@ -609,10 +636,8 @@ static int http_k(lua_State *L, int status, lua_KContext ctx);
 
 static int http_step(lua_State *L, csock_socket *s, int status, lua_KContext ctx) {
   int kind = CTX_KIND(ctx), e = 0;
-  limits lim;
   scan local;
   scan *sc = scan_state(L, &local);
-  limits_from(L, &lim);
   if (status == LUA_YIELD) e = loop_woken(L);
   if (e == 0 && s->fd < 0) e = EBADF;
   while (e == 0) {
@@ -621,7 +646,7 @@ static int http_step(lua_State *L, csock_socket *s, int status, lua_KContext ctx
         ctx &= ~(lua_KContext)CTX_IDLE;
         s->rdeadline = deadline_in(L, s, 3);
       }
-      int n = attempt(L, s, kind, sc, &lim);
+      int n = attempt(L, s, kind, sc);
       if (n > 0) return n;
     }
     if (s->eof) return at_eof(L, s, kind);
@@ -667,12 +692,28 @@ static void check_limit(lua_State *L, int arg) {
   csock_argcheck(L, csock_checkinteger(L, arg) > 0, arg, "limit must be positive");
 }
 
+/*
+** The arguments csock.http passes with every head, checked in one pass:
+** two timeouts that are numbers >= 0 (NaN fails the comparison) and three
+** limits that are positive integers.  0 when any is not, or is nil or a
+** convertible string: the checks that name what is wrong decide then.
+*/
+static int plain_args(lua_State *L) {
+  for (int i = 2; i <= 3; i++)
+    if (lua_type(L, i) != LUA_TNUMBER || !(lua_tonumber(L, i) >= 0)) return 0;
+  for (int i = 4; i <= 6; i++)
+    if (!lua_isinteger(L, i) || lua_tointeger(L, i) <= 0) return 0;
+  return 1;
+}
+
 static int http_start(lua_State *L, int kind) {
   csock_socket *s = sock_checkopen(L, 1);
   lua_settop(L, 6);
-  check_timeout(L, 2);
-  check_timeout(L, 3);
-  for (int i = 4; i <= 6; i++) check_limit(L, i);
+  if (!plain_args(L)) {
+    check_timeout(L, 2);
+    check_timeout(L, 3);
+    for (int i = 4; i <= 6; i++) check_limit(L, i);
+  }
   int idle = kind == K_REQ && buf_len(&s->rbuf) == 0;
   s->rdeadline = deadline_in(L, s, idle ? 2 : 3);
   begin_read(L, s);

@@ -432,9 +432,9 @@ static int write_k(lua_State *L, int status, lua_KContext ctx) {
   int e = stream_resumed(L, status, s);
   while (e == 0) {
     struct iovec iov[IOV_BATCH];
-    int n = 0;
+    int n = 0, i = 2;
     size_t skip = sent;
-    for (int i = 2; i <= top && n < IOV_BATCH; i++) {
+    for (; i <= top && n < IOV_BATCH; i++) {
       size_t len;
       const char *p = lua_tolstring(L, i, &len);
       if (skip >= len) {
@@ -476,7 +476,11 @@ static int write_k(lua_State *L, int status, lua_KContext ctx) {
     }
     if (w >= 0) {
       size_t asked = 0;
-      for (int i = 0; i < n; i++) asked += iov[i].iov_len;
+      for (int j = 0; j < n; j++) asked += iov[j].iov_len;
+      if ((size_t)w == asked && i > top) { /* all of it went: no second pass over the pieces */
+        lua_settop(L, 1);
+        return 1;
+      }
       if ((size_t)w < asked) loop_blocked(&s->watch, CSOCK_WRITE);
       sent += (size_t)w;
       continue;
@@ -511,7 +515,9 @@ static int write_one(lua_State *L, csock_socket *s, size_t *sent) {
 ** "3"), not as tostring shows it ("3.0").
 */
 static void write_arg_to_string(lua_State *L, int i) {
-  if (lua_type(L, i) == LUA_TNUMBER && !lua_isinteger(L, i)) {
+  int t = lua_type(L, i);
+  if (t == LUA_TSTRING) return; /* the common case */
+  if (t == LUA_TNUMBER && !lua_isinteger(L, i)) {
     char text[64];
     snprintf(text, sizeof text, LUA_NUMBER_FMT, (LUAI_UACNUMBER)lua_tonumber(L, i));
     lua_pushstring(L, text);

@@ -7,18 +7,21 @@
 -- docs/http.md is the guide, docs/reference.md the reference.
 local csock = require "csock"
 
-local type, tostring, tointeger, error, pcall = type, tostring, math.tointeger, error, pcall
+local type, tostring, tointeger, error, xpcall = type, tostring, math.tointeger, error, xpcall
 local setmetatable, rawget, select, pairs, ipairs = setmetatable, rawget, select, pairs, ipairs
 local format, concat, min = string.format, table.concat, math.min
 local traceback = debug.traceback
-local spawn, ETIMEDOUT = csock.spawn, csock.ETIMEDOUT
+local spawn, current, ETIMEDOUT = csock.spawn, csock.current, csock.ETIMEDOUT
 local headers_of = require("csock.core").http.fields
 local EPROTO = csock.EPROTO or 71 -- Linux's value, for a core built without TLS
 
 local http = {}
 
-local BODY_CHUNKED, BODY_TO_CLOSE = -1, -2
-local F_CLOSE, F_KEEPALIVE, F_CONTINUE, F_EXPECT_OTHER = 1, 2, 4, 16 -- 8: Connection: upgrade
+local BODY_CHUNKED <const>, BODY_TO_CLOSE <const> = -1, -2
+-- 8: Connection: upgrade; F_KEEP, F_KEEP10: a request's connection may go on after the
+-- response, by HTTP/1.1's default or HTTP/1.0's keep-alive (src/http.c)
+local F_CLOSE <const>, F_KEEPALIVE <const>, F_CONTINUE <const> = 1, 2, 4
+local F_EXPECT_OTHER <const>, F_KEEP <const>, F_KEEP10 <const> = 16, 32, 64
 local PIECE = 65536 -- the most one body read takes from the socket
 local CHUNK_LINE = 4096
 
@@ -115,6 +118,8 @@ local function tails(connection)
 end
 local tail_keep, tail_close, tail_keep10 = tails(""), tails("Connection: close\r\n"),
   tails("Connection: keep-alive\r\n")
+-- A response's R_KEEP from its request's flags: false (close) or the tails that keep it.
+local KEEP_TAILS = {[0] = false, [F_KEEP] = tail_keep, [F_KEEP | F_KEEP10] = tail_keep10}
 
 -------------------------------------------------------------------------------- messages
 -- A message (a server's request, a client's response) is an array of the slots below, and a
@@ -125,17 +130,21 @@ local tail_keep, tail_close, tail_keep10 = tails(""), tails("Connection: close\r
 local M_METHOD <const>, M_PATH <const>, M_QUERY <const>, M_VERSION <const> = 1, 2, 3, 4
 local M_STATUS <const>, M_REASON <const> = 1, 2 -- a client's response
 local M_HEADERS <const>, M_SOCK <const>, M_RAW <const> = 5, 6, 7 -- M_RAW: the header lines
--- the body: "len", "chunked", "close" (to end of stream) or false once it has ended; bytes
--- left of it ("len") or of the current chunk; bytes read ahead by read("l") and friends;
--- bytes that came so far; whether a chunk's data was read (its CRLF comes before the next
--- size line); {timeout =, max = (false: no limit), limits = {max_line, max_header_bytes,
--- max_headers} for the trailer section}
-local M_MODE <const>, M_LEFT <const>, M_PENDING <const>, M_TOTAL <const> = 8, 9, 10, 11
-local M_AFTER <const>, M_CFG <const> = 12, 13
--- a function to call before the first read (100-continue); the status a failed body read
--- calls for (400, 413) or true; the server's response object, or the client's hook called
--- once the body has ended (the pool)
-local M_BEFORE <const>, M_FAILED <const>, M_RES <const>, M_HOOK <const> = 14, 15, 16, 16
+-- the body: "len", "chunked", "close" (to end of stream) or false once it has ended; the
+-- status a failed body read calls for (400, 413) or true
+local M_MODE <const>, M_FAILED <const> = 8, 9
+-- The slots of a body, from M_RES on; a server's request without a body has none of them
+-- (its table stops at M_FAILED, and what is not there reads nil -- through the __index
+-- function, so the common path reads none of them): the server's response object (for
+-- 100-continue), or the client's hook called once the body has ended (the pool); a
+-- function to call before the
+-- first read (100-continue); bytes left of the body ("len") or of the current chunk; bytes
+-- read ahead by read("l") and friends (nil: none); bytes that came so far; whether a chunk's
+-- data was read (its CRLF comes before the next size line); {timeout =, max = (false: no
+-- limit), limits = {max_line, max_header_bytes, max_headers} for the trailer section}
+local M_RES <const>, M_HOOK <const> = 10, 10
+local M_BEFORE <const>, M_LEFT <const>, M_PENDING <const>, M_TOTAL <const> = 11, 12, 13, 14
+local M_AFTER <const>, M_CFG <const> = 15, 16
 
 -- req.method and the other public fields of a message, by name.
 local REQUEST_FIELDS = {method = M_METHOD, path = M_PATH, query = M_QUERY, version = M_VERSION,
@@ -210,8 +219,9 @@ end
 -- The rest of the body as one string ("" when it has ended).
 local function read_all(m)
   local parts, n = {}, 0
-  if m[M_PENDING] ~= "" then
-    parts[1], n, m[M_PENDING] = m[M_PENDING], 1, ""
+  local pending = m[M_PENDING]
+  if pending and pending ~= "" then
+    parts[1], n, m[M_PENDING] = pending, 1, ""
   end
   if m[M_MODE] == "len" and n == 0 and m[M_LEFT] > 0 and not m[M_BEFORE] then
     local data, err, code = m[M_SOCK]:read(m[M_LEFT]) -- the common case: one read, no table
@@ -236,14 +246,14 @@ end
 
 -- Reads until m[M_PENDING] holds at least n bytes or the body ends: nil, message, code on failure.
 local function gather(m, n)
-  local have = m[M_PENDING]
+  local have = m[M_PENDING] or ""
   if #have >= n then return true end
   local parts, k = {have}, 1
   local total = #have
   while total < n do
     local data, err, code = piece(m, PIECE)
     if not data then
-      m[M_PENDING] = concat(parts, "", 1, k)
+      if k > 1 then m[M_PENDING] = concat(parts, "", 1, k) end
       if err then return nil, err, code end
       return true
     end
@@ -258,7 +268,7 @@ end
 local function read_count(m, n)
   local ok, err, code = gather(m, n)
   if not ok then return nil, err, code end
-  local p = m[M_PENDING]
+  local p = m[M_PENDING] or ""
   if p == "" then
     if n == 0 and m[M_MODE] then return "" end
     return nil
@@ -268,7 +278,7 @@ local function read_count(m, n)
 end
 
 local function read_line(m, keep)
-  local p = m[M_PENDING]
+  local p = m[M_PENDING] or ""
   local from = 1
   while true do
     local nl = p:find("\n", from, true)
@@ -283,8 +293,8 @@ local function read_line(m, keep)
         m[M_PENDING] = p
         return nil, err, code
       end
+      if p == "" then return nil end -- (and no slot written into a bodiless request)
       m[M_PENDING] = ""
-      if p == "" then return nil end
       return p
     end
     p = p .. data
@@ -300,7 +310,7 @@ local MAXNUMERAL = 200
 local function read_number(m)
   local ok, err, code = gather(m, MAXNUMERAL)
   if not ok then return nil, err, code end
-  local p = m[M_PENDING]
+  local p = m[M_PENDING] or ""
   for _, shape in ipairs(NUMERALS) do
     local text = p:match(shape)
     if text then
@@ -308,7 +318,7 @@ local function read_number(m)
       return tonumber(text)
     end
   end
-  m[M_PENDING] = p:gsub("^%s*", "")
+  if p ~= "" then m[M_PENDING] = p:gsub("^%s*", "") end
   return nil
 end
 
@@ -384,10 +394,16 @@ local Request = {read = Body.read, body = Body.body}
 Request.__index = message_index(REQUEST_FIELDS, Request)
 
 -- The slots of a response object.
+-- R_KEEP: false when the connection ends after the response, else the tails of a head that
+-- keeps it (tail_keep, or tail_keep10 for HTTP/1.0's keep-alive); it only ever goes to false.
 local R_REQ <const>, R_SOCK <const>, R_CODE <const>, R_HS <const>, R_KEEP <const> = 1, 2, 3, 4, 5
-local R_KEEP10 <const>, R_STARTED <const>, R_FINISHED <const>, R_LENGTH <const> = 6, 7, 8, 9
-local R_TE <const>, R_CHUNKED <const>, R_NOBODY <const>, R_BROKEN <const> = 10, 11, 12, 13
-local R_DETACHED <const> = 14
+local R_STARTED <const>, R_FINISHED <const>, R_LENGTH <const>, R_TE <const> = 6, 7, 8, 9
+local R_CHUNKED <const>, R_NOBODY <const>, R_BROKEN <const> = 10, 11, 12
+-- R_PLAIN: finish may take its one-write path without the checks of start -- a request
+-- without a body, not HEAD, and neither Content-Length, Transfer-Encoding nor a status
+-- without a body (1xx, 204, 304) set; false whenever one of those may have come (status(),
+-- header()), which only sends finish the longer way.
+local R_DETACHED <const>, R_PLAIN <const> = 13, 14
 
 local Response = {}
 Response.__index = Response
@@ -406,6 +422,7 @@ function Response:status(code)
   if not c or c < 100 or c > 999 then argerror(2, "status", "status code expected") end
   if self[R_STARTED] then error("status: response already started", 2) end
   self[R_CODE] = c
+  if c < 200 or c == 204 or c == 304 then self[R_PLAIN] = false end
   return self
 end
 
@@ -424,6 +441,7 @@ end
 local SPECIAL = {["content-length"] = true, connection = true, ["transfer-encoding"] = true}
 
 local function special_field(res, l, value)
+  res[R_PLAIN] = false
   if l == "content-length" then
     res[R_LENGTH] = tointeger(tonumber(value)) or false
   elseif l == "connection" and value:lower():find("close", 1, true) then
@@ -484,7 +502,7 @@ end
 -- The head of the response as one string; chunked says whether the body goes chunked.
 local function head_text(res, chunked)
   local connection = not res[R_KEEP] and "Connection: close\r\n\r\n"
-    or res[R_KEEP10] and "Connection: keep-alive\r\n\r\n" or "\r\n"
+    or res[R_KEEP] == tail_keep10 and "Connection: keep-alive\r\n\r\n" or "\r\n"
   return status_lines[res[R_CODE]] .. http_date() .. res[R_HS]
     .. (chunked and "Transfer-Encoding: chunked\r\n" or "") .. connection
 end
@@ -495,6 +513,11 @@ local DRAIN_MAX = 256 * 1024
 local function drainable(req)
   return req[M_MODE] == "len" and not req[M_BEFORE] and req[M_LEFT] <= DRAIN_MAX
 end
+
+-- Methods of csock's sockets, called as functions: a method call on a userdata looks the name
+-- up through its metatable every time.  Set by http.server from its listener (every csock
+-- socket shares one metatable); what uses them runs in a server.
+local sock_write, sock_settimeout, sock_close, sock_httpreq, sock_accept
 
 local function res_fail(res, err, code)
   res[R_KEEP] = false
@@ -532,7 +555,7 @@ end
 function Response:_send(prefix, ...)
   local n, size = select("#", ...), 0
   if n == 1 and not self[R_CHUNKED] and type(...) == "string" then -- one write, no table
-    local ok, err, code = self[R_SOCK]:write(prefix, ...)
+    local ok, err, code = sock_write(self[R_SOCK], prefix, ...)
     if not ok then return res_fail(self, err, code) end
     return self
   end
@@ -555,8 +578,10 @@ end
 
 function Response:write(...)
   checkres(self, "write")
-  if self[R_FINISHED] then error("write: response already finished", 2) end
-  if self[R_DETACHED] then error("write: response detached", 2) end
+  local finished = self[R_FINISHED]
+  if finished then
+    error(finished == true and "write: response already finished" or "write: response detached", 2)
+  end
   if not self[R_STARTED] then return start(self, false, ...) end
   if self[R_NOBODY] or self[R_BROKEN] then return self end
   return self:_send("", ...)
@@ -570,13 +595,14 @@ function Response:finish(body)
       argerror(2, "finish", "string expected, got " .. type(body))
     end
   end
-  if self[R_FINISHED] or self[R_DETACHED] then return self end
+  if self[R_FINISHED] then return self end -- finished, or detached
   self[R_FINISHED] = true
   if not self[R_STARTED] then
     body = body or ""
-    local code, req = self[R_CODE], self[R_REQ]
-    if self[R_LENGTH] or self[R_TE] or code < 200 or code == 204 or code == 304
-        or req[M_METHOD] == "HEAD" or req[M_FAILED] or req[M_MODE] then
+    local code = self[R_CODE]
+    if not self[R_PLAIN] and (self[R_LENGTH] or self[R_TE] or code < 200 or code == 204
+        or code == 304 or self[R_REQ][M_METHOD] == "HEAD" or self[R_REQ][M_FAILED]
+        or self[R_REQ][M_MODE]) then
       if not self[R_LENGTH] and not self[R_TE] and not bodiless(code, false) then
         self[R_HS] = self[R_HS] .. content_length[#body]
       end
@@ -584,9 +610,9 @@ function Response:finish(body)
     end
     -- the common case: status line, fields and body in one write, nothing concatenated
     self[R_STARTED] = true
-    local tail = not self[R_KEEP] and tail_close or self[R_KEEP10] and tail_keep10 or tail_keep
+    local tail = self[R_KEEP] or tail_close
     if time() ~= date_time then http_date() end
-    local ok, err, ecode = self[R_SOCK]:write(heads[code] or status_date(code), self[R_HS],
+    local ok, err, ecode = sock_write(self[R_SOCK], heads[code] or status_date(code), self[R_HS],
       tail[#body], body)
     if not ok then return res_fail(self, err, ecode) end
     return self
@@ -670,8 +696,11 @@ end
 -- part of the body (a chunk of their own when chunked).
 function Response:sendfile(file, offset, count)
   checkres(self, "sendfile")
-  if self[R_FINISHED] then error("sendfile: response already finished", 2) end
-  if self[R_DETACHED] then error("sendfile: response detached", 2) end
+  local finished = self[R_FINISHED]
+  if finished then
+    error(finished == true and "sendfile: response already finished"
+      or "sendfile: response detached", 2)
+  end
   local off, cnt = check_span(offset, count)
   local f, mine, ecode = open_file(file)
   if not f then return nil, mine, ecode end
@@ -693,6 +722,9 @@ end
 function Response:detach()
   checkres(self, "detach")
   self[R_DETACHED] = true
+  -- a detached response counts as finished for finish, write and sendfile, which tell the
+  -- two apart by this value (true: finished before it was detached)
+  if not self[R_FINISHED] then self[R_FINISHED] = "detached" end
   self[R_KEEP] = false
   return self[R_SOCK]
 end
@@ -752,13 +784,8 @@ end
 
 -- After the handler, when it was not the common case (finished, no body): whether the
 -- connection goes on, and whether the handler took it (detach).
-local function after_handler(c, req, res, ok, err)
+local function after_handler(c, req, res)
   if res[R_DETACHED] then return false, true end
-  if not ok then
-    log_error(err)
-    if not res[R_STARTED] then send_error(c, 500) end
-    return false
-  end
   if req[M_FAILED] and not res[R_STARTED] then
     local st = req[M_FAILED]
     send_error(c, type(st) == "number" and st or 400)
@@ -789,53 +816,63 @@ end
 -- The requests of a connection, one after the other.  One function with the options in locals
 -- and the common case of each step inline: a hello request is short enough that the calls
 -- and table lookups of a split-up version show in its cost.
+-- A connection's record (st), an array as requests and responses are: the response in flight
+-- (false between requests), the connection's task, whether the server has forgotten it.
+local ST_BUSY <const>, ST_TASK <const>, ST_GONE <const> = 1, 2, 3
+
 local function serve_requests(srv, c, st)
   local o, handler = srv.opts, srv.handler
-  local idle, timeout, max_line, max_bytes, max_fields = o.header_timeout, o.header_timeout,
-    o.max_line, o.max_header_bytes, o.max_headers
-  local max_body, cfg = o.max_body, o.cfg
-  local first = true
-  while not srv.closing or first do
-    local method, path, query, minor, headers, raw, bodylen, flags =
-      c:_httpreq(idle, timeout, max_line, max_bytes, max_fields)
-    if not method or bodylen > max_body or flags & F_EXPECT_OTHER ~= 0 then
-      return refuse(c, method, path, query, minor, bodylen, max_body)
-    end
-    if first then idle, first = o.idle_timeout, false end
-    local mode, left = false, 0
-    if bodylen ~= 0 then mode, left = body_mode(bodylen) end
-    local req = setmetatable({method, path, query, minor == 1 and "1.1" or "1.0", headers, c,
-      raw, mode, left, "", 0, false, cfg, false, false, false}, Request)
-    local keep = flags & F_CLOSE == 0 and (minor == 1 or flags & F_KEEPALIVE ~= 0)
-    local res = setmetatable({req, c, 200, "", keep, keep and minor == 0, false, false, false,
-      false, false, false, false, false}, Response)
-    req[M_RES] = res
-    if flags & F_CONTINUE ~= 0 and minor == 1 and mode then req[M_BEFORE] = send_continue end
-    st.busy = res
-    if srv.closing then res[R_KEEP] = false end
-    local ok, err = xpcall(handler, traceback, req, res)
-    local detached = false
-    if ok and res[R_FINISHED] and req[M_MODE] == false and not (res[R_DETACHED] or res[R_BROKEN]
-        or req[M_FAILED]) then
-      keep = res[R_KEEP] -- the common case, Connection: close or not
-    else
-      keep, detached = after_handler(c, req, res, ok, err)
-    end
-    st.busy = false
-    if srv.closing then srv.cond:broadcast() end
-    if detached then return true end
-    if not keep then return end
-  end
-end
-
-local function serve_conn(srv, c, st)
-  local o = srv.opts
   if o.tls then
-    c:settimeout(o.header_timeout)
+    sock_settimeout(c, o.header_timeout)
     if not c:starttls(o.tls) then return end
   end
-  c:settimeout(o.body_timeout)
-  return serve_requests(srv, c, st)
+  sock_settimeout(c, o.body_timeout)
+  local idle, timeout, max_line, max_bytes, max_fields = o.header_timeout, o.header_timeout,
+    o.max_line, o.max_header_bytes, o.max_headers
+  local max_body, cfg, idle_timeout = o.max_body, o.cfg, o.idle_timeout
+  local httpreq = sock_httpreq
+  local detached -- true once the handler took the connection (res:detach)
+  -- the first request is read even when the server is closing; the loop ends after a
+  -- response when it is (below)
+  while true do
+    local method, path, query, version, headers, raw, bodylen, flags =
+      httpreq(c, idle, timeout, max_line, max_bytes, max_fields)
+    if not method or bodylen > max_body or flags & F_EXPECT_OTHER ~= 0 then
+      return refuse(c, method, path, query, version, bodylen, max_body)
+    end
+    idle = idle_timeout -- after the first request, the wait for the next is idle time
+    local req, plain
+    if bodylen == 0 then -- no body: none of its slots
+      plain = method ~= "HEAD"
+      req = setmetatable({method, path, query, version, headers, c, raw, false, false}, Request)
+    else
+      plain = false
+      local mode, left = body_mode(bodylen)
+      req = setmetatable({method, path, query, version, headers, c, raw,
+        mode, false, false, false, left, "", 0, false, cfg}, Request)
+    end
+    local keep = KEEP_TAILS[flags & (F_KEEP | F_KEEP10)]
+    local res = setmetatable({req, c, 200, "", keep, false, false, false, false, false, false,
+      false, false, plain}, Response)
+    if flags & F_CONTINUE ~= 0 and version == "1.1" and req[M_MODE] then
+      req[M_RES], req[M_BEFORE] = res, send_continue
+    end
+    st[ST_BUSY] = res
+    if srv.closing then res[R_KEEP] = false end
+    handler(req, res) -- its error ends the connection: conn_task catches it (conn_failed)
+    if res[R_FINISHED] and not (res[R_DETACHED] or res[R_BROKEN])
+        and (bodylen == 0 or req[M_MODE] == false and not req[M_FAILED]) then
+      keep = res[R_KEEP] -- the common case, Connection: close or not
+    else
+      keep, detached = after_handler(c, req, res)
+    end
+    st[ST_BUSY] = false
+    if srv.closing then
+      srv.cond:broadcast()
+      return detached
+    end
+    if not keep then return detached end
+  end
 end
 
 local Server = {}
@@ -843,8 +880,8 @@ Server.__index = Server
 
 -- Takes a connection off the server's books (once, whoever comes first: its task or close).
 local function forget(srv, c, st)
-  if st.gone then return end
-  st.gone = true
+  if st[ST_GONE] then return end
+  st[ST_GONE] = true
   srv.conns[c] = nil
   local n = srv.nconns - 1
   srv.nconns = n
@@ -854,14 +891,33 @@ local function forget(srv, c, st)
   if srv.closing or (n == 0 and not srv.accepting) then srv.cond:broadcast() end
 end
 
+-- An error out of serve_requests: the handler's when a response is in flight (ST_BUSY), answered
+-- with 500 unless the response had started or was detached (the connection is the handler's
+-- then, and so is its error); whether the connection was detached.
+local function conn_failed(c, st, err)
+  local res = st[ST_BUSY]
+  if res and res[R_DETACHED] then
+    st[ST_BUSY] = false
+    return true
+  end
+  log_error(err)
+  if res then
+    st[ST_BUSY] = false
+    if not res[R_STARTED] then send_error(c, 500) end
+  end
+  return false
+end
+
+-- One protected call per connection rather than one per request: a handler's error ends its
+-- connection anyway, and the handler runs as a plain Lua call (no C boundary per request).
 local function conn_task(srv, c)
-  local st = {sock = c, busy = false, task = csock.current()}
+  local st = {false, current(), false}
   srv.conns[c] = st
   srv.nconns = srv.nconns + 1
-  local ok, r = pcall(serve_conn, srv, c, st)
-  if not ok then log_error(r) end
+  local ok, r = xpcall(serve_requests, traceback, srv, c, st)
+  if not ok then r = conn_failed(c, st, r) end
   forget(srv, c, st)
-  if not (ok and r) then c:close() end
+  if not r then sock_close(c) end
 end
 
 -- accept failures that pass (accept has paused 50 ms before reporting them); any other
@@ -872,7 +928,7 @@ local ACCEPT_PASSING = {[csock.EMFILE] = true, [csock.ENFILE] = true, [csock.ENO
 local function accept_loop(srv)
   local l = srv.listener
   while not srv.closing do
-    local c, err, code = l:_accept()
+    local c, err, code = sock_accept(l)
     if c then
       spawn(conn_task, srv, c)
     elseif srv.closing or not ACCEPT_PASSING[code] then
@@ -893,6 +949,9 @@ function http.server(listener, handler, opts)
     argerror(2, "server", "function expected, got " .. type(handler))
   end
   local o = check_opts(opts == nil and {} or opts, "server")
+  local methods = getmetatable(listener).__index
+  sock_write, sock_settimeout, sock_close = methods.write, methods.settimeout, methods.close
+  sock_httpreq, sock_accept = methods._httpreq, methods._accept
   if o.tls and not listener.starttls then argerror(3, "server", "TLS is not available") end
   local srv = setmetatable({listener = listener, handler = handler, opts = o, conns = {},
     nconns = 0, closing = false, accepting = true, cond = csock.cond()}, Server)
@@ -910,7 +969,7 @@ end
 local function busy_others(srv, me)
   local n = 0
   for _, st in pairs(srv.conns) do
-    if st.busy and st.task ~= me then n = n + 1 end
+    if st[ST_BUSY] and st[ST_TASK] ~= me then n = n + 1 end
   end
   return n
 end
@@ -926,8 +985,8 @@ function Server:close(grace)
     self.closing = true
     self.listener:close()
     for c, st in pairs(self.conns) do
-      if st.busy then
-        st.busy[R_KEEP] = false -- its response (if not begun) says Connection: close
+      if st[ST_BUSY] then
+        st[ST_BUSY][R_KEEP] = false -- its response (if not begun) says Connection: close
       else
         c:close()
       end
@@ -941,8 +1000,8 @@ function Server:close(grace)
     self.cond:wait(left)
   end
   for c, st in pairs(self.conns) do
-    if st.task ~= me then
-      st.task:cancel()
+    if st[ST_TASK] ~= me then
+      st[ST_TASK]:cancel()
       c:close()
       forget(self, c, st)
     end
@@ -1140,8 +1199,8 @@ local function exchange(u, method, opts, body)
   if bodiless(status, method == "HEAD") and status ~= 101 then bodylen = 0 end
   local mode, left = body_mode(bodylen)
   local res = setmetatable({status, reason, false, minor == 1 and "1.1" or "1.0", headers, c,
-    raw, mode, left, "", 0, false, {timeout = opts.timeout, max = false, limits = CLIENT_LIMITS},
-    false, false, false}, Reply)
+    raw, mode, false, false, false, left, "", 0, false,
+    {timeout = opts.timeout, max = false, limits = CLIENT_LIMITS}}, Reply)
   local keep = flags & F_CLOSE == 0 and (minor == 1 or flags & F_KEEPALIVE ~= 0)
   if status == 101 then
     res[M_MODE] = false
