@@ -69,6 +69,16 @@ describe("csock.tls_context", function()
       .. "/none.pem' (No such file or directory))")
   end)
 
+  it("raises on an unreadable capath, naming the option and the directory", function()
+    assert.has_error(function() csock.tls_context {capath = C.dir .. "/none"} end,
+      "bad argument #1 to 'tls_context' (option 'capath': cannot read '" .. C.dir
+      .. "/none' (No such file or directory))")
+    assert.has_error(function() csock.tls_context {capath = C.ca} end,
+      "bad argument #1 to 'tls_context' (option 'capath': cannot read '" .. C.ca
+      .. "' (Not a directory))")
+    assert.equal("csock TLS context (client)", tostring(csock.tls_context {capath = C.dir}))
+  end)
+
   it("raises when the key does not match the certificate, naming both files", function()
     assert.has_error(function()
       csock.tls_context {mode = "server", certificate = C.client, key = C.key}

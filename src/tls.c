@@ -22,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
 #include <strings.h>
 #include <sys/socket.h>
 
@@ -162,6 +163,13 @@ static void check_readable(lua_State *L, const char *name, const char *file) {
   fclose(f);
 }
 
+/* capath is a directory OpenSSL reads lazily, at the first handshake: check it now. */
+static void check_readable_dir(lua_State *L, const char *name, const char *dir) {
+  DIR *d = opendir(dir);
+  if (d == NULL) return (void)opt_error(L, name, "cannot read", dir, strerror(errno));
+  closedir(d);
+}
+
 static const char *const known_opts[] = {
     "mode", "certificate", "key",     "cafile",       "capath",  "verify", "insecure",
     "alpn", "min_version", "ciphers", "ciphersuites", "servers", NULL};
@@ -204,6 +212,7 @@ static void ctx_certificates(lua_State *L, tls_ctx *c) {
 static void ctx_verify_paths(lua_State *L, tls_ctx *c) {
   const char *cafile = opt_string(L, "cafile"), *capath = opt_string(L, "capath");
   if (cafile) check_readable(L, "cafile", cafile);
+  if (capath) check_readable_dir(L, "capath", capath);
   if (cafile || capath) {
     if (SSL_CTX_load_verify_locations(c->ctx, cafile, capath) != 1)
       return (void)opt_error(L, cafile ? "cafile" : "capath", "cannot load",
