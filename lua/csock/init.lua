@@ -33,7 +33,7 @@ end
 function csock.tcp_connect(host, port, timeout)
   checkhost(host, "tcp_connect")
   port = checkport(port, "tcp_connect")
-  if timeout ~= nil and (type(timeout) ~= "number" or timeout < 0) then
+  if timeout ~= nil and (type(timeout) ~= "number" or timeout < 0 or timeout ~= timeout) then
     argerror(3, "tcp_connect", "timeout must be a non-negative number")
   end
   local addrs, err, code = core.getaddrinfo(host, port)
@@ -86,7 +86,7 @@ local function tls_connect_override(opts)
     end
   end
   local t = opts.timeout
-  if t ~= nil and (type(t) ~= "number" or t < 0) then
+  if t ~= nil and (type(t) ~= "number" or t < 0 or t ~= t) then
     argerror(3, "tls_connect", "option 'timeout' must be a non-negative number", 4)
   end
   if opts.alpn ~= nil and type(opts.alpn) ~= "table" then
