@@ -79,6 +79,24 @@ describe("getaddrinfo()", function()
     assert.is_nil(none)
   end)
 
+  it("reads host \"*\" as any address, as bind does, in a task too", function()
+    local function addrs()
+      local list = assert(csock.getaddrinfo("*", 80, {family = csock.AF_INET}))
+      assert.equal(1, #list)
+      return list[1].addr, list[1].port
+    end
+    assert.same({"0.0.0.0", 80}, {addrs()})
+    assert.same({"0.0.0.0", 80}, {csock.run(addrs)})
+  end)
+
+  it("follows the flags hint", function()
+    local list, msg = csock.getaddrinfo("localhost", 80, {flags = csock.AI_NUMERICHOST})
+    assert.is_nil(list)
+    assert.equal("Name or service not known", msg)
+    list = assert(csock.getaddrinfo(nil, 80, {family = csock.AF_INET, flags = csock.AI_PASSIVE}))
+    assert.equal("0.0.0.0", list[1].addr)
+  end)
+
   it("returns nil and a message for a name it cannot resolve", function()
     local list, msg = csock.getaddrinfo("127.0.0.1", "no-such-service-csock")
     assert.is_nil(list)

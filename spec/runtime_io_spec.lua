@@ -367,6 +367,90 @@ describe("closing a socket under a blocked task", function()
   end)
 end)
 
+describe("several tasks blocked on one socket", function()
+  it("are all woken by its close, each with nil, 'socket closed', EBADF", function()
+    local a, b = csock.socketpair()
+    local server = listener()
+    local r = rt.loop(function(go)
+      local ts = {}
+      for _ = 1, 3 do ts[#ts + 1] = go(function() return a:recv(10) end) end
+      for _ = 1, 3 do ts[#ts + 1] = go(function() return server:accept() end) end
+      csock.sleep(0.02)
+      for _, t in ipairs(ts) do assert.equal("waiting", t:status()) end
+      a:close()
+      server:close()
+      local out = {}
+      for i, t in ipairs(ts) do out[i] = table.pack(t:join()) end
+      return out
+    end)
+    b:close()
+    for i = 1, 6 do
+      assert.same({true, nil, "socket closed", csock.EBADF, n = 4}, r[i])
+    end
+  end)
+
+  it("share a listener's connections: each accept gets its own", function()
+    local server <close>, port = listener()
+    local got = rt.loop(function(go)
+      local ts = {}
+      for i = 1, 3 do
+        ts[i] = go(function()
+          local c <close> = assert(server:accept())
+          return c:read("l")
+        end)
+      end
+      csock.sleep(0.01)
+      for i = 1, 3 do
+        local c <close> = connect(port)
+        assert(c:write("client " .. i .. "\n"))
+      end
+      local lines = {}
+      for i = 1, 3 do
+        local ok, line = ts[i]:join()
+        assert.is_true(ok)
+        lines[#lines + 1] = line
+      end
+      table.sort(lines)
+      return lines
+    end)
+    assert.same({"client 1", "client 2", "client 3"}, got)
+  end)
+
+  it("share datagrams: recvfrom in two tasks, one datagram each", function()
+    local u <close> = csock.socket(csock.AF_INET, csock.SOCK_DGRAM)
+    assert.is_true(u:bind("127.0.0.1", 0))
+    u:settimeout(5)
+    local got = rt.loop(function(go)
+      local t1 = go(function() return u:recvfrom(100) end)
+      local t2 = go(function() return u:recvfrom(100) end)
+      csock.sleep(0.01)
+      local v <close> = csock.socket(csock.AF_INET, csock.SOCK_DGRAM)
+      v:sendto("one", "127.0.0.1", u:getsockname().port)
+      v:sendto("two", "127.0.0.1", u:getsockname().port)
+      local _, d1 = t1:join()
+      local _, d2 = t2:join()
+      return {d1, d2}
+    end)
+    table.sort(got)
+    assert.same({"one", "two"}, got)
+  end)
+
+  it("keep read() to one task at a time: a second read raises busy", function()
+    local a, b = csock.socketpair()
+    local r = rt.loop(function(go)
+      local t = go(function() return a:read("l") end)
+      csock.sleep(0.01)
+      local ok, err = pcall(a.read, a, "l")
+      b:write("line\n")
+      local _, line = t:join()
+      return {ok, err, line}
+    end)
+    a:close()
+    b:close()
+    assert.same({false, "socket is busy: another task is reading from it", "line"}, r)
+  end)
+end)
+
 describe("waiting", function()
   it("costs no CPU while a task waits on a socket or a timer", function()
     local a, b = csock.socketpair()

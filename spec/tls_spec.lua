@@ -69,6 +69,16 @@ describe("csock.tls_context", function()
       .. "/none.pem' (No such file or directory))")
   end)
 
+  it("raises on an unreadable capath, naming the option and the directory", function()
+    assert.has_error(function() csock.tls_context {capath = C.dir .. "/none"} end,
+      "bad argument #1 to 'tls_context' (option 'capath': cannot read '" .. C.dir
+      .. "/none' (No such file or directory))")
+    assert.has_error(function() csock.tls_context {capath = C.ca} end,
+      "bad argument #1 to 'tls_context' (option 'capath': cannot read '" .. C.ca
+      .. "' (Not a directory))")
+    assert.equal("csock TLS context (client)", tostring(csock.tls_context {capath = C.dir}))
+  end)
+
   it("raises when the key does not match the certificate, naming both files", function()
     assert.has_error(function()
       csock.tls_context {mode = "server", certificate = C.client, key = C.key}
@@ -301,6 +311,69 @@ describe("TLS between csock tasks", function()
       assert.equal("x-csock", s:tlsinfo().alpn)
       s:close()
     end)
+  end)
+
+  it("tls_connect's alpn option applies over a given context", function()
+    local sctx = server_ctx {alpn = {"h2", "x-csock"}}
+    local cctx = client_ctx {alpn = {"http/1.1"}}
+    rt.loop(function(go)
+      local port = serve(go, sctx, function() end)
+      local s = assert(csock.tls_connect("localhost", port, {context = cctx, alpn = {"x-csock"},
+        timeout = 5}))
+      local info = s:tlsinfo()
+      assert.equal("x-csock", info.alpn)
+      assert.is_true(info.verified)
+      s:close()
+    end)
+  end)
+
+  it("tls_connect's insecure option applies over a given context", function()
+    local sctx = server_ctx()
+    rt.loop(function(go)
+      local port = serve(go, sctx, function() end)
+      -- the system store does not trust the test CA: only insecure lets this through
+      local s = assert(csock.tls_connect("localhost", port, {context = csock.tls_context {},
+        insecure = true, timeout = 5}))
+      assert.is_false(s:tlsinfo().verified)
+      s:close()
+    end)
+  end)
+
+  it("tls_connect raises on an unknown option, naming it", function()
+    local ok, err = pcall(csock.tls_connect, "localhost", 443, {timout = 5})
+    assert.is_false(ok)
+    assert.equal("bad argument #3 to 'tls_connect' (unknown option 'timout')", err)
+    ok, err = pcall(csock.tls_connect, "localhost", 443, {alpn = "h2"})
+    assert.is_false(ok)
+    assert.equal("bad argument #3 to 'tls_connect' (option 'alpn' must be a list of strings)", err)
+  end)
+
+  it("starttls's opts set alpn and insecure for one connection, and are checked", function()
+    local sctx = server_ctx {alpn = {"x-csock"}}
+    rt.loop(function(go)
+      local port = serve(go, sctx, function() end)
+      local s = assert(csock.tcp_connect("127.0.0.1", port, 5))
+      assert.equal(s, s:starttls(csock.tls_context {}, nil, {alpn = {"x-csock"}, insecure = true}))
+      assert.equal("x-csock", s:tlsinfo().alpn)
+      s:close()
+    end)
+    local a, b = csock.socketpair()
+    local cases = {
+      {{bogus = 1}, "bad argument #4 to 'starttls' (unknown option 'bogus')"},
+      {{alpn = {""}}, "bad argument #4 to 'starttls' (option 'alpn': entry 1 must be a name of 1 to 255 bytes)"},
+      {{insecure = 1}, "bad argument #4 to 'starttls' (option 'insecure' must be a boolean, got number)"},
+      {5, "bad argument #4 to 'starttls' (table expected, got number)"},
+    }
+    for _, c in ipairs(cases) do
+      local ok, err = pcall(a.starttls, a, csock.tls_context {insecure = true}, "x", c[1])
+      assert.is_false(ok)
+      assert.equal(c[2], err)
+    end
+    local ok, err = pcall(a.starttls, a, server_ctx(), nil, {})
+    assert.is_false(ok)
+    assert.equal("bad argument #4 to 'starttls' (options are for client contexts)", err)
+    a:close()
+    b:close()
   end)
 
   it("negotiates ALPN", function()

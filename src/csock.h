@@ -239,6 +239,8 @@ void loop_drained(csock_watch *w);
 int loop_waiting(const csock_watch *w, int dir);
 int loop_wait(lua_State *L, csock_watch *w, int dir, double deadline, lua_KContext ctx,
               lua_KFunction k);
+int loop_wait_shared(lua_State *L, csock_watch *w, int dir, double deadline, lua_KContext ctx,
+                     lua_KFunction k);
 void loop_wait_also(lua_State *L, csock_watch *w);
 void loop_forget(csock_watch *w, int shared);
 void loop_after_fork(void);

@@ -41,7 +41,7 @@ static int accept_k(lua_State *L, int status, lua_KContext ctx) {
   int e = stream_resumed(L, status, s);
   while (e == 0) {
     if (!loop_ready(&s->watch, CSOCK_READ)) {
-      e = loop_wait(L, &s->watch, CSOCK_READ, s->rdeadline, ctx, accept_k);
+      e = loop_wait_shared(L, &s->watch, CSOCK_READ, s->rdeadline, ctx, accept_k);
       continue;
     }
     struct sockaddr_storage ss;
@@ -60,7 +60,7 @@ static int accept_k(lua_State *L, int status, lua_KContext ctx) {
     } else if (e == EAGAIN) {
       loop_blocked(&s->watch, CSOCK_READ);
       ctx &= ~(lua_KContext)ACCEPT_BACKOFF;
-      e = loop_wait(L, &s->watch, CSOCK_READ, s->rdeadline, ctx, accept_k);
+      e = loop_wait_shared(L, &s->watch, CSOCK_READ, s->rdeadline, ctx, accept_k);
     } else if (accept_starved(e) && !(ctx & ACCEPT_BACKOFF)) {
       /* pause before reporting, so a server that retries at once does not
          spin at 100% CPU and its other tasks get to close descriptors */
@@ -300,7 +300,7 @@ static int recv_k(lua_State *L, int status, lua_KContext ctx) {
   int eager = status == LUA_OK;
   while (e == 0) {
     if (!eager && !loop_ready(&s->watch, CSOCK_READ)) {
-      e = loop_wait(L, &s->watch, CSOCK_READ, s->rdeadline, ctx, recv_k);
+      e = loop_wait_shared(L, &s->watch, CSOCK_READ, s->rdeadline, ctx, recv_k);
       continue;
     }
     eager = 0;

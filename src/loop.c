@@ -171,6 +171,16 @@ static void unlink_also(csock_task *t) {
   t->also_watch = NULL;
 }
 
+/* Takes t out of the queue of tasks waiting on one direction of a watcher (slot: its head). */
+static void watch_unlink(csock_task **slot, csock_task *t) {
+  for (; *slot != NULL; slot = &(*slot)->link.next_watcher)
+    if (*slot == t) {
+      *slot = t->link.next_watcher;
+      break;
+    }
+  t->link.next_watcher = NULL;
+}
+
 /*
 ** Makes a waiting task ready; reason is what its continuation will see.
 ** The task goes to its own loop's queue, whichever loop noticed the event:
@@ -182,8 +192,7 @@ void loop_wake_task(csock_task *t, int reason) {
   csock_loop *lp = t->loop;
   csock_watch *w = wait_watch(t);
   if (w) {
-    if (w->reader == t) w->reader = NULL;
-    if (w->writer == t) w->writer = NULL;
+    watch_unlink(t->wait_dir == CSOCK_READ ? &w->reader : &w->writer, t);
     t->wait_kind = W_NONE;
     t->on.watch = NULL;
     lp->io_waiters--;
@@ -193,6 +202,23 @@ void loop_wake_task(csock_task *t, int reason) {
   if (t->wait_kind == W_COND) waitlist_remove(t);
   t->wake = reason;
   enqueue(lp, t);
+}
+
+/* Wakes every task queued on direction dir of w, oldest first. */
+static void wake_queue(csock_watch *w, int dir, int reason) {
+  csock_task **slot = dir == CSOCK_READ ? &w->reader : &w->writer;
+  while (*slot != NULL) {
+    csock_task *t = *slot;
+    /* out of the queue first, so the loop ends whatever the wake does; a
+       loop_wait_also link is alone, and its link field is another wait's */
+    if (t->wait_kind == W_WATCH && t->on.watch == w) {
+      *slot = t->link.next_watcher;
+      t->link.next_watcher = NULL;
+    } else {
+      *slot = NULL;
+    }
+    loop_wake_task(t, reason);
+  }
 }
 
 /* ---------------------------------------------------------------- waits */
@@ -322,21 +348,28 @@ static int watch_register(csock_loop *lp, csock_watch *w, int dir) {
 ** why); it never returns.  Elsewhere it polls and returns 0 (try again),
 ** -ETIMEDOUT or -errno.
 */
-int loop_wait(lua_State *L, csock_watch *w, int dir, double deadline, lua_KContext ctx,
-              lua_KFunction k) {
+static int wait_on(lua_State *L, csock_watch *w, int dir, double deadline, lua_KContext ctx,
+                   lua_KFunction k, int shared) {
   csock_task *t = loop_yieldable_task(L);
   if (t == NULL) return poll_wait(w, dir, deadline);
   csock_loop *lp = t->loop;
   if (t->cancel) return loop_yield_ready(L, t, ctx, k);
   if (deadline >= 0 && deadline <= csock_now()) return -ETIMEDOUT;
   csock_task **slot = dir == CSOCK_READ ? &w->reader : &w->writer;
-  if (*slot != NULL && *slot != t)
+  csock_task *head = *slot;
+  /* queue only behind a task that waits the same shared way (not behind
+     an exclusive read, nor a loop_wait_also link) */
+  if (head != NULL && head != t &&
+      !(shared && head->wait_kind == W_WATCH && head->on.watch == w && head->wait_shared))
     return luaL_error(L, "socket is busy: another task is %s it",
                       dir == CSOCK_READ ? "reading from" : "writing to");
   int r = watch_register(lp, w, dir);
   if (r < 0) return r;
   if (deadline >= 0 && heap_push(lp, t, deadline) < 0) return -ENOMEM;
+  while (*slot != NULL) slot = &(*slot)->link.next_watcher; /* to the end of the queue */
   *slot = t;
+  t->link.next_watcher = NULL;
+  t->wait_shared = (unsigned char)shared;
   t->wait_kind = W_WATCH;
   t->on.watch = w;
   t->wait_dir = dir;
@@ -344,6 +377,22 @@ int loop_wait(lua_State *L, csock_watch *w, int dir, double deadline, lua_KConte
   t->state = T_WAITING;
   t->wake = 0;
   return lua_yieldk(L, 0, ctx, k);
+}
+
+int loop_wait(lua_State *L, csock_watch *w, int dir, double deadline, lua_KContext ctx,
+              lua_KFunction k) {
+  return wait_on(L, w, dir, deadline, ctx, k, 0);
+}
+
+/*
+** loop_wait for a call any number of tasks may wait in at once (accept,
+** recv, recvfrom): a task that finds another waiting queues behind it, and
+** readiness or a close wakes the whole queue; each task tries its call
+** again, and those that find nothing wait again.
+*/
+int loop_wait_shared(lua_State *L, csock_watch *w, int dir, double deadline, lua_KContext ctx,
+                     lua_KFunction k) {
+  return wait_on(L, w, dir, deadline, ctx, k, 1);
 }
 
 /*
@@ -439,9 +488,8 @@ void loop_forget(csock_watch *w, int shared) {
   w->registered = 0;
   /* the waiters may belong to an embedded loop that is not running now:
      waking only touches that loop's queue, no Lua runs */
-  if (w->reader) loop_wake_task(w->reader, -EBADF);
-  if (w->writer) loop_wake_task(w->writer, -EBADF);
-  w->reader = w->writer = NULL;
+  wake_queue(w, CSOCK_READ, -EBADF);
+  wake_queue(w, CSOCK_WRITE, -EBADF);
 }
 
 static int sleep_k(lua_State *L, int status, lua_KContext ctx) {
@@ -1063,11 +1111,11 @@ static int poll_and_wake(csock_loop *lp, long long timeout) {
     if (evs[i].events & CSOCK_HUP) w->rdhup = 1;
     if (evs[i].events & CSOCK_READ) {
       w->rready = 1;
-      if (w->reader) loop_wake_task(w->reader, 0);
+      wake_queue(w, CSOCK_READ, 0);
     }
     if (evs[i].events & CSOCK_WRITE) {
       w->wready = 1;
-      if (w->writer) loop_wake_task(w->writer, 0);
+      wake_queue(w, CSOCK_WRITE, 0);
     }
   }
   return 0;

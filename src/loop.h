@@ -44,12 +44,13 @@ typedef struct csock_task {
     int nresults; /* once done: how many results the UV_RESULT table holds */
   } n;
   /* the small fields share a word: every idle connection holds a task */
-  unsigned heap_pos;       /* 1-based position in the timer heap; 0: none */
-  unsigned char state;     /* a task_state */
-  unsigned char cancel;    /* cancel() was called; ends at the next wait point */
-  unsigned char wait_dir;  /* CSOCK_READ or CSOCK_WRITE, with W_WATCH */
-  unsigned char seen;      /* coroutine.running() handed its coroutine out: never pooled */
-  unsigned char wait_kind; /* what `on` and `link` hold: W_NONE, W_WATCH, W_JOIN or W_COND */
+  unsigned heap_pos;         /* 1-based position in the timer heap; 0: none */
+  unsigned char state;       /* a task_state */
+  unsigned char cancel;      /* cancel() was called; ends at the next wait point */
+  unsigned char wait_dir;    /* CSOCK_READ or CSOCK_WRITE, with W_WATCH */
+  unsigned char seen;        /* coroutine.running() handed its coroutine out: never pooled */
+  unsigned char wait_kind;   /* what `on` and `link` hold: W_NONE, W_WATCH, W_JOIN or W_COND */
+  unsigned char wait_shared; /* W_WATCH: other tasks may queue behind it (loop_wait_shared) */
   lua_Integer id;
   double deadline;
   unsigned long long seq;  /* breaks ties between equal deadlines */
@@ -66,7 +67,8 @@ typedef struct csock_task {
     csock_waitlist *waitlist; /* W_COND: the condition waited on (cond.c) */
   } on;
   union {
-    struct csock_task *next_joiner; /* W_JOIN: the next of on.task's joiners */
+    struct csock_task *next_joiner;  /* W_JOIN: the next of on.task's joiners */
+    struct csock_task *next_watcher; /* W_WATCH: the next task queued on the same direction */
     struct {
       struct csock_task *prev, *next;
     } waiters; /* W_COND: its other waiters, oldest first */

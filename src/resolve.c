@@ -476,6 +476,9 @@ int resolve_getaddrinfo(lua_State *L) {
     hints.ai_protocol = hint_field(L, 3, "protocol", 0);
     hints.ai_flags = hint_field(L, 3, "flags", 0);
   }
+  /* "*" is any address, as for bind: glibc reads it as no host, which
+     without AI_PASSIVE is the loopback address */
+  if (host != NULL && strcmp(host, "*") == 0) hints.ai_flags |= AI_PASSIVE;
 #ifdef CSOCK_NO_RESOLVER /* fuzzing builds never start a lookup thread */
   int in_task = 0;
 #else

@@ -53,7 +53,10 @@ int stream_again_or_fail(lua_State *L, csock_socket *s, int dir, int e, lua_KCon
   if (e == EINTR) return 0;
   if (e != EAGAIN) return e;
   loop_blocked(&s->watch, dir);
-  return loop_wait(L, &s->watch, dir, dir == CSOCK_READ ? s->rdeadline : s->wdeadline, ctx, k);
+  /* recv and recvfrom (the reads here) take whole results, so tasks may
+     wait in them side by side; a write's bytes must not interleave */
+  if (dir == CSOCK_READ) return loop_wait_shared(L, &s->watch, dir, s->rdeadline, ctx, k);
+  return loop_wait(L, &s->watch, dir, s->wdeadline, ctx, k);
 }
 
 /*

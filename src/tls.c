@@ -22,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
 #include <strings.h>
 #include <sys/socket.h>
 
@@ -162,6 +163,13 @@ static void check_readable(lua_State *L, const char *name, const char *file) {
   fclose(f);
 }
 
+/* capath is a directory OpenSSL reads lazily, at the first handshake: check it now. */
+static void check_readable_dir(lua_State *L, const char *name, const char *dir) {
+  DIR *d = opendir(dir);
+  if (d == NULL) return (void)opt_error(L, name, "cannot read", dir, strerror(errno));
+  closedir(d);
+}
+
 static const char *const known_opts[] = {
     "mode", "certificate", "key",     "cafile",       "capath",  "verify", "insecure",
     "alpn", "min_version", "ciphers", "ciphersuites", "servers", NULL};
@@ -204,6 +212,7 @@ static void ctx_certificates(lua_State *L, tls_ctx *c) {
 static void ctx_verify_paths(lua_State *L, tls_ctx *c) {
   const char *cafile = opt_string(L, "cafile"), *capath = opt_string(L, "capath");
   if (cafile) check_readable(L, "cafile", cafile);
+  if (capath) check_readable_dir(L, "capath", capath);
   if (cafile || capath) {
     if (SSL_CTX_load_verify_locations(c->ctx, cafile, capath) != 1)
       return (void)opt_error(L, cafile ? "cafile" : "capath", "cannot load",
@@ -218,6 +227,34 @@ static void ctx_verify_paths(lua_State *L, tls_ctx *c) {
   ERR_clear_error();
 }
 
+/*
+** Pushes the ALPN wire format (length-prefixed names) of the list at idx.
+** Returns 0, or the position of an entry that is no name of 1 to 255 bytes
+** (then nothing is pushed).
+*/
+static lua_Integer push_alpn_wire(lua_State *L, int idx) {
+  luaL_Buffer b;
+  idx = lua_absindex(L, idx);
+  luaL_buffinit(L, &b);
+  lua_Integer n = luaL_len(L, idx);
+  for (lua_Integer i = 1; i <= n; i++) {
+    lua_geti(L, idx, i);
+    size_t len;
+    const char *p = lua_type(L, -1) == LUA_TSTRING ? lua_tolstring(L, -1, &len) : NULL;
+    if (p == NULL || len == 0 || len > 255) {
+      lua_pop(L, 1);
+      luaL_pushresult(&b);
+      lua_pop(L, 1);
+      return i;
+    }
+    lua_pop(L, 1);
+    luaL_addchar(&b, (char)len);
+    luaL_addlstring(&b, p, len);
+  }
+  luaL_pushresult(&b);
+  return 0;
+}
+
 /* alpn = {"h2", "http/1.1"}: the wire format, 1..255 bytes a name. */
 static void ctx_alpn(lua_State *L, tls_ctx *c) {
   int t = lua_getfield(L, 1, "alpn");
@@ -226,20 +263,9 @@ static void ctx_alpn(lua_State *L, tls_ctx *c) {
     return;
   }
   if (t != LUA_TTABLE) return (void)ctx_error(L, "option 'alpn' must be a list of strings");
-  luaL_Buffer b;
-  luaL_buffinit(L, &b);
-  lua_Integer n = luaL_len(L, -2);
-  for (lua_Integer i = 1; i <= n; i++) {
-    lua_geti(L, -2, i);
-    size_t len;
-    const char *p = lua_type(L, -1) == LUA_TSTRING ? lua_tolstring(L, -1, &len) : NULL;
-    if (p == NULL || len == 0 || len > 255)
-      return (void)ctx_error(L, "option 'alpn': entry %d must be a name of 1 to 255 bytes", (int)i);
-    lua_pop(L, 1);
-    luaL_addchar(&b, (char)len);
-    luaL_addlstring(&b, p, len);
-  }
-  luaL_pushresult(&b);
+  lua_Integer bad = push_alpn_wire(L, -1);
+  if (bad != 0)
+    return (void)ctx_error(L, "option 'alpn': entry %d must be a name of 1 to 255 bytes", (int)bad);
   size_t len;
   const char *wire = lua_tolstring(L, -1, &len);
   if (len > 0) {
@@ -649,8 +675,15 @@ static int set_peer_name(SSL *ssl, const char *host) {
   return SSL_set_tlsext_host_name(ssl, host) == 1 && SSL_set1_host(ssl, host) == 1;
 }
 
+/* What starttls's opts change for one client connection (tls_connect's alpn, insecure). */
+typedef struct tls_override {
+  const unsigned char *alpn; /* wire format, or NULL: the context's */
+  size_t alpn_len;
+  int insecure;
+} tls_override;
+
 /* Attaches a new TLS state for context c to s; the bytes read ahead go to OpenSSL first. */
-static int tls_attach(csock_socket *s, const tls_ctx *c, const char *host) {
+static int tls_attach(csock_socket *s, const tls_ctx *c, const char *host, const tls_override *o) {
   BIO_METHOD *m = csock_bio();
   struct csock_tls *t = (struct csock_tls *)calloc(1, sizeof *t);
   SSL *ssl = SSL_new(c->ctx);
@@ -666,7 +699,9 @@ static int tls_attach(csock_socket *s, const tls_ctx *c, const char *host) {
     t->check = c->conf->verify;
   } else {
     SSL_set_connect_state(ssl);
-    t->check = c->conf->verify && !c->conf->insecure;
+    t->check = c->conf->verify && !c->conf->insecure && !o->insecure;
+    if (o->insecure) SSL_set_verify(ssl, SSL_VERIFY_NONE, NULL);
+    if (o->alpn != NULL && SSL_set_alpn_protos(ssl, o->alpn, (unsigned)o->alpn_len) != 0) goto fail;
     if (host != NULL && !set_peer_name(ssl, host)) goto fail;
   }
   size_t ahead = buf_len(&s->rbuf);
@@ -755,7 +790,46 @@ static int starttls_k(lua_State *L, int status, lua_KContext ctx) {
   return starttls_fail(L, e);
 }
 
-/* s:starttls(ctx [, host]) */
+/*
+** starttls's opts (argument 4): {alpn = list, insecure = boolean} for a
+** client context; the wire format stays at stack index 5 while it is used.
+*/
+static void check_override(lua_State *L, const tls_ctx *c, tls_override *o) {
+  memset(o, 0, sizeof *o);
+  lua_settop(L, 4);
+  lua_pushnil(L); /* index 5: the ALPN wire string */
+  if (lua_isnil(L, 4)) return;
+  csock_checktype(L, 4, LUA_TTABLE);
+  csock_argcheck(L, !c->conf->server, 4, "options are for client contexts");
+  lua_pushnil(L);
+  while (lua_next(L, 4)) {
+    lua_pop(L, 1);
+    const char *k = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : NULL;
+    if (k == NULL || (strcmp(k, "alpn") != 0 && strcmp(k, "insecure") != 0))
+      csock_argerror(L, 4, lua_pushfstring(L, "unknown option '%s'", k ? k : luaL_typename(L, -1)));
+  }
+  int t = lua_getfield(L, 4, "insecure");
+  if (t != LUA_TNIL && t != LUA_TBOOLEAN)
+    csock_argerror(
+        L, 4,
+        lua_pushfstring(L, "option 'insecure' must be a boolean, got %s", lua_typename(L, t)));
+  o->insecure = lua_toboolean(L, -1);
+  lua_pop(L, 1);
+  t = lua_getfield(L, 4, "alpn");
+  if (t == LUA_TNIL) return (void)lua_pop(L, 1);
+  if (t != LUA_TTABLE) csock_argerror(L, 4, "option 'alpn' must be a list of strings");
+  lua_Integer bad = push_alpn_wire(L, -1);
+  if (bad != 0)
+    csock_argerror(
+        L, 4,
+        lua_pushfstring(L, "option 'alpn': entry %d must be a name of 1 to 255 bytes", (int)bad));
+  lua_replace(L, 5);
+  lua_pop(L, 1);
+  o->alpn = (const unsigned char *)lua_tolstring(L, 5, &o->alpn_len);
+  if (o->alpn_len == 0) o->alpn = NULL;
+}
+
+/* s:starttls(ctx [, host [, opts]]) */
 static int tls_starttls(lua_State *L) {
   csock_socket *s = sock_checkopen(L, 1);
   tls_ctx *c = ctx_check(L, 2);
@@ -765,16 +839,18 @@ static int tls_starttls(lua_State *L) {
   csock_argcheck(L, c->ctx != NULL, 2, "context is closed");
   csock_argcheck(L, host == NULL || strlen(host) == lua_rawlen(L, 3), 3,
                  "host contains a zero byte");
-  lua_settop(L, 3);
+  tls_override o;
+  check_override(L, c, &o);
   /* the bytes read ahead move out of the buffer, under any read's cursor */
   stream_check_not_busy(L, s);
   if (s->tls != NULL) { /* a handshake that timed out goes on; a done one is an error */
     csock_argcheck(L, !s->tls->done, 1, "TLS already started");
     if (s->tls->dead) return csock_failmsg(L, "TLS failed on this socket", EPROTO);
   } else {
-    csock_argcheck(L, c->conf->server || host != NULL || !c->conf->verify || c->conf->insecure, 3,
-                   "host name expected: the context verifies the server");
-    int r = tls_attach(s, c, host);
+    csock_argcheck(
+        L, c->conf->server || host != NULL || !c->conf->verify || c->conf->insecure || o.insecure,
+        3, "host name expected: the context verifies the server");
+    int r = tls_attach(s, c, host, &o);
     if (r < 0) return csock_failure(L, r);
   }
   s->rdeadline = s->wdeadline = sock_deadline(s);

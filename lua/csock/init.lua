@@ -7,22 +7,24 @@ for k, v in pairs(core) do csock[k] = v end
 
 local type, tointeger, error, format = type, math.tointeger, error, string.format
 
--- Raises "bad argument #n to 'fname' (msg)" at the caller of the helper.
-local function argerror(n, fname, msg)
-  error(format("bad argument #%d to '%s' (%s)", n, fname, msg), 3)
+-- Raises "bad argument #n to 'fname' (msg)" at the caller of fname: fname
+-- calls argerror directly, or through one of the check helpers below (then
+-- `level` is 4, one more frame up).
+local function argerror(n, fname, msg, level)
+  error(format("bad argument #%d to '%s' (%s)", n, fname, msg), level or 3)
 end
 
 local function checkhost(host, fname)
   if host ~= nil and type(host) ~= "string" then
-    argerror(1, fname, "string expected, got " .. type(host))
+    argerror(1, fname, "string expected, got " .. type(host), 4)
   end
-  if host and host:find("\0", 1, true) then argerror(1, fname, "host contains a zero byte") end
+  if host and host:find("\0", 1, true) then argerror(1, fname, "host contains a zero byte", 4) end
 end
 
 local function checkport(port, fname)
   local p = tointeger(port)
-  if p == nil then argerror(2, fname, "number expected, got " .. type(port)) end
-  if p < 0 or p > 65535 then argerror(2, fname, "port out of range") end
+  if p == nil then argerror(2, fname, "number expected, got " .. type(port), 4) end
+  if p < 0 or p > 65535 then argerror(2, fname, "port out of range", 4) end
   return p
 end
 
@@ -31,7 +33,7 @@ end
 function csock.tcp_connect(host, port, timeout)
   checkhost(host, "tcp_connect")
   port = checkport(port, "tcp_connect")
-  if timeout ~= nil and (type(timeout) ~= "number" or timeout < 0) then
+  if timeout ~= nil and (type(timeout) ~= "number" or timeout < 0 or timeout ~= timeout) then
     argerror(3, "tcp_connect", "timeout must be a non-negative number")
   end
   local addrs, err, code = core.getaddrinfo(host, port)
@@ -74,9 +76,33 @@ end
 
 local default_client -- the shared client context on the system store, made on first use
 
+local tls_connect_opts = {timeout = true, context = true, alpn = true, insecure = true}
+
+-- tls_connect's opts, checked; returns what starttls's own opts get (or nil).
+local function tls_connect_override(opts)
+  for k in pairs(opts) do
+    if not tls_connect_opts[k] then
+      argerror(3, "tls_connect", format("unknown option '%s'", tostring(k)), 4)
+    end
+  end
+  local t = opts.timeout
+  if t ~= nil and (type(t) ~= "number" or t < 0 or t ~= t) then
+    argerror(3, "tls_connect", "option 'timeout' must be a non-negative number", 4)
+  end
+  if opts.alpn ~= nil and type(opts.alpn) ~= "table" then
+    argerror(3, "tls_connect", "option 'alpn' must be a list of strings", 4)
+  end
+  if opts.insecure ~= nil and type(opts.insecure) ~= "boolean" then
+    argerror(3, "tls_connect", "option 'insecure' must be a boolean, got " .. type(opts.insecure), 4)
+  end
+  if opts.alpn == nil and not opts.insecure then return nil end
+  return {alpn = opts.alpn, insecure = opts.insecure}
+end
+
 --- Connects to host:port over TCP and does a TLS handshake as a client,
 -- checking the server's certificate for host unless opts.insecure.
--- opts: timeout, context, alpn, insecure.  Returns the socket, or nil,
+-- opts: timeout, context, alpn, insecure (alpn and insecure apply to this
+-- connection, over the context's own).  Returns the socket, or nil,
 -- message, code (csock.EPROTO for a failed handshake).
 function csock.tls_connect(host, port, opts)
   checkhost(host, "tls_connect")
@@ -85,17 +111,16 @@ function csock.tls_connect(host, port, opts)
     argerror(3, "tls_connect", "table expected, got " .. type(opts))
   end
   opts = opts or {}
+  local override = tls_connect_override(opts)
   local ctx = opts.context
-  if ctx == nil and (opts.alpn ~= nil or opts.insecure ~= nil) then
-    ctx = core.tls_context { alpn = opts.alpn, insecure = opts.insecure }
-  elseif ctx == nil then
+  if ctx == nil then
     default_client = default_client or core.tls_context {}
     ctx = default_client
   end
   local s, err, code = csock.tcp_connect(host, port, opts.timeout)
   if not s then return nil, err, code end
   local ok
-  ok, err, code = s:starttls(ctx, host)
+  ok, err, code = s:starttls(ctx, host, override)
   if not ok then
     s:close()
     return nil, err, code
