@@ -219,8 +219,8 @@ static void *pool_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
     if (ptr == NULL && nsize - 1 < ALLOC_SMALL) { /* nsize in [1, ALLOC_SMALL] */
       void *block = pool_take(p, nsize);
       if (block != NULL) return block;
-    } else if (nsize == 0 && ptr != NULL && osize <= ALLOC_SMALL) {
-      pool_put(p, ptr, osize);
+    } else if (nsize == 0 && osize <= ALLOC_SMALL) { /* ptr NULL: an empty array part */
+      if (ptr != NULL) pool_put(p, ptr, osize);
       return NULL;
     }
   }
