@@ -249,8 +249,8 @@ static size_t fill_hint(lua_State *L, const csock_socket *s, int letter, int idx
 ** bytes consumed; READ_ERROR: *err holds the errno (EMSGSIZE for an
 ** over-long line) and the buffer is as it was.
 */
-static int read_formats(lua_State *L, int status, lua_KContext ctx, int *err, lua_KFunction k) {
-  csock_socket *s = (csock_socket *)lua_touserdata(L, 1);
+static int read_formats(lua_State *L, csock_socket *s, int status, lua_KContext ctx, int *err,
+                        lua_KFunction k) {
   int nfmt = CTX_NFMT(ctx), letter = CTX_LETTER(ctx);
   int e = stream_resumed(L, status, s);
   while (e == 0) {
@@ -286,13 +286,21 @@ static int read_error(lua_State *L, const csock_socket *s, int err) {
   return stream_error(L, s, err);
 }
 
-static int read_k(lua_State *L, int status, lua_KContext ctx) {
+static int read_k(lua_State *L, int status, lua_KContext ctx);
+
+/* A read's formats run for s, the socket at index 1: read_k's work, which a first call that has
+   s at hand starts directly. */
+static int read_run(lua_State *L, csock_socket *s, int status, lua_KContext ctx) {
   int err = 0, nfmt = CTX_NFMT(ctx);
-  if (read_formats(L, status, ctx, &err, read_k) == READ_ERROR) {
+  if (read_formats(L, s, status, ctx, &err, read_k) == READ_ERROR) {
     lua_settop(L, 1 + nfmt);
-    return read_error(L, (const csock_socket *)lua_touserdata(L, 1), err);
+    return read_error(L, s, err);
   }
   return lua_gettop(L) - 1 - nfmt;
+}
+
+static int read_k(lua_State *L, int status, lua_KContext ctx) {
+  return read_run(L, (csock_socket *)lua_touserdata(L, 1), status, ctx);
 }
 
 /*
@@ -369,7 +377,7 @@ static int read_one_letter(lua_State *L, csock_socket *s, int nfmt, int letter) 
   s->rdeadline = sock_deadline(s);
   read_begin(s);
   loop_read_begin(L, s);
-  return read_k(L, LUA_OK, (lua_KContext)1 | ((lua_KContext)letter << 16));
+  return read_run(L, s, LUA_OK, (lua_KContext)1 | ((lua_KContext)letter << 16));
 }
 
 static int read_method(lua_State *L) {
@@ -390,13 +398,14 @@ static int read_method(lua_State *L) {
     if (direct != 0) return direct > 0 ? 1 : read_error(L, s, -direct);
   }
   loop_read_begin(L, s);
-  return read_k(L, LUA_OK, read_context(L, nfmt));
+  return read_run(L, s, LUA_OK, read_context(L, nfmt));
 }
 
 /* lines: the iterator's upvalues are the socket and the formats. */
 static int lines_k(lua_State *L, int status, lua_KContext ctx) {
   int err = 0, nfmt = CTX_NFMT(ctx);
-  if (read_formats(L, status, ctx, &err, lines_k) == READ_ERROR) {
+  if (read_formats(L, (csock_socket *)lua_touserdata(L, 1), status, ctx, &err, lines_k) ==
+      READ_ERROR) {
     lua_settop(L, 1 + nfmt);
     read_error(L, (const csock_socket *)lua_touserdata(L, 1), err);
     return luaL_error(L, "%s", lua_tostring(L, -2));
