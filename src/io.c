@@ -35,9 +35,11 @@ static int accept_starved(int e) {
   return e == EMFILE || e == ENFILE || e == ENOBUFS || e == ENOMEM;
 }
 
-static int accept_k(lua_State *L, int status, lua_KContext ctx) {
-  csock_socket *s = (csock_socket *)lua_touserdata(L, 1);
-  csock_socket *c = (csock_socket *)lua_touserdata(L, 2);
+static int accept_k(lua_State *L, int status, lua_KContext ctx);
+
+/* Stack: the listening socket s, the new socket c (closed until accept4 gives it a descriptor). */
+static int accept_run(lua_State *L, csock_socket *s, csock_socket *c, int status,
+                      lua_KContext ctx) {
   int e = stream_resumed(L, status, s);
   while (e == 0) {
     if (!loop_ready(&s->watch, CSOCK_READ)) {
@@ -73,12 +75,18 @@ static int accept_k(lua_State *L, int status, lua_KContext ctx) {
   return stream_error(L, s, e);
 }
 
+static int accept_k(lua_State *L, int status, lua_KContext ctx) {
+  return accept_run(L, (csock_socket *)lua_touserdata(L, 1), (csock_socket *)lua_touserdata(L, 2),
+                    status, ctx);
+}
+
 static int accept_start(lua_State *L, lua_KContext ctx) {
   csock_socket *s = sock_checkopen(L, 1);
-  lua_settop(L, 1);
+  if (lua_gettop(L) != 1) lua_settop(L, 1);
   s->rdeadline = sock_deadline(s);
-  sock_push_from_method(L, s->family, s->type); /* owns the descriptor from birth */
-  return accept_k(L, LUA_OK, ctx);
+  csock_socket *c =
+      sock_push_from_method(L, s->family, s->type); /* owns the descriptor from birth */
+  return accept_run(L, s, c, LUA_OK, ctx);
 }
 
 int io_accept(lua_State *L) { return accept_start(L, 0); }

@@ -732,14 +732,15 @@ csock_task *loop_task_new(lua_State *L, csock_loop *lp, int fidx) {
   lua_setiuservalue(L, -2, UV_THREAD);
   /* a new thread has room for LUA_MINSTACK values; spawn(f, table.unpack(t)) may bring more */
   if (!lua_checkstack(co, nargs + 1)) luaL_error(L, "too many arguments");
-  lua_insert(L, fidx); /* handle below the function and its arguments */
-  lua_xmove(L, co, nargs + 1);
   t->co = co;
   t->loop = lp;
   t->n.nargs = nargs;
   t->id = ++lp->next_id;
-  lua_pushvalue(L, fidx);
+  /* the handle goes to its anchor and comes back from there to fidx once the function and
+     its arguments have moved: cheaper than rotating it below them (lua_insert) */
   anchor_put(L, lp, t);
+  lua_xmove(L, co, nargs + 1);
+  loop_push_handle(L, t);
   t->next_all = lp->all;
   if (lp->all) lp->all->prev_all = t;
   lp->all = t;
@@ -1265,8 +1266,7 @@ int loop_spawn(lua_State *L) {
   csock_loop *lp = running;
   if (lp == NULL)
     return luaL_error(L, "csock.spawn: no loop is running (call it inside csock.run)");
-  loop_task_new(L, lp, 1);
-  lua_settop(L, 1);
+  loop_task_new(L, lp, 1); /* leaves the handle alone on the stack */
   return 1;
 }
 

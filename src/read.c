@@ -176,6 +176,11 @@ static int format_letter(const char *p) {
   return (*p == 'l' || *p == 'L' || *p == 'a' || *p == 'n') && p[1] == '\0' ? *p : 0;
 }
 
+/* The letter of the string format at idx, or 0 (not a string, or not a letter format). */
+static int letter_at(lua_State *L, int idx) {
+  return lua_type(L, idx) == LUA_TSTRING ? format_letter(lua_tostring(L, idx)) : 0;
+}
+
 static int read_letter(lua_State *L, csock_socket *s, int letter) {
   switch (letter) {
     case 'l': return read_line(L, s, 1);
@@ -200,7 +205,7 @@ static int read_one(lua_State *L, csock_socket *s, int idx) {
 #define CTX_LETTER(ctx) ((int)(((ctx) >> 16) & 0xff))
 
 static lua_KContext read_context(lua_State *L, int nfmt) {
-  int letter = nfmt == 1 && lua_type(L, 2) == LUA_TSTRING ? format_letter(lua_tostring(L, 2)) : 0;
+  int letter = nfmt == 1 ? letter_at(L, 2) : 0;
   return (lua_KContext)nfmt | ((lua_KContext)letter << 16);
 }
 
@@ -244,8 +249,8 @@ static size_t fill_hint(lua_State *L, const csock_socket *s, int letter, int idx
 ** bytes consumed; READ_ERROR: *err holds the errno (EMSGSIZE for an
 ** over-long line) and the buffer is as it was.
 */
-static int read_formats(lua_State *L, int status, lua_KContext ctx, int *err, lua_KFunction k) {
-  csock_socket *s = (csock_socket *)lua_touserdata(L, 1);
+static int read_formats(lua_State *L, csock_socket *s, int status, lua_KContext ctx, int *err,
+                        lua_KFunction k) {
   int nfmt = CTX_NFMT(ctx), letter = CTX_LETTER(ctx);
   int e = stream_resumed(L, status, s);
   while (e == 0) {
@@ -281,31 +286,32 @@ static int read_error(lua_State *L, const csock_socket *s, int err) {
   return stream_error(L, s, err);
 }
 
-static int read_k(lua_State *L, int status, lua_KContext ctx) {
+static int read_k(lua_State *L, int status, lua_KContext ctx);
+
+/* A read's formats run for s, the socket at index 1: read_k's work, which a first call that has
+   s at hand starts directly. */
+static int read_run(lua_State *L, csock_socket *s, int status, lua_KContext ctx) {
   int err = 0, nfmt = CTX_NFMT(ctx);
-  if (read_formats(L, status, ctx, &err, read_k) == READ_ERROR) {
+  if (read_formats(L, s, status, ctx, &err, read_k) == READ_ERROR) {
     lua_settop(L, 1 + nfmt);
-    return read_error(L, (const csock_socket *)lua_touserdata(L, 1), err);
+    return read_error(L, s, err);
   }
   return lua_gettop(L) - 1 - nfmt;
 }
 
+static int read_k(lua_State *L, int status, lua_KContext ctx) {
+  return read_run(L, (csock_socket *)lua_touserdata(L, 1), status, ctx);
+}
+
 /*
-** read() or read("l"/"L") whose line is already in the buffer: the common
-** case of a request parser, answered without the general machinery.
+** read("l"/"L") whose line is already in the buffer: the common case of a
+** request parser, answered without the general machinery.
 */
-static int read_buffered_line(lua_State *L, csock_socket *s, int nfmt) {
-  int chop = 1;
-  if (buf_len(&s->rbuf) == 0) return 0;
-  if (nfmt == 1) {
-    if (lua_type(L, 2) != LUA_TSTRING) return 0;
-    int f = format_letter(lua_tostring(L, 2));
-    if (f != 'l' && f != 'L') return 0;
-    chop = f == 'l';
-  }
+static int read_buffered_line(lua_State *L, csock_socket *s, int letter) {
+  if ((letter != 'l' && letter != 'L') || buf_len(&s->rbuf) == 0) return 0;
   read_begin(s);
   s->rbusy = 1; /* for the finalizers the string's allocation may run */
-  int r = read_line(L, s, chop);
+  int r = read_line(L, s, letter == 'l');
   s->rbusy = 0;
   if (r != FMT_PUSHED) return 0;
   read_commit(s);
@@ -360,14 +366,27 @@ static int read_count_direct(lua_State *L, csock_socket *s) {
   return -err;
 }
 
+/*
+** read() or read(letter), the common case: the format needs no checking
+** (check_formats, read_context) nor stack room (a C function has
+** LUA_MINSTACK slots), and the letter goes straight into the context.
+*/
+static int read_one_letter(lua_State *L, csock_socket *s, int nfmt, int letter) {
+  if (read_buffered_line(L, s, letter)) return 1;
+  if (nfmt == 0) lua_pushliteral(L, "l"); /* the stack holds one format, as read_k expects */
+  s->rdeadline = sock_deadline(s);
+  read_begin(s);
+  loop_read_begin(L, s);
+  return read_run(L, s, LUA_OK, (lua_KContext)1 | ((lua_KContext)letter << 16));
+}
+
 static int read_method(lua_State *L) {
   csock_socket *s = sock_checkopen(L, 1);
   int nfmt = lua_gettop(L) - 1;
   stream_check_not_busy(L, s);
-  if (nfmt <= 1 && read_buffered_line(L, s, nfmt)) return 1;
-  if (nfmt == 0) {
-    lua_pushliteral(L, "l");
-    nfmt = 1;
+  if (nfmt <= 1) {
+    int letter = nfmt == 0 ? 'l' : letter_at(L, 2);
+    if (letter != 0) return read_one_letter(L, s, nfmt, letter);
   }
   csock_argcheck(L, nfmt <= 250, 252, "too many formats");
   check_formats(L, 2, 1 + nfmt);
@@ -379,13 +398,14 @@ static int read_method(lua_State *L) {
     if (direct != 0) return direct > 0 ? 1 : read_error(L, s, -direct);
   }
   loop_read_begin(L, s);
-  return read_k(L, LUA_OK, read_context(L, nfmt));
+  return read_run(L, s, LUA_OK, read_context(L, nfmt));
 }
 
 /* lines: the iterator's upvalues are the socket and the formats. */
 static int lines_k(lua_State *L, int status, lua_KContext ctx) {
   int err = 0, nfmt = CTX_NFMT(ctx);
-  if (read_formats(L, status, ctx, &err, lines_k) == READ_ERROR) {
+  if (read_formats(L, (csock_socket *)lua_touserdata(L, 1), status, ctx, &err, lines_k) ==
+      READ_ERROR) {
     lua_settop(L, 1 + nfmt);
     read_error(L, (const csock_socket *)lua_touserdata(L, 1), err);
     return luaL_error(L, "%s", lua_tostring(L, -2));
@@ -402,7 +422,7 @@ static int lines_iter(lua_State *L) {
   if (s->fd < 0) return luaL_error(L, "socket is already closed");
   stream_check_not_busy(L, s);
   for (int i = 1; i <= nfmt; i++) lua_pushvalue(L, lua_upvalueindex(2 + i));
-  if (nfmt == 1 && read_buffered_line(L, s, 1)) return 1;
+  if (nfmt == 1 && read_buffered_line(L, s, letter_at(L, 2))) return 1;
   s->rdeadline = sock_deadline(s);
   read_begin(s);
   loop_read_begin(L, s);
