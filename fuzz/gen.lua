@@ -826,6 +826,9 @@ end
 ]], NSOCK, pick { "0.01", "0.05", "0.05", "0.1" })
 
 if chance(0.3) then emit("collectgarbage('incremental', 100, 100, 0)") end
+-- TLS contexts and csock.socket objects ready before the first statement, often.
+if on("tls") and chance(0.5) then emit("TLSCTX(1, %s); TLSCTX(2, %s)", TLS_OPTS[1], TLS_OPTS[12]) end
+if on("luasocket") and chance(0.4) then emit("LSNEW(1, 4); LSNEW(3, %d)", random(6)) end
 
 -- Top-level statements run outside any loop: the pool's sockets get a short
 -- timeout first, so that nothing there can block for long.
@@ -854,10 +857,20 @@ top_stmts(random(0, 3))
 local driver = on("loops") and random(4) or 1
 local NARGS = on("manyargs") and 200 or 3
 local NRESULTS = on("manyresults") and 200 or 3
+-- The stage a loop's first task sets, so that the newer statements find a
+-- server to talk to more often than by chance: HTTP servers (plain or TLS).
+local function stage()
+  local t = {}
+  if on("http") and chance(0.5) then t[#t + 1] = fmt("HSERVER(1, %s, %s)", handler(), pick(SRV_OPTS)) end
+  if on("http") and chance(0.3) then t[#t + 1] = fmt("HSERVER(2, %s, %s)", handler(), pick(SRV_OPTS)) end
+  return table.concat(t, "; ")
+end
+
 local function run_driver()
   emit("local main_result = table.pack(pcall(csock.run, function(...)")
   emit("  CO_SELF()")
   emit("  csock.spawn(REAPER)")
+  emit("  %s", stage())
   for _ = 1, random(2, 10) do emit("  %s", stmt(0)) end
   -- The end of main: nothing may stay blocked forever.
   emit([[
@@ -872,6 +885,7 @@ end
 
 local function embed_driver()
   emit("LP[1], LP[2] = csock.loop(), csock.loop()")
+  emit("LOOPSPAWN(1, %d, function() %s end)", slot(), stage())
   for _ = 1, random(1, 6) do
     emit("LOOPSPAWN(%d, %d, function(...) %s end, table.unpack(T200, 1, %d))",
       random(2), slot(), body(1), pick { 0, 3, NARGS })
