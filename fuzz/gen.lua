@@ -246,26 +246,32 @@ local TLS_OPTS = {
   "{alpn = {''}}", "{insecure = 'yes'}", "{x = 1}", "{servers = CTX}", "{mode = 'server', servers = {}}",
   "{[1] = 2}", "'x'", "{mode = 'client', cafile = '/'}", "{certificate = CERT .. '\\0x'}",
 }
-local TLS_HOSTS = { "nil", "'localhost'", "'localhost'", "'127.0.0.1'", "'::1'", "''", "'a.b'", "('h'):rep(300)", "'\\0x'", "42", "{}" }
+local TLS_HOSTS = { "nil", "'localhost'", "'localhost'", "'127.0.0.1'", "'::1'", "''", "'a.b'", "('h'):rep(300)",
+  "'\\0x'", "42", "{}" }
 local function ctx() return random(0, 4) end -- 0 and 4: usually nil
 local function objexpr()
-  return pick { "S[" .. sock() .. "]", "CTX[" .. ctx() .. "]", "CVS[" .. random(3) .. "]", "LP[1]", "TK[" .. slot() .. "]",
+  return pick { "S[" .. sock() .. "]", "CTX[" .. ctx() .. "]", "CVS[" .. random(3) .. "]", "LP[1]",
+    "TK[" .. slot() .. "]",
     "HS[1]", "WSS[1]", "LS[" .. random(4) .. "]", "FH" }
 end
 into(tls_ops, {
   function() return fmt("TLSCTX(%d, %s)", random(4), pick(TLS_OPTS)) end,
   function() return fmt("TLSCTX(%d, %s)", random(2), TLS_OPTS[random(2) == 1 and 1 or 12]) end,
   function() return fmt("M(%d, 'starttls', CTX[%d], %s)", sock(), ctx(), pick(TLS_HOSTS)) end,
-  function() return fmt("TLSPAIR(%d, %d, %d, %s)", random(7), pick { 1, 1, 1, ctx() }, pick { 2, 2, 2, ctx() }, pick(TLS_HOSTS)) end,
-  function() return fmt("TLSPAIR(%d, %d, %d, %s)", random(7), pick { 1, 1, 1, ctx() }, pick { 2, 2, 2, ctx() }, pick(TLS_HOSTS)) end,
-  function() return fmt("SCENE_TLS(%d, %d, %d, {%s})", random(7), pick { 1, ctx() }, pick { 2, ctx() }, formats():sub(3)) end,
+  function() return fmt("TLSPAIR(%d, %d, %d, %s)", random(7), pick { 1, 1, 1, ctx() }, pick { 2, 2, 2, ctx() },
+    pick(TLS_HOSTS)) end,
+  function() return fmt("TLSPAIR(%d, %d, %d, %s)", random(7), pick { 1, 1, 1, ctx() }, pick { 2, 2, 2, ctx() },
+    pick(TLS_HOSTS)) end,
+  function() return fmt("SCENE_TLS(%d, %d, %d, {%s})", random(7), pick { 1, ctx() }, pick { 2, ctx() },
+    formats():sub(3)) end,
   function() return fmt("M(%d, 'tlsinfo')", sock()) end,
   function() return fmt("MJ('tlsinfo', %s)", pick { junk(), objexpr() }) end,
   function() return fmt("MJ('starttls', %s, CTX[%d])", pick { junk(), objexpr() }, ctx()) end,
   function() return fmt("TLSDROP(%d, %s)", ctx(), tostring(chance(0.5))) end,
   function() return fmt("METAGC(%s, %s)", objexpr(), pick { "'__gc'", "'__close'", "'__gc'" }) end,
   function()
-    return fmt("TLSCONNECT(%s, {timeout = %s, context = CTX[%d], insecure = %s, alpn = %s})", pick { "PORT", "HPORT[1]", "HPORT[2]" },
+    return fmt("TLSCONNECT(%s, {timeout = %s, context = CTX[%d], insecure = %s, alpn = %s})", pick { "PORT",
+      "HPORT[1]", "HPORT[2]" },
       pick { "0.1", "0.1", "0", "-1", "'x'" }, ctx(), pick { "nil", "true", "1" }, pick { "nil", "{'x'}", "'x'", "{}" })
   end,
   function() return fmt("P(csock.tls_connect, %s, %s, %s)", junk(), junk(), junk()) end,
@@ -275,8 +281,10 @@ into(tls_ops, {
 -- csock.http: servers (up to two) whose handlers misuse req and res, clients
 -- with odd requests, raw requests, websockets on both sides.
 local CODES = { "200", "204", "304", "101", "100", "99", "1000", "'x'", "404", "500", "nil", "1.5", "999" }
-local HNAMES = { "'X-A'", "'Content-Length'", "'Transfer-Encoding'", "'Connection'", "'bad name'", "''", "'x\\r\\n'", "5", "{}", "nil", "('n'):rep(9000)" }
-local HVALUES = { "'v'", "'5'", "'0'", "'close'", "'chunked'", "'a\\r\\nb'", "'\\0'", "7", "-1", "{}", "nil", "('v'):rep(70000)" }
+local HNAMES = { "'X-A'", "'Content-Length'", "'Transfer-Encoding'", "'Connection'", "'bad name'", "''", "'x\\r\\n'",
+  "5", "{}", "nil", "('n'):rep(9000)" }
+local HVALUES = { "'v'", "'5'", "'0'", "'close'", "'chunked'", "'a\\r\\nb'", "'\\0'", "7", "-1", "{}", "nil",
+  "('v'):rep(70000)" }
 local GRACES = { "nil", "0", "0.01", "0.05", "-1", "0/0", "'x'", "{}", "1e308", "math.huge", "-0.0" }
 local SRV_OPTS = {
   "nil", "nil", "{}", "{max_line = 64}", "{max_header_bytes = 10, max_headers = 1}", "{max_body = 3}",
@@ -292,28 +300,38 @@ local REQ_HEADERS = {
   "nil", "{}", "{['x-a'] = 'b'}", "{['Content-Length'] = '5'}", "{['Transfer-Encoding'] = 'chunked'}",
   "{Expect = '100-continue'}", "{Connection = 'close'}", "{x = {'1', '2'}}", "{['bad name'] = 'v'}",
   "{x = 'a\\r\\nb'}", "{x = 5}", "{x = {}}", "{[1] = 'x'}", "{x = ('v'):rep(70000)}", "{Host = ''}", "'x'",
-  "{Upgrade = 'websocket', Connection = 'Upgrade', ['Sec-WebSocket-Key'] = 'dGhlIHNhbXBsZSBub25jZQ==', ['Sec-WebSocket-Version'] = '13'}",
+  "{Upgrade = 'websocket', Connection = 'Upgrade', ['Sec-WebSocket-Key'] = 'dGhlIHNhbXBsZSBub25jZQ==', "
+    .. "['Sec-WebSocket-Version'] = '13'}",
 }
 local BODIES = {
-  "nil", "nil", "''", "'hello'", "('b'):rep(100000)", "BODYFN(3)", "BODYFN(0)", "function() error('body failed on purpose') end",
+  "nil", "nil", "''", "'hello'", "('b'):rep(100000)", "BODYFN(3)", "BODYFN(0)",
+    "function() error('body failed on purpose') end",
   "function() return 5 end", "function() return {} end", "function() return '' end", "function() csock.sleep(0.01) end",
-  "function() return false end", "5", "{}", "function() coroutine.yield() end", "function() return ('c'):rep(70000) end",
+  "function() return false end", "5", "{}", "function() coroutine.yield() end",
+    "function() return ('c'):rep(70000) end",
 }
-local PATHS = { "'/'", "'/'", "'/a?b=c'", "''", "'/' .. ('p'):rep(9000)", "'/%zz'", "'/\\r\\n'", "' /'", "'/#f'", "'?'", "'/\\0'" }
+local PATHS = { "'/'", "'/'", "'/a?b=c'", "''", "'/' .. ('p'):rep(9000)", "'/%zz'", "'/\\r\\n'", "' /'", "'/#f'",
+  "'?'", "'/\\0'" }
+local UPGRADE = "'GET / HTTP/1.1\\r\\nUpgrade: websocket\\r\\nConnection: Upgrade\\r\\n"
+  .. "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\\r\\nSec-WebSocket-Version: 13\\r\\n\\r\\n"
 local RAWS = {
   "'GET / HTTP/1.1\\r\\nHost: x\\r\\n\\r\\n'", "'POST / HTTP/1.1\\r\\nContent-Length: 5\\r\\n\\r\\nab'",
   "'POST / HTTP/1.1\\r\\nTransfer-Encoding: chunked\\r\\n\\r\\n5\\r\\nabcde\\r\\n0\\r\\nX: y\\r\\n\\r\\n'",
-  "'POST / HTTP/1.1\\r\\nTransfer-Encoding: chunked\\r\\n\\r\\nzz\\r\\n'", "'POST / HTTP/1.1\\r\\nTransfer-Encoding: chunked\\r\\n\\r\\n3\\r\\nab'",
+  "'POST / HTTP/1.1\\r\\nTransfer-Encoding: chunked\\r\\n\\r\\nzz\\r\\n'",
+    "'POST / HTTP/1.1\\r\\nTransfer-Encoding: chunked\\r\\n\\r\\n3\\r\\nab'",
   "'GET / HTTP/1.1\\r\\n\\r\\nGET / HTTP/1.1\\r\\n\\r\\nHEAD / HTTP/1.0\\r\\n\\r\\n'",
   "'GET / HTTP/1.1\\r\\nExpect: 100-continue\\r\\nContent-Length: 3\\r\\n\\r\\n'", "'GET / HTTP/2.0\\r\\n\\r\\n'",
-  "'\\22\\3\\1\\0\\5hello'", "('G'):rep(10000)", "''", "'GET / HTTP/1.1\\r\\nContent-Length: 99999999999999999999\\r\\n\\r\\n'",
-  "'GET / HTTP/1.1\\r\\nUpgrade: websocket\\r\\nConnection: Upgrade\\r\\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\\r\\nSec-WebSocket-Version: 13\\r\\n\\r\\n\\129\\133\\0\\0\\0\\0hello\\136\\128\\0\\0\\0\\0'",
-  "'GET / HTTP/1.1\\r\\nUpgrade: websocket\\r\\nConnection: Upgrade\\r\\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\\r\\nSec-WebSocket-Version: 13\\r\\n\\r\\n\\1\\255\\255\\255\\255\\255\\255\\255\\255\\255'",
+  "'\\22\\3\\1\\0\\5hello'", "('G'):rep(10000)", "''",
+    "'GET / HTTP/1.1\\r\\nContent-Length: 99999999999999999999\\r\\n\\r\\n'",
+  UPGRADE .. "\\129\\133\\0\\0\\0\\0hello\\136\\128\\0\\0\\0\\0'",
+  UPGRADE .. "\\1\\255\\255\\255\\255\\255\\255\\255\\255\\255'",
 }
 local WS_OPTS = {
-  "nil", "{timeout = 0.2}", "{timeout = 0.2}", "{timeout = 0.05, max_message = 10}", "{timeout = 0.2, max_frame = 1, close_timeout = 0.01}",
+  "nil", "{timeout = 0.2}", "{timeout = 0.2}", "{timeout = 0.05, max_message = 10}",
+    "{timeout = 0.2, max_frame = 1, close_timeout = 0.01}",
   "{timeout = 0.2, protocols = {'a', 'b'}}", "{timeout = 0.2, headers = {x = 'y'}, origin = 'o'}",
-  "{timeout = 0.2, insecure = true, tls = CTX[2]}", "{timeout = -1}", "{timeout = 'x'}", "{max_message = 0/0, timeout = 0.1}",
+  "{timeout = 0.2, insecure = true, tls = CTX[2]}", "{timeout = -1}", "{timeout = 'x'}",
+    "{max_message = 0/0, timeout = 0.1}",
   "{timeout = 0.1, protocols = 5}", "{timeout = 0.1, close_timeout = 0.2}", "{timeout = 0.1, max_message = -1}", "'x'",
 }
 local WS_DATA = { "'hi'", "''", "('m'):rep(70000)", "'\\255\\254'", "5", "{}", "nil", "('p'):rep(126)" }
@@ -351,14 +369,16 @@ local handler_ops = {
   function() return fmt("WSACCEPT(%d, req, res, %s)", random(3), pick(WS_OPTS)) end,
   ws_op,
   function()
-    return "P(function() return req.method, req.path, req.query, req.version, req.headers.host, req.headers[1], req.rawheaders[1] end)"
+    return "P(function() return req.method, req.path, req.query, req.version, req.headers.host, req.headers[1], "
+      .. "req.rawheaders[1] end)"
   end,
   function() return fmt("P(function() %s[%d] = %s end)", pick { "req", "res" }, random(0, 8), junk()) end,
   function(depth) return stmt(depth) end,
   function() return "P(csock.sleep, 0.01)" end,
 }
 local HANDLER_ENDS = {
-  "", "", "", "error('handler failed on purpose')", "return 1, 'x', {}", "P(CV.wait, CV)", "P(csock.sleep, 30)", "coroutine.yield()",
+  "", "", "", "error('handler failed on purpose')", "return 1, 'x', {}", "P(CV.wait, CV)", "P(csock.sleep, 30)",
+    "coroutine.yield()",
 }
 local function handler()
   local t = {}
@@ -371,11 +391,14 @@ into(http_ops, {
   function() return fmt("HSERVER(%d, %s, %s)", random(2), handler(), pick(SRV_OPTS)) end,
   function()
     return fmt("HREQ(%d, %s, {method = %s, headers = %s, body = %s, timeout = %s, redirects = %s, tls = %s}, %d, {%s})",
-      random(2), pick(PATHS), pick(METHODS), pick(REQ_HEADERS), pick(BODIES), pick { "0.2", "0.2", "0.05", "0", "-1", "'x'" },
-      pick { "nil", "0", "1", "-1", "'x'" }, pick { "nil", "nil", "CTX[2]", "CTX[" .. ctx() .. "]" }, random(4), formats():sub(3))
+      random(2), pick(PATHS), pick(METHODS), pick(REQ_HEADERS), pick(BODIES), pick { "0.2", "0.2", "0.05", "0", "-1",
+        "'x'" },
+      pick { "nil", "0", "1", "-1", "'x'" }, pick { "nil", "nil", "CTX[2]", "CTX[" .. ctx() .. "]" }, random(4),
+        formats():sub(3))
   end,
   function()
-    return fmt("HREQ(%d, '/', {timeout = 0.2, tls = %s}, %d, {%s})", random(2), pick { "nil", "CTX[2]" }, random(4), formats():sub(3))
+    return fmt("HREQ(%d, '/', {timeout = 0.2, tls = %s}, %d, {%s})", random(2), pick { "nil", "CTX[2]" }, random(4),
+      formats():sub(3))
   end,
   function() return fmt("HRAW(%d, %s, %s)", random(2), pick(RAWS), tostring(chance(0.3))) end,
   function() return fmt("HCLOSE(%d, %s)", random(2), pick(GRACES)) end,
@@ -385,19 +408,22 @@ into(http_ops, {
   function() return fmt("P(http.request, %s, %s)", junk(), junk()) end,
   function() return fmt("P(http.server, %s, %s, %s)", junk(), pick { junk(), "print" }, junk()) end,
   function() return fmt("P(http.websocket, %s, %s)", junk(), junk()) end,
-  function() return fmt("P(http.websocket_connect, %s, %s)", pick { junk(), "'ws://'", "'ws://[::1'", "'wss://x:99999/'" }, "{timeout = 0.1}") end,
+  function() return fmt("P(http.websocket_connect, %s, %s)", pick { junk(), "'ws://'", "'ws://[::1'",
+    "'wss://x:99999/'" }, "{timeout = 0.1}") end,
 })
 
 -- csock.socket: objects LS[1..4] of every class, their methods on each other,
 -- select, setfd/getfd, and native reads on the socket beneath.
-local PATTERNS = { "'*l'", "'*a'", "'l'", "'a'", "'*L'", "0", "1", "5", "100", "-1", "1.5", "2^53", "0/0", "'x'", "'5'", "{}", "nil", "math.maxinteger" }
+local PATTERNS = { "'*l'", "'*a'", "'l'", "'a'", "'*L'", "0", "1", "5", "100", "-1", "1.5", "2^53", "0/0", "'x'",
+  "'5'", "{}", "nil", "math.maxinteger" }
 local PREFIXES = { "nil", "nil", "''", "'pre'", "5", "{}", "('p'):rep(5000)", "true" }
 local LS_PLAIN = {
   "'getfd'", "'dirty'", "'close'", "'getsockname'", "'getpeername'", "'getstats'", "'getfamily'", "'gettimeout'",
   "'listen'", "'accept'", "'receivefrom'", "'shutdown'", "'getoption'",
 }
 local LS_ARGS = {
-  "'setfd'", "'shutdown'", "'listen'", "'receivefrom'", "'getoption'", "'setoption'", "'setstats'", "'bind'", "'connect'",
+  "'setfd'", "'shutdown'", "'listen'", "'receivefrom'", "'getoption'", "'setoption'", "'setstats'", "'bind'",
+    "'connect'",
   "'setpeername'", "'setsockname'", "'sendto'", "'send'", "'receive'", "'settimeout'",
 }
 local SELECT_SETS = {
@@ -418,24 +444,33 @@ into(ls_ops, {
   end,
   function() return fmt("LSM(%d, %s)", random(4), pick(LS_PLAIN)) end,
   function() return fmt("LSM(%d, %s, %s, %s, %s)", random(4), pick(LS_ARGS), junk(), junk(), junk()) end,
-  function() return fmt("LSM(%d, 'setfd', %s)", random(4), pick { "-1", "0", "1e308", "'x'", "{}", "nil", "99", "'-1'" }) end,
+  function() return fmt("LSM(%d, 'setfd', %s)", random(4), pick { "-1", "0", "1e308", "'x'", "{}", "nil", "99",
+    "'-1'" }) end,
   function()
-    return fmt("LSM(%d, 'setoption', %s, %s)", random(4), pick { "'keepalive'", "'reuseaddr'", "'tcp-nodelay'", "'linger'", "'ip-multicast-ttl'", "'x'", "5" },
+    return fmt("LSM(%d, 'setoption', %s, %s)", random(4), pick { "'keepalive'", "'reuseaddr'", "'tcp-nodelay'",
+      "'linger'", "'ip-multicast-ttl'", "'x'", "5" },
       pick { "true", "false", "{on = true, timeout = 1}", "{on = 'x'}", "5", "nil", "-1" })
   end,
-  function() return fmt("LSM(%d, 'connect', %s, %s)", random(4), pick { "'127.0.0.1'", "'localhost'", "'::1'", "nil" }, pick { "PORT", "HPORT[1]", "0", "-1", "'x'" }) end,
+  function() return fmt("LSM(%d, 'connect', %s, %s)", random(4), pick { "'127.0.0.1'", "'localhost'", "'::1'",
+    "nil" }, pick { "PORT", "HPORT[1]", "0", "-1", "'x'" }) end,
   function()
-    return fmt("LSWRONG(%d, %s, %s, %s)", random(4), pick { "'receive'", "'send'", "'accept'", "'connect'", "'close'", "'getfd'", "'setfd'", "'dirty'", "'settimeout'", "'receivefrom'", "'sendto'", "'setpeername'", "'getstats'" },
-      pick { "LS[1]", "LS[2]", "LS[3]", "LS[4]", "S[1]", "{}", "io.stdout", "nil", "5", "LSSOCK(1)", "setmetatable({}, getmetatable(LS[2] or {}))" }, junk())
+    return fmt("LSWRONG(%d, %s, %s, %s)", random(4), pick { "'receive'", "'send'", "'accept'", "'connect'", "'close'",
+      "'getfd'", "'setfd'", "'dirty'", "'settimeout'", "'receivefrom'", "'sendto'", "'setpeername'", "'getstats'" },
+      pick { "LS[1]", "LS[2]", "LS[3]", "LS[4]", "S[1]", "{}", "io.stdout", "nil", "5", "LSSOCK(1)",
+        "setmetatable({}, getmetatable(LS[2] or {}))" }, junk())
   end,
   function() return fmt("LSNATIVE(%d, 'read'%s)", random(4), formats()) end,
-  function() return fmt("LSNATIVE(%d, %s, %s)", random(4), pick { "'write'", "'recv'", "'send'", "'settimeout'", "'setmaxline'", "'close'", "'shutdown'" }, pick { data(), "1", "0.01", "nil" }) end,
+  function() return fmt("LSNATIVE(%d, %s, %s)", random(4), pick { "'write'", "'recv'", "'send'", "'settimeout'",
+    "'setmaxline'", "'close'", "'shutdown'" }, pick { data(), "1", "0.01", "nil" }) end,
   function() return fmt("LSNATIVE(%d, 'starttls', CTX[%d], %s)", random(4), ctx(), pick(TLS_HOSTS)) end,
   function() return fmt("SCENE_LS(%d, %s, {%s})", random(4), pick(PATTERNS), formats():sub(3)) end,
-  function() return fmt("LSSELECT(%s, %s, %s)", pick(SELECT_SETS), pick(SELECT_SETS), pick { "0", "0.01", "nil", "-1", "'x'", "0/0", "1e308" }) end,
+  function() return fmt("LSSELECT(%s, %s, %s)", pick(SELECT_SETS), pick(SELECT_SETS), pick { "0", "0.01", "nil", "-1",
+    "'x'", "0/0", "1e308" }) end,
   function() return fmt("P(lsocket.sleep, %s)", pick { "0", "0.001", "-1", "'x'", "0/0", "{}" }) end,
-  function() return fmt("P(function() local src = lsocket.source(%s, LS[%d], %s); return src() end)", pick { "'by-length'", "'until-closed'", "'x'", "5" }, random(4), num()) end,
-  function() return fmt("P(function() local snk = lsocket.sink(%s, LS[%d]); return snk(%s) end)", pick { "'keep-open'", "'close-when-done'", "'x'" }, random(4), pick { "nil", "'x'", "5" }) end,
+  function() return fmt("P(function() local src = lsocket.source(%s, LS[%d], %s); return src() end)",
+    pick { "'by-length'", "'until-closed'", "'x'", "5" }, random(4), num()) end,
+  function() return fmt("P(function() local snk = lsocket.sink(%s, LS[%d]); return snk(%s) end)",
+    pick { "'keep-open'", "'close-when-done'", "'x'" }, random(4), pick { "nil", "'x'", "5" }) end,
   function() return fmt("P(lsocket.connect, %s, %s, %s, %s)", junk(), junk(), junk(), junk()) end,
   function() return fmt("P(lsocket.bind, %s, %s, %s)", junk(), junk(), junk()) end,
 })
@@ -451,7 +486,8 @@ into(sendfile_ops, {
 
 -- Conditions: CVS[1..3], waits with every kind of timeout, waiters cancelled,
 -- conditions dropped while tasks wait on them.
-local CWAITS = { "nil", "0", "0.001", "0.02", "-1", "0/0", "'x'", "1e308", "math.huge", "-0.0", "{}", "math.mininteger" }
+local CWAITS = { "nil", "0", "0.001", "0.02", "-1", "0/0", "'x'", "1e308", "math.huge", "-0.0", "{}",
+  "math.mininteger" }
 into(cond_ops, {
   function() return fmt("R(CVS[%d], 'wait', %s)", random(3), pick(CWAITS)) end,
   function() return fmt("R(CVS[%d], '%s')", random(3), pick { "signal", "broadcast" }) end,
@@ -473,9 +509,11 @@ into(internal_ops, {
       junk_or_num(), junk_or_num(), junk_or_num(), junk_or_num(), junk_or_num())
   end,
   function() return fmt("M(%d, '%s', nil, 0.01)", sock(), pick { "_httpreq", "_httpres" }) end,
-  function() return fmt("M(%d, '_httpchunk', 0.01, %s, %s, %s, %s)", sock(), pick { "true", "false" }, num(), num(), num()) end,
+  function() return fmt("M(%d, '_httpchunk', 0.01, %s, %s, %s, %s)", sock(), pick { "true", "false" }, num(), num(),
+    num()) end,
   function() return fmt("M(%d, '_accept')", sock()) end,
-  function() return fmt("P(CORE.http.fields, %s, %s)", pick { "'a: b\\r\\n'", "''", junk() }, pick { "{}", junk() }) end,
+  function() return fmt("P(CORE.http.fields, %s, %s)", pick { "'a: b\\r\\n'", "''", junk() }, pick { "{}",
+    junk() }) end,
   function()
     return fmt("P(CORE.ws.%s, %s, %s, %s)", pick { "accept_key", "sha1", "new_key", "unmask", "frame", "utf8" },
       pick { junk(), "'abc'", "('\\200'):rep(9)", "129" }, junk_or_num(), junk_or_num())
@@ -681,7 +719,9 @@ local function HREQ(k, path, opts, rd, fmts) -- a client request, its body read 
   local scheme = opts.tls and "https" or "http"
   local ok, r = pcall(http.request, scheme .. "://127.0.0.1:" .. port .. path, opts)
   if not (ok and r) then return end
-  if rd == 1 then R(r, "read", table.unpack(fmts)) elseif rd == 2 then R(r, "body") elseif rd == 3 then R(r, "close") end
+  if rd == 1 then R(r, "read", table.unpack(fmts))
+  elseif rd == 2 then R(r, "body")
+  elseif rd == 3 then R(r, "close") end
 end
 local function HRAW(k, data, keep) -- raw bytes to a server; the connection kept in the pool
   local port = HPORT[k]
