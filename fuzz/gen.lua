@@ -386,24 +386,32 @@ local function handler()
   t[#t + 1] = pick(HANDLER_ENDS)
   return "function(req, res) " .. table.concat(t, "; ") .. " end"
 end
+local TIMEOUTS_HTTP = { "0.2", "0.2", "0.05", "0", "-1", "'x'" }
+local client_ops = {
+  function(k)
+    return fmt("HREQ(%d, %s, {method = %s, headers = %s, body = %s, timeout = %s, redirects = %s, tls = %s}, %d, {%s})",
+      k or random(2), pick(PATHS), pick(METHODS), pick(REQ_HEADERS), pick(BODIES), pick(TIMEOUTS_HTTP),
+      pick { "nil", "0", "1", "-1", "'x'" }, pick { "nil", "nil", "CTX[2]", "CTX[" .. ctx() .. "]" }, random(4),
+      formats():sub(3))
+  end,
+  function(k)
+    return fmt("HREQ(%d, '/', {timeout = 0.2, tls = %s}, %d, {%s})", k or random(2), pick { "nil", "CTX[2]" },
+      random(4), formats():sub(3))
+  end,
+  function(k) return fmt("HRAW(%d, %s, %s)", k or random(2), pick(RAWS), tostring(chance(0.3))) end,
+  function(k)
+    return fmt("WSCONNECT(%d, %d, %s, %s); %s; %s", random(3), k or random(2), pick(PATHS), pick(WS_OPTS), ws_op(),
+      ws_op())
+  end,
+}
+-- A client in a task of its own: a request, a raw request or a websocket.
+local function client(k) return fmt("SPAWN(%d, function() %s end)", slot(), pick(client_ops)(k)) end
+into(http_ops, client_ops)
 into(http_ops, {
   function() return fmt("HSERVER(%d, %s, %s)", random(2), handler(), pick(SRV_OPTS)) end,
   function() return fmt("HSERVER(%d, %s, %s)", random(2), handler(), pick(SRV_OPTS)) end,
-  function()
-    return fmt("HREQ(%d, %s, {method = %s, headers = %s, body = %s, timeout = %s, redirects = %s, tls = %s}, %d, {%s})",
-      random(2), pick(PATHS), pick(METHODS), pick(REQ_HEADERS), pick(BODIES), pick { "0.2", "0.2", "0.05", "0", "-1",
-        "'x'" },
-      pick { "nil", "0", "1", "-1", "'x'" }, pick { "nil", "nil", "CTX[2]", "CTX[" .. ctx() .. "]" }, random(4),
-        formats():sub(3))
-  end,
-  function()
-    return fmt("HREQ(%d, '/', {timeout = 0.2, tls = %s}, %d, {%s})", random(2), pick { "nil", "CTX[2]" }, random(4),
-      formats():sub(3))
-  end,
-  function() return fmt("HRAW(%d, %s, %s)", random(2), pick(RAWS), tostring(chance(0.3))) end,
   function() return fmt("HCLOSE(%d, %s)", random(2), pick(GRACES)) end,
-  function() return fmt("WSCONNECT(%d, %d, %s, %s)", random(3), random(2), pick(PATHS), pick(WS_OPTS)) end,
-  ws_op, ws_op,
+  ws_op, ws_op, function() return client() end, function() return client() end,
   function() return "P(http.close_idle)" end,
   function() return fmt("P(http.request, %s, %s)", junk(), junk()) end,
   function() return fmt("P(http.server, %s, %s, %s)", junk(), pick { junk(), "print" }, junk()) end,
@@ -900,9 +908,16 @@ local NRESULTS = on("manyresults") and 200 or 3
 -- The stage a loop's first task sets, so that the newer statements find a
 -- server to talk to more often than by chance: HTTP servers (plain or TLS).
 local function stage()
-  local t = {}
-  if on("http") and chance(0.5) then t[#t + 1] = fmt("HSERVER(1, %s, %s)", handler(), pick(SRV_OPTS)) end
-  if on("http") and chance(0.3) then t[#t + 1] = fmt("HSERVER(2, %s, %s)", handler(), pick(SRV_OPTS)) end
+  local t, servers = {}, {}
+  for k, p in ipairs { 0.5, 0.3 } do
+    if on("http") and chance(p) then
+      t[#t + 1] = fmt("HSERVER(%d, %s, %s)", k, handler(), pick(SRV_OPTS))
+      servers[#servers + 1] = k
+    end
+  end
+  if #servers > 0 then
+    for _ = 1, random(1, 4) do t[#t + 1] = client(pick(servers)) end
+  end
   return table.concat(t, "; ")
 end
 
@@ -912,6 +927,8 @@ local function run_driver()
   emit("  csock.spawn(REAPER)")
   emit("  %s", stage())
   for _ = 1, random(2, 10) do emit("  %s", stmt(0)) end
+  -- Time for the other tasks (a client and its server's handler) to get on.
+  emit("  P(csock.sleep, %s)", pick { "0", "0.02", "0.1", "0.3" })
   -- The end of main: nothing may stay blocked forever.
   emit([[
   for _ = 1, 3 do
