@@ -262,6 +262,7 @@ into(tls_ops, {
     pick(TLS_HOSTS)) end,
   function() return fmt("TLSPAIR(%d, %d, %d, %s)", random(7), pick { 1, 1, 1, ctx() }, pick { 2, 2, 2, ctx() },
     pick(TLS_HOSTS)) end,
+  function() return fmt("TLSPAIR(%d, 1, 2, 'localhost')", random(7)) end,
   function() return fmt("SCENE_TLS(%d, %d, %d, {%s})", random(7), pick { 1, ctx() }, pick { 2, ctx() },
     formats():sub(3)) end,
   function() return fmt("M(%d, 'tlsinfo')", sock()) end,
@@ -875,7 +876,7 @@ end
 
 if chance(0.3) then emit("collectgarbage('incremental', 100, 100, 0)") end
 -- TLS contexts and csock.socket objects ready before the first statement, often.
-if on("tls") and chance(0.5) then emit("TLSCTX(1, %s); TLSCTX(2, %s)", TLS_OPTS[1], TLS_OPTS[12]) end
+if on("tls") and chance(0.8) then emit("TLSCTX(1, %s); TLSCTX(2, %s)", TLS_OPTS[1], TLS_OPTS[12]) end
 if on("luasocket") and chance(0.4) then emit("LSNEW(1, 4); LSNEW(3, %d)", random(6)) end
 
 -- Top-level statements run outside any loop: the pool's sockets get a short
