@@ -383,7 +383,9 @@ local HANDLER_ENDS = {
 }
 local function handler()
   local t = {}
-  for i = 1, random(1, 6) do t[i] = pick(handler_ops)(3) end
+  -- a websocket server a third of the time: the upgrade first, then anything
+  if on("http") and chance(0.33) then t[1] = fmt("WSACCEPT(%d, req, res, %s)", random(3), pick(WS_OPTS)) end
+  for _ = 1, random(1, 6) do t[#t + 1] = pick(handler_ops)(3) end
   t[#t + 1] = pick(HANDLER_ENDS)
   return "function(req, res) " .. table.concat(t, "; ") .. " end"
 end
@@ -920,6 +922,8 @@ local function stage()
   end
   if #servers > 0 then
     for _ = 1, random(1, 4) do t[#t + 1] = client(pick(servers)) end
+    local websocket = client_ops[#client_ops]
+    if chance(0.5) then t[#t + 1] = fmt("SPAWN(%d, function() %s end)", slot(), websocket(pick(servers))) end
   end
   return table.concat(t, "; ")
 end
