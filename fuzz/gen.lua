@@ -881,6 +881,8 @@ end
 if chance(0.3) then emit("collectgarbage('incremental', 100, 100, 0)") end
 -- TLS contexts and csock.socket objects ready before the first statement, often.
 if on("tls") and chance(0.8) then emit("TLSCTX(1, %s); TLSCTX(2, %s)", TLS_OPTS[1], TLS_OPTS[12]) end
+-- and two of any options, good or bad: each option's check runs often enough
+if on("tls") then emit("TLSCTX(3, %s); TLSCTX(4, %s)", pick(TLS_OPTS), pick(TLS_OPTS)) end
 if on("luasocket") and chance(0.4) then emit("LSNEW(1, 4); LSNEW(3, %d)", random(6)) end
 
 -- Top-level statements run outside any loop: the pool's sockets get a short
