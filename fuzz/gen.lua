@@ -187,8 +187,8 @@ local tls_ops, http_ops, ls_ops, sendfile_ops, cond_ops, internal_ops = {}, {}, 
 -- One statement: socket ops most often.  Each kind has a weight; a kind left out
 -- (FUZZ_WITHOUT) gives its share to the socket ops.
 local KINDS = {
-  { 0.40, socket_ops }, { 0.10, gc_ops }, { 0.04, resolve_ops, "resolve" },
-  { 0.06, tls_ops, "tls" }, { 0.08, http_ops, "http" }, { 0.07, ls_ops, "luasocket" },
+  { 0.38, socket_ops }, { 0.10, gc_ops }, { 0.04, resolve_ops, "resolve" },
+  { 0.06, tls_ops, "tls" }, { 0.08, http_ops, "http" }, { 0.09, ls_ops, "luasocket" },
   { 0.03, sendfile_ops, "sendfile" }, { 0.04, cond_ops, "cond" }, { 0.03, internal_ops, "internals" },
 }
 local function stmt(depth)
@@ -883,7 +883,7 @@ if chance(0.3) then emit("collectgarbage('incremental', 100, 100, 0)") end
 if on("tls") and chance(0.8) then emit("TLSCTX(1, %s); TLSCTX(2, %s)", TLS_OPTS[1], TLS_OPTS[12]) end
 -- and two of any options, good or bad: each option's check runs often enough
 if on("tls") then emit("TLSCTX(3, %s); TLSCTX(4, %s)", pick(TLS_OPTS), pick(TLS_OPTS)) end
-if on("luasocket") and chance(0.4) then emit("LSNEW(1, 4); LSNEW(3, %d)", random(6)) end
+if on("luasocket") and chance(0.8) then emit("LSNEW(1, 4); LSNEW(3, %d)", pick { 4, 4, random(6) }) end
 
 -- Top-level statements run outside any loop: the pool's sockets get a short
 -- timeout first, so that nothing there can block for long.
