@@ -23,6 +23,21 @@ if [ ! -f build-asan/csock/core.so ]; then
   echo "lua_api: build-asan/csock/core.so is missing (make asan-build)" >&2
   exit 2
 fi
+# What the programs' TLS, HTTP and sendfile statements use, made once per run: a
+# certificate for localhost and its key, a key of no certificate, a file to send.
+if [ ! -f build-fuzz/cert.pem ] || [ ! -f build-fuzz/key2.pem ] || [ ! -f build-fuzz/sendfile.dat ]; then
+  mkdir -p build-fuzz
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 3650 \
+    -subj /CN=localhost -addext subjectAltName=DNS:localhost,IP:127.0.0.1 \
+    -keyout build-fuzz/key.pem -out build-fuzz/cert.pem 2>/dev/null &&
+    openssl genpkey -algorithm ec -pkeyopt ec_paramgen_curve:prime256v1 -out build-fuzz/key2.pem 2>/dev/null &&
+    head -c 300000 /dev/zero | tr '\0' 'f' >build-fuzz/sendfile.dat || {
+    echo "lua_api: cannot make build-fuzz/cert.pem (openssl)" >&2
+    exit 2
+  }
+fi
+export FUZZ_CERT="$PWD/build-fuzz/cert.pem" FUZZ_KEY="$PWD/build-fuzz/key.pem"
+export FUZZ_KEY2="$PWD/build-fuzz/key2.pem" FUZZ_FILE="$PWD/build-fuzz/sendfile.dat"
 # lua5.4 is not instrumented: the sanitizer runtimes are preloaded, as `make asan` does
 RT="$($CC -print-file-name=libasan.so) $($CC -print-file-name=libubsan.so)"
 SAN_REPORT='ERROR: AddressSanitizer|ERROR: LeakSanitizer|runtime error:|UndefinedBehaviorSanitizer|AddressSanitizer:DEADLYSIGNAL'

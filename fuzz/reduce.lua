@@ -5,7 +5,8 @@ Runs PROGRAM the way lua_api.sh does (lua5.4, the ASan+UBSan build preloaded,
 timeout 10 s) and keeps removing pieces of it -- whole lines first, then the
 "; "-separated statements of a line -- as long as its stderr still contains
 PATTERN (a plain string, e.g. "resolve.c:329" or "heap-use-after-free"; "HANG": it must
-still run past a 5 s timeout).  A piece
+still run past a 5 s timeout; "STATUS=141": it must still end with that status, e.g.
+killed by SIGPIPE).  A piece
 whose removal breaks the syntax is kept, since the program then fails to load.
 Writes the smallest program to OUT (default PROGRAM.min.lua).
 ]]
@@ -46,6 +47,8 @@ local function interesting(lines)
       .. "timeout -k 2 %d lua5.4 %s >/dev/null 2>%s </dev/null; echo $? >%s.rc", rt, limit, trial, errfile, errfile))
   local _, _, code = os.execute(string.format("exit $(cat %s.rc)", errfile))
   if pattern == "HANG" then return code == 124 or code == 137 end
+  local status = pattern:match("^STATUS=(%d+)$")
+  if status then return code == tonumber(status) end
   return slurp(errfile):find(pattern, 1, true) ~= nil
 end
 

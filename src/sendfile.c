@@ -83,7 +83,9 @@ static void source_done(lua_State *L) {
 ** not kill a plain lua5.4 whose peer went away.  SIGPIPE is blocked for
 ** the call; one it raised is taken back with sigtimedwait.  A SIGPIPE the
 ** thread already blocked (and maybe waits for) is left alone unless this
-** call is the one that raised it.
+** call is the one that raised it.  Not only a failed call raises one: a
+** call whose peer resets the connection part-way returns the bytes it did
+** send and leaves the SIGPIPE of the failed rest pending, so any call may.
 */
 static ssize_t sendfile_quiet(int out, int in, off_t *off, size_t n) {
   sigset_t pipe, old;
@@ -98,7 +100,7 @@ static ssize_t sendfile_quiet(int out, int in, off_t *off, size_t n) {
   }
   ssize_t r = sendfile(out, in, off, n);
   int e = errno;
-  if (r < 0 && e == EPIPE && !was_pending) {
+  if (!was_pending) {
     struct timespec zero = {0, 0};
     while (sigtimedwait(&pipe, NULL, &zero) < 0 && errno == EINTR) {
     }
