@@ -17,30 +17,13 @@ TMP=$(mktemp -d)
 trap 'rm -rf "$TMP"' EXIT
 export LUA_PATH="$ROOT/lua/?.lua;$ROOT/lua/?/init.lua;;"
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+# shellcheck source=bench/callgrind_lib.sh
+. "$HERE/callgrind_lib.sh"
 
 # count MODE N -> total Ir of the server process for N requests
 count() {
-  local mode=$1 n=$2 port out pid
-  port=$(free_port)
-  out="$TMP/cg.$mode.$n"
-  # shellcheck disable=SC2086
-  timeout 600 valgrind --tool=callgrind --callgrind-out-file="$out" -q ${CMD//\{port\}/$port} >/dev/null 2>&1 &
-  pid=$!
-  for _ in $(seq 200); do
-    python3 -c "import socket,sys; socket.create_connection(('127.0.0.1',$port),1).close()" 2>/dev/null && break
-    sleep 0.1
-  done
-  timeout 600 python3 "$HERE/clients/http_count.py" "$port" "$n" "$mode" >/dev/null
-  kill -INT "$pid" 2>/dev/null || true
-  # lua5.4's SIGINT handler acts only when Lua code runs next, so a server waiting in its
-  # poller (luv) stays up: it gets SIGTERM after 10 s, and callgrind still writes its counts
-  for _ in $(seq 50); do
-    kill -0 "$pid" 2>/dev/null || break
-    sleep 0.2
-  done
-  kill -TERM "$pid" 2>/dev/null || true
-  wait "$pid" 2>/dev/null || true
+  local out="$TMP/cg.$1.$2"
+  callgrind_requests "$CMD" "$1" "$2" "$out"
   awk '/^summary:/ {print $2}' "$out"
 }
 

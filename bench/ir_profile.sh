@@ -34,32 +34,16 @@ build_lua() { # Debian's lua5.4 source, compiled as liblua5.4.so.0 with -g
   apt-get "${apt[@]}" update >/dev/null
   (cd "$SYMS/src" && apt-get "${apt[@]}" source --download-only lua5.4 >/dev/null 2>&1)
   tar -xzf "$SYMS"/src/lua5.4_*.orig.tar.gz -C "$SYMS/src"
-  local dir
-  dir=$(echo "$SYMS"/src/lua-5.4*/src)
-  # shellcheck disable=SC2046
-  gcc -O2 -g -fPIC -DLUA_COMPAT_5_3 -DLUA_USE_LINUX -shared -Wl,-soname,liblua5.4.so.0 \
-    -o "$SYMS/liblua5.4.so.0" $(ls "$dir"/*.c | grep -v -E '/luac?\.c$') -lm -ldl
-}
-
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-
-run() { # N OUT: the server under callgrind for N requests
-  local n=$1 out=$2 port pid
-  port=$(free_port)
-  # shellcheck disable=SC2086
-  LD_LIBRARY_PATH="$SYMS" timeout 600 valgrind --tool=callgrind --callgrind-out-file="$out" -q \
-    ${CMD//\{port\}/$port} >/dev/null 2>&1 &
-  pid=$!
-  for _ in $(seq 200); do
-    python3 -c "import socket; socket.create_connection(('127.0.0.1',$port),1).close()" 2>/dev/null && break
-    sleep 0.1
+  local src=() f
+  for f in "$SYMS"/src/lua-5.4*/src/*.c; do
+    case $f in */lua.c | */luac.c) ;; *) src+=("$f") ;; esac # the library, not the programs
   done
-  timeout 600 python3 "$HERE/clients/http_count.py" "$port" "$n" "$MODE" >/dev/null
-  kill -INT "$pid" 2>/dev/null || true
-  for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
-  kill -TERM "$pid" 2>/dev/null || true
-  wait "$pid" 2>/dev/null || true
+  gcc -O2 -g -fPIC -DLUA_COMPAT_5_3 -DLUA_USE_LINUX -shared -Wl,-soname,liblua5.4.so.0 \
+    -o "$SYMS/liblua5.4.so.0" "${src[@]}" -lm -ldl
 }
+
+# shellcheck source=bench/callgrind_lib.sh
+. "$HERE/callgrind_lib.sh"
 
 table() { # OUT yes|no -> "count<TAB>function" per function
   callgrind_annotate --inclusive="$2" --threshold=100 "$1" 2>/dev/null |
@@ -74,8 +58,8 @@ diff_top() { # A B per-request
 }
 
 build_lua
-run "$N1" "$TMP/a"
-run "$N2" "$TMP/b"
+LD_LIBRARY_PATH="$SYMS" callgrind_requests "$CMD" "$MODE" "$N1" "$TMP/a"
+LD_LIBRARY_PATH="$SYMS" callgrind_requests "$CMD" "$MODE" "$N2" "$TMP/b"
 for kind in yes no; do
   table "$TMP/a" $kind >"$TMP/a.$kind"
   table "$TMP/b" $kind >"$TMP/b.$kind"
