@@ -203,10 +203,10 @@ static int read_one(lua_State *L, csock_socket *s, int idx) {
 */
 #define CTX_NFMT(ctx) ((int)((ctx)&0xffff))
 #define CTX_LETTER(ctx) ((int)(((ctx) >> 16) & 0xff))
+#define CTX_MAKE(nfmt, letter) ((lua_KContext)(nfmt) | ((lua_KContext)(letter) << 16))
 
 static lua_KContext read_context(lua_State *L, int nfmt) {
-  int letter = nfmt == 1 ? letter_at(L, 2) : 0;
-  return (lua_KContext)nfmt | ((lua_KContext)letter << 16);
+  return CTX_MAKE(nfmt, nfmt == 1 ? letter_at(L, 2) : 0);
 }
 
 /* Checks the formats; a count that is a float with an integral value
@@ -377,7 +377,7 @@ static int read_one_letter(lua_State *L, csock_socket *s, int nfmt, int letter) 
   s->rdeadline = sock_deadline(s);
   read_begin(s);
   loop_read_begin(L, s);
-  return read_run(L, s, LUA_OK, (lua_KContext)1 | ((lua_KContext)letter << 16));
+  return read_run(L, s, LUA_OK, CTX_MAKE(1, letter));
 }
 
 static int read_method(lua_State *L) {
@@ -404,10 +404,10 @@ static int read_method(lua_State *L) {
 /* lines: the iterator's upvalues are the socket and the formats. */
 static int lines_k(lua_State *L, int status, lua_KContext ctx) {
   int err = 0, nfmt = CTX_NFMT(ctx);
-  if (read_formats(L, (csock_socket *)lua_touserdata(L, 1), status, ctx, &err, lines_k) ==
-      READ_ERROR) {
+  csock_socket *s = (csock_socket *)lua_touserdata(L, 1);
+  if (read_formats(L, s, status, ctx, &err, lines_k) == READ_ERROR) {
     lua_settop(L, 1 + nfmt);
-    read_error(L, (const csock_socket *)lua_touserdata(L, 1), err);
+    read_error(L, s, err);
     return luaL_error(L, "%s", lua_tostring(L, -2));
   }
   return lua_gettop(L) - 1 - nfmt;
