@@ -208,9 +208,8 @@ static __attribute__((noinline)) void *pool_alloc_slow(host_state *h, void *ptr,
 ** lua_Alloc: osize is the block's size when ptr is not NULL.  Most calls
 ** make or free a small block while no adoption waits: those are answered
 ** here, from the pools' free lists or the newest chunk's tail (where most
-** come from between two cycles), in a dozen instructions without the
-** general case's register saves: about 8 calls per connection, and one
-** per string a request makes.
+** come from between two cycles), without the general case's register
+** saves: a connection's objects and a request's strings all come this way.
 */
 static void *pool_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
   host_state *h = (host_state *)ud;

@@ -198,8 +198,7 @@ static int read_one(lua_State *L, csock_socket *s, int idx) {
 /*
 ** The continuation context of a read: the number of formats, and for a
 ** read of one letter format, that letter, so that a read that waits and
-** resumes does not decode its format again on every pass (keep-alive: a
-** few hundred instructions per request).
+** resumes does not decode its format again on every pass.
 */
 #define CTX_NFMT(ctx) ((int)((ctx)&0xffff))
 #define CTX_LETTER(ctx) ((int)(((ctx) >> 16) & 0xff))
