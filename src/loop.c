@@ -207,17 +207,17 @@ void loop_wake_task(csock_task *t, int reason) {
 /* Wakes every task queued on direction dir of w, oldest first. */
 static void wake_queue(csock_watch *w, int dir, int reason) {
   csock_task **slot = dir == CSOCK_READ ? &w->reader : &w->writer;
-  while (*slot != NULL) {
-    csock_task *t = *slot;
-    /* out of the queue first, so the loop ends whatever the wake does; a
-       loop_wait_also link is alone, and its link field is another wait's */
+  csock_task *t = *slot;
+  *slot = NULL; /* the whole queue at once: each wake below finds it empty, nothing to walk */
+  while (t != NULL) {
+    csock_task *next = NULL;
+    /* a loop_wait_also link is alone, and its link field is another wait's */
     if (t->wait_kind == W_WATCH && t->on.watch == w) {
-      *slot = t->link.next_watcher;
+      next = t->link.next_watcher;
       t->link.next_watcher = NULL;
-    } else {
-      *slot = NULL;
     }
     loop_wake_task(t, reason);
+    t = next;
   }
 }
 
