@@ -72,3 +72,51 @@ describe("the peer address of recvfrom", function()
     assert.same(want, got)
   end)
 end)
+
+describe("accept(false)", function()
+  it("returns the client alone, which works and still knows its peer", function()
+    local results, peer, want, line
+    csock.run(function()
+      local srv <close>, port = rt.listener(8)
+      local client = csock.spawn(function()
+        local c <close> = bound(csock.SOCK_STREAM, "127.0.0.2")
+        assert(c:connect("127.0.0.1", port))
+        want = {family = csock.AF_INET, addr = "127.0.0.2", port = c:getsockname().port}
+        assert(c:write("hello\n"))
+        assert(c:read("a"))
+      end)
+      results = table.pack(srv:accept(false))
+      local a <close> = assert(results[1])
+      peer = a:getpeername()
+      line = a:read("l")
+      a:close()
+      assert(client:join())
+    end)
+    assert.equal(1, results.n)
+    assert.equal("hello", line)
+    assert.same(want, peer)
+  end)
+
+  it("accept(true) and accept(nil) return the address as accept() does", function()
+    local got = {}
+    csock.run(function()
+      local srv <close>, port = rt.listener(8)
+      local flags = {true, nil, false}
+      for i = 1, 3 do
+        local flag = flags[i]
+        local c <close> = csock.socket(csock.AF_INET, csock.SOCK_STREAM)
+        assert(c:connect("127.0.0.1", port))
+        local r = table.pack(srv:accept(flag))
+        r[1]:close()
+        got[i] = {r.n, r[2] and r[2].port == c:getsockname().port}
+      end
+    end)
+    assert.same({{2, true}, {2, true}, {1, nil}}, got)
+  end)
+
+  it("raises on an argument that is not a boolean", function()
+    local srv <close> = rt.listener(8)
+    assert.has_error(function() srv:accept("no") end,
+      "bad argument #2 to 'accept' (boolean expected, got string)")
+  end)
+end)

@@ -27,7 +27,7 @@
 /* ---------------------------------------------------------------- accept */
 
 #define ACCEPT_BACKOFF 1 /* ctx: paused once after running out of descriptors */
-#define ACCEPT_NOADDR 2  /* ctx: the peer's address is not wanted (s:_accept) */
+#define ACCEPT_NOADDR 2  /* ctx: the peer's address is not wanted (s:accept(false)) */
 #define ACCEPT_BACKOFF_S 0.05
 
 /* Out of descriptors or memory: retrying at once would only spin. */
@@ -82,20 +82,27 @@ static int accept_k(lua_State *L, int status, lua_KContext ctx) {
 
 static int accept_start(lua_State *L, lua_KContext ctx) {
   csock_socket *s = sock_checkopen(L, 1);
-  if (lua_gettop(L) != 1) lua_settop(L, 1);
+  if (lua_gettop(L) != 1) {
+    if (!lua_isnoneornil(L, 2)) {
+      csock_checktype(L, 2, LUA_TBOOLEAN);
+      if (!lua_toboolean(L, 2)) ctx |= ACCEPT_NOADDR;
+    }
+    lua_settop(L, 1);
+  }
   s->rdeadline = sock_deadline(s);
   csock_socket *c =
       sock_push_from_method(L, s->family, s->type); /* owns the descriptor from birth */
   return accept_run(L, s, c, LUA_OK, ctx);
 }
 
+/*
+** s:accept([address]): address false leaves the peer's address out.  Its
+** table and text are a large part of what a short connection costs in user
+** space, and most servers never look at it (getpeername still can).
+*/
 int io_accept(lua_State *L) { return accept_start(L, 0); }
 
-/*
-** s:_accept(): s:accept() without the peer's address, internal to
-** csock.http, which has no use for it: the address table and its text are
-** a large part of what a short connection costs in user space.
-*/
+/* s:_accept(): s:accept(false), kept for csock.http, which calls it by this name. */
 static int io_accept_bare(lua_State *L) { return accept_start(L, ACCEPT_NOADDR); }
 
 /* ---------------------------------------------------------------- connect */

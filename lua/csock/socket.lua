@@ -563,7 +563,7 @@ function tcp.accept(self)
   local s = self.sock
   if not s then return nil, "closed" end
   arm(self, s)
-  local c, err, code = s:accept()
+  local c, err, code = s:accept(false)
   if not c then return nil, errstr(err, code) end
   return wrap(c, "tcp{client}", self.family)
 end
