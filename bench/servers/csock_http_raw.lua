@@ -28,7 +28,7 @@ print(("listening on %s:%d"):format(me.addr, me.port))
 io.stdout:flush()
 
 while true do
-  local client, err = server:accept()
+  local client, err = server:accept(false) -- the peer's address is not used
   if client then
     csock.spawn(serve, client)
   else
