@@ -109,6 +109,7 @@ local socket_ops = {
   function() return fmt("M(%d, 'setmaxline', %s)", sock(), pick(MAXLINES)) end,
   function() return fmt("M(%d, 'shutdown', %s)", sock(), pick(SHUTDOWNS)) end,
   function() return fmt("M(%d, 'accept')", sock()) end,
+  function() return fmt("M(%d, 'accept', %s)", sock(), pick { "false", "true", "nil", "0", "'x'" }) end,
   function() return fmt("M(%d, 'getpeername')", sock()) end,
   function() return fmt("NEWSOCK(%d, %d)", sock(), random(3)) end,
 }
