@@ -98,19 +98,10 @@ static int box_turn(lua_State *L) {
 /*
 ** Frees an embedded loop that is not running: every live task is cancelled
 ** (its to-be-closed variables closed, in the caller's thread L) first.
-** Nothing runs the ready queue again, so it is emptied before each task
-** ends: a task that ended in it could be collected (a __close handler may
-** run the collector) while the queue still linked it.
 */
 static void box_free(lua_State *L, csock_loop *lp) {
   lp->L = L;
-  while (lp->all) {
-    csock_task *t = lp->all;
-    t->cancel = 1;
-    loop_wake_task(t, -ECANCELED);
-    lp->ready_head = lp->ready_tail = NULL;
-    loop_task_cancelled(lp, t);
-  }
+  loop_end_all(lp, 1);
   loop_free(lp);
 }
 

@@ -422,6 +422,22 @@ void loop_wait_also(lua_State *L, csock_watch *w) {
 ** new generation).
 */
 
+static int visit_tasks(lua_State *L, csock_loop *lp, int (*fn)(csock_task *, void *), void *arg);
+
+/* Registers the watcher t waits on with the loop arg's renewed poller. */
+static int reregister(csock_task *t, void *arg) {
+  csock_loop *lp = (csock_loop *)arg;
+  csock_watch *w = wait_watch(t);
+  if (w == NULL || w->fd < 0) return 0;
+  unsigned dirs = (w->reader ? CSOCK_READ : 0) | (w->writer ? CSOCK_WRITE : 0);
+  if (backend_add(lp->poller, w->fd, w, dirs, 0) == 0) {
+    w->registered = 1;
+    w->gen = lp->gen;
+    w->wwatch = (dirs & CSOCK_WRITE) != 0;
+  }
+  return 0;
+}
+
 void loop_after_fork(void) {
   csock_loop *lp = running;
   if (lp == NULL) return;
@@ -429,16 +445,7 @@ void loop_after_fork(void) {
   lp->gen = ++generation;
   lp->signals_watched = 0;
   loop_watch_signals(lp);
-  for (csock_task *t = lp->all; t; t = t->next_all) {
-    csock_watch *w = wait_watch(t);
-    if (w == NULL || w->fd < 0) continue;
-    unsigned dirs = (w->reader ? CSOCK_READ : 0) | (w->writer ? CSOCK_WRITE : 0);
-    if (backend_add(lp->poller, w->fd, w, dirs, 0) == 0) {
-      w->registered = 1;
-      w->gen = lp->gen;
-      w->wwatch = (dirs & CSOCK_WRITE) != 0;
-    }
-  }
+  visit_tasks(lp->L, lp, reregister, lp);
 }
 
 /*
@@ -589,13 +596,25 @@ static void set_parked(lua_State *co, int on);
 ** stack of an anchor thread (one per state), a slot each, found by index.
 ** Free slots hold the index of the next free one (0 ends the list), and the
 ** list's head lives in the thread's LUA_EXTRASPACE.  A task past what one
-** stack holds (LUAI_MAXSTACK, about a million) goes to the registry: its
-** ref is then negative (REG_REF).
+** stack holds (LUAI_MAXSTACK, about a million) goes to an overflow table
+** (luaL_ref; one per state, in the registry): its ref is then negative
+** (OVER_REF).  The anchors are also the list of every live task
+** (visit_tasks): a list threaded through the tasks would cost each one two
+** pointers, and each idle connection holds a task.
 */
-static char pool_key, anchor_key;
+static char pool_key, anchor_key, overflow_key;
 static char task_meta_key; /* registry: the tasks' metatable, also under CSOCK_TASK */
 
-#define REG_REF(r) (-3 - (r)) /* a registry reference r >= 1 kept in t->ref; its own inverse */
+#define OVER_REF(r) (-3 - (r)) /* an overflow reference r >= 1 kept in t->ref; its own inverse */
+
+/* Pushes the overflow table, made on first use (may raise: memory). */
+static void push_overflow(lua_State *L) {
+  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &overflow_key) == LUA_TTABLE) return;
+  lua_pop(L, 1);
+  lua_newtable(L);
+  lua_pushvalue(L, -1);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &overflow_key);
+}
 
 /* The state's thread for key (pool or anchors), made on first use with
    room for n values (may raise: memory); *cache keeps it for the loop. */
@@ -643,14 +662,19 @@ static void anchor_put(lua_State *L, csock_loop *lp, csock_task *t) {
     lua_xmove(L, a, 1);
     t->ref = lua_gettop(a);
   } else {
-    t->ref = REG_REF(luaL_ref(L, LUA_REGISTRYINDEX));
+    push_overflow(L);
+    lua_insert(L, -2);
+    t->ref = OVER_REF(luaL_ref(L, -2));
+    lua_pop(L, 1);
   }
 }
 
 /* t has ended: its slot is free again. */
 static void anchor_drop(csock_loop *lp, csock_task *t) {
   if (t->ref < 0) {
-    luaL_unref(lp->L, LUA_REGISTRYINDEX, REG_REF(t->ref));
+    push_overflow(lp->L); /* there already: no allocation */
+    luaL_unref(lp->L, -1, OVER_REF(t->ref));
+    lua_pop(lp->L, 1);
   } else {
     lua_State *a = lp->anchors;
     intptr_t *head = (intptr_t *)lua_getextraspace(a);
@@ -664,12 +688,89 @@ static void anchor_drop(csock_loop *lp, csock_task *t) {
 /* Pushes the handle of t (from its anchor while it lives). */
 void loop_push_handle(lua_State *L, csock_task *t) {
   if (t->ref < 0) {
-    lua_rawgeti(L, LUA_REGISTRYINDEX, REG_REF(t->ref));
+    push_overflow(L);
+    lua_rawgeti(L, -1, OVER_REF(t->ref));
+    lua_remove(L, -2);
   } else {
     lua_State *a = t->loop->anchors;
     lua_pushvalue(a, t->ref);
     lua_xmove(a, L, 1);
   }
+}
+
+/*
+** Calls fn(t, arg) for every live task of lp until it returns nonzero (and
+** then returns 1): the handles on the anchor thread, top slot first, then
+** those in the overflow table, walked on L.  Free slots hold integers and
+** slot 1 the metatable, neither a userdata.  fn must not end a task nor
+** anchor one (no Lua may run in it).
+*/
+static int visit_tasks(lua_State *L, csock_loop *lp, int (*fn)(csock_task *, void *), void *arg) {
+  lua_State *a = lp->anchors; /* NULL: lp never made a task */
+  for (int i = a ? lua_gettop(a) : 0; i >= 2; i--) {
+    csock_task *t = (csock_task *)lua_touserdata(a, i);
+    if (t != NULL && t->loop == lp && fn(t, arg)) return 1;
+  }
+  if (!lua_checkstack(L, 3)) return 0;
+  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &overflow_key) != LUA_TTABLE) {
+    lua_pop(L, 1);
+    return 0;
+  }
+  lua_pushnil(L);
+  while (lua_next(L, -2)) {
+    csock_task *t = (csock_task *)lua_touserdata(L, -1);
+    lua_pop(L, 1);
+    if (t != NULL && t->loop == lp && fn(t, arg)) {
+      lua_pop(L, 2);
+      return 1;
+    }
+  }
+  lua_pop(L, 1);
+  return 0;
+}
+
+typedef struct {
+  csock_task **v;
+  size_t n, cap;
+} task_array;
+
+static int collect(csock_task *t, void *arg) {
+  task_array *ta = (task_array *)arg;
+  if (ta->n < ta->cap) ta->v[ta->n++] = t;
+  return 0;
+}
+
+static int newer_first(const void *a, const void *b) {
+  lua_Integer x = (*(csock_task *const *)a)->id, y = (*(csock_task *const *)b)->id;
+  return (x < y) - (x > y);
+}
+
+/* Fills v (room for cap) with lp's live tasks, newest first; returns how many. */
+static size_t take_tasks(lua_State *L, csock_loop *lp, csock_task **v, size_t cap) {
+  task_array ta = {v, 0, cap};
+  visit_tasks(L, lp, collect, &ta);
+  qsort(v, ta.n, sizeof *v, newer_first);
+  return ta.n;
+}
+
+/* lp's live tasks, newest first, in an array of *n to free; NULL when memory ran out. */
+static csock_task **tasks_of(csock_loop *lp, size_t *n) {
+  csock_task **v = malloc((lp->alive ? lp->alive : 1) * sizeof *v);
+  if (v != NULL) *n = take_tasks(lp->L, lp, v, lp->alive);
+  return v;
+}
+
+/* Pushes an array of the handles of lp's live tasks, newest first (may raise: memory). */
+void loop_push_tasks(lua_State *L, csock_loop *lp) {
+  size_t cap = lp->alive ? lp->alive : 1;
+  csock_task **v = (csock_task **)lua_newuserdatauv(L, cap * sizeof *v, 0);
+  size_t n = take_tasks(L, lp, v, lp->alive);
+  lua_createtable(L, (int)n, 0);
+  for (size_t i = 0; i < n; i++) {
+    loop_push_handle(L, v[i]);
+    lua_rawseti(L, -2, (lua_Integer)i + 1);
+  }
+  lua_remove(L, -2);
 }
 
 /*
@@ -741,9 +842,6 @@ csock_task *loop_task_new(lua_State *L, csock_loop *lp, int fidx) {
   anchor_put(L, lp, t);
   lua_xmove(L, co, nargs + 1);
   loop_push_handle(L, t);
-  t->next_all = lp->all;
-  if (lp->all) lp->all->prev_all = t;
-  lp->all = t;
   lp->alive++;
   enqueue(lp, t);
   return t;
@@ -761,12 +859,6 @@ static void task_end(csock_loop *lp, csock_task *t, task_state how) {
     j->on.task = NULL;
     loop_wake_task(j, 0);
   }
-  if (t->prev_all)
-    t->prev_all->next_all = t->next_all;
-  else
-    lp->all = t->next_all;
-  if (t->next_all) t->next_all->prev_all = t->prev_all;
-  t->prev_all = t->next_all = NULL;
   lp->alive--;
   set_parked(t->co, 0); /* a coroutine like any other from now on */
   anchor_drop(lp, t);
@@ -1022,7 +1114,7 @@ static void task_failed(csock_loop *lp, csock_task *t) {
   keep_result(L);
 }
 
-void loop_task_cancelled(csock_loop *lp, csock_task *t) {
+static void loop_task_cancelled(csock_loop *lp, csock_task *t) {
   unlink_also(t); /* before its stack goes, and the socket with it */
   drop_read(t);
   close_nest(lp, t);
@@ -1169,13 +1261,57 @@ static int loop_main(lua_State *L) {
   return 0;
 }
 
-/* Cancels every live task but the main one, if the loop has one. */
-void loop_cancel_all(csock_loop *lp) {
-  for (csock_task *t = lp->all; t; t = t->next_all) {
-    if (t == lp->main) continue;
+static int cancel_one(csock_task *t, void *arg) {
+  if (t != ((csock_loop *)arg)->main) {
     t->cancel = 1;
     loop_wake_task(t, -ECANCELED);
   }
+  return 0;
+}
+
+/* Cancels every live task but the main one, if the loop has one: newest first. */
+void loop_cancel_all(csock_loop *lp) {
+  size_t n = 0;
+  csock_task **v = tasks_of(lp, &n);
+  if (v == NULL) { /* no memory for the order: the anchors' will do */
+    visit_tasks(lp->L, lp, cancel_one, lp);
+    return;
+  }
+  for (size_t i = 0; i < n; i++) cancel_one(v[i], lp);
+  free(v);
+}
+
+static int first_task(csock_task *t, void *arg) {
+  *(csock_task **)arg = t;
+  return 1;
+}
+
+/* Ends t now, for a loop that will not run again (see loop_end_all). */
+static void end_now(csock_loop *lp, csock_task *t, int close) {
+  if (close) t->cancel = 1;
+  loop_wake_task(t, -ECANCELED); /* out of the sockets' waiter slots first */
+  lp->ready_head = lp->ready_tail = NULL;
+  if (close)
+    loop_task_cancelled(lp, t);
+  else
+    task_end(lp, t, T_CANCELLED);
+}
+
+/*
+** Ends every live task of lp, a loop that will not run again, newest
+** first: close runs their to-be-closed variables (in lp->L), else they
+** just end.  The ready queue is emptied before each task ends: a task
+** that ended in it could be collected (a __close handler may run the
+** collector) while the queue still linked it.  Only lp's own turns end
+** its tasks, so those in the array stay alive until their turn here.
+*/
+void loop_end_all(csock_loop *lp, int close) {
+  size_t n = 0;
+  csock_task **v = tasks_of(lp, &n);
+  for (size_t i = 0; v != NULL && i < n; i++) end_now(lp, v[i], close);
+  free(v);
+  csock_task *t; /* whatever is left: all of them when memory ran out */
+  while (lp->alive > 0 && visit_tasks(lp->L, lp, first_task, &t)) end_now(lp, t, close);
 }
 
 void loop_free(csock_loop *lp) {
@@ -1240,13 +1376,7 @@ int loop_run(lua_State *L) {
   if (status == LUA_OK) status = loop_drive(L, lp);
   /* tasks still alive after an internal error are cancelled, not leaked;
      the ready queue will not run again and must not link an ended task */
-  if (status != LUA_OK) {
-    for (csock_task *t = lp->all; t; t = lp->all) {
-      loop_wake_task(t, -ECANCELED); /* out of the sockets' waiter slots first */
-      lp->ready_head = lp->ready_tail = NULL;
-      task_end(lp, t, T_CANCELLED);
-    }
-  }
+  if (status != LUA_OK) loop_end_all(lp, 0);
   running = NULL;
   loop_free(lp);
   if (status != LUA_OK) return lua_error(L);

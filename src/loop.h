@@ -53,12 +53,11 @@ typedef struct csock_task {
   unsigned char wait_shared; /* W_WATCH: other tasks may queue behind it (loop_wait_shared) */
   lua_Integer id;
   double deadline;
-  unsigned long long seq;  /* breaks ties between equal deadlines */
-  csock_watch *also_watch; /* a watcher whose forgetting ends the wait too (loop_wait_also) */
-  csock_socket *read_sock; /* a socket whose read() this task has under way (rbusy) */
-  struct csock_task *next; /* ready queue */
-  struct csock_task *prev_all, *next_all; /* every live task */
-  struct csock_task *joiners;             /* tasks that wait for this one */
+  unsigned long long seq;     /* breaks ties between equal deadlines */
+  csock_watch *also_watch;    /* a watcher whose forgetting ends the wait too (loop_wait_also) */
+  csock_socket *read_sock;    /* a socket whose read() this task has under way (rbusy) */
+  struct csock_task *next;    /* ready queue */
+  struct csock_task *joiners; /* tasks that wait for this one */
   /* A task waits on one thing at a time (and maybe a timer besides), so the
      links of the three kinds of wait share their memory: wait_kind tells. */
   union {
@@ -97,8 +96,7 @@ typedef struct csock_loop {
   csock_task *ready_head, *ready_tail;
   csock_task **heap;
   size_t heap_len, heap_cap;
-  csock_task *all;
-  size_t alive;
+  size_t alive; /* live tasks: those on the anchors (loop.c) whose loop this is */
   size_t io_waiters;
   csock_task *current;
   lua_State *thread; /* where current runs now: its coroutine, or one it resumed */
@@ -121,6 +119,7 @@ csock_task *loop_yieldable_task(lua_State *L);
 void loop_wake_task(csock_task *t, int reason);
 int loop_yield_ready(lua_State *L, csock_task *t, lua_KContext ctx, lua_KFunction k);
 void loop_push_handle(lua_State *L, csock_task *t);
+void loop_push_tasks(lua_State *L, csock_loop *lp);
 csock_loop *loop_running(void);
 void loop_set_task_meta(lua_State *L);
 int loop_task_extra(lua_State *L, int idx, int slot);
@@ -137,7 +136,7 @@ csock_task *loop_task_new(lua_State *L, csock_loop *lp, int fidx);
 void loop_run_ready(csock_loop *lp);
 void loop_turn(lua_State *L, csock_loop *lp, long long max_wait);
 void loop_cancel_all(csock_loop *lp);
-void loop_task_cancelled(csock_loop *lp, csock_task *t);
+void loop_end_all(csock_loop *lp, int close);
 
 #pragma GCC visibility pop
 
