@@ -68,8 +68,15 @@ static void loops_remove(csock_loop *lp) {
 /* ---------------------------------------------------------------- heap */
 
 static int heap_less(const csock_task *a, const csock_task *b) {
-  return a->deadline < b->deadline || (a->deadline == b->deadline && a->seq < b->seq);
+  /* the difference of two seqs, read as signed, orders them across a wrap of
+     the counter, as long as no two live timers are 2^31 insertions apart */
+  return a->deadline < b->deadline ||
+         (a->deadline == b->deadline && (int32_t)(a->seq - b->seq) < 0);
 }
+
+/* Where a loop's seq counter starts: 256 insertions short of its wrap, so that every run that
+   sets a few hundred timers crosses it, and the specs exercise heap_less's wrap-around. */
+#define SEQ_START (UINT32_MAX - 255u)
 
 static void heap_set(csock_loop *lp, size_t i, csock_task *t) {
   lp->heap[i] = t;
@@ -131,9 +138,9 @@ static void heap_remove(csock_loop *lp, csock_task *t) {
 
 static void enqueue(csock_loop *lp, csock_task *t) {
   t->state = T_READY;
-  t->next = NULL;
+  t->link.next_ready = NULL;
   if (lp->ready_tail)
-    lp->ready_tail->next = t;
+    lp->ready_tail->link.next_ready = t;
   else
     lp->ready_head = t;
   lp->ready_tail = t;
@@ -200,7 +207,7 @@ void loop_wake_task(csock_task *t, int reason) {
   if (t->heap_pos) heap_remove(lp, t);
   if (t->wait_kind == W_JOIN) unjoin(t);
   if (t->wait_kind == W_COND) waitlist_remove(t);
-  t->wake = reason;
+  t->wake = (signed char)reason;
   enqueue(lp, t);
 }
 
@@ -1162,8 +1169,8 @@ void loop_run_ready(csock_loop *lp) {
   csock_task *t = lp->ready_head;
   lp->ready_head = lp->ready_tail = NULL;
   while (t) {
-    csock_task *next = t->next;
-    t->next = NULL;
+    csock_task *next = t->link.next_ready;
+    t->link.next_ready = NULL;
     task_resume(lp, t);
     t = next;
   }
@@ -1361,6 +1368,7 @@ int loop_run(lua_State *L) {
   }
   lp->timer_fd = -1;
   lp->gen = ++generation;
+  lp->seq = SEQ_START;
   loops_add(lp);
   running = lp;
   loop_watch_signals(lp);
@@ -1424,6 +1432,7 @@ csock_loop *loop_create(lua_State *L, int *err) {
   lp->timer_fd = -1;
   lp->L = L;
   lp->gen = ++generation;
+  lp->seq = SEQ_START;
   loops_add(lp);
   return lp;
 }

@@ -7,6 +7,9 @@
 #ifndef CSOCK_LOOP_H
 #define CSOCK_LOOP_H
 
+#include <errno.h>
+#include <stdint.h>
+
 #include "csock.h"
 
 #pragma GCC visibility push(hidden)
@@ -37,14 +40,15 @@ enum { EXTRA_NAME = 0, EXTRA_COUNT = 1 };
 typedef struct csock_task {
   lua_State *co;
   struct csock_loop *loop;
-  int ref;  /* where the handle is anchored until the task ends (anchor_put); LUA_NOREF: ended */
-  int wake; /* what the continuation will find: 0, -ETIMEDOUT, -EBADF */
+  int ref; /* where the handle is anchored until the task ends (anchor_put); LUA_NOREF: ended */
   union {
     int nargs;    /* before the first resume: its arguments */
     int nresults; /* once done: how many results the UV_RESULT table holds */
   } n;
-  /* the small fields share a word: every idle connection holds a task */
+  /* the small fields share two words: every idle connection holds a task */
   unsigned heap_pos;         /* 1-based position in the timer heap; 0: none */
+  uint32_t seq;              /* breaks ties between equal deadlines (heap_less) */
+  signed char wake;          /* what the continuation will find: 0, -ETIMEDOUT, -EBADF... */
   unsigned char state;       /* a task_state */
   unsigned char cancel;      /* cancel() was called; ends at the next wait point */
   unsigned char wait_dir;    /* CSOCK_READ or CSOCK_WRITE, with W_WATCH */
@@ -53,13 +57,13 @@ typedef struct csock_task {
   unsigned char wait_shared; /* W_WATCH: other tasks may queue behind it (loop_wait_shared) */
   lua_Integer id;
   double deadline;
-  unsigned long long seq;     /* breaks ties between equal deadlines */
   csock_watch *also_watch;    /* a watcher whose forgetting ends the wait too (loop_wait_also) */
   csock_socket *read_sock;    /* a socket whose read() this task has under way (rbusy) */
-  struct csock_task *next;    /* ready queue */
   struct csock_task *joiners; /* tasks that wait for this one */
   /* A task waits on one thing at a time (and maybe a timer besides), so the
-     links of the three kinds of wait share their memory: wait_kind tells. */
+     links of the three kinds of wait share their memory: wait_kind tells.  A
+     task in the ready queue waits on nothing (W_NONE), so its queue link is
+     one of them too. */
   union {
     csock_watch *watch;       /* W_WATCH: the descriptor waited on */
     struct csock_task *task;  /* W_JOIN: the task waited for */
@@ -70,9 +74,18 @@ typedef struct csock_task {
     struct csock_task *next_watcher; /* W_WATCH: the next task queued on the same direction */
     struct {
       struct csock_task *prev, *next;
-    } waiters; /* W_COND: its other waiters, oldest first */
+    } waiters;                     /* W_COND: its other waiters, oldest first */
+    struct csock_task *next_ready; /* T_READY: the next task in the ready queue */
   } link;
 } csock_task;
+
+/* Each idle connection holds a task handle: a userdata block of Lua's header
+   (56 bytes with one uservalue) and this, which the host allocator (alloc.c)
+   rounds up to a multiple of 16. */
+_Static_assert(sizeof(csock_task) <= 104, "a task handle fits in a 160-byte block");
+
+/* wake holds the negated errno values that loop_wake_task is given */
+_Static_assert(ETIMEDOUT < 128 && EBADF < 128 && ECANCELED < 128, "wake fits in a signed char");
 
 enum { W_NONE, W_WATCH, W_JOIN, W_COND };
 
@@ -102,7 +115,7 @@ typedef struct csock_loop {
   lua_State *thread; /* where current runs now: its coroutine, or one it resumed */
   int passable;      /* a wait in thread can yield through to the task */
   csock_task *main;
-  unsigned long long seq;
+  uint32_t seq; /* live timers span far fewer than 2^31 insertions: see heap_less */
   lua_Integer next_id;
   int signals_watched; /* the signal pipe is in this loop's epoll set */
   int closing;         /* loop:close() was called from one of its own tasks */
