@@ -67,57 +67,63 @@ static void loops_remove(csock_loop *lp) {
 
 /* ---------------------------------------------------------------- heap */
 
-static int heap_less(const csock_task *a, const csock_task *b) {
+/*
+** The heap holds each timer's deadline beside its task: a task carries no
+** deadline (8 bytes of every idle connection's), and sifting compares
+** deadlines in the array without touching the tasks; only a tie reads
+** their seqs.
+*/
+static int heap_less(const heap_entry *a, const heap_entry *b) {
   /* the difference of two seqs, read as signed, orders them across a wrap of
      the counter, as long as no two live timers are 2^31 insertions apart */
   return a->deadline < b->deadline ||
-         (a->deadline == b->deadline && (int32_t)(a->seq - b->seq) < 0);
+         (a->deadline == b->deadline && (int32_t)(a->task->seq - b->task->seq) < 0);
 }
 
 /* Where a loop's seq counter starts: 256 insertions short of its wrap, so that every run that
    sets a few hundred timers crosses it, and the specs exercise heap_less's wrap-around. */
 #define SEQ_START (UINT32_MAX - 255u)
 
-static void heap_set(csock_loop *lp, size_t i, csock_task *t) {
-  lp->heap[i] = t;
-  t->heap_pos = (unsigned)(i + 1);
+static void heap_set(csock_loop *lp, size_t i, heap_entry e) {
+  lp->heap[i] = e;
+  e.task->heap_pos = (unsigned)(i + 1);
 }
 
 static void heap_up(csock_loop *lp, size_t i) {
-  csock_task *t = lp->heap[i];
+  heap_entry e = lp->heap[i];
   while (i > 0) {
     size_t parent = (i - 1) / 2;
-    if (!heap_less(t, lp->heap[parent])) break;
+    if (!heap_less(&e, &lp->heap[parent])) break;
     heap_set(lp, i, lp->heap[parent]);
     i = parent;
   }
-  heap_set(lp, i, t);
+  heap_set(lp, i, e);
 }
 
 static void heap_down(csock_loop *lp, size_t i) {
-  csock_task *t = lp->heap[i];
+  heap_entry e = lp->heap[i];
   for (;;) {
     size_t child = 2 * i + 1;
     if (child >= lp->heap_len) break;
-    if (child + 1 < lp->heap_len && heap_less(lp->heap[child + 1], lp->heap[child])) child++;
-    if (!heap_less(lp->heap[child], t)) break;
+    if (child + 1 < lp->heap_len && heap_less(&lp->heap[child + 1], &lp->heap[child])) child++;
+    if (!heap_less(&lp->heap[child], &e)) break;
     heap_set(lp, i, lp->heap[child]);
     i = child;
   }
-  heap_set(lp, i, t);
+  heap_set(lp, i, e);
 }
 
 static int heap_push(csock_loop *lp, csock_task *t, double deadline) {
   if (lp->heap_len == lp->heap_cap) {
     size_t cap = lp->heap_cap ? lp->heap_cap * 2 : 64;
-    csock_task **h = realloc(lp->heap, cap * sizeof(csock_task *));
+    heap_entry *h = realloc(lp->heap, cap * sizeof *h);
     if (h == NULL) return -ENOMEM;
     lp->heap = h;
     lp->heap_cap = cap;
   }
-  t->deadline = deadline;
   t->seq = lp->seq++;
-  heap_set(lp, lp->heap_len++, t);
+  heap_entry e = {deadline, t};
+  heap_set(lp, lp->heap_len++, e);
   heap_up(lp, lp->heap_len - 1);
   return 0;
 }
@@ -125,10 +131,10 @@ static int heap_push(csock_loop *lp, csock_task *t, double deadline) {
 static void heap_remove(csock_loop *lp, csock_task *t) {
   size_t i = t->heap_pos - 1;
   t->heap_pos = 0;
-  csock_task *last = lp->heap[--lp->heap_len];
+  heap_entry last = lp->heap[--lp->heap_len];
   if (i == lp->heap_len) return;
   heap_set(lp, i, last);
-  if (i > 0 && heap_less(last, lp->heap[(i - 1) / 2]))
+  if (i > 0 && heap_less(&last, &lp->heap[(i - 1) / 2]))
     heap_up(lp, i);
   else
     heap_down(lp, i);
@@ -1180,7 +1186,7 @@ void loop_run_ready(csock_loop *lp) {
 static long long poll_timeout(csock_loop *lp) {
   if (lp->ready_head) return 0;
   if (lp->heap_len == 0) return -1;
-  double left = lp->heap[0]->deadline - csock_now();
+  double left = lp->heap[0].deadline - csock_now();
   if (left <= 0) return 0;
   return left > 86400 ? 86400000000LL : (long long)ceil(left * 1e6);
 }
@@ -1189,8 +1195,8 @@ static long long poll_timeout(csock_loop *lp) {
 static void expire_timers(csock_loop *lp) {
   if (lp->heap_len == 0) return;
   double now = csock_now();
-  while (lp->heap_len && lp->heap[0]->deadline <= now) {
-    csock_task *t = lp->heap[0];
+  while (lp->heap_len && lp->heap[0].deadline <= now) {
+    csock_task *t = lp->heap[0].task;
     loop_wake_task(t, t->wait_kind == W_WATCH || t->wait_kind == W_COND ? -ETIMEDOUT : 0);
   }
 }

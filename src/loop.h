@@ -56,7 +56,6 @@ typedef struct csock_task {
   unsigned char wait_kind;   /* what `on` and `link` hold: W_NONE, W_WATCH, W_JOIN or W_COND */
   unsigned char wait_shared; /* W_WATCH: other tasks may queue behind it (loop_wait_shared) */
   lua_Integer id;
-  double deadline;
   csock_watch *also_watch;    /* a watcher whose forgetting ends the wait too (loop_wait_also) */
   csock_socket *read_sock;    /* a socket whose read() this task has under way (rbusy) */
   struct csock_task *joiners; /* tasks that wait for this one */
@@ -82,7 +81,7 @@ typedef struct csock_task {
 /* Each idle connection holds a task handle: a userdata block of Lua's header
    (56 bytes with one uservalue) and this, which the host allocator (alloc.c)
    rounds up to a multiple of 16. */
-_Static_assert(sizeof(csock_task) <= 104, "a task handle fits in a 160-byte block");
+_Static_assert(sizeof(csock_task) <= 96, "a task handle fits in a 160-byte block");
 
 /* wake holds the negated errno values that loop_wake_task is given */
 _Static_assert(ETIMEDOUT < 128 && EBADF < 128 && ECANCELED < 128, "wake fits in a signed char");
@@ -102,12 +101,18 @@ static inline csock_waitlist *waitlist(const csock_task *t) {
   return t->wait_kind == W_COND ? t->on.waitlist : NULL;
 }
 
+/* A timer: a task and its deadline (csock_now's clock), kept in the loop's heap. */
+typedef struct heap_entry {
+  double deadline;
+  csock_task *task;
+} heap_entry;
+
 typedef struct csock_loop {
   lua_State *L;           /* the thread that called csock.run */
   struct backend *poller; /* backend.h: loop.c's alone */
   unsigned gen;
   csock_task *ready_head, *ready_tail;
-  csock_task **heap;
+  heap_entry *heap; /* a min-heap of timers by deadline, then seq (loop.c) */
   size_t heap_len, heap_cap;
   size_t alive; /* live tasks: those on the anchors (loop.c) whose loop this is */
   size_t io_waiters;
@@ -134,6 +139,11 @@ int loop_yield_ready(lua_State *L, csock_task *t, lua_KContext ctx, lua_KFunctio
 void loop_push_handle(lua_State *L, csock_task *t);
 void loop_push_tasks(lua_State *L, csock_loop *lp);
 csock_loop *loop_running(void);
+
+/* The deadline of t's timer (t->heap_pos != 0). */
+static inline double task_deadline(const csock_task *t) {
+  return t->loop->heap[t->heap_pos - 1].deadline;
+}
 void loop_set_task_meta(lua_State *L);
 int loop_task_extra(lua_State *L, int idx, int slot);
 void loop_task_setextra(lua_State *L, int idx, int slot);

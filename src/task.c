@@ -157,7 +157,7 @@ static void dump_wait(luaL_Buffer *b, lua_State *L, const csock_task *t) {
     luaL_addstring(b, t->state == T_READY ? "ready" : "-");
   }
   if (t->heap_pos) {
-    lua_pushfstring(L, ", deadline in %f s", (LUAI_UACNUMBER)(t->deadline - csock_now()));
+    lua_pushfstring(L, ", deadline in %f s", (LUAI_UACNUMBER)(task_deadline(t) - csock_now()));
     luaL_addvalue(b);
   }
 }
