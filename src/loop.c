@@ -848,7 +848,6 @@ csock_task *loop_task_new(lua_State *L, csock_loop *lp, int fidx) {
   if (!lua_checkstack(co, nargs + 1)) luaL_error(L, "too many arguments");
   t->co = co;
   t->loop = lp;
-  t->n.nargs = nargs;
   t->id = ++lp->next_id;
   /* the handle goes to its anchor and comes back from there to fidx once the function and
      its arguments have moved: cheaper than rotating it below them (lua_insert) */
@@ -1015,7 +1014,7 @@ static void push_nest(lua_State *L, csock_task *t) {
 int loop_nest_park(lua_State *L) {
   csock_loop *lp = running;
   csock_task *t = lp ? lp->current : NULL;
-  if (t == NULL || t->state == T_RUNNING || t->ref == LUA_NOREF) {
+  if (t == NULL || t->state == T_RUNNING || task_ended(t)) {
     lua_pop(L, 1);
     return 0;
   }
@@ -1033,7 +1032,7 @@ int loop_nest_park(lua_State *L) {
 void loop_nest_unpark(lua_State *L) {
   csock_loop *lp = running;
   csock_task *t = lp ? lp->current : NULL;
-  if (t != NULL && t->ref != LUA_NOREF) {
+  if (t != NULL && !task_ended(t)) {
     push_nest(L, t);
     lua_pushnil(L);
     lua_rawseti(L, -2, (lua_Integer)lua_rawlen(L, -2));
@@ -1046,7 +1045,7 @@ void loop_nest_unpark(lua_State *L) {
 /* Closes the coroutines t waits in (their to-be-closed variables), innermost first. */
 static void close_nest(csock_loop *lp, csock_task *t) {
   lua_State *L = lp->L;
-  if (t->ref == LUA_NOREF) return;
+  if (task_ended(t)) return;
   int top = lua_gettop(L);
   loop_push_handle(L, t);
   if (lua_getiuservalue(L, -1, UV_NEST) == LUA_TTABLE) {
@@ -1081,10 +1080,10 @@ static void keep_result(lua_State *L) {
 static void task_done(csock_loop *lp, csock_task *t, int nres) {
   lua_State *L = lp->L, *co = t->co;
   if (nres > 0 && !lua_checkstack(co, 1)) nres = 0;
-  t->n.nresults = nres;
   if (nres == 0) { /* nothing to keep: the handle's uservalue is not read again */
     lua_settop(co, 0);
     task_end(lp, t, T_DONE);
+    t->nresults = 0; /* in the ref's place, which task_end let go of */
     co_put(lp, t);
     return;
   }
@@ -1096,6 +1095,7 @@ static void task_done(csock_loop *lp, csock_task *t, int nres) {
   lua_xmove(co, L, 1);
   lua_settop(co, 0);
   task_end(lp, t, T_DONE);
+  t->nresults = nres;
   co_put(lp, t);
   keep_result(L);
 }
@@ -1147,8 +1147,9 @@ static void task_resume(csock_loop *lp, csock_task *t) {
     loop_task_cancelled(lp, t);
     return;
   }
-  int nres = 0, nargs = t->n.nargs;
-  t->n.nargs = 0;
+  /* a coroutine not yet resumed holds the function and its arguments; one that yielded is
+     resumed with none */
+  int nres = 0, nargs = lua_status(t->co) == LUA_OK ? lua_gettop(t->co) - 1 : 0;
   t->state = T_RUNNING;
   lp->current = t;
   lp->thread = t->co;
@@ -1397,7 +1398,7 @@ int loop_run(lua_State *L) {
   lua_getiuservalue(L, 1, UV_RESULT);
   if (main->state == T_FAILED) return lua_error(L);
   if (main->state == T_CANCELLED) return luaL_error(L, "csock.run: the main task was cancelled");
-  int n = main->n.nresults;
+  int n = main->nresults;
   if (n == 0) return 0;
   luaL_checkstack(L, n, "too many results");
   for (int i = 1; i <= n; i++) lua_rawgeti(L, 2, i);

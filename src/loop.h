@@ -40,21 +40,20 @@ enum { EXTRA_NAME = 0, EXTRA_COUNT = 1 };
 typedef struct csock_task {
   lua_State *co;
   struct csock_loop *loop;
-  int ref; /* where the handle is anchored until the task ends (anchor_put); LUA_NOREF: ended */
-  union {
-    int nargs;    /* before the first resume: its arguments */
-    int nresults; /* once done: how many results the UV_RESULT table holds */
-  } n;
   /* the small fields share two words: every idle connection holds a task */
-  unsigned heap_pos;         /* 1-based position in the timer heap; 0: none */
-  uint32_t seq;              /* breaks ties between equal deadlines (heap_less) */
-  signed char wake;          /* what the continuation will find: 0, -ETIMEDOUT, -EBADF... */
-  unsigned char state;       /* a task_state */
-  unsigned char cancel;      /* cancel() was called; ends at the next wait point */
-  unsigned char wait_dir;    /* CSOCK_READ or CSOCK_WRITE, with W_WATCH */
-  unsigned char seen;        /* coroutine.running() handed its coroutine out: never pooled */
-  unsigned char wait_kind;   /* what `on` and `link` hold: W_NONE, W_WATCH, W_JOIN or W_COND */
-  unsigned char wait_shared; /* W_WATCH: other tasks may queue behind it (loop_wait_shared) */
+  union {
+    int ref;      /* while the task lives: where its handle is anchored (anchor_put) */
+    int nresults; /* once it is done (T_DONE): how many results the UV_RESULT table holds */
+  };
+  unsigned heap_pos;             /* 1-based position in the timer heap; 0: none */
+  uint32_t seq;                  /* breaks ties between equal deadlines (heap_less) */
+  signed char wake;              /* what the continuation will find: 0, -ETIMEDOUT, -EBADF... */
+  unsigned char state;           /* a task_state */
+  unsigned char wait_kind;       /* what `on` and `link` hold: W_NONE, W_WATCH, W_JOIN or W_COND */
+  unsigned char cancel : 1;      /* cancel() was called; ends at the next wait point */
+  unsigned char seen : 1;        /* coroutine.running() handed its coroutine out: never pooled */
+  unsigned char wait_dir : 2;    /* CSOCK_READ or CSOCK_WRITE, with W_WATCH */
+  unsigned char wait_shared : 1; /* W_WATCH: other tasks may queue behind it (loop_wait_shared) */
   lua_Integer id;
   csock_watch *also_watch;    /* a watcher whose forgetting ends the wait too (loop_wait_also) */
   csock_socket *read_sock;    /* a socket whose read() this task has under way (rbusy) */
@@ -81,12 +80,15 @@ typedef struct csock_task {
 /* Each idle connection holds a task handle: a userdata block of Lua's header
    (56 bytes with one uservalue) and this, which the host allocator (alloc.c)
    rounds up to a multiple of 16. */
-_Static_assert(sizeof(csock_task) <= 96, "a task handle fits in a 160-byte block");
+_Static_assert(sizeof(csock_task) <= 88, "a task handle fits in a 144-byte block");
 
 /* wake holds the negated errno values that loop_wake_task is given */
 _Static_assert(ETIMEDOUT < 128 && EBADF < 128 && ECANCELED < 128, "wake fits in a signed char");
 
 enum { W_NONE, W_WATCH, W_JOIN, W_COND };
+
+/* Whether t has ended (done, failed or cancelled): its ref is gone then. */
+static inline int task_ended(const csock_task *t) { return t->state >= T_DONE; }
 
 /* What t waits on, by kind; NULL when it waits on something else. */
 static inline csock_watch *wait_watch(const csock_task *t) {

@@ -17,13 +17,13 @@ static int push_results(lua_State *L, csock_task *t) {
   switch (t->state) {
     case T_DONE: {
       lua_pushboolean(L, 1);
-      if (t->n.nresults == 0) return 1;
-      luaL_checkstack(L, t->n.nresults, "too many results");
+      if (t->nresults == 0) return 1;
+      luaL_checkstack(L, t->nresults, "too many results");
       lua_getiuservalue(L, 1, UV_RESULT);
       int tbl = lua_gettop(L);
-      for (int i = 1; i <= t->n.nresults; i++) lua_rawgeti(L, tbl, i);
+      for (int i = 1; i <= t->nresults; i++) lua_rawgeti(L, tbl, i);
       lua_remove(L, tbl);
-      return 1 + t->n.nresults;
+      return 1 + t->nresults;
     }
     case T_FAILED:
       lua_pushboolean(L, 0);
@@ -118,7 +118,7 @@ static int task_tostring(lua_State *L) {
 /* csock.current(): the handle of the running task, or nil. */
 int task_current(lua_State *L) {
   csock_task *t = loop_current_task(L);
-  if (t == NULL || t->ref == LUA_NOREF)
+  if (t == NULL || task_ended(t))
     lua_pushnil(L);
   else
     loop_push_handle(L, t);
