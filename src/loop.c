@@ -213,7 +213,7 @@ void loop_wake_task(csock_task *t, int reason) {
   if (t->heap_pos) heap_remove(lp, t);
   if (t->wait_kind == W_JOIN) unjoin(t);
   if (t->wait_kind == W_COND) waitlist_remove(t);
-  t->wake = (signed char)reason;
+  t->wake = (unsigned char)-reason;
   enqueue(lp, t);
 }
 
@@ -255,7 +255,7 @@ int loop_in_task(lua_State *L) { return loop_yieldable_task(L) != NULL; }
 int loop_woken(lua_State *L) {
   csock_task *t = loop_current_task(L);
   if (t == NULL) return 0;
-  int w = t->wake;
+  int w = -(int)t->wake;
   t->wake = 0;
   return w;
 }
@@ -762,12 +762,14 @@ static int newer_first(const void *a, const void *b) {
 static size_t take_tasks(lua_State *L, csock_loop *lp, csock_task **v, size_t cap) {
   task_array ta = {v, 0, cap};
   visit_tasks(L, lp, collect, &ta);
+  /* NOLINTNEXTLINE(bugprone-sizeof-expression): an array of pointers */
   qsort(v, ta.n, sizeof *v, newer_first);
   return ta.n;
 }
 
 /* lp's live tasks, newest first, in an array of *n to free; NULL when memory ran out. */
 static csock_task **tasks_of(csock_loop *lp, size_t *n) {
+  /* NOLINTNEXTLINE(bugprone-sizeof-expression): an array of pointers */
   csock_task **v = malloc((lp->alive ? lp->alive : 1) * sizeof *v);
   if (v != NULL) *n = take_tasks(lp->L, lp, v, lp->alive);
   return v;
@@ -776,6 +778,7 @@ static csock_task **tasks_of(csock_loop *lp, size_t *n) {
 /* Pushes an array of the handles of lp's live tasks, newest first (may raise: memory). */
 void loop_push_tasks(lua_State *L, csock_loop *lp) {
   size_t cap = lp->alive ? lp->alive : 1;
+  /* NOLINTNEXTLINE(bugprone-sizeof-expression): an array of pointers */
   csock_task **v = (csock_task **)lua_newuserdatauv(L, cap * sizeof *v, 0);
   size_t n = take_tasks(L, lp, v, lp->alive);
   lua_createtable(L, (int)n, 0);

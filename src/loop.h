@@ -47,7 +47,7 @@ typedef struct csock_task {
   };
   unsigned heap_pos;             /* 1-based position in the timer heap; 0: none */
   uint32_t seq;                  /* breaks ties between equal deadlines (heap_less) */
-  signed char wake;              /* what the continuation will find: 0, -ETIMEDOUT, -EBADF... */
+  unsigned char wake;            /* negated, what the continuation finds: 0, ETIMEDOUT, EBADF.. */
   unsigned char state;           /* a task_state */
   unsigned char wait_kind;       /* what `on` and `link` hold: W_NONE, W_WATCH, W_JOIN or W_COND */
   unsigned char cancel : 1;      /* cancel() was called; ends at the next wait point */
@@ -82,8 +82,8 @@ typedef struct csock_task {
    rounds up to a multiple of 16. */
 _Static_assert(sizeof(csock_task) <= 88, "a task handle fits in a 144-byte block");
 
-/* wake holds the negated errno values that loop_wake_task is given */
-_Static_assert(ETIMEDOUT < 128 && EBADF < 128 && ECANCELED < 128, "wake fits in a signed char");
+/* wake holds the errno values that loop_wake_task is given negated */
+_Static_assert(ETIMEDOUT < 256 && EBADF < 256 && ECANCELED < 256, "wake fits in a byte");
 
 enum { W_NONE, W_WATCH, W_JOIN, W_COND };
 
