@@ -21,6 +21,7 @@
 ** the loop walks the events that point at it.
 */
 #include <errno.h>
+#include <limits.h>
 #include <math.h>
 #include <stdint.h>
 #include <poll.h>
@@ -618,6 +619,12 @@ static void set_parked(lua_State *co, int on);
 static char pool_key, anchor_key, overflow_key;
 static char task_meta_key; /* registry: the tasks' metatable, also under CSOCK_TASK */
 
+/* The handles the anchor thread holds before the overflow table takes the rest: as many as its
+   stack can; a test build may set a few (-DCSOCK_ANCHOR_SLOTS=8) to exercise the overflow. */
+#ifndef CSOCK_ANCHOR_SLOTS
+#define CSOCK_ANCHOR_SLOTS INT_MAX
+#endif
+
 #define OVER_REF(r) (-3 - (r)) /* an overflow reference r >= 1 kept in t->ref; its own inverse */
 
 /* Pushes the overflow table, made on first use (may raise: memory). */
@@ -671,7 +678,8 @@ static void anchor_put(lua_State *L, csock_loop *lp, csock_task *t) {
     lua_xmove(L, a, 1);
     lua_replace(a, slot);
     t->ref = slot;
-  } else if (lua_checkstack(a, 2)) { /* one slot spare for anchor_drop's push */
+  } else if (lua_gettop(a) < CSOCK_ANCHOR_SLOTS && lua_checkstack(a, 2)) {
+    /* (lua_checkstack: one slot spare for anchor_drop's push) */
     lua_xmove(L, a, 1);
     t->ref = lua_gettop(a);
   } else {
