@@ -706,12 +706,18 @@ static void anchor_drop(csock_loop *lp, csock_task *t) {
   t->ref = LUA_NOREF;
 }
 
+/* Pushes the handle kept at ref in the overflow table: out of line, so that
+   loop_push_handle stays small enough to inline into every spawn. */
+static __attribute__((noinline)) void push_overflowed(lua_State *L, int ref) {
+  push_overflow(L);
+  lua_rawgeti(L, -1, OVER_REF(ref));
+  lua_remove(L, -2);
+}
+
 /* Pushes the handle of t (from its anchor while it lives). */
 void loop_push_handle(lua_State *L, csock_task *t) {
   if (t->ref < 0) {
-    push_overflow(L);
-    lua_rawgeti(L, -1, OVER_REF(t->ref));
-    lua_remove(L, -2);
+    push_overflowed(L, t->ref);
   } else {
     lua_State *a = t->loop->anchors;
     lua_pushvalue(a, t->ref);
@@ -1160,7 +1166,11 @@ static void task_resume(csock_loop *lp, csock_task *t) {
   }
   /* a coroutine not yet resumed holds the function and its arguments; one that yielded is
      resumed with none */
-  int nres = 0, nargs = lua_status(t->co) == LUA_OK ? lua_gettop(t->co) - 1 : 0;
+  int nres = 0, nargs = 0;
+  if (!t->started) {
+    t->started = 1;
+    nargs = lua_gettop(t->co) - 1;
+  }
   t->state = T_RUNNING;
   lp->current = t;
   lp->thread = t->co;

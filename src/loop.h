@@ -54,6 +54,7 @@ typedef struct csock_task {
   unsigned char seen : 1;        /* coroutine.running() handed its coroutine out: never pooled */
   unsigned char wait_dir : 2;    /* CSOCK_READ or CSOCK_WRITE, with W_WATCH */
   unsigned char wait_shared : 1; /* W_WATCH: other tasks may queue behind it (loop_wait_shared) */
+  unsigned char started : 1;     /* resumed once: its arguments are no longer on its stack */
   lua_Integer id;
   csock_watch *also_watch;    /* a watcher whose forgetting ends the wait too (loop_wait_also) */
   csock_socket *read_sock;    /* a socket whose read() this task has under way (rbusy) */
