@@ -134,6 +134,11 @@ typedef struct csock_loop {
   lua_State *anchors; /* the state's anchor for live tasks' handles (anchor_put), once looked up */
 } csock_loop;
 
+/* The deadline of t's timer (t->heap_pos != 0). */
+static inline double task_deadline(const csock_task *t) {
+  return t->loop->heap[t->heap_pos - 1].deadline;
+}
+
 /* loop.c, for task.c */
 csock_task *loop_current_task(lua_State *L);
 csock_task *loop_yieldable_task(lua_State *L);
@@ -143,10 +148,6 @@ void loop_push_handle(lua_State *L, csock_task *t);
 void loop_push_tasks(lua_State *L, csock_loop *lp);
 csock_loop *loop_running(void);
 
-/* The deadline of t's timer (t->heap_pos != 0). */
-static inline double task_deadline(const csock_task *t) {
-  return t->loop->heap[t->heap_pos - 1].deadline;
-}
 void loop_set_task_meta(lua_State *L);
 int loop_task_extra(lua_State *L, int idx, int slot);
 void loop_task_setextra(lua_State *L, int idx, int slot);
