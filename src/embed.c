@@ -47,7 +47,7 @@ int embed_new(lua_State *L) {
 static double box_due(const csock_loop *lp) {
   if (lp->ready_head) return 0;
   if (lp->heap_len == 0) return -1;
-  double left = lp->heap[0]->deadline - csock_now();
+  double left = lp->heap[0].deadline - csock_now();
   return left > 0 ? left : 0;
 }
 
@@ -61,7 +61,7 @@ static void box_arm(csock_loop *lp) {
   if (lp->ready_head) {
     its.it_value.tv_nsec = 1; /* now: relative, the smallest nonzero value */
   } else if (lp->heap_len) {
-    double d = lp->heap[0]->deadline; /* CLOCK_MONOTONIC, as csock_now */
+    double d = lp->heap[0].deadline; /* CLOCK_MONOTONIC, as csock_now */
     if (d > 4e9) d = 4e9;
     its.it_value.tv_sec = (time_t)d;
     its.it_value.tv_nsec = (long)((d - (double)its.it_value.tv_sec) * 1e9);
@@ -98,19 +98,10 @@ static int box_turn(lua_State *L) {
 /*
 ** Frees an embedded loop that is not running: every live task is cancelled
 ** (its to-be-closed variables closed, in the caller's thread L) first.
-** Nothing runs the ready queue again, so it is emptied before each task
-** ends: a task that ended in it could be collected (a __close handler may
-** run the collector) while the queue still linked it.
 */
 static void box_free(lua_State *L, csock_loop *lp) {
   lp->L = L;
-  while (lp->all) {
-    csock_task *t = lp->all;
-    t->cancel = 1;
-    loop_wake_task(t, -ECANCELED);
-    lp->ready_head = lp->ready_tail = NULL;
-    loop_task_cancelled(lp, t);
-  }
+  loop_end_all(lp, 1);
   loop_free(lp);
 }
 

@@ -21,6 +21,7 @@
 ** the loop walks the events that point at it.
 */
 #include <errno.h>
+#include <limits.h>
 #include <math.h>
 #include <stdint.h>
 #include <poll.h>
@@ -67,50 +68,64 @@ static void loops_remove(csock_loop *lp) {
 
 /* ---------------------------------------------------------------- heap */
 
-static int heap_less(const csock_task *a, const csock_task *b) {
-  return a->deadline < b->deadline || (a->deadline == b->deadline && a->seq < b->seq);
+/*
+** The heap holds each timer's deadline beside its task: a task carries no
+** deadline (8 bytes of every idle connection's), and sifting compares
+** deadlines in the array without touching the tasks; only a tie reads
+** their seqs.
+*/
+static int heap_less(const heap_entry *a, const heap_entry *b) {
+  /* the difference of two seqs, read as signed, orders them across a wrap of
+     the counter, as long as no two live timers are 2^31 insertions apart */
+  return a->deadline < b->deadline ||
+         (a->deadline == b->deadline && (int32_t)(a->task->seq - b->task->seq) < 0);
 }
 
-static void heap_set(csock_loop *lp, size_t i, csock_task *t) {
-  lp->heap[i] = t;
-  t->heap_pos = (unsigned)(i + 1);
+/* Where a loop's seq counter starts: 256 insertions short of its wrap, so that the wrap comes
+   in every run that sets a few hundred timers (the specs' among them), not only after four
+   billion, days into a server's life. */
+#define SEQ_START (UINT32_MAX - 255u)
+
+static void heap_set(csock_loop *lp, size_t i, heap_entry e) {
+  lp->heap[i] = e;
+  e.task->heap_pos = (unsigned)(i + 1);
 }
 
 static void heap_up(csock_loop *lp, size_t i) {
-  csock_task *t = lp->heap[i];
+  heap_entry e = lp->heap[i];
   while (i > 0) {
     size_t parent = (i - 1) / 2;
-    if (!heap_less(t, lp->heap[parent])) break;
+    if (!heap_less(&e, &lp->heap[parent])) break;
     heap_set(lp, i, lp->heap[parent]);
     i = parent;
   }
-  heap_set(lp, i, t);
+  heap_set(lp, i, e);
 }
 
 static void heap_down(csock_loop *lp, size_t i) {
-  csock_task *t = lp->heap[i];
+  heap_entry e = lp->heap[i];
   for (;;) {
     size_t child = 2 * i + 1;
     if (child >= lp->heap_len) break;
-    if (child + 1 < lp->heap_len && heap_less(lp->heap[child + 1], lp->heap[child])) child++;
-    if (!heap_less(lp->heap[child], t)) break;
+    if (child + 1 < lp->heap_len && heap_less(&lp->heap[child + 1], &lp->heap[child])) child++;
+    if (!heap_less(&lp->heap[child], &e)) break;
     heap_set(lp, i, lp->heap[child]);
     i = child;
   }
-  heap_set(lp, i, t);
+  heap_set(lp, i, e);
 }
 
 static int heap_push(csock_loop *lp, csock_task *t, double deadline) {
   if (lp->heap_len == lp->heap_cap) {
     size_t cap = lp->heap_cap ? lp->heap_cap * 2 : 64;
-    csock_task **h = realloc(lp->heap, cap * sizeof(csock_task *));
+    heap_entry *h = realloc(lp->heap, cap * sizeof *h);
     if (h == NULL) return -ENOMEM;
     lp->heap = h;
     lp->heap_cap = cap;
   }
-  t->deadline = deadline;
   t->seq = lp->seq++;
-  heap_set(lp, lp->heap_len++, t);
+  heap_entry e = {deadline, t};
+  heap_set(lp, lp->heap_len++, e);
   heap_up(lp, lp->heap_len - 1);
   return 0;
 }
@@ -118,10 +133,10 @@ static int heap_push(csock_loop *lp, csock_task *t, double deadline) {
 static void heap_remove(csock_loop *lp, csock_task *t) {
   size_t i = t->heap_pos - 1;
   t->heap_pos = 0;
-  csock_task *last = lp->heap[--lp->heap_len];
+  heap_entry last = lp->heap[--lp->heap_len];
   if (i == lp->heap_len) return;
   heap_set(lp, i, last);
-  if (i > 0 && heap_less(last, lp->heap[(i - 1) / 2]))
+  if (i > 0 && heap_less(&last, &lp->heap[(i - 1) / 2]))
     heap_up(lp, i);
   else
     heap_down(lp, i);
@@ -131,9 +146,9 @@ static void heap_remove(csock_loop *lp, csock_task *t) {
 
 static void enqueue(csock_loop *lp, csock_task *t) {
   t->state = T_READY;
-  t->next = NULL;
+  t->link.next_ready = NULL;
   if (lp->ready_tail)
-    lp->ready_tail->next = t;
+    lp->ready_tail->link.next_ready = t;
   else
     lp->ready_head = t;
   lp->ready_tail = t;
@@ -200,7 +215,7 @@ void loop_wake_task(csock_task *t, int reason) {
   if (t->heap_pos) heap_remove(lp, t);
   if (t->wait_kind == W_JOIN) unjoin(t);
   if (t->wait_kind == W_COND) waitlist_remove(t);
-  t->wake = reason;
+  t->wake = (unsigned char)-reason;
   enqueue(lp, t);
 }
 
@@ -242,7 +257,7 @@ int loop_in_task(lua_State *L) { return loop_yieldable_task(L) != NULL; }
 int loop_woken(lua_State *L) {
   csock_task *t = loop_current_task(L);
   if (t == NULL) return 0;
-  int w = t->wake;
+  int w = -(int)t->wake;
   t->wake = 0;
   return w;
 }
@@ -422,6 +437,22 @@ void loop_wait_also(lua_State *L, csock_watch *w) {
 ** new generation).
 */
 
+static int visit_tasks(lua_State *L, csock_loop *lp, int (*fn)(csock_task *, void *), void *arg);
+
+/* Registers the watcher t waits on with the loop arg's renewed poller. */
+static int reregister(csock_task *t, void *arg) {
+  csock_loop *lp = (csock_loop *)arg;
+  csock_watch *w = wait_watch(t);
+  if (w == NULL || w->fd < 0) return 0;
+  unsigned dirs = (w->reader ? CSOCK_READ : 0) | (w->writer ? CSOCK_WRITE : 0);
+  if (backend_add(lp->poller, w->fd, w, dirs, 0) == 0) {
+    w->registered = 1;
+    w->gen = lp->gen;
+    w->wwatch = (dirs & CSOCK_WRITE) != 0;
+  }
+  return 0;
+}
+
 void loop_after_fork(void) {
   csock_loop *lp = running;
   if (lp == NULL) return;
@@ -429,16 +460,7 @@ void loop_after_fork(void) {
   lp->gen = ++generation;
   lp->signals_watched = 0;
   loop_watch_signals(lp);
-  for (csock_task *t = lp->all; t; t = t->next_all) {
-    csock_watch *w = wait_watch(t);
-    if (w == NULL || w->fd < 0) continue;
-    unsigned dirs = (w->reader ? CSOCK_READ : 0) | (w->writer ? CSOCK_WRITE : 0);
-    if (backend_add(lp->poller, w->fd, w, dirs, 0) == 0) {
-      w->registered = 1;
-      w->gen = lp->gen;
-      w->wwatch = (dirs & CSOCK_WRITE) != 0;
-    }
-  }
+  visit_tasks(lp->L, lp, reregister, lp);
 }
 
 /*
@@ -589,13 +611,31 @@ static void set_parked(lua_State *co, int on);
 ** stack of an anchor thread (one per state), a slot each, found by index.
 ** Free slots hold the index of the next free one (0 ends the list), and the
 ** list's head lives in the thread's LUA_EXTRASPACE.  A task past what one
-** stack holds (LUAI_MAXSTACK, about a million) goes to the registry: its
-** ref is then negative (REG_REF).
+** stack holds (LUAI_MAXSTACK, about a million) goes to an overflow table
+** (luaL_ref; one per state, in the registry): its ref is then negative
+** (OVER_REF).  The anchors are also the list of every live task
+** (visit_tasks): a list threaded through the tasks would cost each one two
+** pointers, and each idle connection holds a task.
 */
-static char pool_key, anchor_key;
+static char pool_key, anchor_key, overflow_key;
 static char task_meta_key; /* registry: the tasks' metatable, also under CSOCK_TASK */
 
-#define REG_REF(r) (-3 - (r)) /* a registry reference r >= 1 kept in t->ref; its own inverse */
+/* The handles the anchor thread holds before the overflow table takes the rest: as many as its
+   stack can; a test build may set a few (-DCSOCK_ANCHOR_SLOTS=8) to exercise the overflow. */
+#ifndef CSOCK_ANCHOR_SLOTS
+#define CSOCK_ANCHOR_SLOTS INT_MAX
+#endif
+
+#define OVER_REF(r) (-3 - (r)) /* an overflow reference r >= 1 kept in t->ref; its own inverse */
+
+/* Pushes the overflow table, made on first use (may raise: memory). */
+static void push_overflow(lua_State *L) {
+  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &overflow_key) == LUA_TTABLE) return;
+  lua_pop(L, 1);
+  lua_newtable(L);
+  lua_pushvalue(L, -1);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &overflow_key);
+}
 
 /* The state's thread for key (pool or anchors), made on first use with
    room for n values (may raise: memory); *cache keeps it for the loop. */
@@ -639,18 +679,24 @@ static void anchor_put(lua_State *L, csock_loop *lp, csock_task *t) {
     lua_xmove(L, a, 1);
     lua_replace(a, slot);
     t->ref = slot;
-  } else if (lua_checkstack(a, 2)) { /* one slot spare for anchor_drop's push */
+  } else if (lua_gettop(a) < CSOCK_ANCHOR_SLOTS && lua_checkstack(a, 2)) {
+    /* (lua_checkstack: one slot spare for anchor_drop's push) */
     lua_xmove(L, a, 1);
     t->ref = lua_gettop(a);
   } else {
-    t->ref = REG_REF(luaL_ref(L, LUA_REGISTRYINDEX));
+    push_overflow(L);
+    lua_insert(L, -2);
+    t->ref = OVER_REF(luaL_ref(L, -2));
+    lua_pop(L, 1);
   }
 }
 
 /* t has ended: its slot is free again. */
 static void anchor_drop(csock_loop *lp, csock_task *t) {
   if (t->ref < 0) {
-    luaL_unref(lp->L, LUA_REGISTRYINDEX, REG_REF(t->ref));
+    push_overflow(lp->L); /* there already: no allocation */
+    luaL_unref(lp->L, -1, OVER_REF(t->ref));
+    lua_pop(lp->L, 1);
   } else {
     lua_State *a = lp->anchors;
     intptr_t *head = (intptr_t *)lua_getextraspace(a);
@@ -661,15 +707,101 @@ static void anchor_drop(csock_loop *lp, csock_task *t) {
   t->ref = LUA_NOREF;
 }
 
+/* Pushes the handle kept at ref in the overflow table: out of line, so that
+   loop_push_handle stays small enough to inline into every spawn. */
+static __attribute__((noinline)) void push_overflowed(lua_State *L, int ref) {
+  push_overflow(L);
+  lua_rawgeti(L, -1, OVER_REF(ref));
+  lua_remove(L, -2);
+}
+
 /* Pushes the handle of t (from its anchor while it lives). */
 void loop_push_handle(lua_State *L, csock_task *t) {
   if (t->ref < 0) {
-    lua_rawgeti(L, LUA_REGISTRYINDEX, REG_REF(t->ref));
+    push_overflowed(L, t->ref);
   } else {
     lua_State *a = t->loop->anchors;
     lua_pushvalue(a, t->ref);
     lua_xmove(a, L, 1);
   }
+}
+
+/*
+** Calls fn(t, arg) for every live task of lp until it returns nonzero (and
+** then returns 1): the handles on the anchor thread, top slot first, then
+** those in the overflow table, walked on L.  Free slots hold integers and
+** slot 1 the metatable, neither a userdata.  fn must not end a task nor
+** anchor one (no Lua may run in it).
+*/
+static int visit_tasks(lua_State *L, csock_loop *lp, int (*fn)(csock_task *, void *), void *arg) {
+  lua_State *a = lp->anchors; /* NULL: lp never made a task */
+  for (int i = a ? lua_gettop(a) : 0; i >= 2; i--) {
+    csock_task *t = (csock_task *)lua_touserdata(a, i);
+    if (t != NULL && t->loop == lp && fn(t, arg)) return 1;
+  }
+  if (!lua_checkstack(L, 3)) return 0;
+  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &overflow_key) != LUA_TTABLE) {
+    lua_pop(L, 1);
+    return 0;
+  }
+  lua_pushnil(L);
+  while (lua_next(L, -2)) {
+    csock_task *t = (csock_task *)lua_touserdata(L, -1);
+    lua_pop(L, 1);
+    if (t != NULL && t->loop == lp && fn(t, arg)) {
+      lua_pop(L, 2);
+      return 1;
+    }
+  }
+  lua_pop(L, 1);
+  return 0;
+}
+
+typedef struct {
+  csock_task **v;
+  size_t n, cap;
+} task_array;
+
+static int collect(csock_task *t, void *arg) {
+  task_array *ta = (task_array *)arg;
+  if (ta->n < ta->cap) ta->v[ta->n++] = t;
+  return 0;
+}
+
+static int newer_first(const void *a, const void *b) {
+  lua_Integer x = (*(csock_task *const *)a)->id, y = (*(csock_task *const *)b)->id;
+  return (x < y) - (x > y);
+}
+
+/* Fills v (room for cap) with lp's live tasks, newest first; returns how many. */
+static size_t take_tasks(lua_State *L, csock_loop *lp, csock_task **v, size_t cap) {
+  task_array ta = {v, 0, cap};
+  visit_tasks(L, lp, collect, &ta);
+  /* NOLINTNEXTLINE(bugprone-sizeof-expression): an array of pointers */
+  qsort(v, ta.n, sizeof *v, newer_first);
+  return ta.n;
+}
+
+/* lp's live tasks, newest first, in an array of *n to free; NULL when memory ran out. */
+static csock_task **tasks_of(csock_loop *lp, size_t *n) {
+  /* NOLINTNEXTLINE(bugprone-sizeof-expression): an array of pointers */
+  csock_task **v = malloc((lp->alive ? lp->alive : 1) * sizeof *v);
+  if (v != NULL) *n = take_tasks(lp->L, lp, v, lp->alive);
+  return v;
+}
+
+/* Pushes an array of the handles of lp's live tasks, newest first (may raise: memory). */
+void loop_push_tasks(lua_State *L, csock_loop *lp) {
+  size_t cap = lp->alive ? lp->alive : 1;
+  /* NOLINTNEXTLINE(bugprone-sizeof-expression): an array of pointers */
+  csock_task **v = (csock_task **)lua_newuserdatauv(L, cap * sizeof *v, 0);
+  size_t n = take_tasks(L, lp, v, lp->alive);
+  lua_createtable(L, (int)n, 0);
+  for (size_t i = 0; i < n; i++) {
+    loop_push_handle(L, v[i]);
+    lua_rawseti(L, -2, (lua_Integer)i + 1);
+  }
+  lua_remove(L, -2);
 }
 
 /*
@@ -734,16 +866,12 @@ csock_task *loop_task_new(lua_State *L, csock_loop *lp, int fidx) {
   if (!lua_checkstack(co, nargs + 1)) luaL_error(L, "too many arguments");
   t->co = co;
   t->loop = lp;
-  t->n.nargs = nargs;
   t->id = ++lp->next_id;
   /* the handle goes to its anchor and comes back from there to fidx once the function and
      its arguments have moved: cheaper than rotating it below them (lua_insert) */
   anchor_put(L, lp, t);
   lua_xmove(L, co, nargs + 1);
   loop_push_handle(L, t);
-  t->next_all = lp->all;
-  if (lp->all) lp->all->prev_all = t;
-  lp->all = t;
   lp->alive++;
   enqueue(lp, t);
   return t;
@@ -761,12 +889,6 @@ static void task_end(csock_loop *lp, csock_task *t, task_state how) {
     j->on.task = NULL;
     loop_wake_task(j, 0);
   }
-  if (t->prev_all)
-    t->prev_all->next_all = t->next_all;
-  else
-    lp->all = t->next_all;
-  if (t->next_all) t->next_all->prev_all = t->prev_all;
-  t->prev_all = t->next_all = NULL;
   lp->alive--;
   set_parked(t->co, 0); /* a coroutine like any other from now on */
   anchor_drop(lp, t);
@@ -910,7 +1032,7 @@ static void push_nest(lua_State *L, csock_task *t) {
 int loop_nest_park(lua_State *L) {
   csock_loop *lp = running;
   csock_task *t = lp ? lp->current : NULL;
-  if (t == NULL || t->state == T_RUNNING || t->ref == LUA_NOREF) {
+  if (t == NULL || t->state == T_RUNNING || task_ended(t)) {
     lua_pop(L, 1);
     return 0;
   }
@@ -928,7 +1050,7 @@ int loop_nest_park(lua_State *L) {
 void loop_nest_unpark(lua_State *L) {
   csock_loop *lp = running;
   csock_task *t = lp ? lp->current : NULL;
-  if (t != NULL && t->ref != LUA_NOREF) {
+  if (t != NULL && !task_ended(t)) {
     push_nest(L, t);
     lua_pushnil(L);
     lua_rawseti(L, -2, (lua_Integer)lua_rawlen(L, -2));
@@ -941,7 +1063,7 @@ void loop_nest_unpark(lua_State *L) {
 /* Closes the coroutines t waits in (their to-be-closed variables), innermost first. */
 static void close_nest(csock_loop *lp, csock_task *t) {
   lua_State *L = lp->L;
-  if (t->ref == LUA_NOREF) return;
+  if (task_ended(t)) return;
   int top = lua_gettop(L);
   loop_push_handle(L, t);
   if (lua_getiuservalue(L, -1, UV_NEST) == LUA_TTABLE) {
@@ -976,10 +1098,10 @@ static void keep_result(lua_State *L) {
 static void task_done(csock_loop *lp, csock_task *t, int nres) {
   lua_State *L = lp->L, *co = t->co;
   if (nres > 0 && !lua_checkstack(co, 1)) nres = 0;
-  t->n.nresults = nres;
   if (nres == 0) { /* nothing to keep: the handle's uservalue is not read again */
     lua_settop(co, 0);
     task_end(lp, t, T_DONE);
+    t->nresults = 0; /* in the ref's place, which task_end let go of */
     co_put(lp, t);
     return;
   }
@@ -991,6 +1113,7 @@ static void task_done(csock_loop *lp, csock_task *t, int nres) {
   lua_xmove(co, L, 1);
   lua_settop(co, 0);
   task_end(lp, t, T_DONE);
+  t->nresults = nres;
   co_put(lp, t);
   keep_result(L);
 }
@@ -1022,7 +1145,7 @@ static void task_failed(csock_loop *lp, csock_task *t) {
   keep_result(L);
 }
 
-void loop_task_cancelled(csock_loop *lp, csock_task *t) {
+static void loop_task_cancelled(csock_loop *lp, csock_task *t) {
   unlink_also(t); /* before its stack goes, and the socket with it */
   drop_read(t);
   close_nest(lp, t);
@@ -1042,8 +1165,13 @@ static void task_resume(csock_loop *lp, csock_task *t) {
     loop_task_cancelled(lp, t);
     return;
   }
-  int nres = 0, nargs = t->n.nargs;
-  t->n.nargs = 0;
+  /* a coroutine not yet resumed holds the function and its arguments; one that yielded is
+     resumed with none */
+  int nres = 0, nargs = 0;
+  if (!t->started) {
+    t->started = 1;
+    nargs = lua_gettop(t->co) - 1;
+  }
   t->state = T_RUNNING;
   lp->current = t;
   lp->thread = t->co;
@@ -1070,8 +1198,8 @@ void loop_run_ready(csock_loop *lp) {
   csock_task *t = lp->ready_head;
   lp->ready_head = lp->ready_tail = NULL;
   while (t) {
-    csock_task *next = t->next;
-    t->next = NULL;
+    csock_task *next = t->link.next_ready;
+    t->link.next_ready = NULL;
     task_resume(lp, t);
     t = next;
   }
@@ -1081,7 +1209,7 @@ void loop_run_ready(csock_loop *lp) {
 static long long poll_timeout(csock_loop *lp) {
   if (lp->ready_head) return 0;
   if (lp->heap_len == 0) return -1;
-  double left = lp->heap[0]->deadline - csock_now();
+  double left = lp->heap[0].deadline - csock_now();
   if (left <= 0) return 0;
   return left > 86400 ? 86400000000LL : (long long)ceil(left * 1e6);
 }
@@ -1090,8 +1218,8 @@ static long long poll_timeout(csock_loop *lp) {
 static void expire_timers(csock_loop *lp) {
   if (lp->heap_len == 0) return;
   double now = csock_now();
-  while (lp->heap_len && lp->heap[0]->deadline <= now) {
-    csock_task *t = lp->heap[0];
+  while (lp->heap_len && lp->heap[0].deadline <= now) {
+    csock_task *t = lp->heap[0].task;
     loop_wake_task(t, t->wait_kind == W_WATCH || t->wait_kind == W_COND ? -ETIMEDOUT : 0);
   }
 }
@@ -1169,13 +1297,57 @@ static int loop_main(lua_State *L) {
   return 0;
 }
 
-/* Cancels every live task but the main one, if the loop has one. */
-void loop_cancel_all(csock_loop *lp) {
-  for (csock_task *t = lp->all; t; t = t->next_all) {
-    if (t == lp->main) continue;
+static int cancel_one(csock_task *t, void *arg) {
+  if (t != ((csock_loop *)arg)->main) {
     t->cancel = 1;
     loop_wake_task(t, -ECANCELED);
   }
+  return 0;
+}
+
+/* Cancels every live task but the main one, if the loop has one: newest first. */
+void loop_cancel_all(csock_loop *lp) {
+  size_t n = 0;
+  csock_task **v = tasks_of(lp, &n);
+  if (v == NULL) { /* no memory for the order: the anchors' will do */
+    visit_tasks(lp->L, lp, cancel_one, lp);
+    return;
+  }
+  for (size_t i = 0; i < n; i++) cancel_one(v[i], lp);
+  free(v);
+}
+
+static int first_task(csock_task *t, void *arg) {
+  *(csock_task **)arg = t;
+  return 1;
+}
+
+/* Ends t now, for a loop that will not run again (see loop_end_all). */
+static void end_now(csock_loop *lp, csock_task *t, int close) {
+  if (close) t->cancel = 1;
+  loop_wake_task(t, -ECANCELED); /* out of the sockets' waiter slots first */
+  lp->ready_head = lp->ready_tail = NULL;
+  if (close)
+    loop_task_cancelled(lp, t);
+  else
+    task_end(lp, t, T_CANCELLED);
+}
+
+/*
+** Ends every live task of lp, a loop that will not run again, newest
+** first: close runs their to-be-closed variables (in lp->L), else they
+** just end.  The ready queue is emptied before each task ends: a task
+** that ended in it could be collected (a __close handler may run the
+** collector) while the queue still linked it.  Only lp's own turns end
+** its tasks, so those in the array stay alive until their turn here.
+*/
+void loop_end_all(csock_loop *lp, int close) {
+  size_t n = 0;
+  csock_task **v = tasks_of(lp, &n);
+  for (size_t i = 0; v != NULL && i < n; i++) end_now(lp, v[i], close);
+  free(v);
+  csock_task *t; /* whatever is left: all of them when memory ran out */
+  while (lp->alive > 0 && visit_tasks(lp->L, lp, first_task, &t)) end_now(lp, t, close);
 }
 
 void loop_free(csock_loop *lp) {
@@ -1225,6 +1397,7 @@ int loop_run(lua_State *L) {
   }
   lp->timer_fd = -1;
   lp->gen = ++generation;
+  lp->seq = SEQ_START;
   loops_add(lp);
   running = lp;
   loop_watch_signals(lp);
@@ -1240,20 +1413,14 @@ int loop_run(lua_State *L) {
   if (status == LUA_OK) status = loop_drive(L, lp);
   /* tasks still alive after an internal error are cancelled, not leaked;
      the ready queue will not run again and must not link an ended task */
-  if (status != LUA_OK) {
-    for (csock_task *t = lp->all; t; t = lp->all) {
-      loop_wake_task(t, -ECANCELED); /* out of the sockets' waiter slots first */
-      lp->ready_head = lp->ready_tail = NULL;
-      task_end(lp, t, T_CANCELLED);
-    }
-  }
+  if (status != LUA_OK) loop_end_all(lp, 0);
   running = NULL;
   loop_free(lp);
   if (status != LUA_OK) return lua_error(L);
   lua_getiuservalue(L, 1, UV_RESULT);
   if (main->state == T_FAILED) return lua_error(L);
   if (main->state == T_CANCELLED) return luaL_error(L, "csock.run: the main task was cancelled");
-  int n = main->n.nresults;
+  int n = main->nresults;
   if (n == 0) return 0;
   luaL_checkstack(L, n, "too many results");
   for (int i = 1; i <= n; i++) lua_rawgeti(L, 2, i);
@@ -1294,6 +1461,7 @@ csock_loop *loop_create(lua_State *L, int *err) {
   lp->timer_fd = -1;
   lp->L = L;
   lp->gen = ++generation;
+  lp->seq = SEQ_START;
   loops_add(lp);
   return lp;
 }

@@ -17,13 +17,13 @@ static int push_results(lua_State *L, csock_task *t) {
   switch (t->state) {
     case T_DONE: {
       lua_pushboolean(L, 1);
-      if (t->n.nresults == 0) return 1;
-      luaL_checkstack(L, t->n.nresults, "too many results");
+      if (t->nresults == 0) return 1;
+      luaL_checkstack(L, t->nresults, "too many results");
       lua_getiuservalue(L, 1, UV_RESULT);
       int tbl = lua_gettop(L);
-      for (int i = 1; i <= t->n.nresults; i++) lua_rawgeti(L, tbl, i);
+      for (int i = 1; i <= t->nresults; i++) lua_rawgeti(L, tbl, i);
       lua_remove(L, tbl);
-      return 1 + t->n.nresults;
+      return 1 + t->nresults;
     }
     case T_FAILED:
       lua_pushboolean(L, 0);
@@ -118,7 +118,7 @@ static int task_tostring(lua_State *L) {
 /* csock.current(): the handle of the running task, or nil. */
 int task_current(lua_State *L) {
   csock_task *t = loop_current_task(L);
-  if (t == NULL || t->ref == LUA_NOREF)
+  if (t == NULL || task_ended(t))
     lua_pushnil(L);
   else
     loop_push_handle(L, t);
@@ -127,13 +127,10 @@ int task_current(lua_State *L) {
 
 /* csock.tasks(): an array of the handles of every live task. */
 int task_list(lua_State *L) {
-  lua_newtable(L);
-  if (loop_running() == NULL) return 1;
-  int i = 0;
-  for (csock_task *t = loop_running()->all; t; t = t->next_all) {
-    loop_push_handle(L, t);
-    lua_rawseti(L, -2, ++i);
-  }
+  if (loop_running() == NULL)
+    lua_newtable(L);
+  else
+    loop_push_tasks(L, loop_running());
   return 1;
 }
 
@@ -160,7 +157,7 @@ static void dump_wait(luaL_Buffer *b, lua_State *L, const csock_task *t) {
     luaL_addstring(b, t->state == T_READY ? "ready" : "-");
   }
   if (t->heap_pos) {
-    lua_pushfstring(L, ", deadline in %f s", (LUAI_UACNUMBER)(t->deadline - csock_now()));
+    lua_pushfstring(L, ", deadline in %f s", (LUAI_UACNUMBER)(task_deadline(t) - csock_now()));
     luaL_addvalue(b);
   }
 }
@@ -173,16 +170,17 @@ static void dump_wait(luaL_Buffer *b, lua_State *L, const csock_task *t) {
 int task_dump(lua_State *L) {
   luaL_Buffer b;
   csock_loop *lp = loop_running();
-  luaL_buffinit(L, &b);
   if (lp == NULL) {
-    luaL_addstring(&b, "csock: no loop is running\n");
-    luaL_pushresult(&b);
+    lua_pushliteral(L, "csock: no loop is running\n");
     return 1;
   }
+  loop_push_tasks(L, lp); /* below the buffer, which must stay on top */
+  int list = lua_gettop(L);
+  luaL_buffinit(L, &b);
   lua_pushfstring(L, "csock: %I live tasks\n", (LUAI_UACINT)lp->alive);
   luaL_addvalue(&b);
-  for (csock_task *t = lp->all; t; t = t->next_all) {
-    loop_push_handle(L, t);
+  for (lua_Integer i = 1; lua_rawgeti(L, list, i) == LUA_TUSERDATA; i++) {
+    csock_task *t = (csock_task *)lua_touserdata(L, -1);
     int named = loop_task_extra(L, -1, EXTRA_NAME) == LUA_TSTRING;
     lua_pushfstring(L, "\ntask %I%s%s%s: %s, ", (LUAI_UACINT)t->id, named ? " (" : "",
                     named ? lua_tostring(L, -1) : "", named ? ")" : "", task_status_name(t));
@@ -199,6 +197,7 @@ int task_dump(lua_State *L) {
     luaL_addvalue(&b);
     luaL_addchar(&b, '\n');
   }
+  lua_pop(L, 1); /* the nil after the last handle */
   luaL_pushresult(&b);
   return 1;
 }
