@@ -238,7 +238,7 @@ static int send_k(lua_State *L, int status, lua_KContext ctx) {
     }
     sock_before_send(s);
     if (s->xport != NULL) {
-      long r = s->xport->send(s, p, left);
+      long r = s->xport->ops->send(s, p, left);
       if (r >= 0)
         sent += (size_t)r;
       else

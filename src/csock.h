@@ -60,22 +60,22 @@ typedef struct csock_socket {
     int fd;            /* -1 once closed: the watcher's, under the socket's name */
     csock_watch watch; /* loop.c's alone */
   };
-  int family, type; /* as given to socket(2) */
-  unsigned eof : 1; /* the peer shut its side down (recv returned 0) */
-  unsigned listening : 1;
-  unsigned nodelay_due : 2; /* TCP_NODELAY still to be set: see sock_before_send */
-  unsigned rbusy : 1;       /* a read() holds a cursor (rpos) into rbuf: see loop_read_begin */
-  unsigned inherited : 1;   /* the descriptor came from elsewhere (systemd): maybe shared */
-  unsigned born;            /* workers_forks() when the socket was made */
-  double timeout;           /* seconds per operation; < 0 waits forever */
-  double rdeadline;         /* deadline of the read-side operation under way */
-  double wdeadline;         /* deadline of the write-side operation under way */
-  size_t maxline;           /* longest line read("l") accepts */
+  /* the small fields share one word: every idle connection holds a socket */
+  unsigned char family, type; /* as given to socket(2): AF_* and SOCK_* are small */
+  unsigned char eof : 1;      /* the peer shut its side down (recv returned 0) */
+  unsigned char listening : 1;
+  unsigned char nodelay_due : 2; /* TCP_NODELAY still to be set: see sock_before_send */
+  unsigned char rbusy : 1;       /* a read() holds a cursor (rpos) into rbuf: see loop_read_begin */
+  unsigned char inherited : 1;   /* the descriptor came from elsewhere (systemd): maybe shared */
+  unsigned born;                 /* workers_forks() when the socket was made */
+  double timeout;                /* seconds per operation; < 0 waits forever */
+  double rdeadline;              /* deadline of the read-side operation under way */
+  double wdeadline;              /* deadline of the write-side operation under way */
+  size_t maxline;                /* longest line read("l") accepts */
   csock_buf rbuf;
-  size_t rpos;                         /* bytes the read under way has taken from rbuf */
-  struct csock_task *rowner;           /* task whose read() set rbusy, if any */
-  const struct csock_transport *xport; /* NULL: plain recv/send (tls.c sets one) */
-  struct csock_tls *tls;               /* the transport's state */
+  size_t rpos;               /* bytes the read under way has taken from rbuf */
+  struct csock_task *rowner; /* task whose read() set rbusy, if any */
+  struct csock_xport *xport; /* NULL: plain recv/send; else the transport's state (tls.c) */
 } csock_socket;
 
 /*
@@ -88,6 +88,10 @@ typedef struct csock_socket {
 #define XPORT_WANT_READ 0x10001
 #define XPORT_WANT_WRITE 0x10002
 #define XPORT_CHUNK (16 * 1024) /* the most one send takes: a TLS record's plaintext */
+/* The state of a socket's transport begins with this: its functions (csock_transport). */
+typedef struct csock_xport {
+  const struct csock_transport *ops;
+} csock_xport;
 typedef struct csock_transport {
   long (*recv)(csock_socket *s, char *p, size_t n);
   long (*send)(csock_socket *s, const char *p, size_t n);

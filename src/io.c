@@ -195,7 +195,7 @@ static int send_k(lua_State *L, int status, lua_KContext ctx) {
     }
     sock_before_send(s);
     if (s->xport != NULL) {
-      long w = s->xport->send(s, data, n);
+      long w = s->xport->ops->send(s, data, n);
       if (w >= 0) {
         lua_pushinteger(L, w);
         return 1;
@@ -237,7 +237,7 @@ static int sendto_k(lua_State *L, int status, lua_KContext ctx) {
   while (e == 0) {
     sock_before_send(s);
     if (s->xport != NULL) { /* a TLS stream is connected: the address goes unused, as in TCP */
-      long r = s->xport->send(s, data, n);
+      long r = s->xport->ops->send(s, data, n);
       if (r >= 0) {
         lua_pushinteger(L, r);
         return 1;
@@ -316,7 +316,7 @@ static int recv_k(lua_State *L, int status, lua_KContext ctx) {
     char *p = buf_string_space(want, &room);
     size_t ask = want < room ? want : room;
     if (s->xport != NULL) {
-      long r = s->xport->recv(s, p, ask);
+      long r = s->xport->ops->recv(s, p, ask);
       if (r >= 0) {
         if (r == 0) s->eof = 1;
         buf_push_string(L, p, (size_t)r);
@@ -374,7 +374,7 @@ static int recvfrom_k(lua_State *L, int status, lua_KContext ctx) {
     socklen_t len = sizeof ss;
     memset(&ss, 0, sizeof ss);
     if (s->xport != NULL) { /* plaintext from the connected peer */
-      long x = s->xport->recv(s, p, want < room ? want : room);
+      long x = s->xport->ops->recv(s, p, want < room ? want : room);
       if (x >= 0) {
         if (x == 0) s->eof = 1;
         lua_pushlstring(L, p, (size_t)x);
@@ -423,13 +423,14 @@ static long write_xport(csock_socket *s, const struct iovec *iov, int n) {
   size_t room, used = 0;
   char *block = buf_scratch(&room);
   if (room > XPORT_CHUNK) room = XPORT_CHUNK;
-  if (n == 1 || iov[0].iov_len >= room) return s->xport->send(s, iov[0].iov_base, iov[0].iov_len);
+  if (n == 1 || iov[0].iov_len >= room)
+    return s->xport->ops->send(s, iov[0].iov_base, iov[0].iov_len);
   for (int i = 0; i < n && used < room; i++) {
     size_t k = iov[i].iov_len < room - used ? iov[i].iov_len : room - used;
     memcpy(block + used, iov[i].iov_base, k);
     used += k;
   }
-  return s->xport->send(s, block, used);
+  return s->xport->ops->send(s, block, used);
 }
 
 /* Stack: socket, strings.  ctx counts the bytes already sent. */

@@ -125,7 +125,7 @@ static long copy_step(csock_socket *s, int fd, off_t off, size_t left) {
     got = pread(fd, p, left < room ? left : room, off);
   } while (got < 0 && errno == EINTR);
   if (got <= 0) return got < 0 ? -errno : 0;
-  if (s->xport != NULL) return s->xport->send(s, p, (size_t)got);
+  if (s->xport != NULL) return s->xport->ops->send(s, p, (size_t)got);
   ssize_t w = send(s->fd, p, (size_t)got, MSG_NOSIGNAL);
   if (w < 0) return -errno;
   if (w < got) loop_blocked(&s->watch, CSOCK_WRITE);

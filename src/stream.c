@@ -25,7 +25,7 @@ int stream_resumed(lua_State *L, int status, csock_socket *s) {
 int stream_error(lua_State *L, const csock_socket *s, int err) {
   if (err < 0) err = -err;
   if (err == EBADF) return csock_failmsg(L, "socket closed", EBADF);
-  const char *msg = s->xport != NULL ? s->xport->message(s, err) : NULL;
+  const char *msg = s->xport != NULL ? s->xport->ops->message(s, err) : NULL;
   if (msg != NULL) return csock_failmsg(L, msg, err);
   return csock_failure(L, err);
 }
@@ -72,7 +72,7 @@ int stream_xport_wait(lua_State *L, csock_socket *s, long r, double deadline, lu
 
 /* fill through a transport: -EAGAIN to wait to read, -XPORT_WANT_WRITE to write. */
 static int fill_xport(csock_socket *s, char *p, size_t avail) {
-  long r = s->xport->recv(s, p, avail);
+  long r = s->xport->ops->recv(s, p, avail);
   if (r > 0) {
     buf_commit(&s->rbuf, (size_t)r);
     return (int)r;
