@@ -57,7 +57,7 @@ static size_t count_cr(const char *p, size_t len) {
 static int push_joined(lua_State *L, csock_socket *s, size_t len, int strip) {
   size_t plen;
   const char *prefix = lua_tolstring(L, 3, &plen); /* nil: NULL and 0 */
-  const char *data = buf_data(&s->rbuf);
+  const char *data = buf_data(s->rbuf);
   size_t crs = strip && len > 0 ? count_cr(data, len) : 0;
   /* The common lines need no buffer: no CR, or a CRLF line's one CR, its last byte. */
   int cr_last_only = crs == 1 && data[len - 1] == '\r';
@@ -71,7 +71,7 @@ static int push_joined(lua_State *L, csock_socket *s, size_t len, int strip) {
     lua_pop(L, 1);
     return -EBADF;
   }
-  data = buf_data(&s->rbuf);
+  data = buf_data(s->rbuf);
   if (plen > 0) memcpy(out, prefix, plen);
   size_t n = plen;
   for (size_t i = 0; i < len; i++)
@@ -91,7 +91,7 @@ static void push_prefix(lua_State *L) {
 /* The read ends: the first consumed bytes leave the buffer and s is free again. */
 static void recv_end(csock_socket *s, size_t consumed) {
   if (s->fd >= 0) buf_consume(&s->rbuf, consumed);
-  s->rbuf.scanned = 0;
+  buf_set_scanned(s->rbuf, 0);
   loop_read_end(s);
 }
 
@@ -108,7 +108,7 @@ static int recv_done(lua_State *L, csock_socket *s, size_t len, size_t consumed,
 ** stream ended).  Whatever the buffer holds is the partial result.
 */
 static int recv_fail(lua_State *L, csock_socket *s, int e, int strip) {
-  size_t len = s->fd < 0 ? 0 : buf_len(&s->rbuf);
+  size_t len = s->fd < 0 ? 0 : buf_len(s->rbuf);
   lua_settop(L, 3);
   if (e == 0) {
     lua_pushnil(L);
@@ -135,14 +135,14 @@ enum { TRY_NEED = 1 };
 ** there is comes back as a partial result with "closed", as in LuaSocket.
 */
 static int recv_try(lua_State *L, csock_socket *s, lua_KContext ctx) {
-  size_t len = buf_len(&s->rbuf);
-  const char *data = buf_data(&s->rbuf);
+  size_t len = buf_len(s->rbuf);
+  const char *data = buf_data(s->rbuf);
   switch (CTX_MODE(ctx)) {
     case MODE_LINE: {
-      size_t from = s->rbuf.scanned;
+      size_t from = buf_scanned(s->rbuf);
       const char *nl = len > from ? memchr(data + from, '\n', len - from) : NULL;
       if (nl != NULL) return recv_done(L, s, (size_t)(nl - data), (size_t)(nl - data) + 1, 1);
-      s->rbuf.scanned = len;
+      buf_set_scanned(s->rbuf, len);
       break;
     }
     case MODE_COUNT:
@@ -156,7 +156,7 @@ static int recv_try(lua_State *L, csock_socket *s, lua_KContext ctx) {
 
 /* How much room the next fill should make: what a count lacks, else what came so far. */
 static size_t recv_hint(const csock_socket *s, lua_KContext ctx) {
-  size_t len = buf_len(&s->rbuf);
+  size_t len = buf_len(s->rbuf);
   if (CTX_MODE(ctx) != MODE_COUNT) return len;
   return CTX_COUNT(ctx) > len ? CTX_COUNT(ctx) - len : 0;
 }
@@ -210,7 +210,7 @@ static int compat_recv(lua_State *L) {
   }
   stream_check_not_busy(L, s);
   s->rdeadline = sock_deadline(s);
-  s->rbuf.scanned = 0;
+  buf_set_scanned(s->rbuf, 0);
   loop_read_begin(L, s);
   return recv_k(L, LUA_OK, (lua_KContext)ctx);
 }

@@ -27,12 +27,8 @@ enum { CSOCK_READ = 1, CSOCK_WRITE = 2, CSOCK_HUP = 4 };
 struct csock_task;
 struct csock_loop;
 
-/* The read buffer of a socket: bytes [head, tail) of data are unread. */
-typedef struct csock_buf {
-  char *data;
-  size_t cap, head, tail;
-  size_t scanned; /* bytes from head already known to hold no '\n' */
-} csock_buf;
+/* The read buffer of a socket: buf.c's alone (a header at the front of its data). */
+typedef struct csock_buf csock_buf;
 
 /*
 ** A watcher: the poller's record of one descriptor (libuv's uv__io_t).  It
@@ -65,17 +61,16 @@ typedef struct csock_socket {
   unsigned char eof : 1;      /* the peer shut its side down (recv returned 0) */
   unsigned char listening : 1;
   unsigned char nodelay_due : 2; /* TCP_NODELAY still to be set: see sock_before_send */
-  unsigned char rbusy : 1;       /* a read() holds a cursor (rpos) into rbuf: see loop_read_begin */
+  unsigned char rbusy : 1;       /* a read() holds a cursor into rbuf: see loop_read_begin */
   unsigned char inherited : 1;   /* the descriptor came from elsewhere (systemd): maybe shared */
   unsigned born;                 /* workers_forks() when the socket was made */
   double timeout;                /* seconds per operation; < 0 waits forever */
   double rdeadline;              /* deadline of the read-side operation under way */
   double wdeadline;              /* deadline of the write-side operation under way */
   size_t maxline;                /* longest line read("l") accepts */
-  csock_buf rbuf;
-  size_t rpos;               /* bytes the read under way has taken from rbuf */
-  struct csock_task *rowner; /* task whose read() set rbusy, if any */
-  struct csock_xport *xport; /* NULL: plain recv/send; else the transport's state (tls.c) */
+  csock_buf *rbuf;               /* NULL while empty; its cursor is the read under way's */
+  struct csock_task *rowner;     /* task whose read() set rbusy, if any */
+  struct csock_xport *xport;     /* NULL: plain recv/send; else the transport's state (tls.c) */
 } csock_socket;
 
 /*
@@ -210,13 +205,19 @@ int opt_set(lua_State *L);
 int opt_get(lua_State *L);
 void opt_push_constants(lua_State *L);
 
-/* buf.c */
+/* buf.c: a socket's read buffer; NULL is the empty buffer */
 size_t buf_len(const csock_buf *b);
 const char *buf_data(const csock_buf *b);
-void buf_consume(csock_buf *b, size_t n);
-char *buf_reserve(csock_buf *b, size_t want, size_t *avail);
+size_t buf_scanned(const csock_buf *b);
+void buf_set_scanned(csock_buf *b, size_t n);
+const char *buf_unread(const csock_buf *b, size_t *len);
+void buf_take(csock_buf *b, size_t n);
+size_t buf_taken(const csock_buf *b);
+void buf_rewind(csock_buf *b);
+void buf_consume(csock_buf **bp, size_t n);
+char *buf_reserve(csock_buf **bp, size_t want, size_t *avail);
 void buf_commit(csock_buf *b, size_t n);
-void buf_free(csock_buf *b);
+void buf_free(csock_buf **bp);
 char *buf_scratch(size_t *size);
 char *buf_string_space(size_t want, size_t *room);
 void buf_push_string(lua_State *L, const char *p, size_t len);

@@ -567,8 +567,8 @@ static int io_failure(lua_State *L, const csock_socket *s, int e, int partial) {
 ** request mostly finds the buffer empty at first.
 */
 static int attempt(lua_State *L, csock_socket *s, int kind, scan *sc) {
-  size_t len = buf_len(&s->rbuf);
-  const char *d = buf_data(&s->rbuf);
+  size_t len = buf_len(s->rbuf);
+  const char *d = buf_data(s->rbuf);
   failure x = {0, NULL};
   limits lim;
   limits_from(L, &lim);
@@ -598,7 +598,7 @@ static int attempt(lua_State *L, csock_socket *s, int kind, scan *sc) {
     while (sc->pos == 0 && len >= 2 && d[0] == '\r' && d[1] == '\n') {
       buf_consume(&s->rbuf, 2);
       len -= 2;
-      d = buf_data(&s->rbuf);
+      d = buf_data(s->rbuf);
     }
   long end = scan_head(d, len, sc, &lim);
   if (end == 0) return 0;
@@ -618,7 +618,7 @@ static int attempt(lua_State *L, csock_socket *s, int kind, scan *sc) {
 
 /* At end of stream: nothing buffered is a clean close, else a cut message. */
 static int at_eof(lua_State *L, csock_socket *s, int kind) {
-  if (buf_len(&s->rbuf) == 0 && kind != K_CHUNK) {
+  if (buf_len(s->rbuf) == 0 && kind != K_CHUNK) {
     lua_settop(L, 0);
     lua_pushnil(L);
     lua_pushliteral(L, "closed");
@@ -641,7 +641,7 @@ static int http_step(lua_State *L, csock_socket *s, int status, lua_KContext ctx
   if (status == LUA_YIELD) e = loop_woken(L);
   if (e == 0 && s->fd < 0) e = EBADF;
   while (e == 0) {
-    if (buf_len(&s->rbuf) > 0) {
+    if (buf_len(s->rbuf) > 0) {
       if (ctx & CTX_IDLE) { /* the first byte came: the head has its own time from now on */
         ctx &= ~(lua_KContext)CTX_IDLE;
         s->rdeadline = deadline_in(L, s, 3);
@@ -650,7 +650,7 @@ static int http_step(lua_State *L, csock_socket *s, int status, lua_KContext ctx
       if (n > 0) return n;
     }
     if (s->eof) return at_eof(L, s, kind);
-    int r = stream_fill(s, buf_len(&s->rbuf));
+    int r = stream_fill(s, buf_len(s->rbuf));
     if (r >= 0) continue;
     if (r != -EAGAIN && r != -XPORT_WANT_WRITE) { /* a TLS read may have to write first */
       e = r;
@@ -661,7 +661,7 @@ static int http_step(lua_State *L, csock_socket *s, int status, lua_KContext ctx
       loop_read_end(s); /* loop_wait raises busy */
     e = loop_wait(L, &s->watch, r == -EAGAIN ? CSOCK_READ : CSOCK_WRITE, s->rdeadline, ctx, http_k);
   }
-  return io_failure(L, s, e, buf_len(&s->rbuf) > 0);
+  return io_failure(L, s, e, buf_len(s->rbuf) > 0);
 }
 
 /*
@@ -714,7 +714,7 @@ static int http_start(lua_State *L, int kind) {
     check_timeout(L, 3);
     for (int i = 4; i <= 6; i++) check_limit(L, i);
   }
-  int idle = kind == K_REQ && buf_len(&s->rbuf) == 0;
+  int idle = kind == K_REQ && buf_len(s->rbuf) == 0;
   s->rdeadline = deadline_in(L, s, idle ? 2 : 3);
   begin_read(L, s);
   return http_k(L, LUA_OK, kind | (idle ? CTX_IDLE : 0));

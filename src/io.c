@@ -279,8 +279,8 @@ static lua_Integer check_size(lua_State *L, int idx, lua_Integer dflt) {
 
 /* Pushes up to want of the bytes read ahead into s's buffer, and consumes them. */
 static void push_buffered(lua_State *L, csock_socket *s, size_t want) {
-  size_t n = buf_len(&s->rbuf) < want ? buf_len(&s->rbuf) : want;
-  lua_pushlstring(L, buf_data(&s->rbuf), n);
+  size_t n = buf_len(s->rbuf) < want ? buf_len(s->rbuf) : want;
+  lua_pushlstring(L, buf_data(s->rbuf), n);
   buf_consume(&s->rbuf, n);
 }
 
@@ -297,7 +297,7 @@ static int recv_k(lua_State *L, int status, lua_KContext ctx) {
   size_t want = (size_t)ctx;
   int e = stream_resumed(L, status, s);
   if (e == 0) stream_check_not_busy(L, s);
-  if (e == 0 && buf_len(&s->rbuf) > 0) {
+  if (e == 0 && buf_len(s->rbuf) > 0) {
     push_buffered(L, s, want);
     return 1;
   }
@@ -362,7 +362,7 @@ static int recvfrom_k(lua_State *L, int status, lua_KContext ctx) {
   size_t want = (size_t)ctx;
   int e = stream_resumed(L, status, s);
   if (e == 0) stream_check_not_busy(L, s);
-  if (e == 0 && buf_len(&s->rbuf) > 0) { /* a stream's buffered bytes first, like recv */
+  if (e == 0 && buf_len(s->rbuf) > 0) { /* a stream's buffered bytes first, like recv */
     push_buffered(L, s, want);
     push_peer(L, s);
     return 2;

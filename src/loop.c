@@ -463,7 +463,7 @@ void loop_read_end(csock_socket *s) {
   s->rbusy = 0;
   if (s->rowner != NULL && s->rowner->read_sock == s) s->rowner->read_sock = NULL;
   s->rowner = NULL;
-  s->rpos = 0;
+  buf_rewind(s->rbuf);
 }
 
 /* t ends with a read under way: the socket is free for others again. */

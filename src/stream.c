@@ -74,10 +74,10 @@ int stream_xport_wait(lua_State *L, csock_socket *s, long r, double deadline, lu
 static int fill_xport(csock_socket *s, char *p, size_t avail) {
   long r = s->xport->ops->recv(s, p, avail);
   if (r > 0) {
-    buf_commit(&s->rbuf, (size_t)r);
+    buf_commit(s->rbuf, (size_t)r);
     return (int)r;
   }
-  if (buf_len(&s->rbuf) == 0) buf_consume(&s->rbuf, 0); /* give the block back */
+  if (buf_len(s->rbuf) == 0) buf_consume(&s->rbuf, 0); /* give the block back */
   if (r == 0) s->eof = 1;
   return r == -XPORT_WANT_READ ? -EAGAIN : (int)r;
 }
@@ -100,18 +100,18 @@ int stream_fill(csock_socket *s, size_t want) {
     ssize_t r = recv(s->fd, p, avail, 0);
     if (r > 0) {
       if ((size_t)r < avail && s->type == SOCK_STREAM) loop_drained(&s->watch);
-      buf_commit(&s->rbuf, (size_t)r);
+      buf_commit(s->rbuf, (size_t)r);
       return (int)(r > INT_MAX ? INT_MAX : r);
     }
     if (r == 0) {
       s->eof = 1;
-      if (buf_len(&s->rbuf) == 0) buf_consume(&s->rbuf, 0); /* give the block back */
+      if (buf_len(s->rbuf) == 0) buf_consume(&s->rbuf, 0); /* give the block back */
       return 0;
     }
     if (errno != EINTR) {
       int e = errno;
       if (e == EAGAIN) loop_blocked(&s->watch, CSOCK_READ);
-      if (buf_len(&s->rbuf) == 0) buf_consume(&s->rbuf, 0);
+      if (buf_len(s->rbuf) == 0) buf_consume(&s->rbuf, 0);
       return -e;
     }
   }
@@ -130,7 +130,7 @@ int stream_fill_or_wait(lua_State *L, csock_socket *s, size_t want, lua_KContext
   if (e > 0 || (e == 0 && s->eof)) return 0;
   if (e != -EAGAIN && e != -XPORT_WANT_WRITE) return e;
   if (loop_waiting(&s->watch, CSOCK_READ) && loop_in_task(L)) {
-    s->rbuf.scanned = 0;
+    buf_set_scanned(s->rbuf, 0);
     loop_read_end(s); /* and the cursor goes back to the buffer's head */
   }
   return loop_wait(L, &s->watch, e == -EAGAIN ? CSOCK_READ : CSOCK_WRITE, s->rdeadline, ctx, k);

@@ -707,12 +707,12 @@ static int tls_attach(csock_socket *s, const tls_ctx *c, const char *host, const
     if (o->alpn != NULL && SSL_set_alpn_protos(ssl, o->alpn, (unsigned)o->alpn_len) != 0) goto fail;
     if (host != NULL && !set_peer_name(ssl, host)) goto fail;
   }
-  size_t ahead = buf_len(&s->rbuf);
+  size_t ahead = buf_len(s->rbuf);
   if (ahead > UINT32_MAX) goto fail;
   if (ahead > 0) {
     t->pre = (char *)malloc(ahead);
     if (t->pre == NULL) goto fail;
-    memcpy(t->pre, buf_data(&s->rbuf), ahead);
+    memcpy(t->pre, buf_data(s->rbuf), ahead);
     t->pre_len = (uint32_t)ahead;
     buf_consume(&s->rbuf, ahead);
   }
