@@ -89,16 +89,16 @@ static void push_prefix(lua_State *L) {
 }
 
 /* The read ends: the first consumed bytes leave the buffer and s is free again. */
-static void recv_end(csock_socket *s, size_t consumed) {
+static void recv_end(lua_State *L, csock_socket *s, size_t consumed) {
   if (s->fd >= 0) buf_consume(&s->rbuf, consumed);
   buf_set_scanned(s->rbuf, 0);
-  loop_read_end(s);
+  loop_read_end(L, s);
 }
 
 /* data, consumed: a read that succeeded. */
 static int recv_done(lua_State *L, csock_socket *s, size_t len, size_t consumed, int strip) {
   if (push_joined(L, s, len, strip) < 0) return -EBADF;
-  recv_end(s, consumed);
+  recv_end(L, s, consumed);
   lua_pushinteger(L, (lua_Integer)consumed);
   return 2;
 }
@@ -121,7 +121,7 @@ static int recv_fail(lua_State *L, csock_socket *s, int e, int strip) {
     len = 0;
     push_prefix(L);
   }
-  recv_end(s, len);
+  recv_end(L, s, len);
   lua_pushinteger(L, (lua_Integer)len);
   return 5;
 }

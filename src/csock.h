@@ -69,9 +69,11 @@ typedef struct csock_socket {
   double wdeadline;              /* deadline of the write-side operation under way */
   size_t maxline;                /* longest line read("l") accepts */
   csock_buf *rbuf;               /* NULL while empty; its cursor is the read under way's */
-  struct csock_task *rowner;     /* task whose read() set rbusy, if any */
   struct csock_xport *xport;     /* NULL: plain recv/send; else the transport's state (tls.c) */
 } csock_socket;
+
+/* Every idle connection holds a socket: with Lua's 32-byte header it takes a 128-byte block. */
+_Static_assert(sizeof(csock_socket) <= 96, "csock_socket outgrew its block");
 
 /*
 ** A transport under a stream socket's reads and writes, in place of
@@ -235,7 +237,8 @@ int loop_woken(lua_State *L);
 int loop_pause(lua_State *L, double secs, lua_KContext ctx, lua_KFunction k);
 int loop_in_task(lua_State *L);
 void loop_read_begin(lua_State *L, csock_socket *s);
-void loop_read_end(csock_socket *s);
+void loop_read_end(lua_State *L, csock_socket *s);
+void loop_read_abandon(lua_State *L, csock_socket *s);
 /* loop.c: a watcher's life (see csock_watch) */
 void loop_watch_init(csock_watch *w);
 int loop_ready(const csock_watch *w, int dir);

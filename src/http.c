@@ -658,7 +658,7 @@ static int http_step(lua_State *L, csock_socket *s, int status, lua_KContext ctx
     }
     sc = scan_save(L, sc);
     if (loop_waiting(&s->watch, CSOCK_READ) && loop_in_task(L))
-      loop_read_end(s); /* loop_wait raises busy */
+      loop_read_end(L, s); /* loop_wait raises busy */
     e = loop_wait(L, &s->watch, r == -EAGAIN ? CSOCK_READ : CSOCK_WRITE, s->rdeadline, ctx, http_k);
   }
   return io_failure(L, s, e, buf_len(s->rbuf) > 0);
@@ -674,7 +674,7 @@ static int http_step(lua_State *L, csock_socket *s, int status, lua_KContext ctx
 static int http_k(lua_State *L, int status, lua_KContext ctx) {
   csock_socket *s = (csock_socket *)lua_touserdata(L, 1);
   int n = http_step(L, s, status, ctx);
-  loop_read_end(s);
+  loop_read_end(L, s);
   return n;
 }
 

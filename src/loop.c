@@ -446,29 +446,60 @@ void loop_after_fork(void) {
 ** until loop_read_end, any other read of s -- another task's, or one that
 ** a finalizer run by the read's own allocations makes -- must fail as
 ** busy, or it would move the bytes under the cursor.  When a task reads,
-** the flag is the task's: a task that ends part-way (cancelled while it
-** waits, failed) gives it back.  Outside a task only a memory error raised
-** part-way could leave it set; the socket then stays busy, which is safe.
+** the flag is the task's (read_sock): a task that ends part-way
+** (cancelled while it waits, failed) gives it back.  The socket does not
+** point back at its reader (every idle connection would pay for it):
+** the read ends in its own task, which loop_current_task finds, and a
+** close finds the reader with loop_read_abandon.  Outside a task only a
+** memory error raised part-way could leave the flag set; the socket then
+** stays busy, which is safe.
 */
 void loop_read_begin(lua_State *L, csock_socket *s) {
   s->rbusy = 1;
   csock_task *t = loop_current_task(L);
-  if (t != NULL && t->read_sock == NULL) {
-    s->rowner = t;
-    t->read_sock = s;
-  }
+  if (t != NULL && t->read_sock == NULL) t->read_sock = s;
 }
 
-void loop_read_end(csock_socket *s) {
+/* Lets go of s's read: the flag, the cursor, and the task's hold. */
+static void read_release(csock_task *t, csock_socket *s) {
   s->rbusy = 0;
-  if (s->rowner != NULL && s->rowner->read_sock == s) s->rowner->read_sock = NULL;
-  s->rowner = NULL;
   buf_rewind(s->rbuf);
+  if (t != NULL && t->read_sock == s) t->read_sock = NULL;
 }
+
+/* The read under way on s ends; L is the thread that read. */
+void loop_read_end(lua_State *L, csock_socket *s) { read_release(loop_current_task(L), s); }
 
 /* t ends with a read under way: the socket is free for others again. */
 static void drop_read(csock_task *t) {
-  if (t->read_sock != NULL) loop_read_end(t->read_sock);
+  if (t->read_sock != NULL) read_release(t, t->read_sock);
+}
+
+/* Whether t holds s's read, and if so lets go of it. */
+static int release_if_reader(csock_task *t, csock_socket *s) {
+  if (t == NULL || t->read_sock != s) return 0;
+  read_release(t, s);
+  return 1;
+}
+
+/*
+** s closes with its read flag set, from any thread of the state: the task
+** that holds the read lets go of it.  That task is mostly at hand: the one
+** running (a finalizer its read ran closes s), or the one waiting on s
+** (for a TLS read, maybe to write).  Otherwise it is one that was woken
+** and has not run yet -- its read then sees the socket closed and lets go
+** itself -- or one whose read an error ended (a memory error caught by
+** pcall), which would hold s until it ends: every task is searched then,
+** rarely, so that none keeps a pointer the collector may free.
+*/
+void loop_read_abandon(lua_State *L, csock_socket *s) {
+  if (release_if_reader(loop_current_task(L), s) || release_if_reader(s->watch.reader, s) ||
+      release_if_reader(s->watch.writer, s))
+    return;
+  for (csock_loop *lp = loops; lp != NULL; lp = lp->next_loop)
+    for (csock_task *t = lp->all; t != NULL; t = t->next_all)
+      if (release_if_reader(t, s)) return;
+  read_release(NULL, s);
 }
 
 /*

@@ -255,7 +255,7 @@ static int read_formats(lua_State *L, csock_socket *s, int status, lua_KContext 
     if (done >= nfmt || r == FMT_EOF || r == FMT_FAIL) {
       if (r == FMT_EOF || r == FMT_FAIL) lua_pushnil(L);
       read_commit(s);
-      loop_read_end(s);
+      loop_read_end(L, s);
       return READ_DONE;
     }
     if (r == FMT_PUSHED) continue;
@@ -266,7 +266,7 @@ static int read_formats(lua_State *L, csock_socket *s, int status, lua_KContext 
     e = stream_fill_or_wait(L, s, fill_hint(L, s, letter, 2 + done), ctx, k);
   }
   read_begin(s);
-  loop_read_end(s);
+  loop_read_end(L, s);
   *err = e < 0 ? -e : e;
   return READ_ERROR;
 }

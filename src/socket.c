@@ -108,9 +108,8 @@ double sock_deadline(const csock_socket *s) {
 ** the socket closed), then the descriptor goes.  Harmless when closed.
 */
 int sock_close(lua_State *L, csock_socket *s) {
-  (void)L;
   if (s->fd < 0) return 0;
-  loop_read_end(s); /* a read under way fails at its next step (fd < 0) */
+  if (s->rbusy) loop_read_abandon(L, s); /* a read under way fails at its next step (fd < 0) */
   loop_forget(&s->watch, s->inherited || s->born != workers_forks());
   if (s->xport != NULL) s->xport->ops->close(s); /* a close_notify needs the descriptor */
   int fd = s->fd;

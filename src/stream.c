@@ -131,7 +131,7 @@ int stream_fill_or_wait(lua_State *L, csock_socket *s, size_t want, lua_KContext
   if (e != -EAGAIN && e != -XPORT_WANT_WRITE) return e;
   if (loop_waiting(&s->watch, CSOCK_READ) && loop_in_task(L)) {
     buf_set_scanned(s->rbuf, 0);
-    loop_read_end(s); /* and the cursor goes back to the buffer's head */
+    loop_read_end(L, s); /* and the cursor goes back to the buffer's head */
   }
   return loop_wait(L, &s->watch, e == -EAGAIN ? CSOCK_READ : CSOCK_WRITE, s->rdeadline, ctx, k);
 }
