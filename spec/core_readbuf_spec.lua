@@ -98,3 +98,61 @@ describe("a read whose socket closes", function()
     assert.are.same({ "after", "again" }, got)
   end)
 end)
+
+describe("an operation's deadline", function()
+  -- A socket keeps no deadline: a continuation finds its operation's where the last wait left it.
+  local helper = require "helper"
+
+  it("holds across the pause accept makes when descriptors run out", function()
+    local child = helper.spawn("ulimit -n 64; " .. helper.lua_cmd([[
+      local csock = require "csock"
+      local srv = assert(csock.socket("inet", "stream"))
+      assert(srv:bind("127.0.0.1", 0))
+      assert(srv:listen())
+      local cli = assert(csock.socket("inet", "stream"))
+      assert(cli:connect("127.0.0.1", srv:getsockname().port))
+      srv:settimeout(0.4)
+      csock.run(function()
+        local keep = {} -- every descriptor the loop left
+        while true do
+          local s = csock.socket("inet", "stream")
+          if not s then break end
+          keep[#keep + 1] = s
+        end
+        local t = csock.spawn(function()
+          local t0 = csock.now()
+          local r = table.pack(srv:accept()) -- EMFILE: pauses, then finds the queue empty
+          return csock.now() - t0, r[1], r[2], r[3] == csock.ETIMEDOUT
+        end)
+        csock.sleep(0.01)
+        table.remove(keep):close()
+        local c = assert(srv:accept()) -- takes the connection while the first accept pauses
+        c:close()
+        local _, waited, a, msg, timedout = t:join()
+        print(waited > 0.3, waited < 2, a, msg, timedout)
+      end)
+    ]]))
+    local ok, _, out, err = child:wait()
+    assert.is_true(ok, err)
+    assert.are.equal("true\ttrue\tnil\ttimeout\ttrue\n", out)
+  end)
+
+  it("holds across the waits of a write that goes out in parts", function()
+    local a, b = pair()
+    a:settimeout(0.3)
+    local got = rt.loop(function(go)
+      go(function()
+        -- the reader takes a little at a time, so the write waits several times
+        for _ = 1, 3 do
+          csock.sleep(0.05)
+          assert(b:recv(65536))
+        end
+      end)
+      local t0 = csock.now()
+      local r = table.pack(a:write(("x"):rep(8 * 1024 * 1024)))
+      local waited = csock.now() - t0
+      return { r[1], r[2], r[3] == csock.ETIMEDOUT, waited > 0.25, waited < 1 }
+    end)
+    assert.are.same({ nil, "timeout", true, true, true }, got)
+  end)
+end)

@@ -164,6 +164,7 @@ static size_t recv_hint(const csock_socket *s, lua_KContext ctx) {
 /* Stack: socket, pattern, prefix (or nil).  Fills and waits until recv_try has an answer. */
 static int recv_k(lua_State *L, int status, lua_KContext ctx) {
   csock_socket *s = (csock_socket *)lua_touserdata(L, 1);
+  double deadline = sock_op_deadline(L, s, status);
   int e = stream_resumed(L, status, s);
   while (e == 0) {
     int r = recv_try(L, s, ctx);
@@ -172,7 +173,7 @@ static int recv_k(lua_State *L, int status, lua_KContext ctx) {
       e = r;
       break;
     }
-    e = stream_fill_or_wait(L, s, recv_hint(s, ctx), ctx, recv_k);
+    e = stream_fill_or_wait(L, s, recv_hint(s, ctx), deadline, ctx, recv_k);
   }
   return recv_fail(L, s, e, CTX_MODE(ctx) == MODE_LINE);
 }
@@ -209,7 +210,6 @@ static int compat_recv(lua_State *L) {
     return 2;
   }
   stream_check_not_busy(L, s);
-  s->rdeadline = sock_deadline(s);
   buf_set_scanned(s->rbuf, 0);
   loop_read_begin(L, s);
   return recv_k(L, LUA_OK, (lua_KContext)ctx);
@@ -223,6 +223,7 @@ static int send_k(lua_State *L, int status, lua_KContext ctx) {
   const char *data = lua_tostring(L, 2);
   lua_Integer i = lua_tointeger(L, 3), j = lua_tointeger(L, 4);
   size_t sent = (size_t)ctx, want = (size_t)(j - i + 1);
+  double deadline = sock_op_deadline(L, s, status);
   int e = stream_resumed(L, status, s);
   while (e == 0) {
     const char *p = data + (i - 1) + sent;
@@ -233,7 +234,7 @@ static int send_k(lua_State *L, int status, lua_KContext ctx) {
       return 2;
     }
     if (!loop_ready(&s->watch, CSOCK_WRITE)) {
-      e = loop_wait(L, &s->watch, CSOCK_WRITE, s->wdeadline, (lua_KContext)sent, send_k);
+      e = loop_wait(L, &s->watch, CSOCK_WRITE, deadline, (lua_KContext)sent, send_k);
       continue;
     }
     sock_before_send(s);
@@ -242,7 +243,7 @@ static int send_k(lua_State *L, int status, lua_KContext ctx) {
       if (r >= 0)
         sent += (size_t)r;
       else
-        e = stream_xport_wait(L, s, r, s->wdeadline, (lua_KContext)sent, send_k);
+        e = stream_xport_wait(L, s, r, deadline, (lua_KContext)sent, send_k);
       continue;
     }
     ssize_t w = send(s->fd, p, left, MSG_NOSIGNAL);
@@ -251,7 +252,7 @@ static int send_k(lua_State *L, int status, lua_KContext ctx) {
       sent += (size_t)w;
       continue;
     }
-    e = stream_again_or_fail(L, s, CSOCK_WRITE, errno, (lua_KContext)sent, send_k);
+    e = stream_again_or_fail(L, s, CSOCK_WRITE, errno, deadline, (lua_KContext)sent, send_k);
   }
   stream_error(L, s, e);
   lua_pushinteger(L, i - 1 + (lua_Integer)sent);
@@ -293,7 +294,6 @@ static int compat_send(lua_State *L) {
   lua_replace(L, 3);
   lua_pushinteger(L, j);
   lua_replace(L, 4);
-  s->wdeadline = sock_deadline(s);
   return send_k(L, LUA_OK, 0);
 }
 

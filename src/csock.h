@@ -65,15 +65,13 @@ typedef struct csock_socket {
   unsigned char inherited : 1;   /* the descriptor came from elsewhere (systemd): maybe shared */
   unsigned born;                 /* workers_forks() when the socket was made */
   double timeout;                /* seconds per operation; < 0 waits forever */
-  double rdeadline;              /* deadline of the read-side operation under way */
-  double wdeadline;              /* deadline of the write-side operation under way */
   size_t maxline;                /* longest line read("l") accepts */
   csock_buf *rbuf;               /* NULL while empty; its cursor is the read under way's */
   struct csock_xport *xport;     /* NULL: plain recv/send; else the transport's state (tls.c) */
 } csock_socket;
 
-/* Every idle connection holds a socket: with Lua's 32-byte header it takes a 128-byte block. */
-_Static_assert(sizeof(csock_socket) <= 96, "csock_socket outgrew its block");
+/* Every idle connection holds a socket: with Lua's 32-byte header it takes a 112-byte block. */
+_Static_assert(sizeof(csock_socket) <= 80, "csock_socket outgrew its block");
 
 /*
 ** A transport under a stream socket's reads and writes, in place of
@@ -139,6 +137,7 @@ int sock_close(lua_State *L, csock_socket *s);
 void sock_open_meta(lua_State *L);
 void sock_add_methods(lua_State *L, const luaL_Reg *methods);
 double sock_deadline(const csock_socket *s);
+double sock_op_deadline(lua_State *L, const csock_socket *s, int status);
 void sock_nodelay_later(csock_socket *s);
 void sock_nodelay_now(csock_socket *s);
 void sock_nodelay_step(csock_socket *s);
@@ -163,10 +162,10 @@ int stream_fill(csock_socket *s, size_t want);
 int stream_resumed(lua_State *L, int status, csock_socket *s);
 int stream_error(lua_State *L, const csock_socket *s, int err);
 void stream_check_not_busy(lua_State *L, const csock_socket *s);
-int stream_fill_or_wait(lua_State *L, csock_socket *s, size_t want, lua_KContext ctx,
-                        lua_KFunction k);
-int stream_again_or_fail(lua_State *L, csock_socket *s, int dir, int e, lua_KContext ctx,
-                         lua_KFunction k);
+int stream_fill_or_wait(lua_State *L, csock_socket *s, size_t want, double deadline,
+                        lua_KContext ctx, lua_KFunction k);
+int stream_again_or_fail(lua_State *L, csock_socket *s, int dir, int e, double deadline,
+                         lua_KContext ctx, lua_KFunction k);
 int stream_xport_wait(lua_State *L, csock_socket *s, long r, double deadline, lua_KContext ctx,
                       lua_KFunction k);
 
@@ -247,6 +246,7 @@ void loop_drained(csock_watch *w);
 int loop_waiting(const csock_watch *w, int dir);
 int loop_wait(lua_State *L, csock_watch *w, int dir, double deadline, lua_KContext ctx,
               lua_KFunction k);
+double loop_op_deadline(lua_State *L);
 int loop_wait_shared(lua_State *L, csock_watch *w, int dir, double deadline, lua_KContext ctx,
                      lua_KFunction k);
 void loop_wait_also(lua_State *L, csock_watch *w);

@@ -636,6 +636,10 @@ static int http_k(lua_State *L, int status, lua_KContext ctx);
 
 static int http_step(lua_State *L, csock_socket *s, int status, lua_KContext ctx) {
   int kind = CTX_KIND(ctx), e = 0;
+  /* first pass: a chunk's timeout, or an idle connection's, is argument 2; a head's is 3 */
+  double deadline = status == LUA_OK
+                        ? deadline_in(L, s, kind == K_CHUNK || (ctx & CTX_IDLE) ? 2 : 3)
+                        : loop_op_deadline(L);
   scan local;
   scan *sc = scan_state(L, &local);
   if (status == LUA_YIELD) e = loop_woken(L);
@@ -644,7 +648,7 @@ static int http_step(lua_State *L, csock_socket *s, int status, lua_KContext ctx
     if (buf_len(s->rbuf) > 0) {
       if (ctx & CTX_IDLE) { /* the first byte came: the head has its own time from now on */
         ctx &= ~(lua_KContext)CTX_IDLE;
-        s->rdeadline = deadline_in(L, s, 3);
+        deadline = deadline_in(L, s, 3);
       }
       int n = attempt(L, s, kind, sc);
       if (n > 0) return n;
@@ -659,7 +663,7 @@ static int http_step(lua_State *L, csock_socket *s, int status, lua_KContext ctx
     sc = scan_save(L, sc);
     if (loop_waiting(&s->watch, CSOCK_READ) && loop_in_task(L))
       loop_read_end(L, s); /* loop_wait raises busy */
-    e = loop_wait(L, &s->watch, r == -EAGAIN ? CSOCK_READ : CSOCK_WRITE, s->rdeadline, ctx, http_k);
+    e = loop_wait(L, &s->watch, r == -EAGAIN ? CSOCK_READ : CSOCK_WRITE, deadline, ctx, http_k);
   }
   return io_failure(L, s, e, buf_len(s->rbuf) > 0);
 }
@@ -715,7 +719,6 @@ static int http_start(lua_State *L, int kind) {
     for (int i = 4; i <= 6; i++) check_limit(L, i);
   }
   int idle = kind == K_REQ && buf_len(s->rbuf) == 0;
-  s->rdeadline = deadline_in(L, s, idle ? 2 : 3);
   begin_read(L, s);
   return http_k(L, LUA_OK, kind | (idle ? CTX_IDLE : 0));
 }
@@ -729,7 +732,6 @@ static int http_chunk(lua_State *L) {
   lua_settop(L, 6);
   check_timeout(L, 2);
   for (int i = 4; i <= 6; i++) check_limit(L, i);
-  s->rdeadline = deadline_in(L, s, 2);
   begin_read(L, s);
   return http_k(L, LUA_OK, K_CHUNK);
 }

@@ -2,13 +2,14 @@
 ** io.c - the direct socket calls that may wait: accept, connect, send,
 ** recv, sendto, recvfrom, write (buffered reading is read.c's).
 **
-** Each method checks its arguments, fixes the deadline of the operation
-** once, and calls its continuation directly with LUA_OK, the way
-** lbaselib's finishpcall is both called and resumed.  The continuation
-** tries the system call; on EAGAIN it calls loop_wait, which inside a task
-** yields (the continuation runs again when the loop resumes the task) and
-** outside the loop polls and returns.  All state that must survive a wait
-** lives on the Lua stack, in the socket, or in the lua_KContext.
+** Each method checks its arguments and calls its continuation directly
+** with LUA_OK, the way lbaselib's finishpcall is both called and resumed.
+** The continuation fixes the deadline of the operation on that first pass
+** (sock_op_deadline) and tries the system call; on EAGAIN it calls
+** loop_wait, which inside a task yields (the continuation runs again when
+** the loop resumes the task, and finds the deadline where the wait left
+** it) and outside the loop polls and returns.  All state that must survive
+** a wait lives on the Lua stack, in the socket, or in the lua_KContext.
 */
 #include <ctype.h>
 #include <errno.h>
@@ -37,13 +38,22 @@ static int accept_starved(int e) {
 
 static int accept_k(lua_State *L, int status, lua_KContext ctx);
 
-/* Stack: the listening socket s, the new socket c (closed until accept4 gives it a descriptor). */
+/*
+** Stack: the listening socket s, the new socket c (closed until accept4
+** gives it a descriptor), and after a pause the deadline: a pause's timer
+** takes the task's own, where a wait leaves the deadline (loop_op_deadline).
+*/
 static int accept_run(lua_State *L, csock_socket *s, csock_socket *c, int status,
                       lua_KContext ctx) {
+  double deadline = sock_op_deadline(L, s, status);
+  if (lua_gettop(L) > 2) {
+    deadline = lua_tonumber(L, 3);
+    lua_settop(L, 2);
+  }
   int e = stream_resumed(L, status, s);
   while (e == 0) {
     if (!loop_ready(&s->watch, CSOCK_READ)) {
-      e = loop_wait_shared(L, &s->watch, CSOCK_READ, s->rdeadline, ctx, accept_k);
+      e = loop_wait_shared(L, &s->watch, CSOCK_READ, deadline, ctx, accept_k);
       continue;
     }
     struct sockaddr_storage ss;
@@ -62,12 +72,14 @@ static int accept_run(lua_State *L, csock_socket *s, csock_socket *c, int status
     } else if (e == EAGAIN) {
       loop_blocked(&s->watch, CSOCK_READ);
       ctx &= ~(lua_KContext)ACCEPT_BACKOFF;
-      e = loop_wait_shared(L, &s->watch, CSOCK_READ, s->rdeadline, ctx, accept_k);
+      e = loop_wait_shared(L, &s->watch, CSOCK_READ, deadline, ctx, accept_k);
     } else if (accept_starved(e) && !(ctx & ACCEPT_BACKOFF)) {
       /* pause before reporting, so a server that retries at once does not
          spin at 100% CPU and its other tasks get to close descriptors */
       ctx |= ACCEPT_BACKOFF;
+      lua_pushnumber(L, deadline);
       e = loop_pause(L, ACCEPT_BACKOFF_S, ctx, accept_k);
+      lua_settop(L, 2); /* the pause returned (outside a task): the deadline stays here */
     } else {
       break;
     }
@@ -83,7 +95,6 @@ static int accept_k(lua_State *L, int status, lua_KContext ctx) {
 static int accept_start(lua_State *L, lua_KContext ctx) {
   csock_socket *s = sock_checkopen(L, 1);
   if (lua_gettop(L) != 1) lua_settop(L, 1);
-  s->rdeadline = sock_deadline(s);
   csock_socket *c =
       sock_push_from_method(L, s->family, s->type); /* owns the descriptor from birth */
   return accept_run(L, s, c, LUA_OK, ctx);
@@ -121,6 +132,7 @@ static int connected(lua_State *L, csock_socket *s) {
 /* Stack: socket, address arguments..., sockaddr userdata (top). */
 static int connect_k(lua_State *L, int status, lua_KContext ctx) {
   csock_socket *s = (csock_socket *)lua_touserdata(L, 1);
+  double deadline = sock_op_deadline(L, s, status);
   int e = stream_resumed(L, status, s);
   while (e == 0) {
     if (ctx == CONNECT_CHECK) {
@@ -134,7 +146,7 @@ static int connect_k(lua_State *L, int status, lua_KContext ctx) {
         e = errno;
         break;
       }
-      e = loop_wait(L, &s->watch, CSOCK_WRITE, s->wdeadline, ctx, connect_k);
+      e = loop_wait(L, &s->watch, CSOCK_WRITE, deadline, ctx, connect_k);
       continue;
     }
     socklen_t *len = (socklen_t *)lua_touserdata(L, -1);
@@ -143,10 +155,10 @@ static int connect_k(lua_State *L, int status, lua_KContext ctx) {
     e = errno;
     if (e == EINTR || e == EINPROGRESS || e == EALREADY) {
       ctx = CONNECT_CHECK; /* completion is reported through SO_ERROR */
-      e = loop_wait(L, &s->watch, CSOCK_WRITE, s->wdeadline, ctx, connect_k);
+      e = loop_wait(L, &s->watch, CSOCK_WRITE, deadline, ctx, connect_k);
     } else if (e == EAGAIN) { /* a unix listener's backlog is full: try again */
       ctx = CONNECT_RETRY;
-      e = loop_wait(L, &s->watch, CSOCK_WRITE, s->wdeadline, ctx, connect_k);
+      e = loop_wait(L, &s->watch, CSOCK_WRITE, deadline, ctx, connect_k);
     } else if (e == EISCONN && ctx != 0) {
       return connected(L, s);
     }
@@ -162,7 +174,6 @@ int io_connect(lua_State *L) {
   if (r == ADDR_LOOKUP) return resolve_then(L, 2, s->family, s->type, sock_deadline(s), io_connect);
   if (r != 0) return addr_pusherror(L, r);
   push_address_box(L, &ss, len);
-  s->wdeadline = sock_deadline(s);
   return connect_k(L, LUA_OK, 0);
 }
 
@@ -187,10 +198,11 @@ static int send_k(lua_State *L, int status, lua_KContext ctx) {
   csock_socket *s = (csock_socket *)lua_touserdata(L, 1);
   size_t n;
   const char *data = sub_range(L, &n);
+  double deadline = sock_op_deadline(L, s, status);
   int e = stream_resumed(L, status, s);
   while (e == 0) {
     if (!loop_ready(&s->watch, CSOCK_WRITE)) {
-      e = loop_wait(L, &s->watch, CSOCK_WRITE, s->wdeadline, ctx, send_k);
+      e = loop_wait(L, &s->watch, CSOCK_WRITE, deadline, ctx, send_k);
       continue;
     }
     sock_before_send(s);
@@ -200,7 +212,7 @@ static int send_k(lua_State *L, int status, lua_KContext ctx) {
         lua_pushinteger(L, w);
         return 1;
       }
-      e = stream_xport_wait(L, s, w, s->wdeadline, ctx, send_k);
+      e = stream_xport_wait(L, s, w, deadline, ctx, send_k);
       continue;
     }
     ssize_t w = send(s->fd, data, n, MSG_NOSIGNAL);
@@ -209,18 +221,17 @@ static int send_k(lua_State *L, int status, lua_KContext ctx) {
       lua_pushinteger(L, w);
       return 1;
     }
-    e = stream_again_or_fail(L, s, CSOCK_WRITE, errno, ctx, send_k);
+    e = stream_again_or_fail(L, s, CSOCK_WRITE, errno, deadline, ctx, send_k);
   }
   return stream_error(L, s, e);
 }
 
 int io_send(lua_State *L) {
-  csock_socket *s = sock_checkopen(L, 1);
+  sock_checkopen(L, 1);
   csock_checkstring(L, 2);
   csock_optinteger(L, 3, 1);
   csock_optinteger(L, 4, -1);
   lua_settop(L, 4);
-  s->wdeadline = sock_deadline(s);
   return send_k(L, LUA_OK, 0);
 }
 
@@ -233,6 +244,7 @@ static int sendto_k(lua_State *L, int status, lua_KContext ctx) {
   const char *data = lua_tolstring(L, 2, &n);
   socklen_t *len = (socklen_t *)lua_touserdata(L, -1);
   const struct sockaddr *sa = (const struct sockaddr *)(len + 1);
+  double deadline = sock_op_deadline(L, s, status);
   int e = stream_resumed(L, status, s);
   while (e == 0) {
     sock_before_send(s);
@@ -242,7 +254,7 @@ static int sendto_k(lua_State *L, int status, lua_KContext ctx) {
         lua_pushinteger(L, r);
         return 1;
       }
-      e = stream_xport_wait(L, s, r, s->wdeadline, ctx, sendto_k);
+      e = stream_xport_wait(L, s, r, deadline, ctx, sendto_k);
       continue;
     }
     ssize_t w = sendto(s->fd, data, n, MSG_NOSIGNAL, sa, *len);
@@ -250,7 +262,7 @@ static int sendto_k(lua_State *L, int status, lua_KContext ctx) {
       lua_pushinteger(L, w);
       return 1;
     }
-    e = stream_again_or_fail(L, s, CSOCK_WRITE, errno, ctx, sendto_k);
+    e = stream_again_or_fail(L, s, CSOCK_WRITE, errno, deadline, ctx, sendto_k);
   }
   return stream_error(L, s, e);
 }
@@ -265,7 +277,6 @@ int io_sendto(lua_State *L) {
   if (r != 0) return addr_pusherror(L, r);
   lua_settop(L, s->family == AF_UNIX ? 3 : 4);
   push_address_box(L, &ss, len);
-  s->wdeadline = sock_deadline(s);
   return sendto_k(L, LUA_OK, 0);
 }
 
@@ -306,9 +317,10 @@ static int recv_k(lua_State *L, int status, lua_KContext ctx) {
     return 1;
   }
   int eager = status == LUA_OK;
+  double deadline = sock_op_deadline(L, s, status);
   while (e == 0) {
     if (!eager && !loop_ready(&s->watch, CSOCK_READ)) {
-      e = loop_wait_shared(L, &s->watch, CSOCK_READ, s->rdeadline, ctx, recv_k);
+      e = loop_wait_shared(L, &s->watch, CSOCK_READ, deadline, ctx, recv_k);
       continue;
     }
     eager = 0;
@@ -322,7 +334,7 @@ static int recv_k(lua_State *L, int status, lua_KContext ctx) {
         buf_push_string(L, p, (size_t)r);
         return 1;
       }
-      e = stream_xport_wait(L, s, r, s->rdeadline, ctx, recv_k);
+      e = stream_xport_wait(L, s, r, deadline, ctx, recv_k);
       continue;
     }
     ssize_t r = recv(s->fd, p, ask, 0);
@@ -332,16 +344,15 @@ static int recv_k(lua_State *L, int status, lua_KContext ctx) {
       buf_push_string(L, p, (size_t)r);
       return 1;
     }
-    e = stream_again_or_fail(L, s, CSOCK_READ, errno, ctx, recv_k);
+    e = stream_again_or_fail(L, s, CSOCK_READ, errno, deadline, ctx, recv_k);
   }
   return stream_error(L, s, e);
 }
 
 int io_recv(lua_State *L) {
-  csock_socket *s = sock_checkopen(L, 1);
+  sock_checkopen(L, 1);
   lua_Integer n = check_size(L, 2, 65536);
   lua_settop(L, 1);
-  s->rdeadline = sock_deadline(s);
   return recv_k(L, LUA_OK, (lua_KContext)(n > INT_MAX ? INT_MAX : n));
 }
 
@@ -367,6 +378,7 @@ static int recvfrom_k(lua_State *L, int status, lua_KContext ctx) {
     push_peer(L, s);
     return 2;
   }
+  double deadline = sock_op_deadline(L, s, status);
   while (e == 0) {
     size_t room;
     char *p = buf_scratch(&room);
@@ -381,7 +393,7 @@ static int recvfrom_k(lua_State *L, int status, lua_KContext ctx) {
         push_peer(L, s);
         return 2;
       }
-      e = stream_xport_wait(L, s, x, s->rdeadline, ctx, recvfrom_k);
+      e = stream_xport_wait(L, s, x, deadline, ctx, recvfrom_k);
       continue;
     }
     ssize_t r = recvfrom(s->fd, p, want < room ? want : room, 0, (struct sockaddr *)&ss, &len);
@@ -393,16 +405,15 @@ static int recvfrom_k(lua_State *L, int status, lua_KContext ctx) {
         addr_push_from_method(L, (struct sockaddr *)&ss, len);
       return 2;
     }
-    e = stream_again_or_fail(L, s, CSOCK_READ, errno, ctx, recvfrom_k);
+    e = stream_again_or_fail(L, s, CSOCK_READ, errno, deadline, ctx, recvfrom_k);
   }
   return stream_error(L, s, e);
 }
 
 int io_recvfrom(lua_State *L) {
-  csock_socket *s = sock_checkopen(L, 1);
+  sock_checkopen(L, 1);
   lua_Integer n = check_size(L, 2, 65536);
   lua_settop(L, 1);
-  s->rdeadline = sock_deadline(s);
   return recvfrom_k(L, LUA_OK, (lua_KContext)(n > INT_MAX ? INT_MAX : n));
 }
 
@@ -438,6 +449,7 @@ static int write_k(lua_State *L, int status, lua_KContext ctx) {
   csock_socket *s = (csock_socket *)lua_touserdata(L, 1);
   size_t sent = (size_t)ctx;
   int top = lua_gettop(L);
+  double deadline = sock_op_deadline(L, s, status);
   int e = stream_resumed(L, status, s);
   while (e == 0) {
     struct iovec iov[IOV_BATCH];
@@ -460,7 +472,7 @@ static int write_k(lua_State *L, int status, lua_KContext ctx) {
       return 1;
     }
     if (!loop_ready(&s->watch, CSOCK_WRITE)) {
-      e = loop_wait(L, &s->watch, CSOCK_WRITE, s->wdeadline, (lua_KContext)sent, write_k);
+      e = loop_wait(L, &s->watch, CSOCK_WRITE, deadline, (lua_KContext)sent, write_k);
       continue;
     }
     ssize_t w;
@@ -471,7 +483,7 @@ static int write_k(lua_State *L, int status, lua_KContext ctx) {
         sent += (size_t)r;
         continue;
       }
-      e = stream_xport_wait(L, s, r, s->wdeadline, (lua_KContext)sent, write_k);
+      e = stream_xport_wait(L, s, r, deadline, (lua_KContext)sent, write_k);
       continue;
     }
     if (n == 1) {
@@ -494,7 +506,7 @@ static int write_k(lua_State *L, int status, lua_KContext ctx) {
       sent += (size_t)w;
       continue;
     }
-    e = stream_again_or_fail(L, s, CSOCK_WRITE, errno, (lua_KContext)sent, write_k);
+    e = stream_again_or_fail(L, s, CSOCK_WRITE, errno, deadline, (lua_KContext)sent, write_k);
   }
   return write_fail(L, s, e, sent);
 }
@@ -549,7 +561,6 @@ int io_write(lua_State *L) {
     }
   }
   for (int i = 2; i <= top; i++) write_arg_to_string(L, i);
-  s->wdeadline = sock_deadline(s);
   return write_k(L, LUA_OK, (lua_KContext)sent);
 }
 

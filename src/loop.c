@@ -353,6 +353,7 @@ static int wait_on(lua_State *L, csock_watch *w, int dir, double deadline, lua_K
   csock_task *t = loop_yieldable_task(L);
   if (t == NULL) return poll_wait(w, dir, deadline);
   csock_loop *lp = t->loop;
+  t->deadline = deadline; /* for k (loop_op_deadline); a running task is in no heap */
   if (t->cancel) return loop_yield_ready(L, t, ctx, k);
   if (deadline >= 0 && deadline <= csock_now()) return -ETIMEDOUT;
   csock_task **slot = dir == CSOCK_READ ? &w->reader : &w->writer;
@@ -377,6 +378,17 @@ static int wait_on(lua_State *L, csock_watch *w, int dir, double deadline, lua_K
   t->state = T_WAITING;
   t->wake = 0;
   return lua_yieldk(L, 0, ctx, k);
+}
+
+/*
+** The deadline of the operation a continuation resumes: the one its last
+** wait was given.  A socket does not keep its operations' deadlines
+** (every idle connection would pay for them): a task runs one operation
+** at a time, and the timer heap's key is free while the task runs.
+*/
+double loop_op_deadline(lua_State *L) {
+  csock_task *t = loop_current_task(L);
+  return t != NULL ? t->deadline : -1;
 }
 
 int loop_wait(lua_State *L, csock_watch *w, int dir, double deadline, lua_KContext ctx,

@@ -242,6 +242,7 @@ static size_t fill_hint(lua_State *L, const csock_socket *s, int letter, int idx
 static int read_formats(lua_State *L, csock_socket *s, int status, lua_KContext ctx, int *err,
                         lua_KFunction k) {
   int nfmt = CTX_NFMT(ctx), letter = CTX_LETTER(ctx);
+  double deadline = sock_op_deadline(L, s, status);
   int e = stream_resumed(L, status, s);
   while (e == 0) {
     int done = lua_gettop(L) - 1 - nfmt;
@@ -263,7 +264,7 @@ static int read_formats(lua_State *L, csock_socket *s, int status, lua_KContext 
       e = -EMSGSIZE;
       break;
     }
-    e = stream_fill_or_wait(L, s, fill_hint(L, s, letter, 2 + done), ctx, k);
+    e = stream_fill_or_wait(L, s, fill_hint(L, s, letter, 2 + done), deadline, ctx, k);
   }
   read_begin(s);
   loop_read_end(L, s);
@@ -364,7 +365,6 @@ static int read_count_direct(lua_State *L, csock_socket *s) {
 static int read_one_letter(lua_State *L, csock_socket *s, int nfmt, int letter) {
   if (read_buffered_line(L, s, letter)) return 1;
   if (nfmt == 0) lua_pushliteral(L, "l"); /* the stack holds one format, as read_k expects */
-  s->rdeadline = sock_deadline(s);
   read_begin(s);
   loop_read_begin(L, s);
   return read_run(L, s, LUA_OK, CTX_MAKE(1, letter));
@@ -381,7 +381,6 @@ static int read_method(lua_State *L) {
   csock_argcheck(L, nfmt <= 250, 252, "too many formats");
   check_formats(L, 2, 1 + nfmt);
   luaL_checkstack(L, nfmt + LUA_MINSTACK, "too many formats");
-  s->rdeadline = sock_deadline(s);
   read_begin(s);
   if (nfmt == 1) {
     int direct = read_count_direct(L, s);
@@ -413,7 +412,6 @@ static int lines_iter(lua_State *L) {
   stream_check_not_busy(L, s);
   for (int i = 1; i <= nfmt; i++) lua_pushvalue(L, lua_upvalueindex(2 + i));
   if (nfmt == 1 && read_buffered_line(L, s, letter_at(L, 2))) return 1;
-  s->rdeadline = sock_deadline(s);
   read_begin(s);
   loop_read_begin(L, s);
   return lines_k(L, LUA_OK, read_context(L, nfmt));

@@ -104,6 +104,16 @@ double sock_deadline(const csock_socket *s) {
 }
 
 /*
+** The deadline of the operation a method's continuation runs: on its first
+** pass (status LUA_OK, called by the method) the operation starts now;
+** resumed after a wait, it is the one that wait was given, which the loop
+** keeps for the task (loop_op_deadline).
+*/
+double sock_op_deadline(lua_State *L, const csock_socket *s, int status) {
+  return status == LUA_OK ? sock_deadline(s) : loop_op_deadline(L);
+}
+
+/*
 ** Closes s: the loop forgets it and wakes its waiters first (they will see
 ** the socket closed), then the descriptor goes.  Harmless when closed.
 */

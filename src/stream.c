@@ -48,15 +48,15 @@ void stream_check_not_busy(lua_State *L, const csock_socket *s) {
 ** the direction drained and waits; in a task the wait yields and k runs
 ** when the task is resumed.
 */
-int stream_again_or_fail(lua_State *L, csock_socket *s, int dir, int e, lua_KContext ctx,
-                         lua_KFunction k) {
+int stream_again_or_fail(lua_State *L, csock_socket *s, int dir, int e, double deadline,
+                         lua_KContext ctx, lua_KFunction k) {
   if (e == EINTR) return 0;
   if (e != EAGAIN) return e;
   loop_blocked(&s->watch, dir);
   /* recv and recvfrom (the reads here) take whole results, so tasks may
      wait in them side by side; a write's bytes must not interleave */
-  if (dir == CSOCK_READ) return loop_wait_shared(L, &s->watch, dir, s->rdeadline, ctx, k);
-  return loop_wait(L, &s->watch, dir, s->wdeadline, ctx, k);
+  if (dir == CSOCK_READ) return loop_wait_shared(L, &s->watch, dir, deadline, ctx, k);
+  return loop_wait(L, &s->watch, dir, deadline, ctx, k);
 }
 
 /*
@@ -124,8 +124,8 @@ int stream_fill(csock_socket *s, size_t want) {
 ** reader about to wait while another task waits in recv lets go of the
 ** socket and its cursor first: loop_wait then raises "busy".
 */
-int stream_fill_or_wait(lua_State *L, csock_socket *s, size_t want, lua_KContext ctx,
-                        lua_KFunction k) {
+int stream_fill_or_wait(lua_State *L, csock_socket *s, size_t want, double deadline,
+                        lua_KContext ctx, lua_KFunction k) {
   int e = stream_fill(s, want);
   if (e > 0 || (e == 0 && s->eof)) return 0;
   if (e != -EAGAIN && e != -XPORT_WANT_WRITE) return e;
@@ -133,5 +133,5 @@ int stream_fill_or_wait(lua_State *L, csock_socket *s, size_t want, lua_KContext
     buf_set_scanned(s->rbuf, 0);
     loop_read_end(L, s); /* and the cursor goes back to the buffer's head */
   }
-  return loop_wait(L, &s->watch, e == -EAGAIN ? CSOCK_READ : CSOCK_WRITE, s->rdeadline, ctx, k);
+  return loop_wait(L, &s->watch, e == -EAGAIN ? CSOCK_READ : CSOCK_WRITE, deadline, ctx, k);
 }

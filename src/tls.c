@@ -762,6 +762,7 @@ static int starttls_fail(lua_State *L, int e) {
 /* Stack: socket, context, host.  Drives the handshake, waiting as OpenSSL asks. */
 static int starttls_k(lua_State *L, int status, lua_KContext ctx) {
   csock_socket *s = (csock_socket *)lua_touserdata(L, 1);
+  double deadline = sock_op_deadline(L, s, status);
   int e = status == LUA_YIELD ? loop_woken(L) : 0;
   if (e == 0 && s->fd < 0) e = -EBADF;
   int retries = 0;
@@ -782,10 +783,10 @@ static int starttls_k(lua_State *L, int status, lua_KContext ctx) {
       continue; /* bytes handed over from before starttls, or a record that was not data */
     } else if (err == SSL_ERROR_WANT_READ) {
       loop_blocked(&s->watch, CSOCK_READ);
-      e = loop_wait(L, &s->watch, CSOCK_READ, s->rdeadline, ctx, starttls_k);
+      e = loop_wait(L, &s->watch, CSOCK_READ, deadline, ctx, starttls_k);
     } else if (err == SSL_ERROR_WANT_WRITE) {
       loop_blocked(&s->watch, CSOCK_WRITE);
-      e = loop_wait(L, &s->watch, CSOCK_WRITE, s->wdeadline, ctx, starttls_k);
+      e = loop_wait(L, &s->watch, CSOCK_WRITE, deadline, ctx, starttls_k);
     } else {
       return handshake_error(L, s, err);
     }
@@ -857,7 +858,6 @@ static int tls_starttls(lua_State *L) {
     int r = tls_attach(s, c, host, &o);
     if (r < 0) return csock_failure(L, r);
   }
-  s->rdeadline = s->wdeadline = sock_deadline(s);
   return starttls_k(L, LUA_OK, 0);
 }
 
