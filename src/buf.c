@@ -96,8 +96,6 @@ void buf_take(csock_buf *b, size_t n) {
   b->scanned = 0;
 }
 
-size_t buf_taken(const csock_buf *b) { return b != NULL ? b->cursor : 0; }
-
 /* The cursor goes back to the head: a read begins, or gives its bytes back. */
 void buf_rewind(csock_buf *b) {
   if (b == NULL) return;
@@ -119,7 +117,18 @@ void buf_consume(csock_buf **bp, size_t n) {
   csock_buf *b = *bp;
   if (b == NULL) return; /* freed meanwhile (the socket closed): nothing to take */
   b->head += n;
-  b->scanned = b->scanned > n ? b->scanned - n : 0;
+  if (b->head >= b->tail)
+    buf_release(bp);
+  else
+    b->scanned = b->scanned > n ? b->scanned - n : 0;
+}
+
+/* The read under way succeeded: the bytes it took leave, and the cursor is back at the head. */
+void buf_consume_taken(csock_buf **bp) {
+  csock_buf *b = *bp;
+  if (b == NULL) return; /* nothing taken, or freed meanwhile (the socket closed) */
+  b->head += b->cursor;
+  b->cursor = b->scanned = 0;
   if (b->head >= b->tail) buf_release(bp);
 }
 

@@ -213,7 +213,7 @@ size_t buf_scanned(const csock_buf *b);
 void buf_set_scanned(csock_buf *b, size_t n);
 const char *buf_unread(const csock_buf *b, size_t *len);
 void buf_take(csock_buf *b, size_t n);
-size_t buf_taken(const csock_buf *b);
+void buf_consume_taken(csock_buf **bp);
 void buf_rewind(csock_buf *b);
 void buf_consume(csock_buf **bp, size_t n);
 char *buf_reserve(csock_buf **bp, size_t want, size_t *avail);

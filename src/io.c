@@ -46,7 +46,7 @@ static int accept_k(lua_State *L, int status, lua_KContext ctx);
 static int accept_run(lua_State *L, csock_socket *s, csock_socket *c, int status,
                       lua_KContext ctx) {
   double deadline = sock_op_deadline(L, s, status);
-  if (lua_gettop(L) > 2) {
+  if (status == LUA_YIELD && (ctx & ACCEPT_BACKOFF)) { /* resumed from the pause */
     deadline = lua_tonumber(L, 3);
     lua_settop(L, 2);
   }

@@ -36,10 +36,7 @@ static void take(csock_socket *s, size_t n) { buf_take(s->rbuf, n); }
 static void read_begin(csock_socket *s) { buf_rewind(s->rbuf); }
 
 /* The read succeeded: the bytes its formats took leave the buffer. */
-static void read_commit(csock_socket *s) {
-  if (s->fd >= 0) buf_consume(&s->rbuf, buf_taken(s->rbuf));
-  read_begin(s);
-}
+static void read_commit(csock_socket *s) { buf_consume_taken(&s->rbuf); }
 
 static int read_line(lua_State *L, csock_socket *s, int chop) {
   size_t len;
