@@ -293,16 +293,22 @@ static int read_k(lua_State *L, int status, lua_KContext ctx) {
 
 /*
 ** read("l"/"L") whose line is already in the buffer: the common case of a
-** request parser, answered without the general machinery.
+** request parser, answered without the general machinery (no cursor: the
+** line is consumed at once).  0 for anything else -- no newline yet, a
+** line over maxline, the last line at end of stream -- which the general
+** path then decides as it always does.
 */
 static int read_buffered_line(lua_State *L, csock_socket *s, int letter) {
-  if ((letter != 'l' && letter != 'L') || buf_len(s->rbuf) == 0) return 0;
-  read_begin(s);
+  if (letter != 'l' && letter != 'L') return 0;
+  size_t len = buf_len(s->rbuf);
+  const char *data = buf_data(s->rbuf);
+  const char *nl = len > 0 ? memchr(data, '\n', len) : NULL;
+  if (nl == NULL || (size_t)(nl - data) > s->maxline) return 0;
+  size_t n = (size_t)(nl - data);
   s->rbusy = 1; /* for the finalizers the string's allocation may run */
-  int r = read_line(L, s, letter == 'l');
+  lua_pushlstring(L, data, letter == 'l' ? n : n + 1);
   s->rbusy = 0;
-  if (r != FMT_PUSHED) return 0;
-  read_commit(s);
+  buf_consume(&s->rbuf, n + 1); /* nothing to take if a finalizer closed s meanwhile */
   return 1;
 }
 
