@@ -17,7 +17,7 @@
 #define BUF_POOL_MAX 64
 #define BUF_SCRATCH (64 * 1024)
 
-static _Thread_local char *pool[BUF_POOL_MAX];
+static _Thread_local struct csock_buf *pool[BUF_POOL_MAX]; /* empty blocks of BUF_CHUNK bytes */
 static _Thread_local int pooled;
 static _Thread_local char scratch[BUF_SCRATCH];
 
@@ -52,66 +52,135 @@ void buf_push_string(lua_State *L, const char *p, size_t len) {
     lua_pushlstring(L, p, len);
 }
 
-size_t buf_len(const csock_buf *b) { return b->tail - b->head; }
+/*
+** The buffer is one block: this header, then cap bytes of data.  A socket
+** holds a pointer to it, NULL while the buffer is empty, so an idle
+** connection pays one pointer for its buffer, not the bookkeeping.  The
+** functions below that only look take NULL as the empty buffer; those
+** that may allocate or free take the socket's pointer by address.
+*/
+struct csock_buf {
+  size_t cap;        /* bytes of data after the header */
+  size_t head, tail; /* bytes [head, tail) of data are unread */
+  size_t scanned;    /* bytes already known to hold no '\n' (from head, or from the cursor) */
+  size_t cursor;     /* bytes from head the read under way has taken (read.c) */
+};
 
-const char *buf_data(const csock_buf *b) { return b->data ? b->data + b->head : ""; }
+static char *data_of(const csock_buf *b) { return (char *)(b + 1); }
 
-static void buf_release(csock_buf *b) {
-  if (b->data == NULL) return;
-  if (b->cap == BUF_CHUNK && pooled < BUF_POOL_MAX)
-    pool[pooled++] = b->data;
-  else
-    free(b->data);
-  b->data = NULL;
-  b->cap = b->head = b->tail = b->scanned = 0;
+size_t buf_len(const csock_buf *b) { return b != NULL ? b->tail - b->head : 0; }
+
+const char *buf_data(const csock_buf *b) { return b != NULL ? data_of(b) + b->head : ""; }
+
+size_t buf_scanned(const csock_buf *b) { return b != NULL ? b->scanned : 0; }
+
+/* An empty buffer has scanned nothing, so there is nothing to set. */
+void buf_set_scanned(csock_buf *b, size_t n) {
+  if (b != NULL) b->scanned = n;
 }
 
-void buf_consume(csock_buf *b, size_t n) {
-  if (b->data == NULL) return; /* freed meanwhile (the socket closed): nothing to take */
+/* The unread bytes past the cursor, and (*len) how many. */
+const char *buf_unread(const csock_buf *b, size_t *len) {
+  if (b == NULL) {
+    *len = 0;
+    return "";
+  }
+  *len = b->tail - b->head - b->cursor;
+  return data_of(b) + b->head + b->cursor;
+}
+
+/* The read under way takes n more bytes (n is 0 when b is empty). */
+void buf_take(csock_buf *b, size_t n) {
+  if (b == NULL) return;
+  b->cursor += n;
+  b->scanned = 0;
+}
+
+/* The cursor goes back to the head: a read begins, or gives its bytes back. */
+void buf_rewind(csock_buf *b) {
+  if (b == NULL) return;
+  b->cursor = 0;
+  b->scanned = 0;
+}
+
+static void buf_release(csock_buf **bp) {
+  csock_buf *b = *bp;
+  if (b == NULL) return;
+  if (b->cap == BUF_CHUNK && pooled < BUF_POOL_MAX)
+    pool[pooled++] = b;
+  else
+    free(b);
+  *bp = NULL;
+}
+
+void buf_consume(csock_buf **bp, size_t n) {
+  csock_buf *b = *bp;
+  if (b == NULL) return; /* freed meanwhile (the socket closed): nothing to take */
   b->head += n;
-  b->scanned = b->scanned > n ? b->scanned - n : 0;
-  if (b->head >= b->tail) buf_release(b);
+  if (b->head >= b->tail)
+    buf_release(bp);
+  else
+    b->scanned = b->scanned > n ? b->scanned - n : 0;
+}
+
+/* The read under way succeeded: the bytes it took leave, and the cursor is back at the head. */
+void buf_consume_taken(csock_buf **bp) {
+  csock_buf *b = *bp;
+  if (b == NULL) return; /* nothing taken, or freed meanwhile (the socket closed) */
+  b->head += b->cursor;
+  b->cursor = b->scanned = 0;
+  if (b->head >= b->tail) buf_release(bp);
 }
 
 void buf_commit(csock_buf *b, size_t n) { b->tail += n; }
 
-void buf_free(csock_buf *b) { buf_release(b); }
+void buf_free(csock_buf **bp) { buf_release(bp); }
+
+/* A new, empty block with room for at least want bytes; NULL when memory runs out. */
+static csock_buf *buf_new(size_t want) {
+  csock_buf *b;
+  if (want <= BUF_CHUNK && pooled > 0) {
+    b = pool[--pooled];
+  } else {
+    size_t cap = want <= BUF_CHUNK ? BUF_CHUNK : want;
+    if (cap > (size_t)-1 / 2) return NULL;
+    b = (csock_buf *)malloc(sizeof *b + cap);
+    if (b == NULL) return NULL;
+    b->cap = cap;
+  }
+  b->head = b->tail = b->scanned = b->cursor = 0;
+  return b;
+}
 
 /*
 ** Makes room for at least `want` more bytes at the tail (compacting, then
 ** growing) and returns where they go, with the room there in *avail.
 ** Returns NULL when memory runs out.
 */
-char *buf_reserve(csock_buf *b, size_t want, size_t *avail) {
-  if (b->data == NULL) {
-    if (want <= BUF_CHUNK && pooled > 0) {
-      b->data = pool[--pooled];
-      b->cap = BUF_CHUNK;
-    } else {
-      size_t cap = want <= BUF_CHUNK ? BUF_CHUNK : want;
-      b->data = malloc(cap);
-      if (b->data == NULL) return NULL;
-      b->cap = cap;
-    }
-    b->head = b->tail = 0;
+char *buf_reserve(csock_buf **bp, size_t want, size_t *avail) {
+  csock_buf *b = *bp;
+  if (b == NULL) {
+    b = buf_new(want);
+    if (b == NULL) return NULL;
+    *bp = b;
   }
   if (b->cap - b->tail < want && b->head > 0) {
     size_t len = b->tail - b->head;
-    memmove(b->data, b->data + b->head, len);
+    memmove(data_of(b), data_of(b) + b->head, len);
     b->head = 0;
     b->tail = len;
   }
   if (b->cap - b->tail < want) {
     size_t cap = b->cap;
     while (cap - b->tail < want) {
-      if (cap > (size_t)-1 / 2) return NULL;
+      if (cap > (size_t)-1 / 4) return NULL;
       cap *= 2;
     }
-    char *p = realloc(b->data, cap);
-    if (p == NULL) return NULL;
-    b->data = p;
-    b->cap = cap;
+    csock_buf *grown = (csock_buf *)realloc(b, sizeof *b + cap);
+    if (grown == NULL) return NULL;
+    grown->cap = cap;
+    *bp = b = grown;
   }
   *avail = b->cap - b->tail;
-  return b->data + b->tail;
+  return data_of(b) + b->tail;
 }

@@ -57,7 +57,7 @@ static size_t count_cr(const char *p, size_t len) {
 static int push_joined(lua_State *L, csock_socket *s, size_t len, int strip) {
   size_t plen;
   const char *prefix = lua_tolstring(L, 3, &plen); /* nil: NULL and 0 */
-  const char *data = buf_data(&s->rbuf);
+  const char *data = buf_data(s->rbuf);
   size_t crs = strip && len > 0 ? count_cr(data, len) : 0;
   /* The common lines need no buffer: no CR, or a CRLF line's one CR, its last byte. */
   int cr_last_only = crs == 1 && data[len - 1] == '\r';
@@ -71,7 +71,7 @@ static int push_joined(lua_State *L, csock_socket *s, size_t len, int strip) {
     lua_pop(L, 1);
     return -EBADF;
   }
-  data = buf_data(&s->rbuf);
+  data = buf_data(s->rbuf);
   if (plen > 0) memcpy(out, prefix, plen);
   size_t n = plen;
   for (size_t i = 0; i < len; i++)
@@ -89,16 +89,16 @@ static void push_prefix(lua_State *L) {
 }
 
 /* The read ends: the first consumed bytes leave the buffer and s is free again. */
-static void recv_end(csock_socket *s, size_t consumed) {
+static void recv_end(lua_State *L, csock_socket *s, size_t consumed) {
   if (s->fd >= 0) buf_consume(&s->rbuf, consumed);
-  s->rbuf.scanned = 0;
-  loop_read_end(s);
+  buf_set_scanned(s->rbuf, 0);
+  loop_read_end(L, s);
 }
 
 /* data, consumed: a read that succeeded. */
 static int recv_done(lua_State *L, csock_socket *s, size_t len, size_t consumed, int strip) {
   if (push_joined(L, s, len, strip) < 0) return -EBADF;
-  recv_end(s, consumed);
+  recv_end(L, s, consumed);
   lua_pushinteger(L, (lua_Integer)consumed);
   return 2;
 }
@@ -108,7 +108,7 @@ static int recv_done(lua_State *L, csock_socket *s, size_t len, size_t consumed,
 ** stream ended).  Whatever the buffer holds is the partial result.
 */
 static int recv_fail(lua_State *L, csock_socket *s, int e, int strip) {
-  size_t len = s->fd < 0 ? 0 : buf_len(&s->rbuf);
+  size_t len = s->fd < 0 ? 0 : buf_len(s->rbuf);
   lua_settop(L, 3);
   if (e == 0) {
     lua_pushnil(L);
@@ -121,7 +121,7 @@ static int recv_fail(lua_State *L, csock_socket *s, int e, int strip) {
     len = 0;
     push_prefix(L);
   }
-  recv_end(s, len);
+  recv_end(L, s, len);
   lua_pushinteger(L, (lua_Integer)len);
   return 5;
 }
@@ -135,14 +135,14 @@ enum { TRY_NEED = 1 };
 ** there is comes back as a partial result with "closed", as in LuaSocket.
 */
 static int recv_try(lua_State *L, csock_socket *s, lua_KContext ctx) {
-  size_t len = buf_len(&s->rbuf);
-  const char *data = buf_data(&s->rbuf);
+  size_t len = buf_len(s->rbuf);
+  const char *data = buf_data(s->rbuf);
   switch (CTX_MODE(ctx)) {
     case MODE_LINE: {
-      size_t from = s->rbuf.scanned;
+      size_t from = buf_scanned(s->rbuf);
       const char *nl = len > from ? memchr(data + from, '\n', len - from) : NULL;
       if (nl != NULL) return recv_done(L, s, (size_t)(nl - data), (size_t)(nl - data) + 1, 1);
-      s->rbuf.scanned = len;
+      buf_set_scanned(s->rbuf, len);
       break;
     }
     case MODE_COUNT:
@@ -156,7 +156,7 @@ static int recv_try(lua_State *L, csock_socket *s, lua_KContext ctx) {
 
 /* How much room the next fill should make: what a count lacks, else what came so far. */
 static size_t recv_hint(const csock_socket *s, lua_KContext ctx) {
-  size_t len = buf_len(&s->rbuf);
+  size_t len = buf_len(s->rbuf);
   if (CTX_MODE(ctx) != MODE_COUNT) return len;
   return CTX_COUNT(ctx) > len ? CTX_COUNT(ctx) - len : 0;
 }
@@ -164,6 +164,7 @@ static size_t recv_hint(const csock_socket *s, lua_KContext ctx) {
 /* Stack: socket, pattern, prefix (or nil).  Fills and waits until recv_try has an answer. */
 static int recv_k(lua_State *L, int status, lua_KContext ctx) {
   csock_socket *s = (csock_socket *)lua_touserdata(L, 1);
+  double deadline = sock_op_deadline(L, s, status);
   int e = stream_resumed(L, status, s);
   while (e == 0) {
     int r = recv_try(L, s, ctx);
@@ -172,7 +173,7 @@ static int recv_k(lua_State *L, int status, lua_KContext ctx) {
       e = r;
       break;
     }
-    e = stream_fill_or_wait(L, s, recv_hint(s, ctx), ctx, recv_k);
+    e = stream_fill_or_wait(L, s, recv_hint(s, ctx), deadline, ctx, recv_k);
   }
   return recv_fail(L, s, e, CTX_MODE(ctx) == MODE_LINE);
 }
@@ -209,8 +210,7 @@ static int compat_recv(lua_State *L) {
     return 2;
   }
   stream_check_not_busy(L, s);
-  s->rdeadline = sock_deadline(s);
-  s->rbuf.scanned = 0;
+  buf_set_scanned(s->rbuf, 0);
   loop_read_begin(L, s);
   return recv_k(L, LUA_OK, (lua_KContext)ctx);
 }
@@ -223,6 +223,7 @@ static int send_k(lua_State *L, int status, lua_KContext ctx) {
   const char *data = lua_tostring(L, 2);
   lua_Integer i = lua_tointeger(L, 3), j = lua_tointeger(L, 4);
   size_t sent = (size_t)ctx, want = (size_t)(j - i + 1);
+  double deadline = sock_op_deadline(L, s, status);
   int e = stream_resumed(L, status, s);
   while (e == 0) {
     const char *p = data + (i - 1) + sent;
@@ -233,16 +234,16 @@ static int send_k(lua_State *L, int status, lua_KContext ctx) {
       return 2;
     }
     if (!loop_ready(&s->watch, CSOCK_WRITE)) {
-      e = loop_wait(L, &s->watch, CSOCK_WRITE, s->wdeadline, (lua_KContext)sent, send_k);
+      e = loop_wait(L, &s->watch, CSOCK_WRITE, deadline, (lua_KContext)sent, send_k);
       continue;
     }
     sock_before_send(s);
     if (s->xport != NULL) {
-      long r = s->xport->send(s, p, left);
+      long r = s->xport->ops->send(s, p, left);
       if (r >= 0)
         sent += (size_t)r;
       else
-        e = stream_xport_wait(L, s, r, s->wdeadline, (lua_KContext)sent, send_k);
+        e = stream_xport_wait(L, s, r, deadline, (lua_KContext)sent, send_k);
       continue;
     }
     ssize_t w = send(s->fd, p, left, MSG_NOSIGNAL);
@@ -251,7 +252,7 @@ static int send_k(lua_State *L, int status, lua_KContext ctx) {
       sent += (size_t)w;
       continue;
     }
-    e = stream_again_or_fail(L, s, CSOCK_WRITE, errno, (lua_KContext)sent, send_k);
+    e = stream_again_or_fail(L, s, CSOCK_WRITE, errno, deadline, (lua_KContext)sent, send_k);
   }
   stream_error(L, s, e);
   lua_pushinteger(L, i - 1 + (lua_Integer)sent);
@@ -293,7 +294,6 @@ static int compat_send(lua_State *L) {
   lua_replace(L, 3);
   lua_pushinteger(L, j);
   lua_replace(L, 4);
-  s->wdeadline = sock_deadline(s);
   return send_k(L, LUA_OK, 0);
 }
 

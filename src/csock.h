@@ -27,12 +27,8 @@ enum { CSOCK_READ = 1, CSOCK_WRITE = 2, CSOCK_HUP = 4 };
 struct csock_task;
 struct csock_loop;
 
-/* The read buffer of a socket: bytes [head, tail) of data are unread. */
-typedef struct csock_buf {
-  char *data;
-  size_t cap, head, tail;
-  size_t scanned; /* bytes from head already known to hold no '\n' */
-} csock_buf;
+/* The read buffer of a socket: buf.c's alone (a header at the front of its data). */
+typedef struct csock_buf csock_buf;
 
 /*
 ** A watcher: the poller's record of one descriptor (libuv's uv__io_t).  It
@@ -60,23 +56,22 @@ typedef struct csock_socket {
     int fd;            /* -1 once closed: the watcher's, under the socket's name */
     csock_watch watch; /* loop.c's alone */
   };
-  int family, type; /* as given to socket(2) */
-  unsigned eof : 1; /* the peer shut its side down (recv returned 0) */
-  unsigned listening : 1;
-  unsigned nodelay_due : 2; /* TCP_NODELAY still to be set: see sock_before_send */
-  unsigned rbusy : 1;       /* a read() holds a cursor (rpos) into rbuf: see loop_read_begin */
-  unsigned inherited : 1;   /* the descriptor came from elsewhere (systemd): maybe shared */
-  unsigned born;            /* workers_forks() when the socket was made */
-  double timeout;           /* seconds per operation; < 0 waits forever */
-  double rdeadline;         /* deadline of the read-side operation under way */
-  double wdeadline;         /* deadline of the write-side operation under way */
-  size_t maxline;           /* longest line read("l") accepts */
-  csock_buf rbuf;
-  size_t rpos;                         /* bytes the read under way has taken from rbuf */
-  struct csock_task *rowner;           /* task whose read() set rbusy, if any */
-  const struct csock_transport *xport; /* NULL: plain recv/send (tls.c sets one) */
-  struct csock_tls *tls;               /* the transport's state */
+  /* the small fields share one word: every idle connection holds a socket */
+  unsigned char family, type; /* as given to socket(2): AF_* and SOCK_* are small */
+  unsigned char eof : 1;      /* the peer shut its side down (recv returned 0) */
+  unsigned char listening : 1;
+  unsigned char nodelay_due : 2; /* TCP_NODELAY still to be set: see sock_before_send */
+  unsigned char rbusy : 1;       /* a read() holds a cursor into rbuf: see loop_read_begin */
+  unsigned char inherited : 1;   /* the descriptor came from elsewhere (systemd): maybe shared */
+  unsigned born;                 /* workers_forks() when the socket was made */
+  double timeout;                /* seconds per operation; < 0 waits forever */
+  size_t maxline;                /* longest line read("l") accepts */
+  csock_buf *rbuf;               /* NULL while empty; its cursor is the read under way's */
+  struct csock_xport *xport;     /* NULL: plain recv/send; else the transport's state (tls.c) */
 } csock_socket;
+
+/* Every idle connection holds a socket: with Lua's 32-byte header it takes a 112-byte block. */
+_Static_assert(sizeof(csock_socket) <= 80, "csock_socket outgrew its block");
 
 /*
 ** A transport under a stream socket's reads and writes, in place of
@@ -88,6 +83,10 @@ typedef struct csock_socket {
 #define XPORT_WANT_READ 0x10001
 #define XPORT_WANT_WRITE 0x10002
 #define XPORT_CHUNK (16 * 1024) /* the most one send takes: a TLS record's plaintext */
+/* The state of a socket's transport begins with this: its functions (csock_transport). */
+typedef struct csock_xport {
+  const struct csock_transport *ops;
+} csock_xport;
 typedef struct csock_transport {
   long (*recv)(csock_socket *s, char *p, size_t n);
   long (*send)(csock_socket *s, const char *p, size_t n);
@@ -138,6 +137,7 @@ int sock_close(lua_State *L, csock_socket *s);
 void sock_open_meta(lua_State *L);
 void sock_add_methods(lua_State *L, const luaL_Reg *methods);
 double sock_deadline(const csock_socket *s);
+double sock_op_deadline(lua_State *L, const csock_socket *s, int status);
 void sock_nodelay_later(csock_socket *s);
 void sock_nodelay_now(csock_socket *s);
 void sock_nodelay_step(csock_socket *s);
@@ -162,10 +162,10 @@ int stream_fill(csock_socket *s, size_t want);
 int stream_resumed(lua_State *L, int status, csock_socket *s);
 int stream_error(lua_State *L, const csock_socket *s, int err);
 void stream_check_not_busy(lua_State *L, const csock_socket *s);
-int stream_fill_or_wait(lua_State *L, csock_socket *s, size_t want, lua_KContext ctx,
-                        lua_KFunction k);
-int stream_again_or_fail(lua_State *L, csock_socket *s, int dir, int e, lua_KContext ctx,
-                         lua_KFunction k);
+int stream_fill_or_wait(lua_State *L, csock_socket *s, size_t want, double deadline,
+                        lua_KContext ctx, lua_KFunction k);
+int stream_again_or_fail(lua_State *L, csock_socket *s, int dir, int e, double deadline,
+                         lua_KContext ctx, lua_KFunction k);
 int stream_xport_wait(lua_State *L, csock_socket *s, long r, double deadline, lua_KContext ctx,
                       lua_KFunction k);
 
@@ -206,13 +206,19 @@ int opt_set(lua_State *L);
 int opt_get(lua_State *L);
 void opt_push_constants(lua_State *L);
 
-/* buf.c */
+/* buf.c: a socket's read buffer; NULL is the empty buffer */
 size_t buf_len(const csock_buf *b);
 const char *buf_data(const csock_buf *b);
-void buf_consume(csock_buf *b, size_t n);
-char *buf_reserve(csock_buf *b, size_t want, size_t *avail);
+size_t buf_scanned(const csock_buf *b);
+void buf_set_scanned(csock_buf *b, size_t n);
+const char *buf_unread(const csock_buf *b, size_t *len);
+void buf_take(csock_buf *b, size_t n);
+void buf_consume_taken(csock_buf **bp);
+void buf_rewind(csock_buf *b);
+void buf_consume(csock_buf **bp, size_t n);
+char *buf_reserve(csock_buf **bp, size_t want, size_t *avail);
 void buf_commit(csock_buf *b, size_t n);
-void buf_free(csock_buf *b);
+void buf_free(csock_buf **bp);
 char *buf_scratch(size_t *size);
 char *buf_string_space(size_t want, size_t *room);
 void buf_push_string(lua_State *L, const char *p, size_t len);
@@ -230,7 +236,8 @@ int loop_woken(lua_State *L);
 int loop_pause(lua_State *L, double secs, lua_KContext ctx, lua_KFunction k);
 int loop_in_task(lua_State *L);
 void loop_read_begin(lua_State *L, csock_socket *s);
-void loop_read_end(csock_socket *s);
+void loop_read_end(lua_State *L, csock_socket *s);
+void loop_read_abandon(lua_State *L, csock_socket *s);
 /* loop.c: a watcher's life (see csock_watch) */
 void loop_watch_init(csock_watch *w);
 int loop_ready(const csock_watch *w, int dir);
@@ -239,6 +246,7 @@ void loop_drained(csock_watch *w);
 int loop_waiting(const csock_watch *w, int dir);
 int loop_wait(lua_State *L, csock_watch *w, int dir, double deadline, lua_KContext ctx,
               lua_KFunction k);
+double loop_op_deadline(lua_State *L);
 int loop_wait_shared(lua_State *L, csock_watch *w, int dir, double deadline, lua_KContext ctx,
                      lua_KFunction k);
 void loop_wait_also(lua_State *L, csock_watch *w);

@@ -567,8 +567,8 @@ static int io_failure(lua_State *L, const csock_socket *s, int e, int partial) {
 ** request mostly finds the buffer empty at first.
 */
 static int attempt(lua_State *L, csock_socket *s, int kind, scan *sc) {
-  size_t len = buf_len(&s->rbuf);
-  const char *d = buf_data(&s->rbuf);
+  size_t len = buf_len(s->rbuf);
+  const char *d = buf_data(s->rbuf);
   failure x = {0, NULL};
   limits lim;
   limits_from(L, &lim);
@@ -598,7 +598,7 @@ static int attempt(lua_State *L, csock_socket *s, int kind, scan *sc) {
     while (sc->pos == 0 && len >= 2 && d[0] == '\r' && d[1] == '\n') {
       buf_consume(&s->rbuf, 2);
       len -= 2;
-      d = buf_data(&s->rbuf);
+      d = buf_data(s->rbuf);
     }
   long end = scan_head(d, len, sc, &lim);
   if (end == 0) return 0;
@@ -618,7 +618,7 @@ static int attempt(lua_State *L, csock_socket *s, int kind, scan *sc) {
 
 /* At end of stream: nothing buffered is a clean close, else a cut message. */
 static int at_eof(lua_State *L, csock_socket *s, int kind) {
-  if (buf_len(&s->rbuf) == 0 && kind != K_CHUNK) {
+  if (buf_len(s->rbuf) == 0 && kind != K_CHUNK) {
     lua_settop(L, 0);
     lua_pushnil(L);
     lua_pushliteral(L, "closed");
@@ -636,21 +636,25 @@ static int http_k(lua_State *L, int status, lua_KContext ctx);
 
 static int http_step(lua_State *L, csock_socket *s, int status, lua_KContext ctx) {
   int kind = CTX_KIND(ctx), e = 0;
+  /* first pass: a chunk's timeout, or an idle connection's, is argument 2; a head's is 3 */
+  double deadline = status == LUA_OK
+                        ? deadline_in(L, s, kind == K_CHUNK || (ctx & CTX_IDLE) ? 2 : 3)
+                        : loop_op_deadline(L);
   scan local;
   scan *sc = scan_state(L, &local);
   if (status == LUA_YIELD) e = loop_woken(L);
   if (e == 0 && s->fd < 0) e = EBADF;
   while (e == 0) {
-    if (buf_len(&s->rbuf) > 0) {
+    if (buf_len(s->rbuf) > 0) {
       if (ctx & CTX_IDLE) { /* the first byte came: the head has its own time from now on */
         ctx &= ~(lua_KContext)CTX_IDLE;
-        s->rdeadline = deadline_in(L, s, 3);
+        deadline = deadline_in(L, s, 3);
       }
       int n = attempt(L, s, kind, sc);
       if (n > 0) return n;
     }
     if (s->eof) return at_eof(L, s, kind);
-    int r = stream_fill(s, buf_len(&s->rbuf));
+    int r = stream_fill(s, buf_len(s->rbuf));
     if (r >= 0) continue;
     if (r != -EAGAIN && r != -XPORT_WANT_WRITE) { /* a TLS read may have to write first */
       e = r;
@@ -658,10 +662,10 @@ static int http_step(lua_State *L, csock_socket *s, int status, lua_KContext ctx
     }
     sc = scan_save(L, sc);
     if (loop_waiting(&s->watch, CSOCK_READ) && loop_in_task(L))
-      loop_read_end(s); /* loop_wait raises busy */
-    e = loop_wait(L, &s->watch, r == -EAGAIN ? CSOCK_READ : CSOCK_WRITE, s->rdeadline, ctx, http_k);
+      loop_read_end(L, s); /* loop_wait raises busy */
+    e = loop_wait(L, &s->watch, r == -EAGAIN ? CSOCK_READ : CSOCK_WRITE, deadline, ctx, http_k);
   }
-  return io_failure(L, s, e, buf_len(&s->rbuf) > 0);
+  return io_failure(L, s, e, buf_len(s->rbuf) > 0);
 }
 
 /*
@@ -674,7 +678,7 @@ static int http_step(lua_State *L, csock_socket *s, int status, lua_KContext ctx
 static int http_k(lua_State *L, int status, lua_KContext ctx) {
   csock_socket *s = (csock_socket *)lua_touserdata(L, 1);
   int n = http_step(L, s, status, ctx);
-  loop_read_end(s);
+  loop_read_end(L, s);
   return n;
 }
 
@@ -714,8 +718,7 @@ static int http_start(lua_State *L, int kind) {
     check_timeout(L, 3);
     for (int i = 4; i <= 6; i++) check_limit(L, i);
   }
-  int idle = kind == K_REQ && buf_len(&s->rbuf) == 0;
-  s->rdeadline = deadline_in(L, s, idle ? 2 : 3);
+  int idle = kind == K_REQ && buf_len(s->rbuf) == 0;
   begin_read(L, s);
   return http_k(L, LUA_OK, kind | (idle ? CTX_IDLE : 0));
 }
@@ -729,7 +732,6 @@ static int http_chunk(lua_State *L) {
   lua_settop(L, 6);
   check_timeout(L, 2);
   for (int i = 4; i <= 6; i++) check_limit(L, i);
-  s->rdeadline = deadline_in(L, s, 2);
   begin_read(L, s);
   return http_k(L, LUA_OK, K_CHUNK);
 }

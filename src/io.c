@@ -2,13 +2,14 @@
 ** io.c - the direct socket calls that may wait: accept, connect, send,
 ** recv, sendto, recvfrom, write (buffered reading is read.c's).
 **
-** Each method checks its arguments, fixes the deadline of the operation
-** once, and calls its continuation directly with LUA_OK, the way
-** lbaselib's finishpcall is both called and resumed.  The continuation
-** tries the system call; on EAGAIN it calls loop_wait, which inside a task
-** yields (the continuation runs again when the loop resumes the task) and
-** outside the loop polls and returns.  All state that must survive a wait
-** lives on the Lua stack, in the socket, or in the lua_KContext.
+** Each method checks its arguments and calls its continuation directly
+** with LUA_OK, the way lbaselib's finishpcall is both called and resumed.
+** The continuation fixes the deadline of the operation on that first pass
+** (sock_op_deadline) and tries the system call; on EAGAIN it calls
+** loop_wait, which inside a task yields (the continuation runs again when
+** the loop resumes the task, and finds the deadline where the wait left
+** it) and outside the loop polls and returns.  All state that must survive
+** a wait lives on the Lua stack, in the socket, or in the lua_KContext.
 */
 #include <ctype.h>
 #include <errno.h>
@@ -37,13 +38,22 @@ static int accept_starved(int e) {
 
 static int accept_k(lua_State *L, int status, lua_KContext ctx);
 
-/* Stack: the listening socket s, the new socket c (closed until accept4 gives it a descriptor). */
+/*
+** Stack: the listening socket s, the new socket c (closed until accept4
+** gives it a descriptor), and after a pause the deadline: a pause's timer
+** takes the task's own, where a wait leaves the deadline (loop_op_deadline).
+*/
 static int accept_run(lua_State *L, csock_socket *s, csock_socket *c, int status,
                       lua_KContext ctx) {
+  double deadline = sock_op_deadline(L, s, status);
+  if (status == LUA_YIELD && (ctx & ACCEPT_BACKOFF)) { /* resumed from the pause */
+    deadline = lua_tonumber(L, 3);
+    lua_settop(L, 2);
+  }
   int e = stream_resumed(L, status, s);
   while (e == 0) {
     if (!loop_ready(&s->watch, CSOCK_READ)) {
-      e = loop_wait_shared(L, &s->watch, CSOCK_READ, s->rdeadline, ctx, accept_k);
+      e = loop_wait_shared(L, &s->watch, CSOCK_READ, deadline, ctx, accept_k);
       continue;
     }
     struct sockaddr_storage ss;
@@ -62,12 +72,14 @@ static int accept_run(lua_State *L, csock_socket *s, csock_socket *c, int status
     } else if (e == EAGAIN) {
       loop_blocked(&s->watch, CSOCK_READ);
       ctx &= ~(lua_KContext)ACCEPT_BACKOFF;
-      e = loop_wait_shared(L, &s->watch, CSOCK_READ, s->rdeadline, ctx, accept_k);
+      e = loop_wait_shared(L, &s->watch, CSOCK_READ, deadline, ctx, accept_k);
     } else if (accept_starved(e) && !(ctx & ACCEPT_BACKOFF)) {
       /* pause before reporting, so a server that retries at once does not
          spin at 100% CPU and its other tasks get to close descriptors */
       ctx |= ACCEPT_BACKOFF;
+      lua_pushnumber(L, deadline);
       e = loop_pause(L, ACCEPT_BACKOFF_S, ctx, accept_k);
+      lua_settop(L, 2); /* the pause returned (outside a task): the deadline stays here */
     } else {
       break;
     }
@@ -89,7 +101,6 @@ static int accept_start(lua_State *L, lua_KContext ctx) {
     }
     lua_settop(L, 1);
   }
-  s->rdeadline = sock_deadline(s);
   csock_socket *c =
       sock_push_from_method(L, s->family, s->type); /* owns the descriptor from birth */
   return accept_run(L, s, c, LUA_OK, ctx);
@@ -128,6 +139,7 @@ static int connected(lua_State *L, csock_socket *s) {
 /* Stack: socket, address arguments..., sockaddr userdata (top). */
 static int connect_k(lua_State *L, int status, lua_KContext ctx) {
   csock_socket *s = (csock_socket *)lua_touserdata(L, 1);
+  double deadline = sock_op_deadline(L, s, status);
   int e = stream_resumed(L, status, s);
   while (e == 0) {
     if (ctx == CONNECT_CHECK) {
@@ -141,7 +153,7 @@ static int connect_k(lua_State *L, int status, lua_KContext ctx) {
         e = errno;
         break;
       }
-      e = loop_wait(L, &s->watch, CSOCK_WRITE, s->wdeadline, ctx, connect_k);
+      e = loop_wait(L, &s->watch, CSOCK_WRITE, deadline, ctx, connect_k);
       continue;
     }
     socklen_t *len = (socklen_t *)lua_touserdata(L, -1);
@@ -150,10 +162,10 @@ static int connect_k(lua_State *L, int status, lua_KContext ctx) {
     e = errno;
     if (e == EINTR || e == EINPROGRESS || e == EALREADY) {
       ctx = CONNECT_CHECK; /* completion is reported through SO_ERROR */
-      e = loop_wait(L, &s->watch, CSOCK_WRITE, s->wdeadline, ctx, connect_k);
+      e = loop_wait(L, &s->watch, CSOCK_WRITE, deadline, ctx, connect_k);
     } else if (e == EAGAIN) { /* a unix listener's backlog is full: try again */
       ctx = CONNECT_RETRY;
-      e = loop_wait(L, &s->watch, CSOCK_WRITE, s->wdeadline, ctx, connect_k);
+      e = loop_wait(L, &s->watch, CSOCK_WRITE, deadline, ctx, connect_k);
     } else if (e == EISCONN && ctx != 0) {
       return connected(L, s);
     }
@@ -169,7 +181,6 @@ int io_connect(lua_State *L) {
   if (r == ADDR_LOOKUP) return resolve_then(L, 2, s->family, s->type, sock_deadline(s), io_connect);
   if (r != 0) return addr_pusherror(L, r);
   push_address_box(L, &ss, len);
-  s->wdeadline = sock_deadline(s);
   return connect_k(L, LUA_OK, 0);
 }
 
@@ -194,20 +205,21 @@ static int send_k(lua_State *L, int status, lua_KContext ctx) {
   csock_socket *s = (csock_socket *)lua_touserdata(L, 1);
   size_t n;
   const char *data = sub_range(L, &n);
+  double deadline = sock_op_deadline(L, s, status);
   int e = stream_resumed(L, status, s);
   while (e == 0) {
     if (!loop_ready(&s->watch, CSOCK_WRITE)) {
-      e = loop_wait(L, &s->watch, CSOCK_WRITE, s->wdeadline, ctx, send_k);
+      e = loop_wait(L, &s->watch, CSOCK_WRITE, deadline, ctx, send_k);
       continue;
     }
     sock_before_send(s);
     if (s->xport != NULL) {
-      long w = s->xport->send(s, data, n);
+      long w = s->xport->ops->send(s, data, n);
       if (w >= 0) {
         lua_pushinteger(L, w);
         return 1;
       }
-      e = stream_xport_wait(L, s, w, s->wdeadline, ctx, send_k);
+      e = stream_xport_wait(L, s, w, deadline, ctx, send_k);
       continue;
     }
     ssize_t w = send(s->fd, data, n, MSG_NOSIGNAL);
@@ -216,18 +228,17 @@ static int send_k(lua_State *L, int status, lua_KContext ctx) {
       lua_pushinteger(L, w);
       return 1;
     }
-    e = stream_again_or_fail(L, s, CSOCK_WRITE, errno, ctx, send_k);
+    e = stream_again_or_fail(L, s, CSOCK_WRITE, errno, deadline, ctx, send_k);
   }
   return stream_error(L, s, e);
 }
 
 int io_send(lua_State *L) {
-  csock_socket *s = sock_checkopen(L, 1);
+  sock_checkopen(L, 1);
   csock_checkstring(L, 2);
   csock_optinteger(L, 3, 1);
   csock_optinteger(L, 4, -1);
   lua_settop(L, 4);
-  s->wdeadline = sock_deadline(s);
   return send_k(L, LUA_OK, 0);
 }
 
@@ -240,16 +251,17 @@ static int sendto_k(lua_State *L, int status, lua_KContext ctx) {
   const char *data = lua_tolstring(L, 2, &n);
   socklen_t *len = (socklen_t *)lua_touserdata(L, -1);
   const struct sockaddr *sa = (const struct sockaddr *)(len + 1);
+  double deadline = sock_op_deadline(L, s, status);
   int e = stream_resumed(L, status, s);
   while (e == 0) {
     sock_before_send(s);
     if (s->xport != NULL) { /* a TLS stream is connected: the address goes unused, as in TCP */
-      long r = s->xport->send(s, data, n);
+      long r = s->xport->ops->send(s, data, n);
       if (r >= 0) {
         lua_pushinteger(L, r);
         return 1;
       }
-      e = stream_xport_wait(L, s, r, s->wdeadline, ctx, sendto_k);
+      e = stream_xport_wait(L, s, r, deadline, ctx, sendto_k);
       continue;
     }
     ssize_t w = sendto(s->fd, data, n, MSG_NOSIGNAL, sa, *len);
@@ -257,7 +269,7 @@ static int sendto_k(lua_State *L, int status, lua_KContext ctx) {
       lua_pushinteger(L, w);
       return 1;
     }
-    e = stream_again_or_fail(L, s, CSOCK_WRITE, errno, ctx, sendto_k);
+    e = stream_again_or_fail(L, s, CSOCK_WRITE, errno, deadline, ctx, sendto_k);
   }
   return stream_error(L, s, e);
 }
@@ -272,7 +284,6 @@ int io_sendto(lua_State *L) {
   if (r != 0) return addr_pusherror(L, r);
   lua_settop(L, s->family == AF_UNIX ? 3 : 4);
   push_address_box(L, &ss, len);
-  s->wdeadline = sock_deadline(s);
   return sendto_k(L, LUA_OK, 0);
 }
 
@@ -286,8 +297,8 @@ static lua_Integer check_size(lua_State *L, int idx, lua_Integer dflt) {
 
 /* Pushes up to want of the bytes read ahead into s's buffer, and consumes them. */
 static void push_buffered(lua_State *L, csock_socket *s, size_t want) {
-  size_t n = buf_len(&s->rbuf) < want ? buf_len(&s->rbuf) : want;
-  lua_pushlstring(L, buf_data(&s->rbuf), n);
+  size_t n = buf_len(s->rbuf) < want ? buf_len(s->rbuf) : want;
+  lua_pushlstring(L, buf_data(s->rbuf), n);
   buf_consume(&s->rbuf, n);
 }
 
@@ -304,7 +315,7 @@ static int recv_k(lua_State *L, int status, lua_KContext ctx) {
   size_t want = (size_t)ctx;
   int e = stream_resumed(L, status, s);
   if (e == 0) stream_check_not_busy(L, s);
-  if (e == 0 && buf_len(&s->rbuf) > 0) {
+  if (e == 0 && buf_len(s->rbuf) > 0) {
     push_buffered(L, s, want);
     return 1;
   }
@@ -313,9 +324,10 @@ static int recv_k(lua_State *L, int status, lua_KContext ctx) {
     return 1;
   }
   int eager = status == LUA_OK;
+  double deadline = sock_op_deadline(L, s, status);
   while (e == 0) {
     if (!eager && !loop_ready(&s->watch, CSOCK_READ)) {
-      e = loop_wait_shared(L, &s->watch, CSOCK_READ, s->rdeadline, ctx, recv_k);
+      e = loop_wait_shared(L, &s->watch, CSOCK_READ, deadline, ctx, recv_k);
       continue;
     }
     eager = 0;
@@ -323,13 +335,13 @@ static int recv_k(lua_State *L, int status, lua_KContext ctx) {
     char *p = buf_string_space(want, &room);
     size_t ask = want < room ? want : room;
     if (s->xport != NULL) {
-      long r = s->xport->recv(s, p, ask);
+      long r = s->xport->ops->recv(s, p, ask);
       if (r >= 0) {
         if (r == 0) s->eof = 1;
         buf_push_string(L, p, (size_t)r);
         return 1;
       }
-      e = stream_xport_wait(L, s, r, s->rdeadline, ctx, recv_k);
+      e = stream_xport_wait(L, s, r, deadline, ctx, recv_k);
       continue;
     }
     ssize_t r = recv(s->fd, p, ask, 0);
@@ -339,16 +351,15 @@ static int recv_k(lua_State *L, int status, lua_KContext ctx) {
       buf_push_string(L, p, (size_t)r);
       return 1;
     }
-    e = stream_again_or_fail(L, s, CSOCK_READ, errno, ctx, recv_k);
+    e = stream_again_or_fail(L, s, CSOCK_READ, errno, deadline, ctx, recv_k);
   }
   return stream_error(L, s, e);
 }
 
 int io_recv(lua_State *L) {
-  csock_socket *s = sock_checkopen(L, 1);
+  sock_checkopen(L, 1);
   lua_Integer n = check_size(L, 2, 65536);
   lua_settop(L, 1);
-  s->rdeadline = sock_deadline(s);
   return recv_k(L, LUA_OK, (lua_KContext)(n > INT_MAX ? INT_MAX : n));
 }
 
@@ -369,11 +380,12 @@ static int recvfrom_k(lua_State *L, int status, lua_KContext ctx) {
   size_t want = (size_t)ctx;
   int e = stream_resumed(L, status, s);
   if (e == 0) stream_check_not_busy(L, s);
-  if (e == 0 && buf_len(&s->rbuf) > 0) { /* a stream's buffered bytes first, like recv */
+  if (e == 0 && buf_len(s->rbuf) > 0) { /* a stream's buffered bytes first, like recv */
     push_buffered(L, s, want);
     push_peer(L, s);
     return 2;
   }
+  double deadline = sock_op_deadline(L, s, status);
   while (e == 0) {
     size_t room;
     char *p = buf_scratch(&room);
@@ -381,14 +393,14 @@ static int recvfrom_k(lua_State *L, int status, lua_KContext ctx) {
     socklen_t len = sizeof ss;
     memset(&ss, 0, sizeof ss);
     if (s->xport != NULL) { /* plaintext from the connected peer */
-      long x = s->xport->recv(s, p, want < room ? want : room);
+      long x = s->xport->ops->recv(s, p, want < room ? want : room);
       if (x >= 0) {
         if (x == 0) s->eof = 1;
         lua_pushlstring(L, p, (size_t)x);
         push_peer(L, s);
         return 2;
       }
-      e = stream_xport_wait(L, s, x, s->rdeadline, ctx, recvfrom_k);
+      e = stream_xport_wait(L, s, x, deadline, ctx, recvfrom_k);
       continue;
     }
     ssize_t r = recvfrom(s->fd, p, want < room ? want : room, 0, (struct sockaddr *)&ss, &len);
@@ -400,16 +412,15 @@ static int recvfrom_k(lua_State *L, int status, lua_KContext ctx) {
         addr_push_from_method(L, (struct sockaddr *)&ss, len);
       return 2;
     }
-    e = stream_again_or_fail(L, s, CSOCK_READ, errno, ctx, recvfrom_k);
+    e = stream_again_or_fail(L, s, CSOCK_READ, errno, deadline, ctx, recvfrom_k);
   }
   return stream_error(L, s, e);
 }
 
 int io_recvfrom(lua_State *L) {
-  csock_socket *s = sock_checkopen(L, 1);
+  sock_checkopen(L, 1);
   lua_Integer n = check_size(L, 2, 65536);
   lua_settop(L, 1);
-  s->rdeadline = sock_deadline(s);
   return recvfrom_k(L, LUA_OK, (lua_KContext)(n > INT_MAX ? INT_MAX : n));
 }
 
@@ -430,13 +441,14 @@ static long write_xport(csock_socket *s, const struct iovec *iov, int n) {
   size_t room, used = 0;
   char *block = buf_scratch(&room);
   if (room > XPORT_CHUNK) room = XPORT_CHUNK;
-  if (n == 1 || iov[0].iov_len >= room) return s->xport->send(s, iov[0].iov_base, iov[0].iov_len);
+  if (n == 1 || iov[0].iov_len >= room)
+    return s->xport->ops->send(s, iov[0].iov_base, iov[0].iov_len);
   for (int i = 0; i < n && used < room; i++) {
     size_t k = iov[i].iov_len < room - used ? iov[i].iov_len : room - used;
     memcpy(block + used, iov[i].iov_base, k);
     used += k;
   }
-  return s->xport->send(s, block, used);
+  return s->xport->ops->send(s, block, used);
 }
 
 /* Stack: socket, strings.  ctx counts the bytes already sent. */
@@ -444,6 +456,7 @@ static int write_k(lua_State *L, int status, lua_KContext ctx) {
   csock_socket *s = (csock_socket *)lua_touserdata(L, 1);
   size_t sent = (size_t)ctx;
   int top = lua_gettop(L);
+  double deadline = sock_op_deadline(L, s, status);
   int e = stream_resumed(L, status, s);
   while (e == 0) {
     struct iovec iov[IOV_BATCH];
@@ -466,7 +479,7 @@ static int write_k(lua_State *L, int status, lua_KContext ctx) {
       return 1;
     }
     if (!loop_ready(&s->watch, CSOCK_WRITE)) {
-      e = loop_wait(L, &s->watch, CSOCK_WRITE, s->wdeadline, (lua_KContext)sent, write_k);
+      e = loop_wait(L, &s->watch, CSOCK_WRITE, deadline, (lua_KContext)sent, write_k);
       continue;
     }
     ssize_t w;
@@ -477,7 +490,7 @@ static int write_k(lua_State *L, int status, lua_KContext ctx) {
         sent += (size_t)r;
         continue;
       }
-      e = stream_xport_wait(L, s, r, s->wdeadline, (lua_KContext)sent, write_k);
+      e = stream_xport_wait(L, s, r, deadline, (lua_KContext)sent, write_k);
       continue;
     }
     if (n == 1) {
@@ -500,7 +513,7 @@ static int write_k(lua_State *L, int status, lua_KContext ctx) {
       sent += (size_t)w;
       continue;
     }
-    e = stream_again_or_fail(L, s, CSOCK_WRITE, errno, (lua_KContext)sent, write_k);
+    e = stream_again_or_fail(L, s, CSOCK_WRITE, errno, deadline, (lua_KContext)sent, write_k);
   }
   return write_fail(L, s, e, sent);
 }
@@ -555,7 +568,6 @@ int io_write(lua_State *L) {
     }
   }
   for (int i = 2; i <= top; i++) write_arg_to_string(L, i);
-  s->wdeadline = sock_deadline(s);
   return write_k(L, LUA_OK, (lua_KContext)sent);
 }
 

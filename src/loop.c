@@ -205,6 +205,7 @@ void loop_wake_task(csock_task *t, int reason) {
   unlink_also(t); /* also for a task a cancel queued without a wait */
   if (t->state != T_WAITING) return;
   csock_loop *lp = t->loop;
+  double deadline = t->heap_pos ? task_deadline(t) : -1;
   csock_watch *w = wait_watch(t);
   if (w) {
     watch_unlink(t->wait_dir == CSOCK_READ ? &w->reader : &w->writer, t);
@@ -215,6 +216,7 @@ void loop_wake_task(csock_task *t, int reason) {
   if (t->heap_pos) heap_remove(lp, t);
   if (t->wait_kind == W_JOIN) unjoin(t);
   if (t->wait_kind == W_COND) waitlist_remove(t);
+  t->on.deadline = deadline; /* W_NONE now: for its continuation (loop_op_deadline) */
   t->wake = (unsigned char)-reason;
   enqueue(lp, t);
 }
@@ -368,7 +370,10 @@ static int wait_on(lua_State *L, csock_watch *w, int dir, double deadline, lua_K
   csock_task *t = loop_yieldable_task(L);
   if (t == NULL) return poll_wait(w, dir, deadline);
   csock_loop *lp = t->loop;
-  if (t->cancel) return loop_yield_ready(L, t, ctx, k);
+  if (t->cancel) {
+    t->on.deadline = deadline; /* for k (loop_op_deadline), as loop_wake_task leaves it */
+    return loop_yield_ready(L, t, ctx, k);
+  }
   if (deadline >= 0 && deadline <= csock_now()) return -ETIMEDOUT;
   csock_task **slot = dir == CSOCK_READ ? &w->reader : &w->writer;
   csock_task *head = *slot;
@@ -392,6 +397,18 @@ static int wait_on(lua_State *L, csock_watch *w, int dir, double deadline, lua_K
   t->state = T_WAITING;
   t->wake = 0;
   return lua_yieldk(L, 0, ctx, k);
+}
+
+/*
+** The deadline of the operation a continuation resumes: the one its last
+** wait was given.  A socket does not keep its operations' deadlines
+** (every idle connection would pay for them): a task runs one operation
+** at a time, and loop_wake_task leaves the deadline of the wait it ends in
+** the task's `on`, which a running task does not use.
+*/
+double loop_op_deadline(lua_State *L) {
+  csock_task *t = loop_current_task(L);
+  return t != NULL ? t->on.deadline : -1;
 }
 
 int loop_wait(lua_State *L, csock_watch *w, int dir, double deadline, lua_KContext ctx,
@@ -468,29 +485,63 @@ void loop_after_fork(void) {
 ** until loop_read_end, any other read of s -- another task's, or one that
 ** a finalizer run by the read's own allocations makes -- must fail as
 ** busy, or it would move the bytes under the cursor.  When a task reads,
-** the flag is the task's: a task that ends part-way (cancelled while it
-** waits, failed) gives it back.  Outside a task only a memory error raised
-** part-way could leave it set; the socket then stays busy, which is safe.
+** the flag is the task's (read_sock): a task that ends part-way
+** (cancelled while it waits, failed) gives it back.  The socket does not
+** point back at its reader (every idle connection would pay for it):
+** the read ends in its own task, which loop_current_task finds, and a
+** close finds the reader with loop_read_abandon.  Outside a task only a
+** memory error raised part-way could leave the flag set; the socket then
+** stays busy, which is safe.
 */
 void loop_read_begin(lua_State *L, csock_socket *s) {
   s->rbusy = 1;
   csock_task *t = loop_current_task(L);
-  if (t != NULL && t->read_sock == NULL) {
-    s->rowner = t;
-    t->read_sock = s;
-  }
+  if (t != NULL && t->read_sock == NULL) t->read_sock = s;
 }
 
-void loop_read_end(csock_socket *s) {
+/* Lets go of s's read: the flag, the cursor, and the task's hold. */
+static void read_release(csock_task *t, csock_socket *s) {
   s->rbusy = 0;
-  if (s->rowner != NULL && s->rowner->read_sock == s) s->rowner->read_sock = NULL;
-  s->rowner = NULL;
-  s->rpos = 0;
+  buf_rewind(s->rbuf);
+  if (t != NULL && t->read_sock == s) t->read_sock = NULL;
 }
+
+/* The read under way on s ends; L is the thread that read. */
+void loop_read_end(lua_State *L, csock_socket *s) { read_release(loop_current_task(L), s); }
 
 /* t ends with a read under way: the socket is free for others again. */
 static void drop_read(csock_task *t) {
-  if (t->read_sock != NULL) loop_read_end(t->read_sock);
+  if (t->read_sock != NULL) read_release(t, t->read_sock);
+}
+
+/* Whether t holds s's read, and if so lets go of it. */
+static int release_if_reader(csock_task *t, csock_socket *s) {
+  if (t == NULL || t->read_sock != s) return 0;
+  read_release(t, s);
+  return 1;
+}
+
+static int release_reader_of(csock_task *t, void *s) {
+  return release_if_reader(t, (csock_socket *)s);
+}
+
+/*
+** s closes with its read flag set, from any thread of the state: the task
+** that holds the read lets go of it.  That task is mostly at hand: the one
+** running (a finalizer its read ran closes s), or the one waiting on s
+** (for a TLS read, maybe to write).  Otherwise it is one that was woken
+** and has not run yet -- its read then sees the socket closed and lets go
+** itself -- or one whose read an error ended (a memory error caught by
+** pcall), which would hold s until it ends: every task is searched then,
+** rarely, so that none keeps a pointer the collector may free.
+*/
+void loop_read_abandon(lua_State *L, csock_socket *s) {
+  if (release_if_reader(loop_current_task(L), s) || release_if_reader(s->watch.reader, s) ||
+      release_if_reader(s->watch.writer, s))
+    return;
+  for (csock_loop *lp = loops; lp != NULL; lp = lp->next_loop)
+    if (visit_tasks(L, lp, release_reader_of, s)) return;
+  read_release(NULL, s);
 }
 
 /*

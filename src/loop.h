@@ -67,6 +67,7 @@ typedef struct csock_task {
     csock_watch *watch;       /* W_WATCH: the descriptor waited on */
     struct csock_task *task;  /* W_JOIN: the task waited for */
     csock_waitlist *waitlist; /* W_COND: the condition waited on (cond.c) */
+    double deadline; /* W_NONE, woken: the deadline of the wait that ended (loop_op_deadline) */
   } on;
   union {
     struct csock_task *next_joiner;  /* W_JOIN: the next of on.task's joiners */

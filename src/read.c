@@ -2,8 +2,8 @@
 ** read.c - buffered reading: read (the formats of file:read, and counts read
 ** straight into their string), lines, and the numeral scanner.
 **
-** The read-cursor rule: a read takes bytes at s->rpos from the buffer's
-** head and consumes them only when the whole read has succeeded, so a read
+** The read-cursor rule: a read takes bytes at the buffer's cursor (from its
+** head) and consumes them only when the whole read has succeeded, so a read
 ** that fails, times out or is cancelled part-way leaves every byte for the
 ** next call; while it runs the socket is marked busy (loop_read_begin), so
 ** no other reader -- a task, or a finalizer its own allocations ran -- can
@@ -24,36 +24,24 @@
 enum { FMT_PUSHED, FMT_NEED, FMT_EOF, FMT_FAIL, FMT_TOOLONG };
 
 /*
-** The formats of one read take bytes at s->rpos (from the buffer's head)
-** and consume them only when the whole read succeeds, so a read that
-** fails or times out part-way leaves every byte in the buffer.
+** The formats of one read take bytes at the buffer's cursor (from its
+** head) and consume them only when the whole read succeeds, so a read
+** that fails or times out part-way leaves every byte in the buffer.
 */
-static const char *unread(const csock_socket *s, size_t *len) {
-  *len = buf_len(&s->rbuf) - s->rpos;
-  return buf_data(&s->rbuf) + s->rpos;
-}
+static const char *unread(const csock_socket *s, size_t *len) { return buf_unread(s->rbuf, len); }
 
-static void take(csock_socket *s, size_t n) {
-  s->rpos += n;
-  s->rbuf.scanned = 0;
-}
+static void take(csock_socket *s, size_t n) { buf_take(s->rbuf, n); }
 
 /* Starts a read at the buffer's head (also what a failed read goes back to). */
-static void read_begin(csock_socket *s) {
-  s->rpos = 0;
-  s->rbuf.scanned = 0;
-}
+static void read_begin(csock_socket *s) { buf_rewind(s->rbuf); }
 
 /* The read succeeded: the bytes its formats took leave the buffer. */
-static void read_commit(csock_socket *s) {
-  if (s->fd >= 0) buf_consume(&s->rbuf, s->rpos);
-  read_begin(s);
-}
+static void read_commit(csock_socket *s) { buf_consume_taken(&s->rbuf); }
 
 static int read_line(lua_State *L, csock_socket *s, int chop) {
   size_t len;
   const char *data = unread(s, &len);
-  size_t from = s->rbuf.scanned;
+  size_t from = buf_scanned(s->rbuf);
   const char *nl = len > from ? memchr(data + from, '\n', len - from) : NULL;
   if (nl != NULL) {
     size_t n = (size_t)(nl - data);
@@ -62,7 +50,7 @@ static int read_line(lua_State *L, csock_socket *s, int chop) {
     take(s, n + 1);
     return FMT_PUSHED;
   }
-  s->rbuf.scanned = len;
+  buf_set_scanned(s->rbuf, len);
   if (len > s->maxline) return FMT_TOOLONG;
   if (!s->eof) return FMT_NEED;
   if (len == 0) return FMT_EOF;
@@ -144,7 +132,7 @@ static size_t numeral_end(const char *d, size_t len, size_t i) {
 
 /*
 ** read("n"): blanks, then a numeral as a number; FMT_FAIL (a nil) if it is
-** not one.  The blanks seen so far are kept in rbuf.scanned, so a peer
+** not one.  The blanks seen so far are kept as the buffer's scanned bytes, so a peer
 ** that trickles them is not rescanned from the start at every fill, and
 ** more of them than maxline fail as an over-long line would: they are
 ** buffered until the read ends, and the buffer must not grow unbounded.
@@ -152,10 +140,10 @@ static size_t numeral_end(const char *d, size_t len, size_t i) {
 static int read_number(lua_State *L, csock_socket *s) {
   size_t len;
   const char *data = unread(s, &len);
-  size_t start = s->rbuf.scanned < len ? s->rbuf.scanned : len;
+  size_t start = buf_scanned(s->rbuf) < len ? buf_scanned(s->rbuf) : len;
   while (start < len && isspace((unsigned char)data[start])) start++;
   if (start > s->maxline) return FMT_TOOLONG;
-  s->rbuf.scanned = start;
+  buf_set_scanned(s->rbuf, start);
   size_t end = numeral_end(data, len, start);
   if (end == len && !s->eof && end - start <= MAXNUMERAL) return FMT_NEED; /* may go on */
   if (end == start && start == len) return FMT_EOF;
@@ -251,6 +239,7 @@ static size_t fill_hint(lua_State *L, const csock_socket *s, int letter, int idx
 static int read_formats(lua_State *L, csock_socket *s, int status, lua_KContext ctx, int *err,
                         lua_KFunction k) {
   int nfmt = CTX_NFMT(ctx), letter = CTX_LETTER(ctx);
+  double deadline = sock_op_deadline(L, s, status);
   int e = stream_resumed(L, status, s);
   while (e == 0) {
     int done = lua_gettop(L) - 1 - nfmt;
@@ -264,7 +253,7 @@ static int read_formats(lua_State *L, csock_socket *s, int status, lua_KContext 
     if (done >= nfmt || r == FMT_EOF || r == FMT_FAIL) {
       if (r == FMT_EOF || r == FMT_FAIL) lua_pushnil(L);
       read_commit(s);
-      loop_read_end(s);
+      loop_read_end(L, s);
       return READ_DONE;
     }
     if (r == FMT_PUSHED) continue;
@@ -272,10 +261,10 @@ static int read_formats(lua_State *L, csock_socket *s, int status, lua_KContext 
       e = -EMSGSIZE;
       break;
     }
-    e = stream_fill_or_wait(L, s, fill_hint(L, s, letter, 2 + done), ctx, k);
+    e = stream_fill_or_wait(L, s, fill_hint(L, s, letter, 2 + done), deadline, ctx, k);
   }
   read_begin(s);
-  loop_read_end(s);
+  loop_read_end(L, s);
   *err = e < 0 ? -e : e;
   return READ_ERROR;
 }
@@ -304,16 +293,22 @@ static int read_k(lua_State *L, int status, lua_KContext ctx) {
 
 /*
 ** read("l"/"L") whose line is already in the buffer: the common case of a
-** request parser, answered without the general machinery.
+** request parser, answered without the general machinery (no cursor: the
+** line is consumed at once).  0 for anything else -- no newline yet, a
+** line over maxline, the last line at end of stream -- which the general
+** path then decides as it always does.
 */
 static int read_buffered_line(lua_State *L, csock_socket *s, int letter) {
-  if ((letter != 'l' && letter != 'L') || buf_len(&s->rbuf) == 0) return 0;
-  read_begin(s);
+  if (letter != 'l' && letter != 'L') return 0;
+  size_t len = buf_len(s->rbuf);
+  const char *data = buf_data(s->rbuf);
+  const char *nl = len > 0 ? memchr(data, '\n', len) : NULL;
+  if (nl == NULL || (size_t)(nl - data) > s->maxline) return 0;
+  size_t n = (size_t)(nl - data);
   s->rbusy = 1; /* for the finalizers the string's allocation may run */
-  int r = read_line(L, s, letter == 'l');
+  lua_pushlstring(L, data, letter == 'l' ? n : n + 1);
   s->rbusy = 0;
-  if (r != FMT_PUSHED) return 0;
-  read_commit(s);
+  buf_consume(&s->rbuf, n + 1); /* nothing to take if a finalizer closed s meanwhile */
   return 1;
 }
 
@@ -328,7 +323,7 @@ static int read_buffered_line(lua_State *L, csock_socket *s, int letter) {
 ** cannot keep it.  -errno when recv fails (what came stays in the buffer).
 */
 static int read_count_direct(lua_State *L, csock_socket *s) {
-  if (lua_type(L, 2) != LUA_TNUMBER || s->type != SOCK_STREAM || s->eof || buf_len(&s->rbuf) > 0 ||
+  if (lua_type(L, 2) != LUA_TNUMBER || s->type != SOCK_STREAM || s->eof || buf_len(s->rbuf) > 0 ||
       s->xport != NULL || !loop_ready(&s->watch, CSOCK_READ))
     return 0;
   lua_Integer n = lua_tointeger(L, 2);
@@ -360,7 +355,7 @@ static int read_count_direct(lua_State *L, csock_socket *s) {
     char *keep = buf_reserve(&s->rbuf, (size_t)n, &avail);
     if (keep == NULL) return luaL_error(L, "not enough memory");
     memcpy(keep, p, got);
-    buf_commit(&s->rbuf, got);
+    buf_commit(s->rbuf, got);
   }
   return -err;
 }
@@ -373,7 +368,6 @@ static int read_count_direct(lua_State *L, csock_socket *s) {
 static int read_one_letter(lua_State *L, csock_socket *s, int nfmt, int letter) {
   if (read_buffered_line(L, s, letter)) return 1;
   if (nfmt == 0) lua_pushliteral(L, "l"); /* the stack holds one format, as read_k expects */
-  s->rdeadline = sock_deadline(s);
   read_begin(s);
   loop_read_begin(L, s);
   return read_run(L, s, LUA_OK, CTX_MAKE(1, letter));
@@ -390,7 +384,6 @@ static int read_method(lua_State *L) {
   csock_argcheck(L, nfmt <= 250, 252, "too many formats");
   check_formats(L, 2, 1 + nfmt);
   luaL_checkstack(L, nfmt + LUA_MINSTACK, "too many formats");
-  s->rdeadline = sock_deadline(s);
   read_begin(s);
   if (nfmt == 1) {
     int direct = read_count_direct(L, s);
@@ -422,7 +415,6 @@ static int lines_iter(lua_State *L) {
   stream_check_not_busy(L, s);
   for (int i = 1; i <= nfmt; i++) lua_pushvalue(L, lua_upvalueindex(2 + i));
   if (nfmt == 1 && read_buffered_line(L, s, letter_at(L, 2))) return 1;
-  s->rdeadline = sock_deadline(s);
   read_begin(s);
   loop_read_begin(L, s);
   return lines_k(L, LUA_OK, read_context(L, nfmt));

@@ -20,7 +20,7 @@
 ** as ready, so the caller's next call sees it.
 */
 static int ready_now(csock_socket *s, int dir) {
-  if (dir == CSOCK_READ && (buf_len(&s->rbuf) > 0 || s->eof)) return 1;
+  if (dir == CSOCK_READ && (buf_len(s->rbuf) > 0 || s->eof)) return 1;
   struct pollfd p;
   p.fd = s->fd;
   p.events = dir == CSOCK_READ ? POLLIN : POLLOUT;
@@ -87,6 +87,6 @@ int ready_wait(lua_State *L) {
    without a system call (0 on a closed socket). */
 int ready_pending(lua_State *L) {
   csock_socket *s = sock_check(L, 1);
-  lua_pushinteger(L, s->fd < 0 ? 0 : (lua_Integer)buf_len(&s->rbuf));
+  lua_pushinteger(L, s->fd < 0 ? 0 : (lua_Integer)buf_len(s->rbuf));
   return 1;
 }

@@ -9,7 +9,7 @@
 ** same copy is the fallback when the kernel refuses sendfile for the file
 ** (EINVAL, ENOSYS: a file system without it).
 **
-** It waits as write does (io.c): the deadline is fixed once, EAGAIN waits
+** It waits as write does (io.c): the deadline is fixed on the first pass, EAGAIN waits
 ** for the socket, and all that must survive a wait is on the Lua stack and
 ** in the lua_KContext.  The file's own position is neither used nor moved:
 ** every read gives its offset.
@@ -125,7 +125,7 @@ static long copy_step(csock_socket *s, int fd, off_t off, size_t left) {
     got = pread(fd, p, left < room ? left : room, off);
   } while (got < 0 && errno == EINTR);
   if (got <= 0) return got < 0 ? -errno : 0;
-  if (s->xport != NULL) return s->xport->send(s, p, (size_t)got);
+  if (s->xport != NULL) return s->xport->ops->send(s, p, (size_t)got);
   ssize_t w = send(s->fd, p, (size_t)got, MSG_NOSIGNAL);
   if (w < 0) return -errno;
   if (w < got) loop_blocked(&s->watch, CSOCK_WRITE);
@@ -167,12 +167,13 @@ static int sendfile_k(lua_State *L, int status, lua_KContext ctx) {
   csock_socket *s = (csock_socket *)lua_touserdata(L, SF_SOCK);
   off_t offset = (off_t)lua_tointeger(L, SF_OFFSET);
   size_t count = (size_t)lua_tointeger(L, SF_COUNT);
+  double deadline = sock_op_deadline(L, s, status);
   int e = stream_resumed(L, status, s);
   while (e == 0) {
     size_t sent = (size_t)(ctx >> 1);
     if (sent >= count) return sendfile_result(L, s, 0, sent);
     if (!loop_ready(&s->watch, CSOCK_WRITE)) {
-      e = loop_wait(L, &s->watch, CSOCK_WRITE, s->wdeadline, ctx, sendfile_k);
+      e = loop_wait(L, &s->watch, CSOCK_WRITE, deadline, ctx, sendfile_k);
       continue;
     }
     int fd = source_fd(L);
@@ -191,9 +192,9 @@ static int sendfile_k(lua_State *L, int status, lua_KContext ctx) {
     } else if (r == -EBADF) { /* a descriptor closed behind csock's back: which one? */
       e = fcntl(fd, F_GETFD) < 0 ? EBADF : -EBADF;
     } else if (s->xport != NULL) {
-      e = stream_xport_wait(L, s, r, s->wdeadline, ctx, sendfile_k);
+      e = stream_xport_wait(L, s, r, deadline, ctx, sendfile_k);
     } else {
-      e = stream_again_or_fail(L, s, CSOCK_WRITE, (int)-r, ctx, sendfile_k);
+      e = stream_again_or_fail(L, s, CSOCK_WRITE, (int)-r, deadline, ctx, sendfile_k);
     }
   }
   return sendfile_result(L, s, e, (size_t)(ctx >> 1));
@@ -243,7 +244,7 @@ static int check_range(lua_State *L, int fd, lua_Integer offset) {
 }
 
 static int io_sendfile(lua_State *L) {
-  csock_socket *s = sock_checkopen(L, SF_SOCK);
+  sock_checkopen(L, SF_SOCK);
   csock_checkany(L, SF_FILE);
   lua_Integer offset = csock_optinteger(L, SF_OFFSET, 0);
   csock_argcheck(L, offset >= 0, SF_OFFSET, "offset must not be negative");
@@ -262,7 +263,6 @@ static int io_sendfile(lua_State *L) {
     source_done(L);
     return csock_failure(L, e);
   }
-  s->wdeadline = sock_deadline(s);
   return sendfile_k(L, LUA_OK, 0);
 }
 

@@ -44,9 +44,9 @@ static csock_socket *sock_alloc(lua_State *L, int family, int type) {
   csock_socket *s = (csock_socket *)lua_newuserdatauv(L, sizeof *s, 0);
   memset(s, 0, sizeof *s);
   s->token = &socket_token;
-  loop_watch_init(&s->watch); /* closed: fd -1 */
-  s->family = family;
-  s->type = type;
+  loop_watch_init(&s->watch);        /* closed: fd -1 */
+  s->family = (unsigned char)family; /* AF_INET, AF_INET6 or AF_UNIX */
+  s->type = (unsigned char)type;     /* SOCK_STREAM, SOCK_DGRAM or SOCK_SEQPACKET */
   s->timeout = -1;
   s->maxline = CSOCK_MAXLINE_DEFAULT;
   s->born = workers_forks();
@@ -104,15 +104,24 @@ double sock_deadline(const csock_socket *s) {
 }
 
 /*
+** The deadline of the operation a method's continuation runs: on its first
+** pass (status LUA_OK, called by the method) the operation starts now;
+** resumed after a wait, it is the one that wait was given, which the loop
+** keeps for the task (loop_op_deadline).
+*/
+double sock_op_deadline(lua_State *L, const csock_socket *s, int status) {
+  return status == LUA_OK ? sock_deadline(s) : loop_op_deadline(L);
+}
+
+/*
 ** Closes s: the loop forgets it and wakes its waiters first (they will see
 ** the socket closed), then the descriptor goes.  Harmless when closed.
 */
 int sock_close(lua_State *L, csock_socket *s) {
-  (void)L;
   if (s->fd < 0) return 0;
-  loop_read_end(s); /* a read under way fails at its next step (fd < 0) */
+  if (s->rbusy) loop_read_abandon(L, s); /* a read under way fails at its next step (fd < 0) */
   loop_forget(&s->watch, s->inherited || s->born != workers_forks());
-  if (s->xport != NULL) s->xport->close(s); /* a close_notify needs the descriptor */
+  if (s->xport != NULL) s->xport->ops->close(s); /* a close_notify needs the descriptor */
   int fd = s->fd;
   s->fd = -1;
   buf_free(&s->rbuf);
@@ -199,7 +208,7 @@ static int sock_shutdown(lua_State *L) {
     how = (int)h;
   }
   if (how != SHUT_RD && s->xport != NULL) { /* the peer reads close_notify, then the FIN */
-    int r = s->xport->shutdown(s);
+    int r = s->xport->ops->shutdown(s);
     if (r < 0) return csock_failure(L, r);
   }
   if (shutdown(s->fd, how) < 0) return csock_failure(L, errno);

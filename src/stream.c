@@ -25,7 +25,7 @@ int stream_resumed(lua_State *L, int status, csock_socket *s) {
 int stream_error(lua_State *L, const csock_socket *s, int err) {
   if (err < 0) err = -err;
   if (err == EBADF) return csock_failmsg(L, "socket closed", EBADF);
-  const char *msg = s->xport != NULL ? s->xport->message(s, err) : NULL;
+  const char *msg = s->xport != NULL ? s->xport->ops->message(s, err) : NULL;
   if (msg != NULL) return csock_failmsg(L, msg, err);
   return csock_failure(L, err);
 }
@@ -48,15 +48,15 @@ void stream_check_not_busy(lua_State *L, const csock_socket *s) {
 ** the direction drained and waits; in a task the wait yields and k runs
 ** when the task is resumed.
 */
-int stream_again_or_fail(lua_State *L, csock_socket *s, int dir, int e, lua_KContext ctx,
-                         lua_KFunction k) {
+int stream_again_or_fail(lua_State *L, csock_socket *s, int dir, int e, double deadline,
+                         lua_KContext ctx, lua_KFunction k) {
   if (e == EINTR) return 0;
   if (e != EAGAIN) return e;
   loop_blocked(&s->watch, dir);
   /* recv and recvfrom (the reads here) take whole results, so tasks may
      wait in them side by side; a write's bytes must not interleave */
-  if (dir == CSOCK_READ) return loop_wait_shared(L, &s->watch, dir, s->rdeadline, ctx, k);
-  return loop_wait(L, &s->watch, dir, s->wdeadline, ctx, k);
+  if (dir == CSOCK_READ) return loop_wait_shared(L, &s->watch, dir, deadline, ctx, k);
+  return loop_wait(L, &s->watch, dir, deadline, ctx, k);
 }
 
 /*
@@ -72,12 +72,12 @@ int stream_xport_wait(lua_State *L, csock_socket *s, long r, double deadline, lu
 
 /* fill through a transport: -EAGAIN to wait to read, -XPORT_WANT_WRITE to write. */
 static int fill_xport(csock_socket *s, char *p, size_t avail) {
-  long r = s->xport->recv(s, p, avail);
+  long r = s->xport->ops->recv(s, p, avail);
   if (r > 0) {
-    buf_commit(&s->rbuf, (size_t)r);
+    buf_commit(s->rbuf, (size_t)r);
     return (int)r;
   }
-  if (buf_len(&s->rbuf) == 0) buf_consume(&s->rbuf, 0); /* give the block back */
+  if (buf_len(s->rbuf) == 0) buf_consume(&s->rbuf, 0); /* give the block back */
   if (r == 0) s->eof = 1;
   return r == -XPORT_WANT_READ ? -EAGAIN : (int)r;
 }
@@ -100,18 +100,18 @@ int stream_fill(csock_socket *s, size_t want) {
     ssize_t r = recv(s->fd, p, avail, 0);
     if (r > 0) {
       if ((size_t)r < avail && s->type == SOCK_STREAM) loop_drained(&s->watch);
-      buf_commit(&s->rbuf, (size_t)r);
+      buf_commit(s->rbuf, (size_t)r);
       return (int)(r > INT_MAX ? INT_MAX : r);
     }
     if (r == 0) {
       s->eof = 1;
-      if (buf_len(&s->rbuf) == 0) buf_consume(&s->rbuf, 0); /* give the block back */
+      if (buf_len(s->rbuf) == 0) buf_consume(&s->rbuf, 0); /* give the block back */
       return 0;
     }
     if (errno != EINTR) {
       int e = errno;
       if (e == EAGAIN) loop_blocked(&s->watch, CSOCK_READ);
-      if (buf_len(&s->rbuf) == 0) buf_consume(&s->rbuf, 0);
+      if (buf_len(s->rbuf) == 0) buf_consume(&s->rbuf, 0);
       return -e;
     }
   }
@@ -124,14 +124,14 @@ int stream_fill(csock_socket *s, size_t want) {
 ** reader about to wait while another task waits in recv lets go of the
 ** socket and its cursor first: loop_wait then raises "busy".
 */
-int stream_fill_or_wait(lua_State *L, csock_socket *s, size_t want, lua_KContext ctx,
-                        lua_KFunction k) {
+int stream_fill_or_wait(lua_State *L, csock_socket *s, size_t want, double deadline,
+                        lua_KContext ctx, lua_KFunction k) {
   int e = stream_fill(s, want);
   if (e > 0 || (e == 0 && s->eof)) return 0;
   if (e != -EAGAIN && e != -XPORT_WANT_WRITE) return e;
   if (loop_waiting(&s->watch, CSOCK_READ) && loop_in_task(L)) {
-    s->rbuf.scanned = 0;
-    loop_read_end(s); /* and the cursor goes back to the buffer's head */
+    buf_set_scanned(s->rbuf, 0);
+    loop_read_end(L, s); /* and the cursor goes back to the buffer's head */
   }
-  return loop_wait(L, &s->watch, e == -EAGAIN ? CSOCK_READ : CSOCK_WRITE, s->rdeadline, ctx, k);
+  return loop_wait(L, &s->watch, e == -EAGAIN ? CSOCK_READ : CSOCK_WRITE, deadline, ctx, k);
 }

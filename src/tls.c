@@ -422,6 +422,7 @@ int tls_context(lua_State *L) {
 ** below 4 GiB).
 */
 struct csock_tls {
+  csock_xport base; /* first: the socket's xport points here */
   SSL *ssl;
   char *pre;  /* bytes read ahead before starttls: the peer's first TLS bytes */
   char *pend; /* plaintext OpenSSL made a record of and must be given again */
@@ -435,6 +436,9 @@ struct csock_tls {
   unsigned dead : 1;  /* a fatal error: no close_notify, no more records */
   unsigned check : 1; /* the peer's certificate is verified (tlsinfo.verified) */
 };
+
+/* s's TLS state, or NULL: TLS is the one transport, so s->xport is a csock_tls when set. */
+static struct csock_tls *tls_of(const csock_socket *s) { return (struct csock_tls *)s->xport; }
 
 static int bio_create(BIO *b) {
   BIO_set_init(b, 1);
@@ -534,7 +538,7 @@ static long tls_dead(struct csock_tls *t, const char *why) {
 
 /* The message of a failure the transport reported: OpenSSL's reason for EPROTO. */
 static const char *tls_message(const csock_socket *s, int err) {
-  const struct csock_tls *t = s->tls;
+  const struct csock_tls *t = tls_of(s);
   if (err != EPROTO || t == NULL || !t->dead) return NULL;
   return t->why != NULL ? t->why : "TLS failed on this socket";
 }
@@ -545,7 +549,7 @@ static const char *tls_message(const csock_socket *s, int err) {
 ** peer's close_notify, or at its plain FIN, is the end of the stream.
 */
 static long tls_failed(csock_socket *s, int ssl_err, int reading) {
-  struct csock_tls *t = s->tls;
+  struct csock_tls *t = tls_of(s);
   switch (ssl_err) {
     case SSL_ERROR_WANT_READ: loop_blocked(&s->watch, CSOCK_READ); return -XPORT_WANT_READ;
     case SSL_ERROR_WANT_WRITE: loop_blocked(&s->watch, CSOCK_WRITE); return -XPORT_WANT_WRITE;
@@ -566,7 +570,7 @@ static long tls_failed(csock_socket *s, int ssl_err, int reading) {
 #define TLS_RETRIES 8
 
 static long tls_recv(csock_socket *s, char *p, size_t n) {
-  struct csock_tls *t = s->tls;
+  struct csock_tls *t = tls_of(s);
   if (t->dead) return -EPROTO;
   for (int i = 0;; i++) {
     size_t got = 0;
@@ -582,7 +586,7 @@ static long tls_recv(csock_socket *s, char *p, size_t n) {
 
 /* Gives OpenSSL the bytes of its pending record again: 0 once all went. */
 static long tls_flush(csock_socket *s) {
-  struct csock_tls *t = s->tls;
+  struct csock_tls *t = tls_of(s);
   while (t->pend_len > 0) {
     size_t w = 0;
     ERR_clear_error();
@@ -604,7 +608,7 @@ static long tls_flush(csock_socket *s) {
 ** here and counted as sent, as the kernel counts what enters its buffer.
 */
 static long tls_send(csock_socket *s, const char *p, size_t n) {
-  struct csock_tls *t = s->tls;
+  struct csock_tls *t = tls_of(s);
   if (t->dead) return -EPROTO;
   /* after shutdown("w"), as on a plain socket; SSL_write would fail the session */
   if (t->done && (SSL_get_shutdown(t->ssl) & SSL_SENT_SHUTDOWN)) return -EPIPE;
@@ -631,7 +635,7 @@ static long tls_send(csock_socket *s, const char *p, size_t n) {
 
 /* Frees s's TLS state after one non-blocking close_notify; s stays open. */
 static void tls_close(csock_socket *s) {
-  struct csock_tls *t = s->tls;
+  struct csock_tls *t = tls_of(s);
   if (t == NULL) return;
   ERR_clear_error();
   if (t->done && !t->dead && t->pend_len == 0) SSL_shutdown(t->ssl);
@@ -641,13 +645,12 @@ static void tls_close(csock_socket *s) {
   free(t->pend);
   free(t->why);
   free(t);
-  s->tls = NULL;
   s->xport = NULL;
 }
 
 /* shutdown("w"): the close_notify, once; 0 or -errno. */
 static int tls_shutdown(csock_socket *s) {
-  struct csock_tls *t = s->tls;
+  struct csock_tls *t = tls_of(s);
   if (t == NULL || !t->done || t->dead) return 0;
   if (SSL_get_shutdown(t->ssl) & SSL_SENT_SHUTDOWN) return 0;
   ERR_clear_error();
@@ -704,17 +707,17 @@ static int tls_attach(csock_socket *s, const tls_ctx *c, const char *host, const
     if (o->alpn != NULL && SSL_set_alpn_protos(ssl, o->alpn, (unsigned)o->alpn_len) != 0) goto fail;
     if (host != NULL && !set_peer_name(ssl, host)) goto fail;
   }
-  size_t ahead = buf_len(&s->rbuf);
+  size_t ahead = buf_len(s->rbuf);
   if (ahead > UINT32_MAX) goto fail;
   if (ahead > 0) {
     t->pre = (char *)malloc(ahead);
     if (t->pre == NULL) goto fail;
-    memcpy(t->pre, buf_data(&s->rbuf), ahead);
+    memcpy(t->pre, buf_data(s->rbuf), ahead);
     t->pre_len = (uint32_t)ahead;
     buf_consume(&s->rbuf, ahead);
   }
-  s->tls = t;
-  s->xport = &tls_transport;
+  t->base.ops = &tls_transport;
+  s->xport = &t->base;
   /* a handshake is several small writes in a row (a server's session
      tickets after its Finished): Nagle would hold the second back for the
      peer's delayed ACK, 40 ms a connection */
@@ -730,7 +733,7 @@ fail:
 
 /* nil, "<OpenSSL's reason>[: <verify result>]", EPROTO. */
 static int handshake_error(lua_State *L, csock_socket *s, int ssl_err) {
-  struct csock_tls *t = s->tls;
+  struct csock_tls *t = tls_of(s);
   long v = SSL_get_verify_result(t->ssl);
   const char *why;
   if (ssl_err == SSL_ERROR_SYSCALL && ERR_peek_error() == 0)
@@ -759,11 +762,12 @@ static int starttls_fail(lua_State *L, int e) {
 /* Stack: socket, context, host.  Drives the handshake, waiting as OpenSSL asks. */
 static int starttls_k(lua_State *L, int status, lua_KContext ctx) {
   csock_socket *s = (csock_socket *)lua_touserdata(L, 1);
+  double deadline = sock_op_deadline(L, s, status);
   int e = status == LUA_YIELD ? loop_woken(L) : 0;
   if (e == 0 && s->fd < 0) e = -EBADF;
   int retries = 0;
   while (e == 0) {
-    struct csock_tls *t = s->tls;
+    struct csock_tls *t = tls_of(s);
     ERR_clear_error();
     t->err = 0;
     int r = SSL_do_handshake(t->ssl);
@@ -779,10 +783,10 @@ static int starttls_k(lua_State *L, int status, lua_KContext ctx) {
       continue; /* bytes handed over from before starttls, or a record that was not data */
     } else if (err == SSL_ERROR_WANT_READ) {
       loop_blocked(&s->watch, CSOCK_READ);
-      e = loop_wait(L, &s->watch, CSOCK_READ, s->rdeadline, ctx, starttls_k);
+      e = loop_wait(L, &s->watch, CSOCK_READ, deadline, ctx, starttls_k);
     } else if (err == SSL_ERROR_WANT_WRITE) {
       loop_blocked(&s->watch, CSOCK_WRITE);
-      e = loop_wait(L, &s->watch, CSOCK_WRITE, s->wdeadline, ctx, starttls_k);
+      e = loop_wait(L, &s->watch, CSOCK_WRITE, deadline, ctx, starttls_k);
     } else {
       return handshake_error(L, s, err);
     }
@@ -843,9 +847,10 @@ static int tls_starttls(lua_State *L) {
   check_override(L, c, &o);
   /* the bytes read ahead move out of the buffer, under any read's cursor */
   stream_check_not_busy(L, s);
-  if (s->tls != NULL) { /* a handshake that timed out goes on; a done one is an error */
-    csock_argcheck(L, !s->tls->done, 1, "TLS already started");
-    if (s->tls->dead) return csock_failmsg(L, "TLS failed on this socket", EPROTO);
+  const struct csock_tls *t = tls_of(s);
+  if (t != NULL) { /* a handshake that timed out goes on; a done one is an error */
+    csock_argcheck(L, !t->done, 1, "TLS already started");
+    if (t->dead) return csock_failmsg(L, "TLS failed on this socket", EPROTO);
   } else {
     csock_argcheck(
         L, c->conf->server || host != NULL || !c->conf->verify || c->conf->insecure || o.insecure,
@@ -853,7 +858,6 @@ static int tls_starttls(lua_State *L) {
     int r = tls_attach(s, c, host, &o);
     if (r < 0) return csock_failure(L, r);
   }
-  s->rdeadline = s->wdeadline = sock_deadline(s);
   return starttls_k(L, LUA_OK, 0);
 }
 
@@ -887,7 +891,7 @@ static void push_peer(lua_State *L, SSL *ssl) {
 /* s:tlsinfo(): the session's facts, or nil on a plain socket. */
 static int tls_info(lua_State *L) {
   csock_socket *s = sock_checkopen(L, 1);
-  struct csock_tls *t = s->tls;
+  struct csock_tls *t = tls_of(s);
   if (t == NULL || !t->done) {
     lua_pushnil(L);
     return 1;
