@@ -58,11 +58,13 @@ static int accept_run(lua_State *L, csock_socket *s, csock_socket *c, int status
     }
     struct sockaddr_storage ss;
     socklen_t len = sizeof ss;
-    int fd = accept4(s->fd, (struct sockaddr *)&ss, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    int noaddr = (ctx & ACCEPT_NOADDR) != 0; /* then the kernel need not copy the address out */
+    int fd = accept4(s->fd, noaddr ? NULL : (struct sockaddr *)&ss, noaddr ? NULL : &len,
+                     SOCK_NONBLOCK | SOCK_CLOEXEC);
     if (fd >= 0) {
       c->fd = fd;
       sock_nodelay_later(c);
-      if (ctx & ACCEPT_NOADDR) return 1;
+      if (noaddr) return 1;
       addr_push_from_method(L, (struct sockaddr *)&ss, len);
       return 2;
     }
