@@ -437,6 +437,52 @@ describe("csock.http server, edge cases of RFC 9112", function()
     end)
   end)
 
+  -- A keep-alive request on a raw socket; the server's whole answer up to its close, or nil,
+  -- "timeout" when the connection stays open.
+  local function answer_until_close(port)
+    local c <close> = assert(csock.tcp_connect("127.0.0.1", port, 3))
+    c:write("GET / HTTP/1.1\r\nHost: h\r\n\r\n")
+    return c:read("a")
+  end
+
+  it("closes the connection after a body shorter than the handler's Content-Length", function()
+    H.serve(function(_, res)
+      res:header("Content-Length", "10")
+      res:write("hello")
+    end, nil, function(port)
+      local text, err = answer_until_close(port)
+      assert.equal(nil, err)
+      assert.truthy(text:find("\r\nContent%-Length: 10\r\n"))
+      assert.truthy(text:find("\r\n\r\nhello$"))
+    end)
+  end)
+
+  it("closes the connection after a body longer than the handler's Content-Length", function()
+    H.serve(function(_, res)
+      res:header("Content-Length", "2"):finish("hello")
+    end, nil, function(port)
+      local text, err = answer_until_close(port)
+      assert.equal(nil, err)
+      assert.truthy(text:find("\r\nContent%-Length: 2\r\n"))
+      assert.truthy(text:find("\r\n\r\nhello$"))
+    end)
+  end)
+
+  it("keeps the connection when the body matches the handler's Content-Length", function()
+    H.serve(function(_, res)
+      res:header("Content-Length", "5")
+      res:write("he")
+      res:finish("llo")
+    end, nil, function(port)
+      local c <close> = assert(csock.tcp_connect("127.0.0.1", port, 3))
+      for _ = 1, 2 do
+        c:write("GET / HTTP/1.1\r\nHost: h\r\n\r\n")
+        repeat local line = assert(c:read("l")) until line == "\r"
+        assert.equal("hello", c:read(5))
+      end
+    end)
+  end)
+
   it("keeps an HTTP/1.0 connection that asks for keep-alive", function()
     H.serve(function(req, res) res:finish(req.version) end, nil, function(port)
       local c = assert(csock.tcp_connect("127.0.0.1", port, 3))

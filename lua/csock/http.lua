@@ -404,6 +404,8 @@ local R_CHUNKED <const>, R_NOBODY <const>, R_BROKEN <const> = 10, 11, 12
 -- without a body (1xx, 204, 304) set; false whenever one of those may have come (status(),
 -- header()), which only sends finish the longer way.
 local R_DETACHED <const>, R_PLAIN <const> = 13, 14
+-- R_SENT: body bytes sent so far, counted only against a Content-Length the handler set.
+local R_SENT <const> = 15
 
 local Response = {}
 Response.__index = Response
@@ -525,6 +527,20 @@ local function res_fail(res, err, code)
   return nil, err, code
 end
 
+-- Counts n body bytes against the Content-Length the handler set.
+local function count_body(res, n)
+  res[R_SENT] = (res[R_SENT] or 0) + n
+end
+
+-- A body longer or shorter than the Content-Length the handler set breaks the framing: the
+-- connection ends after the response, so that a client sees the body end where it waited for
+-- more, and no extra bytes are read as the next response.
+local function length_checked(res)
+  local want = res[R_LENGTH]
+  if want and not res[R_NOBODY] and (res[R_SENT] or 0) ~= want then res[R_KEEP] = false end
+  return res
+end
+
 -- Sends the head (with the first data, in one write); decides chunked or close-delimited.
 local function start(res, sized, ...)
   res[R_STARTED] = true
@@ -555,6 +571,7 @@ end
 function Response:_send(prefix, ...)
   local n, size = select("#", ...), 0
   if n == 1 and not self[R_CHUNKED] and type(...) == "string" then -- one write, no table
+    if self[R_LENGTH] then count_body(self, #(...)) end
     local ok, err, code = sock_write(self[R_SOCK], prefix, ...)
     if not ok then return res_fail(self, err, code) end
     return self
@@ -567,6 +584,7 @@ function Response:_send(prefix, ...)
     parts[#parts + 1] = v
     size = size + #v
   end
+  if self[R_LENGTH] then count_body(self, size) end
   if self[R_CHUNKED] and size > 0 then
     parts[1] = prefix .. format("%x\r\n", size)
     parts[#parts + 1] = "\r\n"
@@ -606,7 +624,9 @@ function Response:finish(body)
       if not self[R_LENGTH] and not self[R_TE] and not bodiless(code, false) then
         self[R_HS] = self[R_HS] .. content_length[#body]
       end
-      return start(self, true, body)
+      local ok, err, ecode = start(self, true, body)
+      if not ok then return ok, err, ecode end
+      return length_checked(self)
     end
     -- the common case: status line, fields and body in one write, nothing concatenated
     self[R_STARTED] = true
@@ -628,8 +648,11 @@ function Response:finish(body)
     if not ok then return res_fail(self, err, code) end
     return self
   end
-  if body and body ~= "" then return self:_send("", body) end
-  return self
+  if body and body ~= "" then
+    local ok, err, code = self:_send("", body)
+    if not ok then return ok, err, code end
+  end
+  return length_checked(self)
 end
 
 -- The bytes of the file res:sendfile sends: from offset, count of them at most, to its end.
@@ -683,6 +706,7 @@ local function send_span(res, f, offset, span)
   local sent, err, code = sock:sendfile(f, offset, span)
   if not sent then return res_fail(res, err, code) end
   if sent < span then return res_fail(res, "file ended early", csock.EIO) end
+  if res[R_LENGTH] then count_body(res, span) end
   if res[R_CHUNKED] then
     local ok, werr, wcode = sock:write("\r\n")
     if not ok then return res_fail(res, werr, wcode) end
