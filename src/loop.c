@@ -514,15 +514,11 @@ static void drop_read(csock_task *t) {
   if (t->read_sock != NULL) read_release(t, t->read_sock);
 }
 
-/* Whether t holds s's read, and if so lets go of it. */
-static int release_if_reader(csock_task *t, csock_socket *s) {
+/* Whether t holds the read of socket s, and if so lets go of it (also a visit_tasks visitor). */
+static int release_if_reader(csock_task *t, void *s) {
   if (t == NULL || t->read_sock != s) return 0;
-  read_release(t, s);
+  read_release(t, (csock_socket *)s);
   return 1;
-}
-
-static int release_reader_of(csock_task *t, void *s) {
-  return release_if_reader(t, (csock_socket *)s);
 }
 
 /*
@@ -540,7 +536,7 @@ void loop_read_abandon(lua_State *L, csock_socket *s) {
       release_if_reader(s->watch.writer, s))
     return;
   for (csock_loop *lp = loops; lp != NULL; lp = lp->next_loop)
-    if (visit_tasks(L, lp, release_reader_of, s)) return;
+    if (visit_tasks(L, lp, release_if_reader, s)) return;
   read_release(NULL, s);
 }
 
