@@ -445,28 +445,25 @@ describe("csock.http server, edge cases of RFC 9112", function()
     return c:read("a")
   end
 
-  it("closes the connection after a body shorter than the handler's Content-Length", function()
-    H.serve(function(_, res)
-      res:header("Content-Length", "10")
-      res:write("hello")
-    end, nil, function(port)
-      local text, err = answer_until_close(port)
-      assert.equal(nil, err)
-      assert.truthy(text:find("\r\nContent%-Length: 10\r\n"))
-      assert.truthy(text:find("\r\n\r\nhello$"))
-    end)
-  end)
-
-  it("closes the connection after a body longer than the handler's Content-Length", function()
-    H.serve(function(_, res)
-      res:header("Content-Length", "2"):finish("hello")
-    end, nil, function(port)
-      local text, err = answer_until_close(port)
-      assert.equal(nil, err)
-      assert.truthy(text:find("\r\nContent%-Length: 2\r\n"))
-      assert.truthy(text:find("\r\n\r\nhello$"))
-    end)
-  end)
+  -- A body of "hello" against a Content-Length of another size, sent by write or by finish.
+  for _, case in ipairs {
+    {"shorter", "10", function(res) res:write("hello") end},
+    {"longer", "2", function(res) res:finish("hello") end},
+  } do
+    local which, length, send = case[1], case[2], case[3]
+    it("closes the connection after a body " .. which .. " than the handler's Content-Length",
+      function()
+        H.serve(function(_, res)
+          res:header("Content-Length", length)
+          send(res)
+        end, nil, function(port)
+          local text, err = answer_until_close(port)
+          assert.equal(nil, err)
+          assert.truthy(text:find("\r\nContent%-Length: " .. length .. "\r\n"))
+          assert.truthy(text:find("\r\n\r\nhello$"))
+        end)
+      end)
+  end
 
   it("keeps the connection when the body matches the handler's Content-Length", function()
     H.serve(function(_, res)
