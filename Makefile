@@ -39,7 +39,7 @@ LIBDIR     ?= $(PREFIX)/lib/lua/$(LUA_VERSION)
 BINDIR     ?= $(PREFIX)/bin
 MANDIR     ?= $(PREFIX)/share/man/man1
 
-CORE_SRC = src/csock.c src/check.c src/socket.c src/stream.c src/io.c src/read.c src/addr.c src/opt.c src/buf.c src/loop.c src/task.c src/embed.c src/cond.c src/coro.c src/resolve.c src/backend_epoll.c src/workers.c src/signal.c src/systemd.c src/tls.c src/http.c src/ready.c src/ws.c src/sendfile.c src/compat.c
+CORE_SRC = src/csock.c src/check.c src/socket.c src/stream.c src/io.c src/read.c src/addr.c src/opt.c src/buf.c src/loop.c src/task.c src/embed.c src/cond.c src/coro.c src/resolve.c src/backend_epoll.c src/workers.c src/signal.c src/systemd.c src/tls.c src/http.c src/ready.c src/ws.c src/sendfile.c src/compat.c src/cork.c
 HOST_SRC = src/main.c src/alloc.c
 HDRS     = $(wildcard src/*.h)
 ALL_CFLAGS = $(CFLAGS) $(LTO) $(WARN) -fPIC -pthread -std=gnu11 -D_GNU_SOURCE $(LUA_CFLAGS) $(SSL_CFLAGS)

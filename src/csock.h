@@ -63,6 +63,8 @@ typedef struct csock_socket {
   unsigned char nodelay_due : 2; /* TCP_NODELAY still to be set: see sock_before_send */
   unsigned char rbusy : 1;       /* a read() holds a cursor into rbuf: see loop_read_begin */
   unsigned char inherited : 1;   /* the descriptor came from elsewhere (systemd): maybe shared */
+  unsigned char corked : 1;      /* a send's bytes wait in the kernel for close (cork.c) */
+  unsigned char wrote : 1;       /* sent since its last read: cork.c's guess */
   unsigned born;                 /* workers_forks() when the socket was made */
   double timeout;                /* seconds per operation; < 0 waits forever */
   size_t maxline;                /* longest line read("l") accepts */
@@ -143,6 +145,10 @@ void sock_nodelay_now(csock_socket *s);
 void sock_nodelay_step(csock_socket *s);
 /* Call before every send on a stream: sets TCP_NODELAY when it is due. */
 #define sock_before_send(s) ((void)((s)->nodelay_due && (sock_nodelay_step(s), 0)))
+int sock_first_send_flags(lua_State *L, csock_socket *s);
+/* The flags of a send of write's: MSG_NOSIGNAL, and MSG_MORE when the bytes are to wait for a
+   close (cork.c); does what sock_before_send does. */
+#define sock_send_flags(L, s) ((s)->nodelay_due ? sock_first_send_flags(L, s) : MSG_NOSIGNAL)
 int sock_new(lua_State *L);
 int sock_pair(lua_State *L);
 
@@ -205,6 +211,16 @@ extern const luaL_Reg opt_methods[];
 int opt_set(lua_State *L);
 int opt_get(lua_State *L);
 void opt_push_constants(lua_State *L);
+
+/* cork.c: a reply and the FIN after it in one segment */
+int cork_expected(void);
+void cork_add(csock_socket *s);
+void cork_forget(csock_socket *s);
+void cork_closing(csock_socket *s, int shared);
+void cork_reading(csock_socket *s);
+void cork_flush(void);
+/* Call where a read of s starts: a read after a write tells cork.c the connection goes on. */
+#define sock_note_read(s) ((void)((s)->wrote && (cork_reading(s), 0)))
 
 /* buf.c: a socket's read buffer; NULL is the empty buffer */
 size_t buf_len(const csock_buf *b);

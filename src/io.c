@@ -359,7 +359,7 @@ static int recv_k(lua_State *L, int status, lua_KContext ctx) {
 }
 
 int io_recv(lua_State *L) {
-  sock_checkopen(L, 1);
+  sock_note_read(sock_checkopen(L, 1));
   lua_Integer n = check_size(L, 2, 65536);
   lua_settop(L, 1);
   return recv_k(L, LUA_OK, (lua_KContext)(n > INT_MAX ? INT_MAX : n));
@@ -485,8 +485,8 @@ static int write_k(lua_State *L, int status, lua_KContext ctx) {
       continue;
     }
     ssize_t w;
-    sock_before_send(s);
     if (s->xport != NULL) {
+      sock_before_send(s);
       long r = write_xport(s, iov, n);
       if (r >= 0) {
         sent += (size_t)r;
@@ -495,14 +495,15 @@ static int write_k(lua_State *L, int status, lua_KContext ctx) {
       e = stream_xport_wait(L, s, r, deadline, (lua_KContext)sent, write_k);
       continue;
     }
+    int flags = sock_send_flags(L, s);
     if (n == 1) {
-      w = send(s->fd, iov[0].iov_base, iov[0].iov_len, MSG_NOSIGNAL);
+      w = send(s->fd, iov[0].iov_base, iov[0].iov_len, flags);
     } else {
       struct msghdr msg;
       memset(&msg, 0, sizeof msg);
       msg.msg_iov = iov;
       msg.msg_iovlen = (size_t)n;
-      w = sendmsg(s->fd, &msg, MSG_NOSIGNAL);
+      w = sendmsg(s->fd, &msg, flags);
     }
     if (w >= 0) {
       size_t asked = 0;
@@ -528,8 +529,7 @@ static int write_one(lua_State *L, csock_socket *s, size_t *sent) {
   size_t len;
   const char *p = lua_tolstring(L, 2, &len);
   if (len == 0 || s->xport != NULL || !loop_ready(&s->watch, CSOCK_WRITE)) return 0;
-  sock_before_send(s);
-  ssize_t w = send(s->fd, p, len, MSG_NOSIGNAL);
+  ssize_t w = send(s->fd, p, len, sock_send_flags(L, s));
   if (w < 0) {
     if (errno == EAGAIN) loop_blocked(&s->watch, CSOCK_WRITE);
     return errno == EAGAIN || errno == EINTR ? 0 : -errno;

@@ -1226,6 +1226,7 @@ static void task_resume(csock_loop *lp, csock_task *t) {
   int status = lua_resume(t->co, lp->L, nargs, &nres);
   lp->current = NULL;
   lp->thread = NULL;
+  cork_flush(); /* what the run corked and did not close goes out now */
   if (status == LUA_YIELD) {
     if (t->state == T_RUNNING) { /* a plain coroutine.yield: run again later */
       lua_pop(t->co, nres);

@@ -377,6 +377,7 @@ static int read_method(lua_State *L) {
   csock_socket *s = sock_checkopen(L, 1);
   int nfmt = lua_gettop(L) - 1;
   stream_check_not_busy(L, s);
+  sock_note_read(s);
   if (nfmt <= 1) {
     int letter = nfmt == 0 ? 'l' : letter_at(L, 2);
     if (letter != 0) return read_one_letter(L, s, nfmt, letter);
@@ -413,6 +414,7 @@ static int lines_iter(lua_State *L) {
   csock_socket *s = (csock_socket *)lua_touserdata(L, 1);
   if (s->fd < 0) return luaL_error(L, "socket is already closed");
   stream_check_not_busy(L, s);
+  sock_note_read(s);
   for (int i = 1; i <= nfmt; i++) lua_pushvalue(L, lua_upvalueindex(2 + i));
   if (nfmt == 1 && read_buffered_line(L, s, letter_at(L, 2))) return 1;
   read_begin(s);

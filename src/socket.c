@@ -87,8 +87,9 @@ void sock_nodelay_later(csock_socket *s) {
 void sock_nodelay_now(csock_socket *s) {
   if (s->nodelay_due == NODELAY_DONE || s->fd < 0) return;
   int one = 1;
-  setsockopt(s->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  setsockopt(s->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one); /* also sends what is corked */
   s->nodelay_due = NODELAY_DONE;
+  if (s->corked) cork_forget(s);
 }
 
 void sock_nodelay_step(csock_socket *s) {
@@ -96,6 +97,25 @@ void sock_nodelay_step(csock_socket *s) {
     s->nodelay_due = NODELAY_BEFORE_SECOND_SEND;
   else
     sock_nodelay_now(s);
+}
+
+/* A descriptor another process may hold too: systemd's, or one made before a fork. */
+static int sock_shared(const csock_socket *s) { return s->inherited || s->born != workers_forks(); }
+
+/*
+** sock_send_flags for a socket whose TCP_NODELAY is still due: one of its
+** first sends, made by a task that is expected to close it next is
+** corked (cork.c), and a corked socket's later sends join the queued bytes.
+*/
+int sock_first_send_flags(lua_State *L, csock_socket *s) {
+  if (s->corked) return MSG_NOSIGNAL | MSG_MORE;
+  s->wrote = 1;
+  if (cork_expected() && s->xport == NULL && !sock_shared(s) && loop_in_task(L)) {
+    cork_add(s);
+    return MSG_NOSIGNAL | MSG_MORE;
+  }
+  sock_nodelay_step(s);
+  return MSG_NOSIGNAL;
 }
 
 /* Deadline of an operation that starts now: -1 when it may wait forever. */
@@ -120,7 +140,8 @@ double sock_op_deadline(lua_State *L, const csock_socket *s, int status) {
 int sock_close(lua_State *L, csock_socket *s) {
   if (s->fd < 0) return 0;
   if (s->rbusy) loop_read_abandon(L, s); /* a read under way fails at its next step (fd < 0) */
-  loop_forget(&s->watch, s->inherited || s->born != workers_forks());
+  if (s->wrote || s->corked) cork_closing(s, sock_shared(s));
+  loop_forget(&s->watch, sock_shared(s));
   if (s->xport != NULL) s->xport->ops->close(s); /* a close_notify needs the descriptor */
   int fd = s->fd;
   s->fd = -1;
@@ -212,6 +233,7 @@ static int sock_shutdown(lua_State *L) {
     if (r < 0) return csock_failure(L, r);
   }
   if (shutdown(s->fd, how) < 0) return csock_failure(L, errno);
+  if (how != SHUT_RD && s->corked) cork_forget(s); /* the FIN took the queued bytes along */
   lua_pushboolean(L, 1);
   return 1;
 }
