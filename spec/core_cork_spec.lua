@@ -20,6 +20,10 @@ local function reply(c, line) assert(c:write("reply to ", line, "\n")) end
 -- What the server does after the first request line, by its first word.
 local modes = {
   close = function(c, line) reply(c, line); c:close() end,
+  send = function(c, line)
+    assert(c:send("reply to " .. line .. "\n"))
+    c:close()
+  end,
   sleep = function(c, line) reply(c, line); csock.sleep(0.5); c:close() end,
   leave = function(c, line) reply(c, line); kept[#kept + 1] = c end,
   keep = function(c, line)
@@ -68,9 +72,9 @@ def until_eof(s):
 def segments_in(s):
     return struct.unpack_from("I", s.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 256), 140)[0]
 
-def closing(n):  # n connections answered and closed: the server learns to expect closes
-    for i in range(n):
-        s = connect(b"close %d\n" % i)
+def closing(n, word=b"close", first=0):  # n connections answered and closed: the server
+    for i in range(first, first + n):       # learns to expect closes
+        s = connect(b"%s %d\n" % (word, i))
         print("%s|%d" % (until_eof(s).strip(), segments_in(s)))
         s.close()
 
@@ -110,6 +114,18 @@ def next_request(s, i):
 
 if scenario == "close":
     closing(6)
+elif scenario == "send":
+    closing(3)
+    closing(3, b"send", 3)
+elif scenario == "unlearn":
+    closing(3)
+    for i in range(6):  # keep-alive connections: the server stops expecting closes
+        s = connect(b"keep %d\n" % i)
+        first_line(s, 2)
+        s.sendall(b"keep %d again\n" % i)
+        first_line(s, 2)
+        s.close()
+    closing(1, b"close", 3)
 elif scenario == "sleep":
     for s in not_closing(b"sleep"):
         print(until_eof(s).strip() or "eof")
@@ -131,19 +147,40 @@ local function scenario(name)
   return lines
 end
 
+-- The replies and the segment counts of a scenario's "reply|segments" lines.
+local function replies_and_segments(lines)
+  local replies, segments = {}, {}
+  for i, line in ipairs(lines) do
+    local reply, count = line:match("^(.*)|(%d+)$")
+    replies[i], segments[i] = reply, tonumber(count)
+  end
+  return replies, segments
+end
+
 describe("a reply followed by close", function()
   it("leaves with the FIN in one segment once connections have been closing after a reply",
     function()
-      local lines = scenario("close")
-      local replies, segments = {}, {}
-      for i, line in ipairs(lines) do
-        replies[i], segments[i] = line:match("^(.*)|(%d+)$")
-        segments[i] = tonumber(segments[i])
-      end
+      local replies, segments = replies_and_segments(scenario("close"))
       assert.are.same({ "reply to close 0", "reply to close 1", "reply to close 2",
         "reply to close 3", "reply to close 4", "reply to close 5" }, replies)
       -- the first connection, before any close was seen, gets the reply and the FIN apart
       for i = 2, 6 do assert.are.equal(segments[1] - 1, segments[i]) end
+    end)
+
+  it("leaves with the FIN in one segment when the reply went by send", function()
+    local replies, segments = replies_and_segments(scenario("send"))
+    assert.are.same({ "reply to close 0", "reply to close 1", "reply to close 2",
+      "reply to send 3", "reply to send 4", "reply to send 5" }, replies)
+    for i = 4, 6 do assert.are.equal(segments[1] - 1, segments[i]) end
+  end)
+
+  it("leaves apart from the FIN again once connections have gone on after their reply",
+    function()
+      local replies, segments = replies_and_segments(scenario("unlearn"))
+      assert.are.same({ "reply to close 0", "reply to close 1", "reply to close 2",
+        "reply to close 3" }, replies)
+      assert.are.same({ segments[1] - 1, segments[1] - 1, segments[1] }, { segments[2], segments[3],
+        segments[4] })
     end)
 
   it("arrives whole when the server closes with request bytes it never read", function()

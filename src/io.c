@@ -214,8 +214,8 @@ static int send_k(lua_State *L, int status, lua_KContext ctx) {
       e = loop_wait(L, &s->watch, CSOCK_WRITE, deadline, ctx, send_k);
       continue;
     }
-    sock_before_send(s);
     if (s->xport != NULL) {
+      sock_before_send(s);
       long w = s->xport->ops->send(s, data, n);
       if (w >= 0) {
         lua_pushinteger(L, w);
@@ -224,7 +224,7 @@ static int send_k(lua_State *L, int status, lua_KContext ctx) {
       e = stream_xport_wait(L, s, w, deadline, ctx, send_k);
       continue;
     }
-    ssize_t w = send(s->fd, data, n, MSG_NOSIGNAL);
+    ssize_t w = send(s->fd, data, n, sock_send_flags(L, s));
     if (w >= 0) {
       if ((size_t)w < n) loop_blocked(&s->watch, CSOCK_WRITE);
       lua_pushinteger(L, w);
