@@ -103,9 +103,9 @@ void sock_nodelay_step(csock_socket *s) {
 static int sock_shared(const csock_socket *s) { return s->inherited || s->born != workers_forks(); }
 
 /*
-** sock_send_flags for a socket whose TCP_NODELAY is still due: one of its
-** first sends, made by a task that is expected to close it next is
-** corked (cork.c), and a corked socket's later sends join the queued bytes.
+** sock_send_flags for a socket whose TCP_NODELAY is still due, that is one
+** of its first two sends: corked (cork.c) when the task is expected to
+** close the socket next, and then its later sends join the queued bytes.
 */
 int sock_first_send_flags(lua_State *L, csock_socket *s) {
   if (s->corked) return MSG_NOSIGNAL | MSG_MORE;
