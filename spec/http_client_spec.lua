@@ -339,6 +339,53 @@ describe("http.request, response framing", function()
     end)
   end)
 
+  it("reads a head whose lines end in a bare LF, as RFC 9112 lets a recipient", function()
+    rt.loop(function()
+      local port = raw_server("HTTP/1.1 200 OK\nContent-Length: 5\nX-Lines: bare\n\nhello")
+      local res = assert(http.request("http://127.0.0.1:" .. port .. "/", {timeout = 3}))
+      assert.are.same({ 200, "OK", "bare", "hello" },
+        { res.status, res.reason, res.headers["x-lines"], res:body() })
+      http.close_idle()
+    end)
+  end)
+
+  it("reads a head that mixes CRLF and bare LF line endings", function()
+    rt.loop(function()
+      local port = raw_server("HTTP/1.0 201 Created\r\nContent-Length: 2\nX-Mixed: yes\r\n\nok")
+      local res = assert(http.request("http://127.0.0.1:" .. port .. "/", {timeout = 3}))
+      assert.are.same({ 201, "1.0", "yes", "ok" },
+        { res.status, res.version, res.headers["x-mixed"], res:body() })
+      http.close_idle()
+    end)
+  end)
+
+  it("reads a bare-LF head that comes a few bytes at a time", function()
+    rt.loop(function()
+      local l <close>, port = rt.listener()
+      csock.spawn(function()
+        local c <close> = assert(l:accept())
+        repeat local line = c:read("l") until line == "\r" or line == nil
+        local text = "HTTP/1.1 200 OK\nContent-Length: 7\nX-Slow: yes\n\ntrickle"
+        for i = 1, #text, 4 do
+          assert(c:write(text:sub(i, i + 3)))
+          csock.sleep(0.005)
+        end
+        c:read("a")
+      end)
+      local res = assert(http.request("http://127.0.0.1:" .. port .. "/", {timeout = 3}))
+      assert.are.same({ 200, "yes", "trickle" }, { res.status, res.headers["x-slow"], res:body() })
+      http.close_idle()
+    end)
+  end)
+
+  it("returns nil, message, EPROTO for a bare CR in a response head", function()
+    rt.loop(function()
+      local port = raw_server("HTTP/1.1 200 OK\nX-Bad: a\rb\n\n")
+      local res, err, code = http.request("http://127.0.0.1:" .. port .. "/", {timeout = 3})
+      assert.are.same({ nil, "bad response: bad line ending", csock.EPROTO }, { res, err, code })
+    end)
+  end)
+
   it("reaches an IPv6 literal in brackets", function()
     if not rt.has_ipv6() then return pending("no ipv6") end
     rt.loop(function()

@@ -562,6 +562,76 @@ static int io_failure(lua_State *L, const csock_socket *s, int e, int partial) {
 }
 
 /*
+** Where the response head in d[0..len) ends when its lines may end in a
+** bare LF: the length of the head with its empty line, 0 while it has not
+** all come, or -status.  *copy_len is what the head takes with CRLFs.
+*/
+static long lenient_head_end(const char *d, size_t len, const limits *lim, size_t *copy_len) {
+  size_t p = 0, lines = 0, total = 0, fields = 0; /* fields: the bytes after the first line */
+  for (;;) {
+    const char *nl = p < len ? memchr(d + p, '\n', len - p) : NULL;
+    size_t e = nl != NULL ? (size_t)(nl - d) : len;
+    if (lines == 0 && e - p > lim->max_line + 1) return -414;
+    if (lines > 0 && fields + (e - p) > lim->max_bytes) return -431;
+    if (nl == NULL) return 0;
+    size_t text_end = e > p && d[e - 1] == '\r' ? e - 1 : e;
+    if (memchr(d + p, '\r', text_end - p) != NULL) return -400; /* a bare CR */
+    if (text_end == p) { /* the empty line: the head ends, unless the status line is missing */
+      *copy_len = total + 2;
+      return lines == 0 ? -400 : (long)(e + 1);
+    }
+    if (++lines > lim->max_lines + 1) return -431;
+    total += text_end - p + 2;
+    if (lines > 1) fields += text_end - p + 2;
+    p = e + 1;
+  }
+}
+
+static int lenient_error(lua_State *L, long end) {
+  return protocol_error(L, (int)-end,
+                        end == -414   ? "status line too long"
+                        : end == -431 ? "header section too large"
+                                      : "bad line ending");
+}
+
+/*
+** A response head with lines that end in a bare LF, which RFC 9112 (2.2)
+** lets a recipient take for CRLF and which servers written with print()
+** still send: parsed as the CRLF head it stands for, from a copy (a
+** userdata, so that an error in the parse loses nothing).  Requests stay
+** strict -- a bare LF is a smuggling vector between a proxy and a server --
+** and so do a response's chunk lines and trailers.
+*/
+static int attempt_lenient_response(lua_State *L, csock_socket *s, const limits *lim) {
+  const char *d = buf_data(s->rbuf);
+  size_t copy_len = 0;
+  long end = lenient_head_end(d, buf_len(s->rbuf), lim, &copy_len);
+  if (end == 0) return 0;
+  if (end < 0) return lenient_error(L, end);
+  int base = lua_gettop(L);
+  char *copy = (char *)lua_newuserdatauv(L, copy_len, 0);
+  d = buf_data(s->rbuf); /* the read flag keeps the bytes where they were */
+  size_t p = 0, q = 0;
+  while (p < (size_t)end) {
+    size_t e = (size_t)((const char *)memchr(d + p, '\n', (size_t)end - p) - d);
+    size_t n = (e > p && d[e - 1] == '\r' ? e - 1 : e) - p;
+    memcpy(copy + q, d + p, n);
+    copy[q + n] = '\r';
+    copy[q + n + 1] = '\n';
+    q += n + 2;
+    p = e + 1;
+  }
+  scan sc = {0, 0, 0};
+  failure x = {0, NULL};
+  long copy_end = scan_head(copy, copy_len, &sc, lim); /* the limits, counted as for CRLFs */
+  if (copy_end != (long)copy_len) return lenient_error(L, copy_end < 0 ? copy_end : -400);
+  if (parse_response(L, copy, &sc, &x) < 0) return protocol_error(L, x.status, x.msg);
+  lua_remove(L, base + 1); /* the copy */
+  buf_consume(&s->rbuf, (size_t)end);
+  return lua_gettop(L) - base;
+}
+
+/*
 ** One attempt at the head or chunk on what is buffered: results, 0 to wait.
 ** The limits are read here, not before the first wait: a keep-alive
 ** request mostly finds the buffer empty at first.
@@ -602,6 +672,7 @@ static int attempt(lua_State *L, csock_socket *s, int kind, scan *sc) {
     }
   long end = scan_head(d, len, sc, &lim);
   if (end == 0) return 0;
+  if (end == -400 && kind == K_RES) return attempt_lenient_response(L, s, &lim);
   if (end < 0) {
     long st = -end;
     return protocol_error(L, (int)st,
