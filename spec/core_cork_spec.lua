@@ -230,3 +230,51 @@ describe("a reply that is not followed by close", function()
       { select(4, table.unpack(scenario("leave"))) })
   end)
 end)
+
+describe("a reply on a socket another process holds too", function()
+  it("is never held for a close, so the other process's copy stays open", function()
+    -- the connection is made before csock.workers forks: the worker, whose own connections
+    -- have been closing after their reply, writes and closes its copy; the master then writes
+    -- on its copy, which a shutdown of the sending side would have ended
+    local script = rt.script([[
+local csock = require "csock"
+local function listener()
+  local l = assert(csock.socket(csock.AF_INET, csock.SOCK_STREAM))
+  assert(l:bind("127.0.0.1", 0))
+  assert(l:listen(8))
+  return l, l:getsockname().port
+end
+local function connect(port)
+  local c = assert(csock.socket(csock.AF_INET, csock.SOCK_STREAM))
+  assert(c:connect("127.0.0.1", port))
+  assert(c:setsockopt(csock.IPPROTO_TCP, csock.TCP_NODELAY, true))
+  return c
+end
+local l, port = listener()
+local client, shared = connect(port), assert(l:accept(false))
+local id = csock.workers(1)
+if id then
+  csock.run(function()
+    for _ = 1, 3 do -- replies followed by close
+      local c = connect(port)
+      local s = assert(l:accept(false))
+      assert(s:write("x"))
+      s:close()
+      assert(c:read("a") == "x")
+      c:close()
+    end
+    assert(shared:write("from the worker\n"))
+    shared:close()
+  end)
+  os.exit(0)
+end
+print(tostring(shared:write("from the master\n") == shared))
+shared:close()
+print(client:read("l"))
+print(client:read("l"))
+print(tostring(client:read("l")))
+]])
+    local r = rt.exec({"lua5.4", script})
+    assert.are.same({ 0, "true\nfrom the worker\nfrom the master\nnil\n" }, { r.status, r.out }, r.err)
+  end)
+end)
