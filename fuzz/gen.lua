@@ -516,6 +516,7 @@ local function junk_or_num() return chance(0.5) and junk() or num() end
 into(internal_ops, {
   function() return fmt("M(%d, '_lsrecv', %s, %s)", sock(), pick(PATTERNS), pick(PREFIXES)) end,
   function() return fmt("M(%d, '_lssend', %s, %s, %s)", sock(), data(), num(), num()) end,
+  function() return fmt("M(%d, '_lsfd')", sock()) end,
   function()
     return fmt("M(%d, '%s', %s, %s, %s, %s, %s)", sock(), pick { "_httpreq", "_httpres", "_httpchunk" },
       junk_or_num(), junk_or_num(), junk_or_num(), junk_or_num(), junk_or_num())

@@ -44,6 +44,24 @@ while true do
 end
 ]]
 
+-- The same replies through csock.socket, LuaSocket's API: receive, send, close.
+local LUASOCKET_SERVER = [[
+local csock = require "csock"
+local socket = require "csock.socket"
+local server = assert(socket.bind("127.0.0.1", 0))
+local _, port = server:getsockname()
+print(("listening on 127.0.0.1:%d"):format(port))
+io.stdout:flush()
+while true do
+  local c = assert(server:accept())
+  csock.spawn(function()
+    local line = assert(c:receive("*l"))
+    assert(c:send("reply to " .. line .. "\n"))
+    c:close()
+  end)
+end
+]]
+
 -- The client side, in python3: argv[1] the port, argv[2] the scenario; prints one line of
 -- "|"-separated fields per connection.
 local CLIENT = [[
@@ -135,9 +153,10 @@ elif scenario == "keep":
     not_closing(b"keep", next_request)
 ]]
 
--- Runs the client's scenario against a fresh server; returns its output lines.
-local function scenario(name)
-  local proc = rt.start({rt.BIN, rt.script(SERVER)})
+-- Runs the client's scenario against a fresh server (SERVER unless given); returns its output
+-- lines.
+local function scenario(name, server)
+  local proc = rt.start({rt.BIN, rt.script(server or SERVER)})
   local r = rt.python(CLIENT, {proc.port, name})
   local _, err = rt.stop(proc)
   assert(r.status == 0, r.err)
@@ -172,6 +191,13 @@ describe("a reply followed by close", function()
     assert.are.same({ "reply to close 0", "reply to close 1", "reply to close 2",
       "reply to send 3", "reply to send 4", "reply to send 5" }, replies)
     for i = 4, 6 do assert.are.equal(segments[1] - 1, segments[i]) end
+  end)
+
+  it("leaves with the FIN in one segment through csock.socket's send and close", function()
+    local replies, segments = replies_and_segments(scenario("close", LUASOCKET_SERVER))
+    assert.are.same({ "reply to close 0", "reply to close 1", "reply to close 2",
+      "reply to close 3", "reply to close 4", "reply to close 5" }, replies)
+    for i = 2, 6 do assert.are.equal(segments[1] - 1, segments[i]) end
   end)
 
   it("leaves apart from the FIN again once connections have gone on after their reply",

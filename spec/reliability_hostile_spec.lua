@@ -156,7 +156,7 @@ local methods = {
   -- _lsrecv and _lssend answer false to arguments they do not take (csock.socket checks them)
   _lsrecv = {}, _lssend = {},
   accept = {}, _accept = {}, close = {}, getsockname = {}, getpeername = {}, gettimeout = {}, fileno = {},
-  tlsinfo = {},
+  tlsinfo = {}, _lsfd = {},
 }
 
 -- Valid-looking arguments for the closed-socket cases.
@@ -169,7 +169,7 @@ local closed_args = {
   settimeout = "1", gettimeout = "", setmaxline = "10", fileno = "",
   starttls = "csock.tls_context {insecure = true}", tlsinfo = "",
   _httpreq = "1, 1, 1, 1, 1", _httpres = "1, 1, 1, 1, 1", _httpchunk = "1, false, 1, 1, 1",
-  _lsrecv = "'*l'", _lssend = "'x'",
+  _lsrecv = "'*l'", _lssend = "'x'", _lsfd = "",
 }
 
 -- Module functions: {name, "arguments"}; each must raise.

@@ -13,6 +13,11 @@
 **   _lsrecv(pattern, prefix)  data, consumed
 **                             | nil, msg, errno|nil, partial, consumed
 **   _lssend(data, i, j)       last, sent | nil, msg, errno, last, sent
+**   _lsfd()                   the descriptor, as a key of socket.lua's own
+**                             table: unlike fileno, it hands the descriptor
+**                             to no one, so TCP_NODELAY stays due and the
+**                             socket's first reply may still wait for its
+**                             close (cork.c)
 **
 ** consumed and sent are the bytes taken from or given to the stream.  An
 ** argument outside the common shapes (a pattern or prefix that needs
@@ -210,6 +215,7 @@ static int compat_recv(lua_State *L) {
     return 2;
   }
   stream_check_not_busy(L, s);
+  sock_note_read(s);
   buf_set_scanned(s->rbuf, 0);
   loop_read_begin(L, s);
   return recv_k(L, LUA_OK, (lua_KContext)ctx);
@@ -237,8 +243,8 @@ static int send_k(lua_State *L, int status, lua_KContext ctx) {
       e = loop_wait(L, &s->watch, CSOCK_WRITE, deadline, (lua_KContext)sent, send_k);
       continue;
     }
-    sock_before_send(s);
     if (s->xport != NULL) {
+      sock_before_send(s);
       long r = s->xport->ops->send(s, p, left);
       if (r >= 0)
         sent += (size_t)r;
@@ -246,7 +252,7 @@ static int send_k(lua_State *L, int status, lua_KContext ctx) {
         e = stream_xport_wait(L, s, r, deadline, (lua_KContext)sent, send_k);
       continue;
     }
-    ssize_t w = send(s->fd, p, left, MSG_NOSIGNAL);
+    ssize_t w = send(s->fd, p, left, sock_send_flags(L, s));
     if (w >= 0) {
       if ((size_t)w < left) loop_blocked(&s->watch, CSOCK_WRITE);
       sent += (size_t)w;
@@ -297,8 +303,15 @@ static int compat_send(lua_State *L) {
   return send_k(L, LUA_OK, 0);
 }
 
+/* sock:_lsfd() */
+static int compat_fd(lua_State *L) {
+  lua_pushinteger(L, sock_checkopen(L, 1)->fd);
+  return 1;
+}
+
 const luaL_Reg compat_methods[] = {
     {"_lsrecv", compat_recv},
     {"_lssend", compat_send},
+    {"_lsfd", compat_fd},
     {NULL, NULL},
 };

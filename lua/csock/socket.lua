@@ -178,7 +178,7 @@ local function wrap(s, name, family)
   if not lsrecv then lsrecv, lssend = s._lsrecv, s._lssend end
   local o = setmetatable({sock = s, family = family, rx = 0, tx = 0, born = now()}, classes[name])
   if name == "tcp{client}" then o[LIVE] = s end
-  byfd[s:fileno()] = o
+  byfd[s:_lsfd()] = o
   return o
 end
 
@@ -231,11 +231,11 @@ local function refamily(self, family, fresh)
   local kind = getmetatable(self).kind
   local s, err = makesock(kind, family)
   if not s then return nil, err end
-  byfd[self.sock:fileno()] = nil
+  byfd[self.sock:_lsfd()] = nil
   self.sock:close()
   s:setmaxline(MAXLINE)
   self.sock, self.family, self.armed, self.fresh = s, family, nil, nil
-  byfd[s:fileno()] = self
+  byfd[s:_lsfd()] = self
   for name, value in pairs(self.opts or {}) do setopt(self, s, name, value) end
   return true
 end
@@ -306,7 +306,7 @@ local common = {}
 function common.close(self)
   local s = self.sock
   if s then
-    byfd[s:fileno()] = nil
+    byfd[s:_lsfd()] = nil
     self.sock, self[LIVE] = nil, nil
     s:close()
   end
@@ -328,7 +328,7 @@ function common.setfd(self, fd)
     error("setfd: csock.socket can only set the descriptor -1 (give it up), not adopt one", 2)
   end
   if s then
-    byfd[s:fileno()] = nil
+    byfd[s:_lsfd()] = nil
     detached[#detached + 1] = s -- left open, as LuaSocket leaves it
     self.sock, self[LIVE] = nil, nil
   end
@@ -710,10 +710,10 @@ local function unconnect(self)
   local here = s:getsockname()
   local n, err = makesock("udp", self.family)
   if not n then return nil, err end
-  byfd[s:fileno()] = nil
+  byfd[s:_lsfd()] = nil
   s:close()
   self.sock = n
-  byfd[n:fileno()] = self
+  byfd[n:_lsfd()] = self
   local ok, berr, code = n:bind(here.addr, here.port)
   if not ok then return nil, errstr(berr, code) end
   n:setmaxline(MAXLINE)
