@@ -53,19 +53,28 @@ static void unlist(const csock_socket *s) {
   }
 }
 
-/* s leaves the corked: its bytes went out some other way (shutdown, TCP_NODELAY). */
+/* s leaves the corked: its bytes went out some other way (shutdown). */
 void cork_forget(csock_socket *s) {
   unlist(s);
   s->corked = 0;
 }
 
-/* TCP_NODELAY on sends what MSG_MORE queued; csock's TCP sockets have it on from their second
-   send anyway (socket.c), and a corked socket has had at most its first. */
+/* TCP_NODELAY on, which also sends what MSG_MORE queued; s is off the list already. */
 static void push(csock_socket *s) {
   int one = 1;
   setsockopt(s->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
   s->nodelay_due = 0; /* socket.c's NODELAY_DONE */
   s->corked = 0;
+}
+
+/*
+** Sets the TCP_NODELAY that csock's TCP sockets get before their second
+** send (socket.c's sock_nodelay_now): the one place that sets it, since it
+** also ends a cork.  A corked socket has had at most its first send.
+*/
+void cork_set_nodelay(csock_socket *s) {
+  if (s->corked) unlist(s);
+  push(s);
 }
 
 /*
@@ -78,11 +87,12 @@ static void push(csock_socket *s) {
 void cork_closing(csock_socket *s, int shared) {
   if (s->corked) {
     unlist(s);
-    if (shared)
+    if (shared) {
       push(s);
-    else
+    } else {
       shutdown(s->fd, SHUT_WR);
-    s->corked = 0;
+      s->corked = 0;
+    }
   }
   if (s->wrote) lean(+1);
   s->wrote = 0;

@@ -216,6 +216,7 @@ void opt_push_constants(lua_State *L);
 int cork_expected(void);
 void cork_add(csock_socket *s);
 void cork_forget(csock_socket *s);
+void cork_set_nodelay(csock_socket *s);
 void cork_closing(csock_socket *s, int shared);
 void cork_reading(csock_socket *s);
 void cork_flush(void);

@@ -6,7 +6,6 @@
 */
 #include <errno.h>
 #include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <math.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -86,10 +85,7 @@ void sock_nodelay_later(csock_socket *s) {
 
 void sock_nodelay_now(csock_socket *s) {
   if (s->nodelay_due == NODELAY_DONE || s->fd < 0) return;
-  int one = 1;
-  setsockopt(s->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one); /* also sends what is corked */
-  s->nodelay_due = NODELAY_DONE;
-  if (s->corked) cork_forget(s);
+  cork_set_nodelay(s); /* which also sends what is corked */
 }
 
 void sock_nodelay_step(csock_socket *s) {
