@@ -561,6 +561,11 @@ static int io_failure(lua_State *L, const csock_socket *s, int e, int partial) {
   return 4;
 }
 
+/* Where the text of the line d[p..e) ends, e being its LF: before a CR that precedes the LF. */
+static size_t text_end(const char *d, size_t p, size_t e) {
+  return e > p && d[e - 1] == '\r' ? e - 1 : e;
+}
+
 /*
 ** Where the response head in d[0..len) ends when its lines may end in a
 ** bare LF: the length of the head with its empty line, 0 while it has not
@@ -574,15 +579,15 @@ static long lenient_head_end(const char *d, size_t len, const limits *lim, size_
     if (lines == 0 && e - p > lim->max_line + 1) return -414;
     if (lines > 0 && fields + (e - p) > lim->max_bytes) return -431;
     if (nl == NULL) return 0;
-    size_t text_end = e > p && d[e - 1] == '\r' ? e - 1 : e;
-    if (memchr(d + p, '\r', text_end - p) != NULL) return -400; /* a bare CR */
-    if (text_end == p) { /* the empty line: the head ends, unless the status line is missing */
+    size_t t = text_end(d, p, e);
+    if (memchr(d + p, '\r', t - p) != NULL) return -400; /* a bare CR */
+    if (t == p) { /* the empty line: the head ends, unless the status line is missing */
       *copy_len = total + 2;
       return lines == 0 ? -400 : (long)(e + 1);
     }
     if (++lines > lim->max_lines + 1) return -431;
-    total += text_end - p + 2;
-    if (lines > 1) fields += text_end - p + 2;
+    total += t - p + 2;
+    if (lines > 1) fields += t - p + 2;
     p = e + 1;
   }
 }
@@ -614,7 +619,7 @@ static int attempt_lenient_response(lua_State *L, csock_socket *s, const limits 
   size_t p = 0, q = 0;
   while (p < (size_t)end) {
     size_t e = (size_t)((const char *)memchr(d + p, '\n', (size_t)end - p) - d);
-    size_t n = (e > p && d[e - 1] == '\r' ? e - 1 : e) - p;
+    size_t n = text_end(d, p, e) - p;
     memcpy(copy + q, d + p, n);
     copy[q + n] = '\r';
     copy[q + n + 1] = '\n';
