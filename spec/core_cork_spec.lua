@@ -177,28 +177,25 @@ local function replies_and_segments(lines)
 end
 
 describe("a reply followed by close", function()
-  it("leaves with the FIN in one segment once connections have been closing after a reply",
-    function()
-      local replies, segments = replies_and_segments(scenario("close"))
-      assert.are.same({ "reply to close 0", "reply to close 1", "reply to close 2",
-        "reply to close 3", "reply to close 4", "reply to close 5" }, replies)
-      -- the first connection, before any close was seen, gets the reply and the FIN apart
-      for i = 2, 6 do assert.are.equal(segments[1] - 1, segments[i]) end
+  -- Six connections, each answered and closed: the first, before any close was seen, gets the
+  -- reply and the FIN apart; from the first corked one on, they come in one segment.
+  for _, case in ipairs {
+    { "once connections have been closing after a reply", "close", nil, 2 },
+    { "when the reply went by send", "send", nil, 4 },
+    { "through csock.socket's send and close", "close", LUASOCKET_SERVER, 2 },
+  } do
+    local title, name, server, corked_from = table.unpack(case)
+    it("leaves with the FIN in one segment " .. title, function()
+      local replies, segments = replies_and_segments(scenario(name, server))
+      local expected = {}
+      for i = 0, 5 do
+        local word = i < corked_from - 1 and "close" or name -- "send" comes after three closes
+        expected[i + 1] = ("reply to %s %d"):format(word, i)
+      end
+      assert.are.same(expected, replies)
+      for i = corked_from, 6 do assert.are.equal(segments[1] - 1, segments[i]) end
     end)
-
-  it("leaves with the FIN in one segment when the reply went by send", function()
-    local replies, segments = replies_and_segments(scenario("send"))
-    assert.are.same({ "reply to close 0", "reply to close 1", "reply to close 2",
-      "reply to send 3", "reply to send 4", "reply to send 5" }, replies)
-    for i = 4, 6 do assert.are.equal(segments[1] - 1, segments[i]) end
-  end)
-
-  it("leaves with the FIN in one segment through csock.socket's send and close", function()
-    local replies, segments = replies_and_segments(scenario("close", LUASOCKET_SERVER))
-    assert.are.same({ "reply to close 0", "reply to close 1", "reply to close 2",
-      "reply to close 3", "reply to close 4", "reply to close 5" }, replies)
-    for i = 2, 6 do assert.are.equal(segments[1] - 1, segments[i]) end
-  end)
+  end
 
   it("leaves apart from the FIN again once connections have gone on after their reply",
     function()
